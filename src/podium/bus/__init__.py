@@ -1,0 +1,19 @@
+"""Event envelope and transport: in-process (embedded); Redis Streams comes with distributed mode."""
+
+from __future__ import annotations
+
+from podium.bus.base import Bus
+from podium.bus.events import Event, new_id, utc_iso
+from podium.errors import PodiumError
+
+
+def open_bus(url: str = "memory://") -> Bus:
+    """The bus for a URL; backends are imported lazily so the embedded path needs no extras."""
+    if url.startswith("memory:"):
+        from podium.bus.memory import MemoryBus
+
+        return MemoryBus()
+    raise PodiumError(f"unsupported bus URL {url.split('://')[0]}://; this build supports memory://")
+
+
+__all__ = ["Bus", "Event", "new_id", "open_bus", "utc_iso"]

@@ -1,0 +1,740 @@
+"""The durable run state machine (DESIGN §3): what becomes ready, failure handling, recovery.
+
+Every change is recorded in the journal (committed before it takes effect); step bodies start
+only after the commit that marked them running. The store/bus pair decides embedded vs distributed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import os
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from podium.bus.base import Bus
+from podium.bus.events import Event, new_id
+from podium.engine.executor import Outcome, StepExecutor
+from podium.engine.journal import Journal
+from podium.engine.rules import CLEANUP_TRIGGERS, Gate, final_status, trigger_gate
+from podium.engine.runtime import Compiled, RunRuntime
+from podium.engine.summary import RunSummary, build_summary
+from podium.errors import (
+    ExpressionError, NonRetryable, PodiumError, RunFinished, RunNotFound, StepError,
+)
+from podium.model.expressions import render
+from podium.model.inputs import resolve_inputs
+from podium.model.workflow import PRIORITY_RANK, Step, Workflow
+from podium.settings import Settings
+from podium.steps import StepContext, StepResult
+from podium.store import codec
+from podium.store.base import Store
+from podium.store.records import RUN_DEAD, DlqEntry, RunState, StepState
+
+log = structlog.get_logger("podium.engine")
+_CHILD_NAMESPACE = uuid.UUID("6f1c7a3e-5d0b-4c41-9b7e-0d3c2f6a9e11")
+_OPEN = frozenset({"pending", "ready", "running"})
+
+
+class Engine:
+    """Runs workflows durably. Use as `async with Engine(store, bus) as engine:`."""
+
+    def __init__(
+        self, store: Store, bus: Bus, settings: Settings | None = None, *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.settings = settings or Settings()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-12:]}"
+        self.journal = Journal(store, bus)
+        self._executor = StepExecutor(
+            self.journal, self._emit, self, env or {}, self.settings.max_output_bytes
+        )
+        self._compiled: dict[str, Compiled] = {}
+        self._compiled_by_obj: dict[int, Compiled] = {}
+        self._active: dict[str, RunRuntime] = {}
+        self._queued: dict[str, RunRuntime] = {}
+        self._queue: list[tuple[int, int, str]] = []
+        self._fifo = itertools.count()
+        self._signal_waiters: dict[tuple[str, str], list[tuple[StepState, asyncio.Future[Any]]]] = {}
+        self._claimed_signals: set[int] = set()
+        self._background: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        self._background = [
+            asyncio.create_task(self._renew_leases()),
+            asyncio.create_task(self._poll_requests()),
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stops without finishing runs: their committed state stays for `recover`."""
+        for task in self._background:
+            task.cancel()
+        for rt in list(self._active.values()):
+            if rt.timer:
+                rt.timer.cancel()
+            for task in list(rt.tasks.values()):
+                task.cancel()
+        tasks = [t for rt in self._active.values() for t in rt.tasks.values()]
+        await asyncio.gather(*self._background, *tasks, return_exceptions=True)
+        self._background = []
+        if self.journal.failure is None:
+            await self.journal.drain()
+            await self.store.release_leases(self.owner)
+        for rt in [*self._active.values(), *self._queued.values()]:
+            if rt.done and not rt.done.done():
+                rt.done.cancel()
+        self._active.clear()
+        self._queued.clear()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    async def submit(
+        self, workflow: Workflow, inputs: Mapping[str, Any] | None = None, *,
+        run_id: str | None = None, parent_run_id: str | None = None,
+        priority: str | None = None,
+    ) -> str:
+        """Validates the inputs, commits the run as `queued` and returns its id."""
+        values = resolve_inputs(workflow, inputs or {})
+        compiled = self._compile(workflow)
+        now = time.time()
+        row = RunState(
+            run_id=run_id or new_id(), workflow=workflow.name,
+            workflow_version=str(workflow.version), definition_digest=compiled.digest,
+            inputs=values, priority=priority or workflow.priority, created_at=now,
+            parent_run_id=parent_run_id, owner=self.owner,
+            lease_until=now + self.settings.lease_s,
+        )
+        rt = self._runtime(row, compiled, [])
+        self.journal.definition(compiled.digest, compiled.body)
+        self.journal.run(row)
+        self._emit(rt, "run.queued", {"workflow": row.workflow, "priority": row.priority})
+        self._enqueue(rt)
+        await self.journal.committed()
+        return row.run_id
+
+    async def run(self, workflow: Workflow, inputs: Mapping[str, Any] | None = None) -> RunSummary:
+        return await self.wait(await self.submit(workflow, inputs))
+
+    async def wait_done(self, run_id: str) -> None:
+        """Waits until the run is final (cheaper than `wait`: builds no summary)."""
+        rt = self._active.get(run_id) or self._queued.get(run_id)
+        if rt is not None and rt.done is not None:
+            await asyncio.shield(rt.done)
+            return
+        while True:
+            row = await self.store.get_run(run_id)
+            if row is None:
+                raise RunNotFound(run_id)
+            if row.done:
+                return
+            await asyncio.sleep(self.settings.poll_interval_s)
+
+    async def wait(self, run_id: str) -> RunSummary:
+        await self.wait_done(run_id)
+        return await self.summary(run_id)
+
+    async def summary(self, run_id: str) -> RunSummary:
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(run_id)
+        compiled = await self._compiled_for(row.definition_digest)
+        return build_summary(row, compiled.plan.order, await self.store.get_steps(run_id))
+
+    async def cancel(self, run_id: str) -> bool:
+        """Cancels a run; False if another process runs it (it was asked to cancel)."""
+        if run_id in self._queued:
+            rt = self._queued.pop(run_id)
+            rt.row.status, rt.row.finished_at = "cancelled", time.time()
+            rt.row.error = "cancelled before it started"
+            self._finalize(rt)
+            return True
+        if run_id in self._active:
+            self._stop(self._active[run_id], "cancelled", "cancelled by request")
+            return True
+        row = await self._require_unfinished(run_id, "cancel")
+        await self.store.request_cancel(row.run_id)
+        return False
+
+    async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Delivers a signal; one sent before the step waits is kept for it."""
+        await self._require_unfinished(run_id, "signal")
+        await self.store.add_signal(run_id, name, payload)
+        await self._deliver_signals([run_id])
+
+    async def recover(self, run_ids: Sequence[str] | None = None) -> list[str]:
+        """Resumes unfinished runs nobody holds; returns their ids."""
+        claimed = await self.store.claim_unfinished(self.owner, self.settings.lease_s, run_ids)
+        resumed = []
+        for run_id in claimed:
+            if run_id not in self._active and run_id not in self._queued:
+                await self._resume(run_id)
+                resumed.append(run_id)
+        return resumed
+
+    async def replay(self, run_id: str) -> None:
+        """Re-runs a dead-lettered run from its failed steps, reusing succeeded outputs."""
+        if await self.store.get_dlq(run_id) is None:
+            raise PodiumError(f"run {run_id} is not in the dead-letter queue; `podium dlq list`")
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(run_id)
+        compiled = await self._compiled_for(row.definition_digest)
+        states = [s for s in await self.store.get_steps(run_id) if s.status == "succeeded"]
+        row.status, row.stopping, row.error, row.finished_at = "queued", None, None, None
+        row.owner, row.lease_until = self.owner, time.time() + self.settings.lease_s
+        rt = self._runtime(row, compiled, states)
+        for state in rt.all_states():
+            self.journal.step(state)  # rewrites the reset rows as pending
+        self.journal.run(row)
+        self.journal.undead(run_id)
+        self._emit(rt, "run.replayed", {"kept_steps": sorted({s.step_id for s in states})})
+        self._enqueue(rt)
+        await self.journal.committed()
+
+    def active_runs(self) -> list[str]:
+        return list(self._active)
+
+    # -- queue -----------------------------------------------------------------------------
+
+    def _enqueue(self, rt: RunRuntime) -> None:
+        self._queued[rt.run_id] = rt
+        heapq.heappush(self._queue, (PRIORITY_RANK[rt.row.priority], next(self._fifo), rt.run_id))
+        self.journal.after(self._pump)
+
+    def _pump(self) -> None:
+        while self._queue and len(self._active) < self.settings.max_active_runs:
+            _, _, run_id = heapq.heappop(self._queue)
+            rt = self._queued.pop(run_id, None)
+            if rt is not None:  # a queued run cancelled meanwhile is gone from _queued
+                self._start_run(rt)
+
+    def _start_run(self, rt: RunRuntime) -> None:
+        self._active[rt.run_id] = rt
+        rt.row.status, rt.row.started_at = "running", time.time()
+        self.journal.run(rt.row)
+        self._emit(rt, "run.started", {})
+        self._arm_timeout(rt)
+        self._advance(rt, rt.compiled.roots)
+
+    def _arm_timeout(self, rt: RunRuntime) -> None:
+        limit = rt.workflow.timeout_s
+        if limit is None or rt.row.started_at is None:
+            return
+        remaining = max(0.0, rt.row.started_at + limit - time.time())
+        rt.timer = asyncio.get_running_loop().call_later(
+            remaining, self._stop, rt, "timed_out", f"the run timed out after {limit:g}s"
+        )
+
+    # -- deciding what runs --------------------------------------------------------------------
+
+    def _advance(self, rt: RunRuntime, candidates: Iterable[str]) -> None:
+        """Starts or skips every candidate whose trigger rule is decided, then its dependents."""
+        work = deque(candidates)
+        dependents = rt.compiled.plan.dependents
+        while work:
+            st = rt.steps[work.popleft()]
+            if st.status != "pending":
+                continue
+            step = rt.compiled.step(st.step_id)
+            gate = self._gate(rt, step)
+            if gate is Gate.WAIT:
+                continue
+            if gate is Gate.SKIP:
+                self._skip(rt, st, "its trigger rule can no longer hold")
+            else:
+                self._start_step(rt, st, step)
+            if st.done:
+                work.extend(dependents[st.step_id])
+        self._maybe_finish(rt)
+
+    def _gate(self, rt: RunRuntime, step: Step) -> Gate:
+        stopping = rt.row.stopping
+        if stopping is not None and (stopping != "failed" or step.trigger not in CLEANUP_TRIGGERS):
+            return Gate.SKIP
+        return trigger_gate(step.trigger, (rt.steps[n].status for n in step.needs))
+
+    def _start_step(self, rt: RunRuntime, st: StepState, step: Step) -> None:
+        try:
+            if step.when is not None and not _truthy(render(step.when, rt.context(st, 1, {}))):
+                self._skip(rt, st, "its `when` condition is false")
+                return
+            if step.for_each is None:
+                self._launch(rt, st)
+                return
+            items = _items(step, rt.context(st, 1, {}))
+        except ExpressionError as exc:
+            self._fail_now(rt, st, str(exc))
+            return
+        rt.items[st.step_id] = items
+        st.status, st.started_at, st.attempts = "running", time.time(), 1
+        self.journal.step(st)
+        self._emit(rt, "agent.task.started", {"step": st.step_id, "instances": len(items)})
+        rt.instances[st.step_id] = [
+            StepState(rt.run_id, st.step_id, i) for i in range(len(items))
+        ]
+        self._fill_instances(rt, st, step)
+
+    def _fill_instances(self, rt: RunRuntime, parent: StepState, step: Step) -> None:
+        instances = rt.instances[parent.step_id]
+        limit = step.max_parallel or len(instances) or 1
+        running = sum(1 for i in instances if i.status == "running")
+        for inst in instances:
+            if running >= limit:
+                break
+            if inst.status == "pending":
+                self._launch(rt, inst)
+                running += 1
+        if all(i.done for i in instances):
+            self._for_each_done(rt, parent, step)
+
+    def _launch(self, rt: RunRuntime, st: StepState) -> None:
+        st.status, st.attempts = "running", st.attempts + 1
+        st.started_at = st.started_at or time.time()
+        self.journal.step(st)
+        self._emit(rt, "agent.task.started", {
+            "step": st.step_id, "index": st.index, "attempt": st.attempts,
+        })
+        self.journal.after(lambda: self._spawn(rt, st))
+
+    def _spawn(self, rt: RunRuntime, st: StepState) -> None:
+        if st.status == "running" and not rt.row.done and rt.run_id in self._active:
+            task = asyncio.get_running_loop().create_task(self._execute(rt, st))
+            rt.tasks[(st.step_id, st.index)] = task
+
+    async def _execute(self, rt: RunRuntime, st: StepState) -> None:
+        step = rt.compiled.step(st.step_id)
+        try:
+            outcome = await self._executor.run_step(rt, st, step)
+        finally:
+            rt.tasks.pop((st.step_id, st.index), None)
+        self._finish(rt, st, outcome)
+
+    # -- results -------------------------------------------------------------------------------
+
+    def _finish(self, rt: RunRuntime, st: StepState, outcome: Outcome) -> None:
+        if st.status != "running" or rt.row.done:
+            return  # cancelled or timed out meanwhile: a late result is ignored
+        st.finished_at = time.time()
+        payload: dict[str, Any] = {
+            "step": st.step_id, "index": st.index, "attempt": st.attempts,
+            "duration_s": round(st.finished_at - (st.started_at or st.finished_at), 6),
+        }
+        if outcome.ok and outcome.result is not None:
+            result = outcome.result
+            st.status, st.error, st.fallback_used = "succeeded", None, outcome.fallback_used
+            st.output, st.output_blob = result.output, outcome.blob
+            st.cost_usd, st.tokens_in, st.tokens_out = result.cost_usd, result.tokens_in, result.tokens_out
+            st.completed_seq = rt.next_seq()
+            payload.update(fallback_used=outcome.fallback_used, cost_usd=result.cost_usd)
+            self._emit(rt, "agent.task.completed", payload)
+        else:
+            st.status, st.error = "failed", outcome.error
+            self._emit(rt, "agent.task.failed", {**payload, "error": outcome.error})
+        signal_id = rt.signal_ids.pop((st.step_id, st.index), None)
+        if signal_id is not None:
+            self.journal.signal_taken(signal_id)
+        self.journal.step(st)
+        if st.index >= 0:
+            self._instance_done(rt, st)
+        else:
+            self._step_done(rt, st)
+
+    def _fail_now(self, rt: RunRuntime, st: StepState, error: str) -> None:
+        """Fails a step before any attempt (a bad `when` or `for_each`)."""
+        st.status, st.error = "running", None
+        st.started_at = st.started_at or time.time()
+        self._finish(rt, st, Outcome(error=error))
+
+    def _instance_done(self, rt: RunRuntime, inst: StepState) -> None:
+        parent = rt.steps[inst.step_id]
+        if parent.status != "running":
+            return
+        step = rt.compiled.step(inst.step_id)
+        if inst.status == "failed":
+            for other in rt.instances[inst.step_id]:
+                if other.status == "running":
+                    self._cancel_step(rt, other, f"instance {inst.index} failed")
+            self._finish(rt, parent, Outcome(error=f"instance {inst.index} failed: {inst.error}"))
+            return
+        self._fill_instances(rt, parent, step)
+
+    def _for_each_done(self, rt: RunRuntime, parent: StepState, step: Step) -> None:
+        instances = rt.instances[parent.step_id]
+        output = [i.output for i in instances]
+        try:
+            blob = self._executor.encode(parent.step_id, output)
+        except StepError as exc:
+            self._finish(rt, parent, Outcome(error=str(exc)))
+            return
+        result = StepResult(
+            output=output, cost_usd=sum(i.cost_usd for i in instances),
+            tokens_in=sum(i.tokens_in for i in instances),
+            tokens_out=sum(i.tokens_out for i in instances),
+        )
+        fallback = any(i.fallback_used for i in instances)
+        self._finish(rt, parent, Outcome(result, blob, fallback_used=fallback))
+
+    def _step_done(self, rt: RunRuntime, st: StepState) -> None:
+        step = rt.compiled.step(st.step_id)
+        if st.status == "failed" and not step.optional:
+            self._stop(rt, "failed", f"step {st.step_id} failed: {st.error}")
+        self._advance(rt, rt.compiled.plan.dependents[st.step_id])
+
+    def _skip(self, rt: RunRuntime, st: StepState, reason: str) -> None:
+        st.status, st.finished_at = "skipped", time.time()
+        self.journal.step(st)
+        self._emit(rt, "agent.task.skipped", {"step": st.step_id, "reason": reason})
+
+    def _cancel_step(self, rt: RunRuntime, st: StepState, reason: str) -> None:
+        st.status, st.finished_at, st.error = "cancelled", time.time(), reason
+        self.journal.step(st)
+        self._emit(rt, "agent.task.cancelled", {"step": st.step_id, "index": st.index, "reason": reason})
+        task = rt.tasks.pop((st.step_id, st.index), None)
+        if task is not None:
+            task.cancel()
+
+    # -- stopping, compensation, completion -----------------------------------------------------
+
+    def _stop(self, rt: RunRuntime, outcome: str, reason: str) -> None:
+        """Fails, cancels or times out a run: running steps are cancelled, then compensation."""
+        if rt.row.stopping is not None or rt.row.done:
+            return
+        rt.row.stopping, rt.row.error = outcome, reason
+        self.journal.run(rt.row)
+        self._emit(rt, "run.stopping", {"outcome": outcome, "reason": reason})
+        for st in list(rt.all_states()):
+            if st.status == "running":
+                self._cancel_step(rt, st, reason)
+        self._advance(rt, rt.compiled.plan.order)
+
+    def _maybe_finish(self, rt: RunRuntime) -> None:
+        if rt.row.done or rt.compensating or rt.run_id not in self._active:
+            return
+        if any(st.status in _OPEN for st in rt.steps.values()):
+            return
+        if rt.row.stopping is not None:
+            pending = self._to_compensate(rt)
+            if pending:
+                rt.compensating = True
+                asyncio.get_running_loop().create_task(self._compensate(rt, pending))
+                return
+        self._complete(rt)
+
+    def _to_compensate(self, rt: RunRuntime) -> list[StepState]:
+        states = [
+            st for st in rt.compensation_units()
+            if st.status == "succeeded" and st.compensation_error is None
+            and rt.compiled.step(st.step_id).compensate is not None
+        ]
+        return sorted(states, key=lambda s: s.completed_seq or 0, reverse=True)
+
+    async def _compensate(self, rt: RunRuntime, states: list[StepState]) -> None:
+        """Saga: undo succeeded steps in reverse completion order; one failure stops nothing."""
+        for st in states:
+            step = rt.compiled.step(st.step_id)
+            outcome = await self._executor.run_compensation(rt, st, step)
+            if outcome.ok:
+                st.status = "compensated"
+                self._emit(rt, "agent.task.compensated", {"step": st.step_id, "index": st.index})
+            else:
+                st.compensation_error = outcome.error
+                self._emit(rt, "agent.task.compensation_failed", {
+                    "step": st.step_id, "index": st.index, "error": outcome.error,
+                })
+            self.journal.step(st)
+            await self.journal.committed()
+        for step_id, instances in rt.instances.items():
+            parent = rt.steps[step_id]
+            if parent.status == "succeeded" and instances and all(
+                i.status == "compensated" for i in instances
+            ):
+                parent.status = "compensated"
+                self.journal.step(parent)
+        self._complete(rt)
+
+    def _complete(self, rt: RunRuntime) -> None:
+        row = rt.row
+        units = list(rt.compensation_units())
+        parents = rt.steps.values()
+        failed = sum(1 for s in units if s.compensation_error is not None)
+        ran = failed + sum(1 for s in units if s.status == "compensated")
+        degraded = any(s.status == "failed" or s.fallback_used for s in parents)
+        row.status = final_status(
+            row.stopping, degraded=degraded, compensations_ran=ran, compensations_failed=failed
+        )
+        row.finished_at = time.time()
+        row.cost_usd = sum(s.cost_usd for s in parents)
+        row.tokens_in = sum(s.tokens_in for s in parents)
+        row.tokens_out = sum(s.tokens_out for s in parents)
+        if rt.timer is not None:
+            rt.timer.cancel()
+        self._finalize(rt)
+
+    def _finalize(self, rt: RunRuntime) -> None:
+        row = rt.row
+        row.finished_at = row.finished_at or time.time()
+        self.journal.run(row)
+        self._emit(rt, "run.completed", {
+            "status": row.status, "error": row.error,
+            "duration_s": round(row.finished_at - (row.started_at or row.created_at), 6),
+        })
+        if row.status in RUN_DEAD:
+            failed_steps = tuple(
+                s.step_id for s in rt.steps.values() if s.status in ("failed", "cancelled")
+            )
+            self.journal.dead_letter(DlqEntry(
+                row.run_id, row.workflow, row.status, row.error, failed_steps, row.finished_at,
+            ))
+        self.journal.after(lambda: self._retire(rt))
+
+    def _retire(self, rt: RunRuntime) -> None:
+        self._active.pop(rt.run_id, None)
+        if rt.done is not None and not rt.done.done():
+            rt.done.set_result(None)
+        self._pump()
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    async def _resume(self, run_id: str) -> None:
+        row = await self.store.get_run(run_id)
+        if row is None or row.done:
+            return
+        compiled = await self._compiled_for(row.definition_digest)
+        rt = self._runtime(row, compiled, await self.store.get_steps(run_id))
+        if row.status == "queued":
+            self._enqueue(rt)
+            return
+        self._active[run_id] = rt
+        self._emit(rt, "run.resumed", {"owner": self.owner})
+        self._arm_timeout(rt)
+        interrupted = [s for s in rt.all_states() if s.status in ("running", "ready")]
+        if row.stopping is not None:
+            for st in interrupted:
+                self._cancel_step(rt, st, row.error or "the run was stopping")
+        else:
+            self._relaunch(rt, interrupted)
+        self._advance(rt, compiled.plan.order)
+
+    def _relaunch(self, rt: RunRuntime, interrupted: list[StepState]) -> None:
+        for st in interrupted:
+            if st.index >= 0:
+                continue
+            step = rt.compiled.step(st.step_id)
+            if step.for_each is None:
+                self._launch(rt, st)
+                continue
+            try:
+                rt.items[st.step_id] = _items(step, rt.context(st, 1, {}))
+            except ExpressionError as exc:
+                self._finish(rt, st, Outcome(error=str(exc)))
+                continue
+            kept = {i.index: i for i in rt.instances.get(st.step_id, [])}
+            rt.instances[st.step_id] = [
+                kept.get(i) or StepState(rt.run_id, st.step_id, i)
+                for i in range(len(rt.items[st.step_id]))
+            ]
+            for inst in rt.instances[st.step_id]:
+                if inst.status == "running":
+                    inst.status = "pending"
+            self._fill_instances(rt, st, step)
+
+    def _runtime(self, row: RunState, compiled: Compiled, states: list[StepState]) -> RunRuntime:
+        steps = {sid: StepState(row.run_id, sid) for sid in compiled.plan.order}
+        rt = RunRuntime(row, compiled, steps)
+        for state in states:
+            if state.output_blob is not None:
+                state.output = codec.decode(state.output_blob)
+            if state.index < 0:
+                rt.steps[state.step_id] = state
+            else:
+                rt.instances.setdefault(state.step_id, []).append(state)
+        for instances in rt.instances.values():
+            instances.sort(key=lambda s: s.index)
+        rt.completed = max((s.completed_seq or 0 for s in rt.all_states()), default=0)
+        rt.done = asyncio.get_running_loop().create_future()
+        return rt
+
+    def _compile(self, workflow: Workflow) -> Compiled:
+        compiled = self._compiled_by_obj.get(id(workflow))
+        if compiled is None or compiled.workflow is not workflow:
+            compiled = Compiled.of(workflow)
+            compiled = self._compiled.setdefault(compiled.digest, compiled)
+            self._compiled_by_obj[id(workflow)] = compiled
+        return compiled
+
+    async def _compiled_for(self, digest: str) -> Compiled:
+        compiled = self._compiled.get(digest)
+        if compiled is None:
+            workflow = Workflow.model_validate(await self.store.get_definition(digest))
+            compiled = self._compiled.setdefault(digest, Compiled.of(workflow))
+        return compiled
+
+    async def _require_unfinished(self, run_id: str, action: str) -> RunState:
+        rt = self._active.get(run_id) or self._queued.get(run_id)
+        row = rt.row if rt is not None else await self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(run_id)
+        if row.done:
+            raise RunFinished(run_id, row.status, action)
+        return row
+
+    # -- background duties --------------------------------------------------------------------
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_s / 3)
+            if self._active or self._queued:
+                await self.store.renew_leases(self.owner, self.settings.lease_s)
+
+    async def _poll_requests(self) -> None:
+        """Picks up cancels and signals that other processes wrote to the store."""
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            try:
+                if self._active or self._queued:
+                    for run_id in await self.store.cancel_requests(list(self._active)):
+                        await self.cancel(run_id)
+                if self._signal_waiters:
+                    await self._deliver_signals(list({r for r, _ in self._signal_waiters}))
+            except PodiumError as exc:
+                log.warning("polling the store failed", error=str(exc))
+
+    async def _deliver_signals(self, run_ids: Sequence[str]) -> None:
+        if not any(r == run_id for r, _ in self._signal_waiters for run_id in run_ids):
+            return
+        for signal in await self.store.pending_signals(run_ids):
+            waiters = self._signal_waiters.get((signal.run_id, signal.name))
+            if not waiters or signal.signal_id in self._claimed_signals:
+                continue
+            st, future = waiters.pop(0)
+            if not waiters:
+                del self._signal_waiters[(signal.run_id, signal.name)]
+            self._take_signal(st, signal.signal_id)
+            if not future.done():
+                future.set_result(signal.payload)
+
+    def _take_signal(self, st: StepState, signal_id: int) -> None:
+        rt = self._active[st.run_id]
+        self._claimed_signals.add(signal_id)
+        rt.signal_ids[(st.step_id, st.index)] = signal_id
+
+    # -- StepHost: services for the wait and workflow kinds ---------------------------------
+
+    def _state(self, ctx: StepContext) -> StepState:
+        rt = self._active[ctx.run_id]
+        return rt.steps[ctx.step_id] if ctx.index is None else rt.instances[ctx.step_id][ctx.index]
+
+    async def wait_signal(self, ctx: StepContext, name: str) -> Any:
+        st = self._state(ctx)
+        for signal in await self.store.pending_signals([ctx.run_id]):
+            if signal.name == name and signal.signal_id not in self._claimed_signals:
+                self._take_signal(st, signal.signal_id)
+                return signal.payload
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        entry = (st, future)
+        self._signal_waiters.setdefault((ctx.run_id, name), []).append(entry)
+        self._emit(self._active[ctx.run_id], "agent.task.waiting", {"step": ctx.step_id, "signal": name})
+        try:
+            return await future
+        finally:
+            waiters = self._signal_waiters.get((ctx.run_id, name), [])
+            if entry in waiters:
+                waiters.remove(entry)
+                if not waiters:
+                    del self._signal_waiters[(ctx.run_id, name)]
+
+    def wake_at(self, ctx: StepContext, delay_s: float | None, until: str | None) -> float:
+        st = self._state(ctx)
+        if st.wake_at is None:
+            st.wake_at = time.time() + delay_s if delay_s is not None else _parse_time(until)
+            self.journal.step(st)
+        return st.wake_at
+
+    async def sleep_until(self, ctx: StepContext, wake_at: float) -> None:
+        await self.journal.committed()  # the deadline survives a restart
+        await asyncio.sleep(max(0.0, wake_at - time.time()))
+
+    async def run_child(
+        self, ctx: StepContext, workflow: str, definition: dict[str, Any] | None,
+        inputs: dict[str, Any],
+    ) -> Any:
+        child_id = str(uuid.uuid5(_CHILD_NAMESPACE, ctx.idempotency_key))
+        known = child_id in self._active or child_id in self._queued
+        row = None if known else await self.store.get_run(child_id)
+        if not known and row is None:
+            child = (Workflow.model_validate(definition) if definition
+                     else await self._registered(workflow))
+            await self.submit(child, inputs, run_id=child_id, parent_run_id=ctx.run_id)
+        elif row is not None and not row.done:
+            await self.recover([child_id])
+        try:
+            await self.wait_done(child_id)
+        except asyncio.CancelledError:
+            if child_id in self._active or child_id in self._queued:
+                await self.cancel(child_id)
+            raise
+        summary = await self.summary(child_id)
+        if summary.status not in ("succeeded", "degraded"):
+            raise NonRetryable(f"child run {child_id} ended {summary.status}: {summary.error}")
+        return summary.outputs
+
+    async def _registered(self, name: str) -> Workflow:
+        runs = await self.store.list_runs(workflow=name, limit=1)
+        if not runs:
+            raise NonRetryable(
+                f"no workflow named {name!r} is registered; run it once or give its file path"
+            )
+        return (await self._compiled_for(runs[0].definition_digest)).workflow
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _emit(self, rt: RunRuntime, event_type: str, payload: dict[str, Any]) -> None:
+        event = Event(
+            event_type=event_type, correlation_id=rt.run_id, payload=payload,
+            causation_id=rt.last_event_id, priority=rt.row.priority,
+        )
+        rt.last_event_id = event.event_id
+        self.journal.event(event)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "no", "none", "null")
+    return bool(value)
+
+
+def _items(step: Step, context: Mapping[str, Any]) -> list[Any]:
+    items = render(step.for_each, context) if isinstance(step.for_each, str) else step.for_each
+    if not isinstance(items, list):
+        raise ExpressionError(
+            f"for_each of step {step.id} did not give a list (got {type(items).__name__})"
+        )
+    return items
+
+
+def _parse_time(text: str | None) -> float:
+    if text is None:
+        return time.time()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise NonRetryable(f"`until` is not an ISO 8601 time (got {text!r})") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

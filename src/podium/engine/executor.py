@@ -1,0 +1,161 @@
+"""Runs one step instance: run_step -> _with_fallback -> _with_retries -> _attempt.
+
+It returns an Outcome and never decides what the run does next; the engine does that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from podium.engine.journal import Journal
+from podium.engine.rules import backoff_s
+from podium.engine.runtime import RunRuntime
+from podium.errors import NonRetryable, OutputTooLarge, Retry, StepError, StepTimedOut
+from podium.model.expressions import has_template, render
+from podium.model.workflow import Action, RetryPolicy, Step
+from podium.steps import RUNNERS, StepContext, StepHost, StepResult
+from podium.store import codec
+from podium.store.records import StepState
+
+Emit = Callable[[RunRuntime, str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: StepResult | None = None
+    blob: bytes | None = None
+    error: str | None = None
+    fallback_used: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# id -> (action, fields); holding the action keeps its id from being reused by another object.
+_TEMPLATED: dict[int, tuple[Action, tuple[str, ...]]] = {}
+
+
+def _templated_fields(action: Action) -> tuple[str, ...]:
+    """Which fields of an action hold expressions (computed once per action object)."""
+    cached = _TEMPLATED.get(id(action))
+    if cached is not None:
+        return cached[1]
+    fields = tuple(
+        name for name in type(action).model_fields
+        if name not in ("kind", "definition") and has_template(getattr(action, name))
+    )
+    _TEMPLATED[id(action)] = (action, fields)
+    return fields
+
+
+def render_action(action: Action, context: Mapping[str, Any]) -> Action:
+    fields = _templated_fields(action)
+    if not fields:
+        return action
+    return action.model_copy(update={f: render(getattr(action, f), context) for f in fields})
+
+
+class StepExecutor:
+    def __init__(
+        self, journal: Journal, emit: Emit, host: StepHost, env: Mapping[str, str],
+        max_output_bytes: int,
+    ) -> None:
+        self._journal = journal
+        self._emit = emit
+        self._host = host
+        self._env = env
+        self._max_output_bytes = max_output_bytes
+
+    async def run_step(self, rt: RunRuntime, st: StepState, step: Step) -> Outcome:
+        try:
+            result, blob = await self._with_retries(rt, st, step, step.action, step.retry)
+            return Outcome(result, blob)
+        except StepError as exc:
+            return await self._with_fallback(rt, st, step, str(exc))
+
+    async def run_compensation(self, rt: RunRuntime, st: StepState, step: Step) -> Outcome:
+        assert step.compensate is not None
+        try:
+            result, blob = await self._with_retries(
+                rt, st, step, step.compensate, RetryPolicy(), counted=False
+            )
+            return Outcome(result, blob)
+        except StepError as exc:
+            return Outcome(error=str(exc))
+
+    async def _with_fallback(self, rt: RunRuntime, st: StepState, step: Step, error: str) -> Outcome:
+        if step.fallback is None:
+            return Outcome(error=error)
+        self._emit(rt, "agent.task.fallback", {"step": st.step_id, "index": st.index, "error": error})
+        try:
+            result, blob = await self._attempt(rt, st, step, step.fallback, st.attempts)
+        except StepError as exc:
+            return Outcome(error=f"{error}; the fallback failed too: {exc}")
+        return Outcome(result, blob, fallback_used=True)
+
+    async def _with_retries(
+        self, rt: RunRuntime, st: StepState, step: Step, action: Action, policy: RetryPolicy,
+        *, counted: bool = True,
+    ) -> tuple[StepResult, bytes]:
+        attempt = st.attempts if counted else 1
+        while True:
+            try:
+                return await self._attempt(rt, st, step, action, attempt)
+            except StepError as exc:
+                if not exc.retryable or attempt >= policy.attempts:
+                    raise
+                after = exc.after if isinstance(exc, Retry) else None
+                delay = backoff_s(policy, attempt) if after is None else after
+                self._emit(rt, "agent.task.retrying", {
+                    "step": st.step_id, "index": st.index, "attempt": attempt,
+                    "error": str(exc), "delay_s": round(delay, 3),
+                })
+                await asyncio.sleep(delay)
+                attempt += 1
+                if counted:
+                    st.attempts = attempt
+                    self._journal.step(st)
+                    self._emit(rt, "agent.task.started", {
+                        "step": st.step_id, "index": st.index, "attempt": attempt,
+                    })
+                    await self._journal.committed()  # the attempt count survives a crash
+
+    async def _attempt(
+        self, rt: RunRuntime, st: StepState, step: Step, action: Action, attempt: int
+    ) -> tuple[StepResult, bytes]:
+        ctx = StepContext(
+            run_id=rt.run_id, step_id=st.step_id, attempt=attempt,
+            index=st.index if st.index >= 0 else None,
+            item=rt.items[st.step_id][st.index] if st.index >= 0 else None,
+            idempotency_key=_idempotency_key(st), inputs=rt.row.inputs,
+            workflow=rt.row.workflow, timeout_s=step.timeout_s,
+        )
+        try:
+            rendered = render_action(action, rt.context(st, attempt, self._env))
+            async with asyncio.timeout(step.timeout_s):
+                result = await RUNNERS[action.kind].run(rendered, ctx, self._host)
+        except TimeoutError:
+            raise StepTimedOut(st.step_id, step.timeout_s) from None
+        except StepError:
+            raise
+        except Exception as exc:  # a step body may raise anything: it is a failed attempt
+            raise StepError(f"{type(exc).__name__}: {exc}") from None
+        return result, self.encode(st.step_id, result.output)
+
+    def encode(self, step_id: str, output: Any) -> bytes:
+        try:
+            blob = codec.encode(output)
+        except TypeError as exc:
+            raise NonRetryable(f"output of step {step_id} is not JSON-serialisable: {exc}") from None
+        if len(blob) > self._max_output_bytes:
+            raise NonRetryable(str(OutputTooLarge(step_id, len(blob), self._max_output_bytes)))
+        return blob
+
+
+def _idempotency_key(st: StepState) -> str:
+    base = f"{st.run_id}/{st.step_id}"
+    return base if st.index < 0 else f"{base}/{st.index}"

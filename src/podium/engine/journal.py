@@ -1,0 +1,111 @@
+"""Group commit: state changes made during one loop turn are committed in one transaction.
+
+After the commit, the batch's events are published and its follow-up actions run, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+
+from podium.bus.base import Bus
+from podium.bus.events import Event
+from podium.store.base import Store
+from podium.store.records import Batch, DlqEntry, RunState, StepState
+
+log = structlog.get_logger("podium.journal")
+
+
+class Journal:
+    def __init__(self, store: Store, bus: Bus) -> None:
+        self._store = store
+        self._bus = bus
+        self._batch = Batch()
+        self._after: list[Callable[[], None]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._scheduled = False
+        self.failure: Exception | None = None  # a store error stops the engine; restart recovers
+
+    def run(self, run: RunState) -> None:
+        self._batch.runs[run.run_id] = run
+        self._schedule()
+
+    def step(self, step: StepState) -> None:
+        self._batch.steps[step.key] = step
+        self._schedule()
+
+    def event(self, event: Event) -> None:
+        self._batch.events.append(event)
+        self._schedule()
+
+    def definition(self, digest: str, body: bytes) -> None:
+        self._batch.definitions[digest] = body
+        self._schedule()
+
+    def dead_letter(self, entry: DlqEntry) -> None:
+        self._batch.dlq_add.append(entry)
+        self._schedule()
+
+    def undead(self, run_id: str) -> None:
+        self._batch.dlq_remove.append(run_id)
+        self._schedule()
+
+    def signal_taken(self, signal_id: int) -> None:
+        self._batch.signals_taken.append(signal_id)
+        self._schedule()
+
+    def after(self, action: Callable[[], None]) -> None:
+        """Runs `action` once everything recorded so far is committed."""
+        self._after.append(action)
+        self._schedule()
+
+    def committed(self) -> asyncio.Future[None]:
+        """A future that resolves once everything recorded so far is committed."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        self._schedule()
+        return future
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick)
+
+    def _kick(self) -> None:
+        self._scheduled = False
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._batch or self._after or self._waiters:
+            batch, after, waiters = self._batch, self._after, self._waiters
+            self._batch, self._after, self._waiters = Batch(), [], []
+            if self.failure is None:
+                try:
+                    if batch:
+                        await asyncio.shield(self._store.write(batch))
+                except Exception as exc:  # the store wraps its errors; anything here is fatal
+                    log.error("store write failed; the engine stops", error=str(exc))
+                    self.failure = exc
+            if self.failure is not None:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(self.failure)
+                continue
+            if batch.events:
+                self._bus.publish(batch.events)
+            for action in after:
+                try:
+                    action()
+                except Exception:  # one bad follow-up must not stall every other run
+                    log.exception("follow-up action failed")
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Waits until everything recorded so far is committed."""
+        await self.committed()

@@ -1,0 +1,67 @@
+"""Pure decisions of the run state machine: trigger rules, backoff, a run's final status.
+
+No I/O and no clock: the engine and the property tests share these functions.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from enum import Enum
+
+from podium.model.workflow import RetryPolicy
+
+SUCCESS = frozenset({"succeeded"})
+FAILURE = frozenset({"failed", "cancelled"})
+DONE = frozenset({"succeeded", "failed", "skipped", "cancelled", "compensated"})
+CLEANUP_TRIGGERS = frozenset({"all_done", "one_failed"})
+
+
+class Gate(Enum):
+    READY = "ready"
+    SKIP = "skip"  # the rule can no longer hold
+    WAIT = "wait"
+
+
+def trigger_gate(rule: str, upstream: Iterable[str]) -> Gate:
+    """Airflow's trigger rules over the statuses of a step's `needs`."""
+    statuses = list(upstream)
+    if not statuses:
+        return Gate.READY
+    all_done = all(s in DONE for s in statuses)
+    any_ok = any(s in SUCCESS for s in statuses)
+    any_failed = any(s in FAILURE for s in statuses)
+    if rule == "all_success":
+        if any_failed or any(s == "skipped" for s in statuses):
+            return Gate.SKIP
+        return Gate.READY if all(s in SUCCESS for s in statuses) else Gate.WAIT
+    if rule == "all_done":
+        return Gate.READY if all_done else Gate.WAIT
+    if rule == "one_success":
+        return Gate.READY if any_ok else (Gate.SKIP if all_done else Gate.WAIT)
+    if rule == "one_failed":
+        return Gate.READY if any_failed else (Gate.SKIP if all_done else Gate.WAIT)
+    if rule == "none_failed":
+        return Gate.SKIP if any_failed else (Gate.READY if all_done else Gate.WAIT)
+    raise ValueError(f"unknown trigger rule {rule!r}")
+
+
+def backoff_s(policy: RetryPolicy, failed_attempt: int, rng: random.Random | None = None) -> float:
+    """Delay before the attempt after `failed_attempt` (1-based): exponential, capped, jittered."""
+    base = min(policy.backoff_s * policy.factor ** (failed_attempt - 1), policy.max_backoff_s)
+    if not policy.jitter:
+        return base
+    spread = (rng or random).uniform(-policy.jitter, policy.jitter)
+    return max(0.0, base * (1.0 + spread))
+
+
+def final_status(
+    stopping: str | None, *, degraded: bool, compensations_ran: int, compensations_failed: int
+) -> str:
+    """A finished run's status (DESIGN §3.2, §3.6, §7 'Failure')."""
+    if stopping in ("cancelled", "timed_out"):
+        return stopping
+    if stopping == "failed":
+        ok = compensations_ran > 0 and compensations_failed == 0
+        return "compensated" if ok else "failed"
+    return "degraded" if degraded else "succeeded"

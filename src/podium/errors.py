@@ -1,0 +1,97 @@
+"""Errors raised by podium, under one root.
+
+PodiumError
+ ├── WorkflowInvalid        bad definition or inputs (CLI exit 2, HTTP 422)
+ ├── RunNotFound            no run with that id (HTTP 404)
+ ├── RunFinished            signal/cancel sent to a run that already ended
+ ├── StoreUnavailable       the store cannot be opened or written
+ ├── OutputTooLarge         a step output exceeds the configured maximum
+ └── StepError              raised inside a step attempt
+      ├── StepTimedOut      the attempt ran past its timeout
+      ├── NonRetryable      a step author says: do not retry this
+      ├── Retry             a step author says: retry, after this delay
+      └── ExpressionError   a {{ }} expression failed at run time
+"""
+
+from __future__ import annotations
+
+
+class PodiumError(Exception):
+    """Root of every error podium raises on purpose; str() is a user-facing sentence."""
+
+    code = "podium_error"
+
+
+class WorkflowInvalid(PodiumError):
+    """A workflow definition or its inputs are invalid; `problems` holds one line each."""
+
+    code = "workflow_invalid"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class RunNotFound(PodiumError):
+    code = "run_not_found"
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r}; `podium runs` lists the known runs")
+
+
+class RunFinished(PodiumError):
+    code = "run_finished"
+
+    def __init__(self, run_id: str, status: str, action: str) -> None:
+        super().__init__(f"cannot {action} run {run_id}: it already ended with status {status}")
+
+
+class StoreUnavailable(PodiumError):
+    code = "store_unavailable"
+
+
+class OutputTooLarge(PodiumError):
+    code = "output_too_large"
+
+    def __init__(self, step_id: str, size_bytes: int, max_bytes: int) -> None:
+        super().__init__(
+            f"output of step {step_id} is {size_bytes} bytes, over the maximum of {max_bytes};"
+            " raise PODIUM_MAX_OUTPUT_BYTES or store the data elsewhere and return a reference"
+        )
+
+
+class StepError(PodiumError):
+    """A step attempt failed; the engine's retry/fallback rules decide what follows."""
+
+    code = "step_error"
+    retryable = True
+
+
+class StepTimedOut(StepError):
+    code = "step_timed_out"
+
+    def __init__(self, step_id: str, timeout_s: float) -> None:
+        super().__init__(f"step {step_id} timed out after {timeout_s:g}s")
+
+
+class NonRetryable(StepError):
+    """Raise from a step body to skip the remaining retries (the fallback still runs)."""
+
+    code = "non_retryable"
+    retryable = False
+
+
+class Retry(StepError):
+    """Raise from a step body to ask for another attempt after `after` seconds."""
+
+    code = "retry"
+
+    def __init__(self, message: str = "retry requested", after: float | None = None) -> None:
+        self.after = after
+        super().__init__(message)
+
+
+class ExpressionError(StepError):
+    code = "expression_error"
+    retryable = False

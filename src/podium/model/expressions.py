@@ -1,0 +1,118 @@
+"""Sandboxed `{{ ... }}` expressions over inputs, step outputs, item, index, run and env.
+
+A string that is exactly one expression keeps the value's type; any other string renders to text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from podium.errors import ExpressionError
+
+_SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
+_STEP_REF = re.compile(r"\bsteps\.([A-Za-z0-9_][A-Za-z0-9_-]*)|\bsteps\[['\"]([^'\"]+)['\"]\]")
+
+
+class _Env(ImmutableSandboxedEnvironment):
+    """Dotted access looks up keys before attributes, so `output.items` is the key `items`."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
+_ENV = _Env(undefined=StrictUndefined, autoescape=False)
+
+Evaluator = Callable[[Mapping[str, Any]], Any]
+
+
+def has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(has_template(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_template(v) for v in value)
+    return False
+
+
+@lru_cache(maxsize=4096)
+def compile_text(text: str) -> Evaluator:
+    """Compiles once; raises ExpressionError for a syntax error."""
+    try:
+        single = _SINGLE.match(text)
+        if single is not None:
+            expr = _ENV.compile_expression(single.group("expr"), undefined_to_none=False)
+            return lambda ctx: expr(**ctx)
+        template = _ENV.from_string(text)
+        return lambda ctx: template.render(**ctx)
+    except TemplateSyntaxError as exc:
+        raise ExpressionError(f"bad expression {text!r}: {exc.message}") from None
+
+
+def render(value: Any, context: Mapping[str, Any]) -> Any:
+    """Renders every template string inside `value` (dicts and lists recursively)."""
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        try:
+            return compile_text(value)(context)
+        except ExpressionError:
+            raise
+        except SecurityError as exc:
+            raise ExpressionError(f"expression {value!r} is not allowed: {exc}") from None
+        except UndefinedError as exc:
+            raise ExpressionError(f"expression {value!r}: {exc.message}") from None
+        except Exception as exc:  # a user expression can raise anything (1/0, bad index...)
+            raise ExpressionError(f"expression {value!r} failed: {exc}") from None
+    if isinstance(value, Mapping):
+        return {k: render(v, context) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render(v, context) for v in value]
+    return value
+
+
+def check(value: Any) -> list[str]:
+    """Problems visible without running: syntax errors and access to private attributes."""
+    problems: list[str] = []
+    for text in _strings(value):
+        if "{{" not in text and "{%" not in text:
+            continue
+        try:
+            compile_text(text)
+        except ExpressionError as exc:
+            problems.append(str(exc))
+            continue
+        if re.search(r"\.\s*_|\[\s*['\"]_", text):
+            problems.append(f"expression {text!r} reaches a private attribute, which the sandbox forbids")
+    return problems
+
+
+def step_refs(value: Any) -> set[str]:
+    """The step ids an expression reads through `steps.<id>`."""
+    refs: set[str] = set()
+    for text in _strings(value):
+        for match in _STEP_REF.finditer(text):
+            refs.add(match.group(1) or match.group(2))
+    return refs
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []

@@ -1,0 +1,212 @@
+"""The workflow definition (DESIGN §2) as frozen pydantic models.
+
+A step is its scheduling policy (needs, trigger, retry, ...) plus an `action`: what to call.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from podium.model.units import Duration, SizeMiB
+
+Priority = Literal["critical", "high", "normal", "low"]
+TriggerRule = Literal["all_success", "all_done", "one_success", "one_failed", "none_failed"]
+InputType = Literal["string", "integer", "number", "boolean", "object", "array"]
+PRIORITY_RANK: dict[str, int] = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+
+# Keys that belong to the step's policy; every other key of a step describes its action.
+STEP_POLICY_KEYS = frozenset(
+    {"id", "needs", "trigger", "when", "optional", "retry", "timeout", "estimate", "resources",
+     "for_each", "max_parallel", "fallback", "compensate", "agent", "description"}
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RetryPolicy(_Strict):
+    """Exponential backoff with jitter; `attempts` counts every attempt, the first included."""
+
+    attempts: int = Field(3, ge=1, le=1000)
+    backoff_s: Duration = Field(1.0, alias="backoff")
+    factor: float = Field(2.0, ge=1.0)
+    max_backoff_s: Duration = Field(30.0, alias="max_backoff")
+    jitter: float = Field(0.2, ge=0.0, le=1.0)
+
+
+class Resources(_Strict):
+    """What one instance of a step holds while it runs (planning and admission)."""
+
+    cpu: float = Field(0.0, ge=0)
+    memory_mib: SizeMiB = Field(0.0, alias="memory")
+    api_calls: int = Field(0, ge=0)
+
+
+class LatencyDist(_Strict):
+    p50: Duration
+    p99: Duration
+
+
+class TokenCounts(_Strict):
+    input: int = Field(0, ge=0)
+    output: int = Field(0, ge=0)
+
+
+class _Action(_Strict):
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class PythonAction(_Action):
+    kind: Literal["python"]
+    call: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+    isolate: Literal["thread", "process"] = "thread"
+
+
+class HttpAction(_Action):
+    kind: Literal["http"]
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+    expect: list[int] = Field(default_factory=list)  # empty: any 2xx
+
+
+class SimAction(_Action):
+    """A simulated agent for demos, load and chaos tests. It is a simulator and says so."""
+
+    kind: Literal["sim"]
+    latency: Duration | LatencyDist = 0.0
+    fail_rate: float = Field(0.0, ge=0.0, le=1.0)
+    fail_times: int = Field(0, ge=0)
+    output: Any = None
+    tokens: TokenCounts | None = None
+    model: str | None = None
+    cost_usd: float = Field(0.0, ge=0)
+    seed: int | None = None
+
+
+class WaitAction(_Action):
+    kind: Literal["wait"]
+    signal: str | None = None
+    delay_s: Duration | None = Field(None, alias="delay")
+    until: str | None = None
+
+
+class WorkflowAction(_Action):
+    """Runs another workflow as a child run: `workflow` is a registered name or a file path."""
+
+    kind: Literal["workflow"]
+    workflow: str
+    definition: dict[str, Any] | None = None  # filled by the loader for file paths
+
+
+Action = Annotated[
+    PythonAction | HttpAction | SimAction | WaitAction | WorkflowAction,
+    Field(discriminator="kind"),
+]
+STEP_KINDS = ("python", "http", "sim", "wait", "workflow")
+
+
+def split_action(raw: dict[str, Any]) -> dict[str, Any]:
+    """Moves a flat YAML step's action keys under `action`, as the Step model expects."""
+    if "action" in raw:
+        return raw
+    policy = {k: v for k, v in raw.items() if k in STEP_POLICY_KEYS}
+    policy["action"] = {k: v for k, v in raw.items() if k not in STEP_POLICY_KEYS}
+    return policy
+
+
+class Step(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+    needs: tuple[str, ...] = ()
+    trigger: TriggerRule = "all_success"
+    when: str | bool | None = None
+    optional: bool = False
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_s: Duration = Field(300.0, alias="timeout")
+    estimate_s: Duration | None = Field(None, alias="estimate")
+    resources: Resources = Field(default_factory=Resources)
+    for_each: str | list[Any] | None = None
+    max_parallel: int | None = Field(None, ge=1)
+    fallback: Action | None = None
+    compensate: Action | None = None
+    agent: str | None = None
+    description: str | None = None
+    action: Action
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        return split_action(data) if isinstance(data, dict) else data
+
+    @property
+    def kind(self) -> str:
+        return self.action.kind
+
+    @property
+    def planned_s(self) -> float:
+        """Duration used for planning: `estimate`, else a sim's latency, else one second."""
+        if self.estimate_s is not None:
+            return self.estimate_s
+        if isinstance(self.action, SimAction):
+            latency = self.action.latency
+            return latency.p50 if isinstance(latency, LatencyDist) else latency
+        return 1.0
+
+
+class InputSpec(_Strict):
+    type: InputType = "string"
+    required: bool = False
+    default: Any = None
+    description: str | None = None
+
+
+class Budget(_Strict):
+    usd: float | None = Field(None, ge=0)
+
+
+class Workflow(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9_.-]+$", max_length=200)
+    version: int | str = 1
+    description: str | None = None
+    priority: Priority = "normal"
+    timeout_s: Duration | None = Field(None, alias="timeout")
+    budget: Budget | None = None
+    on_constrained: Literal["queue", "degrade", "reject"] = "queue"
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    agents: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    steps: dict[str, Step] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_steps(cls, data: Any) -> Any:
+        """Gives each step its id and merges in its agent's configuration (step keys win)."""
+        if not isinstance(data, dict) or not isinstance(data.get("steps"), dict):
+            return data
+        agents = data.get("agents") if isinstance(data.get("agents"), dict) else {}
+        steps = {}
+        for step_id, raw in data["steps"].items():
+            if isinstance(raw, dict):
+                raw = {**with_agent(raw, agents), "id": step_id}
+                for key in ("fallback", "compensate"):
+                    if isinstance(raw.get(key), dict):
+                        action = with_agent(raw[key], agents)
+                        raw[key] = {k: v for k, v in action.items() if k != "agent"}
+            steps[step_id] = raw
+        return {**data, "steps": steps}
+
+    def to_json(self) -> dict[str, Any]:
+        """The canonical form kept with every run (round-trips through `Workflow.model_validate`)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+
+def with_agent(raw: dict[str, Any], agents: dict[str, Any]) -> dict[str, Any]:
+    """`raw` merged over the agent it names; already-expanded steps (with `action`) pass as is."""
+    name = raw.get("agent")
+    agent = agents.get(name) if isinstance(name, str) else None
+    if not isinstance(agent, dict) or "action" in raw:
+        return raw
+    return {**agent, **raw}

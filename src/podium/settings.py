@@ -1,0 +1,35 @@
+"""podium's configuration: one pydantic-settings object, read from PODIUM_* variables.
+
+It is built once at the edge (CLI, API, bench) and passed down; nothing deeper reads the env.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PODIUM_", extra="ignore")
+
+    store: str = Field("sqlite:///.podium/podium.db", description="store URL")
+    bus: str = Field("memory://", description="bus URL")
+    durability: Literal["process", "full"] = Field(
+        "process",
+        description="process: every commit survives SIGKILL (SQLite synchronous=NORMAL);"
+        " full: also survives power loss (synchronous=FULL), at a cost in throughput",
+    )
+    max_active_runs: int = Field(
+        1000, ge=1, description="runs executing at once in one engine; the rest wait queued"
+    )
+    max_output_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024, description="largest encoded step output the store accepts"
+    )
+    lease_s: float = Field(
+        30.0, gt=0, description="how long a crashed engine's runs stay claimed before recovery"
+    )
+    poll_interval_s: float = Field(
+        0.2, gt=0, description="how often an engine looks for signals and cancels from elsewhere"
+    )

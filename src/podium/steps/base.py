@@ -1,0 +1,67 @@
+"""What a step kind implements (`StepRunner`) and what it is given (`StepContext`, `StepHost`).
+
+Runners get their action with every expression already rendered; they return a `StepResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from podium.model.workflow import Action
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """Facts about one attempt; python steps that ask for `ctx` get this."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    index: int | None
+    item: Any
+    idempotency_key: str  # "{run_id}/{step_id}[/{index}]": stable across attempts and restarts
+    inputs: Mapping[str, Any]
+    workflow: str
+    timeout_s: float
+    log: Any = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.log is None:
+            object.__setattr__(
+                self, "log",
+                structlog.get_logger("podium.step").bind(
+                    run_id=self.run_id, step_id=self.step_id, attempt=self.attempt
+                ),
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    output: Any = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    model: str | None = None
+
+
+class StepHost(Protocol):
+    """Engine services that some kinds need (signals, timers, child runs)."""
+
+    async def wait_signal(self, ctx: StepContext, name: str) -> Any: ...
+
+    async def sleep_until(self, ctx: StepContext, wake_at: float) -> None: ...
+
+    def wake_at(self, ctx: StepContext, delay_s: float | None, until: str | None) -> float: ...
+
+    async def run_child(
+        self, ctx: StepContext, workflow: str, definition: dict[str, Any] | None,
+        inputs: dict[str, Any],
+    ) -> Any: ...
+
+
+class StepRunner(Protocol):
+    async def run(self, action: Action, ctx: StepContext, host: StepHost) -> StepResult: ...

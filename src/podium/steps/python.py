@@ -1,0 +1,88 @@
+"""The `python` kind: call `module:function` with the step's input as keyword arguments.
+
+Async functions run on the loop; sync ones in a thread, or in a killable subprocess (`isolate`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from podium.errors import StepError
+from podium.model.workflow import Action, PythonAction
+from podium.steps.base import StepContext, StepHost, StepResult
+
+
+class CallNotFound(LookupError):
+    pass
+
+
+@lru_cache(maxsize=1024)
+def resolve_call(target: str) -> Callable[..., Any]:
+    """`pkg.mod:func` (or `pkg.mod:Class.method`) to the callable; CallNotFound says why not."""
+    module_name, _, attr_path = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # an import can raise anything; the user needs the reason
+        raise CallNotFound(f"cannot import module {module_name!r}: {exc}") from None
+    for attr in attr_path.split("."):
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError:
+            raise CallNotFound(f"module {module_name!r} has no attribute {attr_path!r}") from None
+    if not callable(obj):
+        raise CallNotFound(f"{target!r} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=1024)
+def _wants_ctx(func: Callable[..., Any]) -> bool:
+    try:
+        return "ctx" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _call_in_subprocess(target: str, kwargs: dict[str, Any]) -> Any:
+    return resolve_call(target)(**kwargs)
+
+
+class PythonRunner:
+    async def run(self, action: Action, ctx: StepContext, host: StepHost) -> StepResult:
+        assert isinstance(action, PythonAction)
+        try:
+            func = resolve_call(action.call)
+        except CallNotFound as exc:
+            raise StepError(str(exc)) from None
+        kwargs = dict(action.input)
+        if _wants_ctx(func):
+            kwargs["ctx"] = ctx
+        if inspect.iscoroutinefunction(func):
+            output = await func(**kwargs)
+        elif action.isolate == "process":
+            output = await _run_isolated(action.call, kwargs)
+        else:
+            output = await asyncio.to_thread(func, **kwargs)
+        if isinstance(output, StepResult):
+            return output
+        return StepResult(output=output)
+
+
+async def _run_isolated(target: str, kwargs: dict[str, Any]) -> Any:
+    """Runs in a one-off process so a timeout can really stop it (the process is killed)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    kwargs.pop("ctx", None)  # the context holds a logger, which does not cross processes
+    pool = ProcessPoolExecutor(max_workers=1)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, _call_in_subprocess, target, kwargs
+        )
+    finally:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)

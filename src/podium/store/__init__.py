@@ -1,0 +1,20 @@
+"""Durable state behind one interface: SQLite (embedded) now, PostgreSQL with distributed mode."""
+
+from __future__ import annotations
+
+from podium.errors import PodiumError
+from podium.store.base import Store
+from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState
+
+
+def open_store(url: str, *, durability: str = "process") -> Store:
+    """The store for a URL (`sqlite:///path.db`); backends are imported lazily."""
+    if url.startswith("sqlite:///"):
+        from podium.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url.removeprefix("sqlite:///") or ":memory:", durability=durability)
+    scheme = url.split("://")[0] if "://" in url else url
+    raise PodiumError(f"unsupported store URL {scheme!r}; use sqlite:///path.db")
+
+
+__all__ = ["Batch", "DlqEntry", "RunState", "Signal", "StepState", "Store", "open_store"]

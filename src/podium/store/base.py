@@ -1,0 +1,61 @@
+"""The Store interface: durable state of runs, steps, events, DLQ and signals.
+
+SQLite (embedded) implements it; a PostgreSQL store drops in behind the same methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from podium.bus.events import Event
+from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState
+
+
+class Store(Protocol):
+    url: str
+
+    async def __aenter__(self) -> Store: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def write(self, batch: Batch) -> None:
+        """Commits the whole batch in one transaction, or nothing."""
+
+    async def get_run(self, run_id: str) -> RunState | None: ...
+
+    async def get_steps(self, run_id: str) -> list[StepState]: ...
+
+    async def get_definition(self, digest: str) -> dict[str, Any]: ...
+
+    async def list_runs(
+        self, *, statuses: Sequence[str] | None = None, workflow: str | None = None,
+        limit: int = 50,
+    ) -> list[RunState]: ...
+
+    async def claim_unfinished(
+        self, owner: str, lease_s: float, run_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Takes the lease of unfinished runs nobody holds (or whose holder's lease ran out)."""
+
+    async def renew_leases(self, owner: str, lease_s: float) -> None: ...
+
+    async def release_leases(self, owner: str) -> None: ...
+
+    async def list_events(
+        self, run_id: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[tuple[int, Event]]: ...
+
+    async def list_dlq(self, limit: int = 100) -> list[DlqEntry]: ...
+
+    async def get_dlq(self, run_id: str) -> DlqEntry | None: ...
+
+    async def purge_dlq(self) -> int: ...
+
+    async def add_signal(self, run_id: str, name: str, payload: Any) -> None: ...
+
+    async def pending_signals(self, run_ids: Sequence[str]) -> list[Signal]: ...
+
+    async def request_cancel(self, run_id: str) -> None: ...
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> list[str]: ...

@@ -1,0 +1,121 @@
+"""Rows the engine hands to the store and gets back: runs, steps, DLQ entries, signals.
+
+Step states are mutable (the engine advances them); a Batch collects what one commit writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from podium.bus.events import Event
+
+STEP_STATUSES = (
+    "pending", "ready", "running", "succeeded", "failed", "skipped", "cancelled", "compensated",
+)
+STEP_FINAL = frozenset({"succeeded", "failed", "skipped", "cancelled", "compensated"})
+RUN_STATUSES = (
+    "queued", "running", "succeeded", "degraded", "failed", "compensated", "cancelled",
+    "timed_out", "expired",
+)
+RUN_FINAL = frozenset(
+    {"succeeded", "degraded", "failed", "compensated", "cancelled", "timed_out", "expired"}
+)
+RUN_DEAD = frozenset({"failed", "compensated", "timed_out", "expired"})  # go to the DLQ
+
+
+@dataclass(slots=True, eq=False)
+class StepState:
+    """One step of a run (`index` -1), or one `for_each` instance of it (`index` >= 0)."""
+
+    run_id: str
+    step_id: str
+    index: int = -1
+    status: str = "pending"
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    fallback_used: bool = False
+    completed_seq: int | None = None  # completion order in the run: compensation goes backwards
+    wake_at: float | None = None  # a time wait's deadline, kept across restarts
+    compensation_error: str | None = None
+    cost_usd: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    output_blob: bytes | None = None  # the encoded output, as stored
+    output: Any = None  # the decoded output (not stored twice)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.run_id, self.step_id, self.index)
+
+    @property
+    def done(self) -> bool:
+        return self.status in STEP_FINAL
+
+
+@dataclass(slots=True, eq=False)
+class RunState:
+    """A run's row: what it runs (definition by digest), with which inputs, and how it ended."""
+
+    run_id: str
+    workflow: str
+    workflow_version: str
+    definition_digest: str
+    inputs: dict[str, Any]
+    priority: str = "normal"
+    status: str = "queued"
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    parent_run_id: str | None = None
+    cost_usd: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    owner: str | None = None
+    lease_until: float | None = None
+    stopping: str | None = None  # the final status a stopping run is heading for
+
+    @property
+    def done(self) -> bool:
+        return self.status in RUN_FINAL
+
+
+@dataclass(frozen=True, slots=True)
+class DlqEntry:
+    run_id: str
+    workflow: str
+    status: str
+    error: str | None
+    failed_steps: tuple[str, ...]
+    added_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    signal_id: int
+    run_id: str
+    name: str
+    payload: Any
+    created_at: float
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one commit writes. Rows are keyed, so a later change in the batch wins."""
+
+    definitions: dict[str, bytes] = field(default_factory=dict)  # digest -> canonical JSON
+    runs: dict[str, RunState] = field(default_factory=dict)
+    steps: dict[tuple[str, str, int], StepState] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    dlq_add: list[DlqEntry] = field(default_factory=list)
+    dlq_remove: list[str] = field(default_factory=list)
+    signals_taken: list[int] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.definitions or self.runs or self.steps or self.events or self.dlq_add
+            or self.dlq_remove or self.signals_taken
+        )

@@ -1,0 +1,48 @@
+"""Versioned schema migrations for the SQL stores, applied in order on open.
+
+A migration is appended, never edited: `schema_version` records how far a database is.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: runs, steps, the event log (audit trail), DLQ, signals
+    """
+    CREATE TABLE definitions (digest TEXT PRIMARY KEY, body BLOB NOT NULL);
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, workflow_version TEXT NOT NULL,
+        definition_digest TEXT NOT NULL, inputs BLOB NOT NULL, priority TEXT NOT NULL,
+        status TEXT NOT NULL, created_at REAL NOT NULL, started_at REAL, finished_at REAL,
+        error TEXT, parent_run_id TEXT, cost_usd REAL NOT NULL DEFAULT 0,
+        tokens_in INTEGER NOT NULL DEFAULT 0, tokens_out INTEGER NOT NULL DEFAULT 0,
+        owner TEXT, lease_until REAL, stopping TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_cancel ON runs (run_id) WHERE cancel_requested = 1;
+    CREATE INDEX runs_unfinished ON runs (created_at) WHERE status IN ('queued', 'running');
+    CREATE INDEX runs_created ON runs (created_at);
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL,
+        attempts INTEGER NOT NULL, started_at REAL, finished_at REAL, error TEXT,
+        fallback_used INTEGER NOT NULL, completed_seq INTEGER, wake_at REAL,
+        compensation_error TEXT, cost_usd REAL NOT NULL, tokens_in INTEGER NOT NULL,
+        tokens_out INTEGER NOT NULL, output BLOB,
+        PRIMARY KEY (run_id, step_id, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL, event_type TEXT NOT NULL,
+        ts REAL NOT NULL, run_id TEXT NOT NULL, causation_id TEXT, source TEXT NOT NULL,
+        priority TEXT NOT NULL, version INTEGER NOT NULL, payload BLOB NOT NULL
+    );
+    CREATE INDEX events_run ON events (run_id, seq);
+    CREATE TABLE dlq (
+        run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
+        failed_steps TEXT NOT NULL, added_at REAL NOT NULL
+    );
+    CREATE TABLE signals (
+        signal_id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, name TEXT NOT NULL,
+        payload BLOB NOT NULL, created_at REAL NOT NULL, taken INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX signals_pending ON signals (run_id) WHERE taken = 0;
+    """,
+)

@@ -1,0 +1,345 @@
+"""The embedded store: one SQLite file in WAL mode, written by group commits.
+
+`synchronous=NORMAL` survives a process crash (SIGKILL); `durability="full"` adds power loss.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from podium.bus.events import Event
+from podium.errors import StoreUnavailable
+from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState
+from podium.store.schema import MIGRATIONS
+
+_RUN_COLS = (
+    "run_id, workflow, workflow_version, definition_digest, inputs, priority, status, created_at,"
+    " started_at, finished_at, error, parent_run_id, cost_usd, tokens_in, tokens_out, owner,"
+    " lease_until, stopping"
+)
+_STEP_COLS = (
+    "run_id, step_id, idx, status, attempts, started_at, finished_at, error, fallback_used,"
+    " completed_seq, wake_at, compensation_error, cost_usd, tokens_in, tokens_out, output"
+)
+_UNFINISHED = "('queued', 'running')"
+
+
+def _run_params(r: RunState) -> tuple[Any, ...]:
+    return (
+        r.run_id, r.workflow, r.workflow_version, r.definition_digest, orjson.dumps(r.inputs),
+        r.priority, r.status, r.created_at, r.started_at, r.finished_at, r.error,
+        r.parent_run_id, r.cost_usd, r.tokens_in, r.tokens_out, r.owner, r.lease_until,
+        r.stopping,
+    )
+
+
+def _step_params(s: StepState) -> tuple[Any, ...]:
+    return (
+        s.run_id, s.step_id, s.index, s.status, s.attempts, s.started_at, s.finished_at, s.error,
+        s.fallback_used, s.completed_seq, s.wake_at, s.compensation_error, s.cost_usd,
+        s.tokens_in, s.tokens_out, s.output_blob,
+    )
+
+
+def _event_params(e: Event) -> tuple[Any, ...]:
+    return (
+        e.event_id, e.event_type, e.timestamp, e.correlation_id, e.causation_id, e.source,
+        e.priority, e.version, orjson.dumps(e.payload),
+    )
+
+
+def _run_from_row(row: sqlite3.Row) -> RunState:
+    return RunState(
+        run_id=row[0], workflow=row[1], workflow_version=row[2], definition_digest=row[3],
+        inputs=orjson.loads(row[4]), priority=row[5], status=row[6], created_at=row[7],
+        started_at=row[8], finished_at=row[9], error=row[10], parent_run_id=row[11],
+        cost_usd=row[12], tokens_in=row[13], tokens_out=row[14], owner=row[15],
+        lease_until=row[16], stopping=row[17],
+    )
+
+
+def _step_from_row(row: sqlite3.Row) -> StepState:
+    return StepState(
+        run_id=row[0], step_id=row[1], index=row[2], status=row[3], attempts=row[4],
+        started_at=row[5], finished_at=row[6], error=row[7], fallback_used=bool(row[8]),
+        completed_seq=row[9], wake_at=row[10], compensation_error=row[11], cost_usd=row[12],
+        tokens_in=row[13], tokens_out=row[14], output_blob=row[15],
+    )
+
+
+def _event_from_row(row: sqlite3.Row) -> tuple[int, Event]:
+    return row[0], Event(
+        event_id=row[1], event_type=row[2], timestamp=row[3], correlation_id=row[4],
+        causation_id=row[5], source=row[6], priority=row[7], version=row[8],
+        payload=orjson.loads(row[9]),
+    )
+
+
+class SQLiteStore:
+    def __init__(self, path: str, *, durability: str = "process") -> None:
+        self.url = f"sqlite:///{path}"
+        self._path = path
+        self._synchronous = "FULL" if durability == "full" else "NORMAL"
+        self._db: sqlite3.Connection | None = None
+
+    async def __aenter__(self) -> SQLiteStore:
+        self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        try:
+            if self._path != ":memory:":
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout = 10000")  # other podium processes share the file
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            self._db = db
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open the store {self.url}: {exc}") from None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreUnavailable("the store is closed")
+        return self._db
+
+    def _migrate(self) -> None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            if current > len(MIGRATIONS):
+                raise StoreUnavailable(
+                    f"the store {self.url} has schema version {current}, newer than this podium"
+                    f" ({len(MIGRATIONS)}); upgrade podium"
+                )
+            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def write(self, batch: Batch) -> None:
+        self.write_sync(batch)
+
+    def write_sync(self, batch: Batch) -> None:
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._write_txn(db, batch)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot write to the store {self.url}: {exc}") from None
+
+    @staticmethod
+    def _write_txn(db: sqlite3.Connection, batch: Batch) -> None:
+        if batch.definitions:
+            db.executemany(
+                "INSERT OR IGNORE INTO definitions VALUES (?, ?)", batch.definitions.items()
+            )
+        if batch.runs:
+            db.executemany(
+                f"INSERT INTO runs ({_RUN_COLS}) VALUES ({','.join('?' * 18)})"
+                " ON CONFLICT (run_id) DO UPDATE SET status=excluded.status,"
+                " started_at=excluded.started_at, finished_at=excluded.finished_at,"
+                " error=excluded.error, cost_usd=excluded.cost_usd,"
+                " tokens_in=excluded.tokens_in, tokens_out=excluded.tokens_out,"
+                " owner=excluded.owner, lease_until=excluded.lease_until, stopping=excluded.stopping,"
+                " cancel_requested=CASE WHEN excluded.status IN"
+                f" {_UNFINISHED} THEN cancel_requested ELSE 0 END",
+                map(_run_params, batch.runs.values()),
+            )
+        if batch.steps:
+            db.executemany(
+                f"INSERT OR REPLACE INTO steps ({_STEP_COLS}) VALUES ({','.join('?' * 16)})",
+                map(_step_params, batch.steps.values()),
+            )
+        if batch.events:
+            db.executemany(
+                "INSERT INTO events (event_id, event_type, ts, run_id, causation_id, source,"
+                " priority, version, payload) VALUES (?,?,?,?,?,?,?,?,?)",
+                map(_event_params, batch.events),
+            )
+        if batch.dlq_add:
+            db.executemany(
+                "INSERT OR REPLACE INTO dlq VALUES (?,?,?,?,?,?)",
+                [(d.run_id, d.workflow, d.status, d.error, orjson.dumps(d.failed_steps).decode(),
+                  d.added_at) for d in batch.dlq_add],
+            )
+        if batch.dlq_remove:
+            db.executemany("DELETE FROM dlq WHERE run_id = ?", [(r,) for r in batch.dlq_remove])
+        if batch.signals_taken:
+            db.executemany(
+                "UPDATE signals SET taken = 1 WHERE signal_id = ?",
+                [(s,) for s in batch.signals_taken],
+            )
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read the store {self.url}: {exc}") from None
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            return self.db.execute(sql, params).rowcount
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot write to the store {self.url}: {exc}") from None
+
+    async def get_run(self, run_id: str) -> RunState | None:
+        rows = self._query(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,))
+        return _run_from_row(rows[0]) if rows else None
+
+    async def get_steps(self, run_id: str) -> list[StepState]:
+        rows = self._query(
+            f"SELECT {_STEP_COLS} FROM steps WHERE run_id = ? ORDER BY step_id, idx", (run_id,)
+        )
+        return [_step_from_row(r) for r in rows]
+
+    async def get_definition(self, digest: str) -> dict[str, Any]:
+        rows = self._query("SELECT body FROM definitions WHERE digest = ?", (digest,))
+        if not rows:
+            raise StoreUnavailable(f"the store has no workflow definition {digest}")
+        result: dict[str, Any] = orjson.loads(rows[0][0])
+        return result
+
+    async def list_runs(
+        self, *, statuses: Sequence[str] | None = None, workflow: str | None = None,
+        limit: int = 50,
+    ) -> list[RunState]:
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if workflow:
+            where.append("workflow = ?")
+            params.append(workflow)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(
+            f"SELECT {_RUN_COLS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [_run_from_row(r) for r in rows]
+
+    async def claim_unfinished(
+        self, owner: str, lease_s: float, run_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        now = time.time()
+        only = f" AND run_id IN ({','.join('?' * len(run_ids))})" if run_ids else ""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute(
+                f"SELECT run_id FROM runs WHERE status IN {_UNFINISHED}"
+                f" AND (owner IS NULL OR owner = ? OR lease_until < ?){only}"
+                " ORDER BY created_at",
+                [owner, now, *(run_ids or ())],
+            ).fetchall()
+            db.executemany(
+                "UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ?",
+                [(owner, now + lease_s, r[0]) for r in rows],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return [r[0] for r in rows]
+
+    async def renew_leases(self, owner: str, lease_s: float) -> None:
+        self._execute(
+            f"UPDATE runs SET lease_until = ? WHERE owner = ? AND status IN {_UNFINISHED}",
+            (time.time() + lease_s, owner),
+        )
+
+    async def release_leases(self, owner: str) -> None:
+        self._execute("UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = ?", (owner,))
+
+    async def list_events(
+        self, run_id: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[tuple[int, Event]]:
+        cols = "seq, event_id, event_type, ts, run_id, causation_id, source, priority, version,"
+        if run_id is None:
+            rows = self._query(
+                f"SELECT {cols} payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+        else:
+            rows = self._query(
+                f"SELECT {cols} payload FROM events WHERE run_id = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (run_id, after_seq, limit),
+            )
+        return [_event_from_row(r) for r in rows]
+
+    async def list_dlq(self, limit: int = 100) -> list[DlqEntry]:
+        rows = self._query("SELECT * FROM dlq ORDER BY added_at DESC LIMIT ?", (limit,))
+        return [_dlq_from_row(r) for r in rows]
+
+    async def get_dlq(self, run_id: str) -> DlqEntry | None:
+        rows = self._query("SELECT * FROM dlq WHERE run_id = ?", (run_id,))
+        return _dlq_from_row(rows[0]) if rows else None
+
+    async def purge_dlq(self) -> int:
+        return self._execute("DELETE FROM dlq")
+
+    async def add_signal(self, run_id: str, name: str, payload: Any) -> None:
+        self._execute(
+            "INSERT INTO signals (run_id, name, payload, created_at) VALUES (?, ?, ?, ?)",
+            (run_id, name, orjson.dumps(payload), time.time()),
+        )
+
+    async def pending_signals(self, run_ids: Sequence[str]) -> list[Signal]:
+        if not run_ids:
+            return []
+        rows = self._query(
+            "SELECT signal_id, run_id, name, payload, created_at FROM signals WHERE taken = 0"
+            f" AND run_id IN ({','.join('?' * len(run_ids))}) ORDER BY signal_id",
+            list(run_ids),
+        )
+        return [Signal(r[0], r[1], r[2], orjson.loads(r[3]), r[4]) for r in rows]
+
+    async def request_cancel(self, run_id: str) -> None:
+        self._execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?", (run_id,))
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> list[str]:
+        if not run_ids:
+            return []
+        rows = self._query(
+            f"SELECT run_id FROM runs WHERE cancel_requested = 1 AND status IN {_UNFINISHED}"
+            f" AND run_id IN ({','.join('?' * len(run_ids))})",
+            list(run_ids),
+        )
+        return [r[0] for r in rows]
+
+
+def _dlq_from_row(row: sqlite3.Row) -> DlqEntry:
+    return DlqEntry(
+        run_id=row[0], workflow=row[1], status=row[2], error=row[3],
+        failed_steps=tuple(orjson.loads(row[4])), added_at=row[5],
+    )
