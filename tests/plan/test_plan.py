@@ -33,9 +33,10 @@ def dags(draw: st.DrawFn, max_steps: int = 24) -> Needs:
     """Node i needs a random subset of nodes < i; names are random, definition order shuffled."""
     count = draw(st.integers(1, max_steps))
     names = draw(st.lists(_NAMES, min_size=count, max_size=count, unique=True))
-    wanted = [draw(st.sets(st.sampled_from(range(i)))) if i else set() for i in range(count)]
+    # One bitmask per node keeps generation cheap: bit j set means node i needs node j < i.
+    masks = [draw(st.integers(0, (1 << i) - 1)) for i in range(count)]
     order = draw(st.permutations(range(count)))
-    return {names[i]: [names[j] for j in sorted(wanted[i])] for i in order}
+    return {names[i]: [names[j] for j in range(i) if masks[i] >> j & 1] for i in order}
 
 
 @st.composite

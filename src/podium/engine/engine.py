@@ -230,7 +230,7 @@ class Engine:
         self.journal.run(rt.row)
         self._emit(rt, "run.started", {})
         self._arm_timeout(rt)
-        self._advance(rt, rt.compiled.roots)
+        self._advance(rt, rt.compiled.plan.order)
 
     def _arm_timeout(self, rt: RunRuntime) -> None:
         limit = rt.workflow.timeout_s

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -54,11 +54,19 @@ def compile_text(text: str) -> Evaluator:
         single = _SINGLE.match(text)
         if single is not None:
             expr = _ENV.compile_expression(single.group("expr"), undefined_to_none=False)
-            return lambda ctx: expr(**ctx)
+            return lambda ctx: _defined(expr(**ctx))
         template = _ENV.from_string(text)
         return lambda ctx: template.render(**ctx)
     except TemplateSyntaxError as exc:
         raise ExpressionError(f"bad expression {text!r}: {exc.message}") from None
+
+
+def _defined(value: Any) -> Any:
+    """A lone expression returns Undefined instead of raising: raise its error here, so a
+    missing name or an unsafe attribute fails the step rather than reaching it as a value."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()  # UndefinedError, or SecurityError if unsafe
+    return value
 
 
 def render(value: Any, context: Mapping[str, Any]) -> Any:
@@ -95,7 +103,9 @@ def check(value: Any) -> list[str]:
             problems.append(str(exc))
             continue
         if re.search(r"\.\s*_|\[\s*['\"]_", text):
-            problems.append(f"expression {text!r} reaches a private attribute, which the sandbox forbids")
+            problems.append(
+                f"expression {text!r} reaches a private attribute, which the sandbox forbids"
+            )
     return problems
 
 

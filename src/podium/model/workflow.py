@@ -5,9 +5,10 @@ A step is its scheduling policy (needs, trigger, retry, ...) plus an `action`: w
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from podium.model.units import Duration, SizeMiB
 
@@ -42,6 +43,11 @@ class Resources(_Strict):
 
     cpu: float = Field(0.0, ge=0)
     memory_mib: SizeMiB = Field(0.0, alias="memory")
+
+    @field_serializer("memory_mib")
+    def _memory_with_unit(self, memory_mib: float) -> str:
+        """`256.0Mi`: a bare number reads back as bytes, so the canonical form names its unit."""
+        return f"{Decimal(repr(memory_mib)):f}Mi"
     api_calls: int = Field(0, ge=0)
 
 
@@ -186,7 +192,7 @@ class Workflow(_Strict):
         """Gives each step its id and merges in its agent's configuration (step keys win)."""
         if not isinstance(data, dict) or not isinstance(data.get("steps"), dict):
             return data
-        agents = data.get("agents") if isinstance(data.get("agents"), dict) else {}
+        agents: dict[str, Any] = data["agents"] if isinstance(data.get("agents"), dict) else {}
         steps = {}
         for step_id, raw in data["steps"].items():
             if isinstance(raw, dict):
@@ -199,7 +205,7 @@ class Workflow(_Strict):
         return {**data, "steps": steps}
 
     def to_json(self) -> dict[str, Any]:
-        """The canonical form kept with every run (round-trips through `Workflow.model_validate`)."""
+        """The canonical form kept with every run (round-trips via `Workflow.model_validate`)."""
         return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
 

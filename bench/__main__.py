@@ -1,0 +1,111 @@
+"""`python -m bench [--workload W2|all] [--runs K] [--json] [--scale F] [--store-dir DIR]`.
+
+Runs each workload K times, each in a fresh subprocess, and reports the median of each figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.measure import BenchError, median_of, run_isolated
+from bench.report import note, print_table, profile_summary
+from bench.workloads import NAMES
+
+RAW_FIELDS = (
+    "wall_s", "workflows_per_s", "steps_per_s", "e2e_latency_ms", "decision_latency_ms",
+    "queue_wait_ms", "peak_rss_mib",
+)
+
+
+def _workloads(value: str) -> list[str]:
+    if value.lower() == "all":
+        return list(NAMES)
+    names = [v.strip().upper() for v in value.split(",")]
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown workload {unknown[0]!r}; use W1..W6 or all")
+    return names
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0 (got {value})")
+    return number
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--workload", type=_workloads, default=list(NAMES),
+                        help="W1..W6, a comma list, or all (default)")
+    parser.add_argument("--runs", type=int, default=1, help="repetitions per workload (median)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--scale", type=_positive, default=1.0,
+                        help="multiply each N (W5: repeats) by this, at least 1")
+    parser.add_argument("--store-dir", type=Path, help="keep the SQLite files here")
+    parser.add_argument("--profile", type=Path, help="cProfile each run into DIR, print top 15")
+    parser.add_argument("--timeout", type=_positive, default=3600.0,
+                        help="seconds one workload run may take")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def measure(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str, Any]:
+    """Runs one workload `--runs` times and merges the reports (medians plus the raw list)."""
+    reports = []
+    for k in range(1, args.runs + 1):
+        note(f"{name}: run {k}/{args.runs} ...")
+        profile = args.profile / f"{name}-{k}.prof" if args.profile else None
+        stem = store_dir / f"{name.lower()}-{k}"
+        reports.append(run_isolated(
+            name, args.scale, stem.with_suffix(".db"), stem.with_suffix(".json"),
+            profile, args.timeout,
+        ))
+        if profile is not None:
+            note(profile_summary(profile))
+    merged: dict[str, Any] = median_of(reports)
+    merged["runs"] = args.runs
+    merged["raw"] = [{f: r[f] for f in RAW_FIELDS} for r in reports]
+    return merged
+
+
+def run_all(args: argparse.Namespace, store_dir: Path) -> tuple[list[dict[str, Any]], int]:
+    reports, status = [], 0
+    for name in args.workload:
+        try:
+            report = measure(name, args, store_dir)
+        except BenchError as exc:
+            note(f"error: {exc}")
+            status = 1
+            continue
+        reports.append(report)
+        if args.json:
+            print(json.dumps(report), flush=True)
+    return reports, status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    if args.store_dir is not None:
+        args.store_dir.mkdir(parents=True, exist_ok=True)
+        reports, status = run_all(args, args.store_dir.resolve())
+    else:
+        with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
+            reports, status = run_all(args, Path(tmp))
+    if not args.json and reports:
+        print_table(reports)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

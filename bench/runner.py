@@ -1,0 +1,115 @@
+"""Drives one workload through the embedded engine (SQLite store, memory bus) and measures it.
+
+It runs inside the per-workload subprocess and returns the report as a plain dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import tasks
+from bench.measure import BenchError, decision_latencies_ms, peak_rss_mib, percentiles
+from bench.workloads import Spec
+from podium.bus import open_bus
+from podium.engine.engine import Engine
+from podium.model.workflow import Workflow
+from podium.settings import Settings
+from podium.store import RunState, Store, open_store
+
+CONFIG = "embedded-sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class RunTiming:
+    run_id: str
+    submit_wall: float  # time.time() at submit start: compared with the run row's started_at
+    submit_t: float  # perf_counter at submit start
+    done_t: float  # perf_counter once the run is final (committed)
+
+
+async def _submit_and_wait(engine: Engine, workflow: Workflow) -> RunTiming:
+    wall, start = time.time(), time.perf_counter()
+    run_id = await engine.submit(workflow, {})
+    await engine.wait_done(run_id)
+    return RunTiming(run_id, wall, start, time.perf_counter())
+
+
+async def drive(engine: Engine, spec: Spec) -> list[RunTiming]:
+    """Each round submits `concurrency` runs at once and waits for all; rounds run in turn."""
+    timings: list[RunTiming] = []
+    for _ in range(spec.repeats):
+        round_ = (_submit_and_wait(engine, spec.workflow) for _ in range(spec.concurrency))
+        timings.extend(await asyncio.gather(*round_))
+    return timings
+
+
+async def load_rows(store: Store, timings: list[RunTiming]) -> list[RunState]:
+    """The final run rows; raises BenchError unless every run succeeded."""
+    rows = []
+    for timing in timings:
+        row = await store.get_run(timing.run_id)
+        if row is None or row.status != "succeeded":
+            status = row.status if row else "missing"
+            error = row.error if row else None
+            raise BenchError(f"run {timing.run_id} ended {status}: {error}")
+        rows.append(row)
+    return rows
+
+
+def queue_waits_ms(timings: list[RunTiming], rows: list[RunState]) -> list[float]:
+    """Submit start → `run.started` (the row's started_at is stamped with that event)."""
+    return [
+        ((row.started_at or t.submit_wall) - t.submit_wall) * 1000
+        for t, row in zip(timings, rows, strict=True)
+    ]
+
+
+def _rate(count: int, seconds: float) -> float:
+    return round(count / seconds, 1) if seconds > 0 else 0.0
+
+
+def build_report(
+    spec: Spec, settings: Settings, timings: list[RunTiming], rows: list[RunState],
+    rss_before: float,
+) -> dict[str, Any]:
+    wall = max(t.done_t for t in timings) - min(t.submit_t for t in timings)
+    needs = {sid: step.needs for sid, step in spec.workflow.steps.items()}
+    run_ids = [t.run_id for t in timings]
+    return {
+        "workload": spec.name,
+        "shape": spec.shape,
+        "config": CONFIG,
+        "durable": True,  # SQLite WAL: each transition committed before it takes effect
+        "durability": settings.durability,
+        "n_workflows": len(timings),
+        "concurrency": spec.concurrency,
+        "steps_per_workflow": spec.steps_per_workflow,
+        "max_active_runs": settings.max_active_runs,
+        "wall_s": round(wall, 3),
+        "workflows_per_s": _rate(len(timings), wall),
+        "steps_per_s": _rate(len(timings) * spec.steps_per_workflow, wall),
+        "e2e_latency_ms": percentiles([(t.done_t - t.submit_t) * 1000 for t in timings]),
+        "decision_latency_ms": percentiles(decision_latencies_ms(needs, tasks.TIMES, run_ids)),
+        "queue_wait_ms": percentiles(queue_waits_ms(timings, rows)),
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_before_mib": rss_before,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+async def run_workload(spec: Spec, db_path: Path, settings: Settings) -> dict[str, Any]:
+    """Runs `spec` on a fresh SQLite file and reports its figures."""
+    tasks.TIMES.clear()
+    rss_before = peak_rss_mib()
+    async with open_store(f"sqlite:///{db_path}") as store, open_bus("memory://") as bus:
+        async with Engine(store, bus, settings) as engine:
+            timings = await drive(engine, spec)
+        rows = await load_rows(store, timings)
+    return build_report(spec, settings, timings, rows, rss_before)

@@ -1,0 +1,55 @@
+"""The `podium` command line (DESIGN §4): the typer app and its console-script entry point.
+
+Each group of commands lives in its own module; this one wires them up and sets up logging.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from podium.cli import dlq, run, runs
+from podium.cli.common import configure_logging
+
+app = typer.Typer(
+    name="podium",
+    help="podium: a durable orchestration engine for AI-agent and workflow pipelines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # errors are one sentence on stderr, never a traceback
+    add_completion=False,
+)
+
+app.command("run")(run.run_command)
+app.command("plan")(run.plan_command)
+app.command("validate")(run.validate_command)
+app.command("recover")(run.recover_command)
+app.command("runs")(runs.runs_command)
+app.command("status")(runs.status_command)
+app.command("cancel")(runs.cancel_command)
+app.command("signal")(runs.signal_command)
+app.command("events")(runs.events_command)
+app.add_typer(dlq.dlq_app, name="dlq")
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log debug details to stderr")
+    ] = False,
+) -> None:
+    configure_logging(verbose)
+
+
+def main() -> None:
+    # `call: mypkg.tasks:fn` resolves from the current directory, as with uvicorn and celery;
+    # a console script's sys.path would otherwise hold only its own bin directory.
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    configure_logging(verbose=False)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""What every command shares: the consoles, the --store/--bus/--json options, settings, the engine.
+
+`guarded` turns errors into one clear line on stderr and an exit code: never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import structlog
+import typer
+from rich.console import Console
+
+from podium.bus import open_bus
+from podium.engine.engine import Engine
+from podium.errors import PodiumError, RunNotFound, WorkflowInvalid
+from podium.model.workflow import Workflow
+from podium.plan import Plan, build_plan
+from podium.settings import Settings
+from podium.store import RunState, Store, open_store
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SUCCESSFUL = frozenset({"succeeded", "degraded"})  # run statuses that exit 0 (DESIGN §4)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+log = structlog.get_logger("podium.cli")
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store", metavar="URL",
+        help="Store URL [default: $PODIUM_STORE or sqlite:///.podium/podium.db]",
+    ),
+]
+BusOption = Annotated[
+    str | None,
+    typer.Option("--bus", metavar="URL", help="Bus URL [default: $PODIUM_BUS or memory://]"),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables")
+]
+
+
+class UsageProblem(Exception):
+    """A bad argument the CLI checks itself (bad JSON, unknown status): exit 2."""
+
+
+def guarded(func: Callable[P, None]) -> Callable[P, None]:
+    """Wraps a command so errors become `error: ...` lines on stderr and the right exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # typer's own exits and usage errors keep their codes
+        except WorkflowInvalid as exc:
+            # The problems already read `error: FILE: where: what`.
+            fail_lines(exc.problems, EXIT_USAGE)
+        except UsageProblem as exc:
+            fail_lines([f"error: {exc}"], EXIT_USAGE)
+        except PodiumError as exc:
+            fail_lines([f"error: {exc}"], EXIT_FAILED)
+        except KeyboardInterrupt:
+            fail_lines(["error: interrupted"], EXIT_FAILED)
+        except Exception as exc:
+            log.debug("internal error", exc_info=True)
+            fail_lines([f"error: internal error: {type(exc).__name__}: {exc}"], EXIT_FAILED)
+
+    return wrapper
+
+
+def fail_lines(lines: list[str], code: int) -> None:
+    for line in lines:
+        typer.echo(line, err=True)
+    raise typer.Exit(code)
+
+
+def note(message: str) -> None:
+    """A line for the human on stderr, kept apart from the result on stdout.
+
+    Printed through the rich console so a live view running meanwhile stays intact.
+    """
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(main)
+
+
+def settings_for(store: str | None, bus: str | None) -> Settings:
+    """Settings from PODIUM_* variables, with --store/--bus given on the command line winning."""
+    overrides = {name: value for name, value in (("store", store), ("bus", bus)) if value}
+    return Settings().model_copy(update=overrides)
+
+
+@asynccontextmanager
+async def open_engine(settings: Settings) -> AsyncIterator[Engine]:
+    """Store, bus and engine for one command; the engine gets the environment for `{{ env }}`."""
+    async with (
+        open_store(settings.store, durability=settings.durability) as store,
+        open_bus(settings.bus) as bus,
+        Engine(store, bus, settings, env=dict(os.environ)) as engine,
+    ):
+        yield engine
+
+
+@asynccontextmanager
+async def opened_store(settings: Settings) -> AsyncIterator[Store]:
+    """The store alone, for commands that only read it."""
+    async with open_store(settings.store, durability=settings.durability) as store:
+        yield store
+
+
+async def stored_plan(store: Store, row: RunState) -> tuple[Workflow, Plan]:
+    """The definition a run was started with (kept by digest) and its plan."""
+    workflow = Workflow.model_validate(await store.get_definition(row.definition_digest))
+    return workflow, build_plan(workflow)
+
+
+async def require_run(store: Store, run_id: str) -> RunState:
+    row = await store.get_run(run_id)
+    if row is None:
+        raise RunNotFound(run_id)
+    return row
+
+
+def print_json(document: Any) -> None:
+    """Exactly one JSON document on stdout (DESIGN §7 `--json`)."""
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def parse_json_arg(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageProblem(
+            f"{what} is not valid JSON: {exc.msg} at column {exc.colno} (got {text!r});"
+            " quote it for the shell, e.g. '{\"approved\": true}'"
+        ) from None
+
+
+def configure_logging(verbose: bool) -> None:
+    """Logs go to stderr (stdout carries results and --json); warnings only unless --verbose."""
+    level = logging.DEBUG if verbose else logging.WARNING
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        # Looked up per logger, so a live view that swaps sys.stderr still gets the lines.
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,217 @@
+"""Tables and panels the commands print, and the JSON shapes of runs, events and DLQ entries.
+
+Pure functions: they build rich renderables or dicts; the caller owns the console.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from podium.bus.events import Event, utc_iso
+from podium.engine.summary import RunSummary, StepSummary
+from podium.plan import Plan
+from podium.plan.render import format_seconds
+from podium.store.records import DlqEntry, RunState
+
+STATUS_STYLE = {
+    "pending": "dim", "ready": "cyan", "queued": "dim", "running": "yellow",
+    "succeeded": "green", "degraded": "yellow", "failed": "bold red", "skipped": "dim",
+    "cancelled": "magenta", "compensated": "blue", "timed_out": "bold red", "expired": "red",
+}
+NOTE_WIDTH = 70  # errors can be long; a table cell keeps the start, `status` shows the rest
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def seconds(value: float | None) -> str:
+    return "—" if value is None else format_seconds(value)
+
+
+def clip(text: str, width: int = NOTE_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- run summary --------------------------------------------------------------------------------
+
+
+def _units(summary: RunSummary) -> Iterable[StepSummary]:
+    """Each step, or its instances for a for_each step: where attempts are counted."""
+    for step in summary.steps.values():
+        yield from step.instances or [step]
+
+
+def retries(summary: RunSummary) -> int:
+    return sum(max(unit.attempts - 1, 0) for unit in _units(summary))
+
+
+def summary_panel(summary: RunSummary, plan: Plan | None) -> Panel:
+    """Status, duration, critical path, retries, fallbacks, compensations, failures and cost."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("status", status_text(summary.status))
+    grid.add_row("duration", seconds(summary.duration_s))
+    if plan is not None:
+        grid.add_row("critical path", " → ".join(plan.critical_path))
+    grid.add_row("retries", str(retries(summary)))
+    steps = summary.steps
+    fallbacks = [sid for sid, s in steps.items() if s.fallback_used]
+    grid.add_row("fallbacks used", ", ".join(fallbacks) or "none")
+    grid.add_row("compensations", _compensations(steps) or "none")
+    for step_id, step in steps.items():
+        if step.status == "failed" and step.error:
+            grid.add_row(Text(f"failed: {step_id}", style="red"), Text(step.error))
+    if summary.error:
+        grid.add_row("error", Text(summary.error))
+    tokens = summary.tokens
+    grid.add_row(
+        "cost", f"${summary.cost_usd:.4f} · tokens {tokens.input} in / {tokens.output} out"
+    )
+    title = f"run {summary.run_id} · {summary.workflow} v{summary.workflow_version}"
+    return Panel(grid, title=title, title_align="left", expand=False,
+                 border_style=STATUS_STYLE.get(summary.status, ""))
+
+
+def _compensations(steps: dict[str, StepSummary]) -> str:
+    parts = []
+    for step_id, step in steps.items():
+        if step.compensation_error:
+            parts.append(f"{step_id} (failed: {clip(step.compensation_error, 50)})")
+        elif step.status == "compensated":
+            parts.append(step_id)
+    return ", ".join(parts)
+
+
+def steps_table(summary: RunSummary, plan: Plan | None) -> Table:
+    """The run's steps by plan level, for `podium status`."""
+    table = Table(title="steps", title_justify="left")
+    for column in ("level", "step", "status", "attempts", "duration", "notes"):
+        table.add_column(column, justify="right" if column in ("level", "attempts") else "left")
+    groups = plan.groups if plan is not None else (tuple(summary.steps),)
+    for level, group in enumerate(groups):
+        for position, step_id in enumerate(group):
+            step = summary.steps.get(step_id)
+            if step is None:
+                continue
+            table.add_row(
+                str(level) if position == 0 else "", step_id, status_text(step.status),
+                str(step.attempts), seconds(step.duration_s), _step_notes(step),
+                end_section=position == len(group) - 1,
+            )
+    return table
+
+
+def _step_notes(step: StepSummary) -> str:
+    notes = []
+    if step.instances is not None:
+        done = sum(1 for i in step.instances if i.status in ("succeeded", "compensated"))
+        notes.append(f"{done}/{len(step.instances)} instances")
+    if step.fallback_used:
+        notes.append("fallback used")
+    if step.compensation_error:
+        notes.append(f"compensation failed: {step.compensation_error}")
+    if step.error:
+        notes.append(step.error)
+    return clip("; ".join(notes))
+
+
+def summaries_table(summaries: Sequence[RunSummary]) -> Table:
+    table = Table(title="runs", title_justify="left")
+    for column in ("run", "workflow", "status", "duration", "retries", "error"):
+        table.add_column(column)
+    for s in summaries:
+        table.add_row(
+            s.run_id, s.workflow, status_text(s.status), seconds(s.duration_s),
+            str(retries(s)), clip(s.error or ""),
+        )
+    return table
+
+
+# -- runs, events, DLQ ----------------------------------------------------------------------
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else utc_iso(ts)
+
+
+def run_duration_s(row: RunState) -> float | None:
+    if row.finished_at is None:
+        return None
+    return round(row.finished_at - (row.started_at or row.created_at), 6)
+
+
+def run_json(row: RunState) -> dict[str, Any]:
+    """One line of `podium runs --json`."""
+    return {
+        "run_id": row.run_id, "workflow": row.workflow,
+        "workflow_version": row.workflow_version, "status": row.status,
+        "created_at": utc_iso(row.created_at), "finished_at": _iso(row.finished_at),
+        "duration_s": run_duration_s(row), "error": row.error,
+    }
+
+
+def runs_table(rows: Sequence[RunState]) -> Table:
+    table = Table(title="runs", title_justify="left")
+    for column in ("run", "workflow", "status", "created", "duration", "error"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.run_id, f"{row.workflow} v{row.workflow_version}", status_text(row.status),
+            utc_iso(row.created_at)[:19].replace("T", " "), seconds(run_duration_s(row)),
+            clip(row.error or "", 50),
+        )
+    return table
+
+
+def event_json(seq: int, event: Event) -> dict[str, Any]:
+    return {"seq": seq, **event.to_json()}
+
+
+def events_table(events: Sequence[tuple[int, Event]], *, with_run: bool) -> Table:
+    table = Table(title="events", title_justify="left")
+    table.add_column("seq", justify="right")
+    table.add_column("time (UTC)")
+    if with_run:
+        table.add_column("run")
+    table.add_column("event")
+    table.add_column("payload")
+    for seq, event in events:
+        cells = [str(seq), utc_iso(event.timestamp)[11:23]]
+        if with_run:
+            cells.append(event.correlation_id)
+        payload = ", ".join(f"{k}={v}" for k, v in event.payload.items())
+        table.add_row(*cells, event.event_type, clip(payload, 80))
+    return table
+
+
+def dlq_json(entry: DlqEntry) -> dict[str, Any]:
+    return {
+        "run_id": entry.run_id, "workflow": entry.workflow, "status": entry.status,
+        "error": entry.error, "failed_steps": list(entry.failed_steps),
+        "added_at": utc_iso(entry.added_at),
+    }
+
+
+def dlq_table(entries: Sequence[DlqEntry]) -> Table:
+    table = Table(title="dead-letter queue", title_justify="left")
+    for column in ("run", "workflow", "status", "failed steps", "added", "error"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(
+            e.run_id, e.workflow, status_text(e.status), ", ".join(e.failed_steps) or "—",
+            utc_iso(e.added_at)[:19].replace("T", " "), clip(e.error or "", 50),
+        )
+    return table
+
+
+def status_view(summary: RunSummary, plan: Plan | None) -> RenderableType:
+    return Group(summary_panel(summary, plan), steps_table(summary, plan))

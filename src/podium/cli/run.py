@@ -1,0 +1,229 @@
+"""`podium run`, `recover`, `plan` and `validate`: load a workflow, plan it, run it to the end.
+
+Inputs are checked before the store is opened, so an invalid run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from podium.bus.events import new_id
+from podium.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    SUCCESSFUL,
+    BusOption,
+    JsonOption,
+    StoreOption,
+    UsageProblem,
+    guarded,
+    note,
+    open_engine,
+    out,
+    parse_json_arg,
+    print_json,
+    require_run,
+    run_async,
+    settings_for,
+    stored_plan,
+)
+from podium.cli.progress import Follower, RunView, pick_display
+from podium.cli.render import summaries_table, summary_panel
+from podium.engine.engine import Engine
+from podium.engine.summary import RunSummary
+from podium.model.inputs import load_inputs_file, parse_cli_inputs, resolve_inputs
+from podium.model.loader import load_workflow
+from podium.model.workflow import Workflow
+from podium.plan import Plan, build_plan
+from podium.plan.render import render_plan
+from podium.settings import Settings
+
+FileArgument = Annotated[Path, typer.Argument(help="Workflow file (.yaml, .yml or .json)")]
+
+
+@guarded
+def run_command(
+    file: FileArgument,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option("-i", "--input", metavar="NAME=VALUE",
+                     help="An input, parsed by its declared type (repeatable)"),
+    ] = None,
+    inputs_json: Annotated[
+        str | None, typer.Option("--inputs-json", metavar="JSON", help="Inputs as a JSON object"),
+    ] = None,
+    inputs_file: Annotated[
+        Path | None,
+        typer.Option("--inputs-file", metavar="FILE", help="Inputs from a JSON or YAML file"),
+    ] = None,
+    json_output: JsonOption = False,
+    store: StoreOption = None,
+    bus: BusOption = None,
+) -> None:
+    """Plan, admit and run a workflow to the end in this process, with live progress."""
+    workflow = load_workflow(file)
+    values = gather_inputs(workflow, inputs or [], inputs_json, inputs_file)
+    code = run_async(_run(workflow, values, settings_for(store, bus), json_output))
+    raise typer.Exit(code)
+
+
+def gather_inputs(
+    workflow: Workflow, pairs: list[str], inputs_json: str | None, inputs_file: Path | None
+) -> dict[str, Any]:
+    """File, then --inputs-json, then -i pairs (the most specific wins), checked at once."""
+    given: dict[str, Any] = {}
+    if inputs_file is not None:
+        given.update(load_inputs_file(inputs_file))
+    if inputs_json is not None:
+        data = parse_json_arg(inputs_json, "--inputs-json")
+        if not isinstance(data, dict):
+            raise UsageProblem(
+                f"--inputs-json must be a JSON object of input names to values"
+                f" (got a {type(data).__name__})"
+            )
+        given.update(data)
+    given.update(parse_cli_inputs(workflow, pairs))
+    return resolve_inputs(workflow, given)
+
+
+async def _run(
+    workflow: Workflow, inputs: dict[str, Any], settings: Settings, json_output: bool
+) -> int:
+    plan = build_plan(workflow)
+    async with (
+        open_engine(settings) as engine,
+        Follower(engine.bus, pick_display(json_output)) as follower,
+    ):
+        run_id = new_id()  # chosen here, so the view exists before the first event
+        follower.track(RunView.of(run_id, workflow.name, plan))
+        await engine.submit(workflow, inputs, run_id=run_id)
+        await _wait_or_cancel(engine, run_id)
+        await follower.settle(engine.store)
+        summary = await engine.summary(run_id)
+    show_summary(summary, plan, json_output)
+    return exit_code([summary])
+
+
+async def _wait_or_cancel(engine: Engine, run_id: str) -> None:
+    """Waits for the run; Ctrl-C cancels it gracefully (compensation runs) and waits for that."""
+    try:
+        await engine.wait_done(run_id)
+    except asyncio.CancelledError:
+        if not _interrupted():
+            raise
+        note("interrupted: cancelling the run (compensations run first; Ctrl-C again to quit now)")
+        await engine.cancel(run_id)
+        await engine.wait_done(run_id)
+
+
+def _interrupted() -> bool:
+    """Takes back the cancellation asyncio.run made of the main task on Ctrl-C."""
+    task = asyncio.current_task()
+    if task is None or task.cancelling() == 0:
+        return False
+    task.uncancel()
+    return True
+
+
+async def follow_runs(
+    engine: Engine, follower: Follower, run_ids: Sequence[str]
+) -> tuple[list[RunSummary], dict[str, Plan]] | None:
+    """Shows and waits for runs this engine resumed; None if Ctrl-C left them for later."""
+    plans: dict[str, Plan] = {}
+    for run_id in run_ids:
+        row = await require_run(engine.store, run_id)
+        _, plans[run_id] = await stored_plan(engine.store, row)
+        view = RunView.of(run_id, row.workflow, plans[run_id])
+        view.seed(row, await engine.store.get_steps(run_id))
+        follower.track(view)
+    try:
+        await asyncio.gather(*(engine.wait_done(r) for r in run_ids))
+    except asyncio.CancelledError:
+        if not _interrupted():
+            raise
+        note("interrupted: the runs stay unfinished; `podium recover` resumes them")
+        return None
+    await follower.settle(engine.store)
+    return [await engine.summary(r) for r in run_ids], plans
+
+
+def show_summary(summary: RunSummary, plan: Plan | None, json_output: bool) -> None:
+    if json_output:
+        print_json(summary.model_dump(mode="json"))
+    else:
+        out.print(summary_panel(summary, plan))
+
+
+def exit_code(summaries: Sequence[RunSummary]) -> int:
+    return EXIT_OK if all(s.status in SUCCESSFUL for s in summaries) else EXIT_FAILED
+
+
+# -- recover ----------------------------------------------------------------------------------
+
+
+@guarded
+def recover_command(
+    runs: Annotated[
+        list[str] | None, typer.Argument(help="Runs to resume [default: every unfinished run]")
+    ] = None,
+    json_output: JsonOption = False,
+    store: StoreOption = None,
+    bus: BusOption = None,
+) -> None:
+    """Resume unfinished runs (after a crash) in this process and wait for them."""
+    raise typer.Exit(run_async(_recover(runs or [], settings_for(store, bus), json_output)))
+
+
+async def _recover(run_ids: list[str], settings: Settings, json_output: bool) -> int:
+    async with (
+        open_engine(settings) as engine,
+        Follower(engine.bus, pick_display(json_output)) as follower,
+    ):
+        for run_id in run_ids:
+            await require_run(engine.store, run_id)  # an unknown id is an error, not "nothing"
+        resumed = await engine.recover(run_ids or None)
+        for run_id in sorted(set(run_ids) - set(resumed)):
+            row = await require_run(engine.store, run_id)
+            why = f"it already ended ({row.status})" if row.done else "another process holds it"
+            note(f"run {run_id} not recovered: {why}")
+        if not resumed:
+            note("nothing to recover")
+            if json_output:
+                print_json([])
+            return EXIT_OK
+        result = await follow_runs(engine, follower, resumed)
+    if result is None:
+        return EXIT_FAILED
+    summaries, _ = result
+    if json_output:
+        print_json([s.model_dump(mode="json") for s in summaries])
+    else:
+        out.print(summaries_table(summaries))
+    return exit_code(summaries)
+
+
+# -- plan, validate -----------------------------------------------------------------------------
+
+
+@guarded
+def plan_command(file: FileArgument, json_output: JsonOption = False) -> None:
+    """Show the execution plan: order, parallel groups, critical path, estimate, peak resources."""
+    workflow = load_workflow(file)
+    plan = build_plan(workflow)
+    if json_output:
+        print_json(plan.to_json())
+    else:
+        out.print(render_plan(plan, workflow))
+
+
+@guarded
+def validate_command(file: FileArgument) -> None:
+    """Check a workflow file: exit 0, or 2 with every problem, one line each."""
+    workflow = load_workflow(file)
+    count = len(workflow.steps)
+    out.print(f"{file}: valid ({count} step{'s' if count != 1 else ''})", markup=False)

@@ -1,0 +1,201 @@
+"""`podium runs`, `status`, `cancel`, `signal` and `events`: inspect and control runs.
+
+Reads go straight to the store; cancel and signal go through an engine, as a run's owner would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Annotated
+
+import typer
+from rich.console import Group
+
+from podium.bus.events import Event
+from podium.cli.common import (
+    EXIT_OK,
+    BusOption,
+    JsonOption,
+    StoreOption,
+    UsageProblem,
+    guarded,
+    note,
+    open_engine,
+    opened_store,
+    out,
+    parse_json_arg,
+    print_json,
+    require_run,
+    run_async,
+    settings_for,
+    stored_plan,
+)
+from podium.cli.render import event_json, events_table, run_json, runs_table, status_view
+from podium.engine.summary import build_summary
+from podium.settings import Settings
+from podium.store.base import Store
+from podium.store.records import RUN_STATUSES
+
+RunArgument = Annotated[str, typer.Argument(help="Run id")]
+CANCEL_WAIT_S = 10.0  # how long `cancel` watches a run another process is stopping
+EVENT_PAGE = 1000
+
+
+@guarded
+def runs_command(
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", metavar="STATUS", help="Only runs with this status (repeatable)"),
+    ] = None,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", metavar="NAME", help="Only runs of this workflow")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs")] = 50,
+    json_output: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """List runs, newest first."""
+    statuses = [s.strip() for value in status or [] for s in value.split(",") if s.strip()]
+    unknown = [s for s in statuses if s not in RUN_STATUSES]
+    if unknown:
+        raise UsageProblem(
+            f"--status {unknown[0]!r} is not a run status; use one of {', '.join(RUN_STATUSES)}"
+        )
+    settings = settings_for(store, None)
+    rows = run_async(_list_runs(settings, statuses, workflow, limit))
+    if json_output:
+        print_json([run_json(row) for row in rows])
+    elif rows:
+        out.print(runs_table(rows))
+    else:
+        note("no runs")
+
+
+async def _list_runs(
+    settings: Settings, statuses: list[str], workflow: str | None, limit: int
+) -> list[object]:
+    async with opened_store(settings) as store:
+        return list(await store.list_runs(statuses=statuses or None, workflow=workflow, limit=limit))
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+@guarded
+def status_command(
+    run_id: RunArgument,
+    json_output: JsonOption = False,
+    events: Annotated[bool, typer.Option("--events", help="Also show the run's events")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Show a run: its status, steps, outputs' summary, and optionally its events."""
+    run_async(_status(settings_for(store, None), run_id, json_output, events))
+
+
+async def _status(settings: Settings, run_id: str, json_output: bool, with_events: bool) -> None:
+    async with opened_store(settings) as store:
+        row = await require_run(store, run_id)
+        _, plan = await stored_plan(store, row)
+        summary = build_summary(row, plan.order, await store.get_steps(run_id))
+        events = await tail_events(store, run_id, None) if with_events else []
+    if json_output:
+        document = summary.model_dump(mode="json")
+        if with_events:
+            document["events"] = [event_json(seq, e) for seq, e in events]
+        print_json(document)
+        return
+    view = status_view(summary, plan)
+    out.print(Group(view, events_table(events, with_run=False)) if with_events else view)
+
+
+async def tail_events(store: Store, run_id: str | None, limit: int | None) -> list[tuple[int, Event]]:
+    """The last `limit` events (all with None), oldest first: the store pages forwards."""
+    kept: deque[tuple[int, Event]] = deque(maxlen=limit)
+    after = 0
+    while True:
+        page = await store.list_events(run_id, after_seq=after, limit=EVENT_PAGE)
+        kept.extend(page)
+        if len(page) < EVENT_PAGE:
+            return list(kept)
+        after = page[-1][0]
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+@guarded
+def events_command(
+    run_id: Annotated[str | None, typer.Argument(help="Only this run's events")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="The last N events")] = 100,
+    json_output: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """The audit log: every state change as an event, oldest first."""
+    events = run_async(_events(settings_for(store, None), run_id, limit))
+    if json_output:
+        print_json([event_json(seq, e) for seq, e in events])
+    elif events:
+        out.print(events_table(events, with_run=run_id is None))
+    else:
+        note("no events")
+
+
+async def _events(settings: Settings, run_id: str | None, limit: int) -> list[tuple[int, Event]]:
+    async with opened_store(settings) as store:
+        if run_id is not None:
+            await require_run(store, run_id)
+        return await tail_events(store, run_id, limit)
+
+
+# -- cancel, signal -----------------------------------------------------------------------------
+
+
+@guarded
+def cancel_command(run_id: RunArgument, store: StoreOption = None, bus: BusOption = None) -> None:
+    """Cancel a run: running steps stop, compensations run, status `cancelled`."""
+    run_async(_cancel(settings_for(store, bus), run_id))
+    raise typer.Exit(EXIT_OK)
+
+
+async def _cancel(settings: Settings, run_id: str) -> None:
+    async with open_engine(settings) as engine:
+        # A run no live process holds is taken over first, so its compensations run here.
+        await engine.recover([run_id])
+        if await engine.cancel(run_id):
+            await engine.wait_done(run_id)
+            row = await require_run(engine.store, run_id)
+            out.print(f"run {run_id}: {row.status}", markup=False)
+            return
+        note(f"cancel requested; run {run_id} is held by another process, which will stop it")
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while time.monotonic() < deadline:
+            row = await require_run(engine.store, run_id)
+            if row.done:
+                out.print(f"run {run_id}: {row.status}", markup=False)
+                return
+            await asyncio.sleep(settings.poll_interval_s)
+        out.print(f"run {run_id}: still stopping; `podium status {run_id}` shows when it ends",
+                  markup=False)
+
+
+@guarded
+def signal_command(
+    run_id: RunArgument,
+    name: Annotated[str, typer.Argument(help="Signal name (a wait step's `signal`)")],
+    payload: Annotated[
+        str | None, typer.Argument(metavar="[JSON]", help="The payload, as JSON")
+    ] = None,
+    store: StoreOption = None,
+    bus: BusOption = None,
+) -> None:
+    """Send a signal to a run: approves a `wait` step; its output is the payload."""
+    value = None if payload is None else parse_json_arg(payload, "the signal payload")
+    run_async(_signal(settings_for(store, bus), run_id, name, value))
+    out.print(f"signal {name!r} sent to run {run_id}", markup=False)
+
+
+async def _signal(settings: Settings, run_id: str, name: str, payload: object) -> None:
+    async with open_engine(settings) as engine:
+        await engine.signal(run_id, name, payload)

@@ -1,0 +1,213 @@
+"""Loads a workflow from YAML/JSON and validates it, reporting every problem in one error.
+
+Each problem is one line, `error: FILE: steps.<id>.<field>: what is wrong (got VALUE)` (DESIGN §7).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from podium.errors import WorkflowInvalid
+from podium.model.messages import pydantic_problems
+from podium.model.validate import Problem, semantic_problems, show
+from podium.model.workflow import Workflow, with_agent
+
+MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
+_MIB = 1024 * 1024
+WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def load_workflow(path: str | Path, *, resolve_calls: bool = True) -> Workflow:
+    """Reads and validates a `.yaml`/`.yml`/`.json` workflow; raises WorkflowInvalid."""
+    return _load(Path(path), resolve_calls, ())
+
+
+def parse_workflow(
+    data: Any, source: str, base_dir: Path | None = None, resolve_calls: bool = True
+) -> Workflow:
+    """Validates already-parsed data; `source` names it in messages, `base_dir` anchors
+    sub-workflow files. Raises one WorkflowInvalid holding every problem found."""
+    return _parse(data, source, base_dir, resolve_calls, ())
+
+
+def read_document(path: Path, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
+    """The parsed content of a JSON (`.json`) or YAML file, refusing files over `max_bytes`."""
+    try:
+        with path.open("rb") as file:
+            # Read one byte past the limit rather than trust the size: the file may still grow.
+            raw = file.read(max_bytes + 1)
+            if len(raw) > max_bytes:
+                size = max(path.stat().st_size, len(raw))
+                raise WorkflowInvalid([
+                    f"error: {path}: the file is {size / _MIB:.1f} MiB, over the"
+                    f" {max_bytes / _MIB:g} MiB limit for {what}"
+                ])
+        content = raw.decode("utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise WorkflowInvalid([f"error: {path}: cannot read {what}: {reason}"]) from None
+    except UnicodeDecodeError as exc:
+        raise WorkflowInvalid([f"error: {path}: not UTF-8 text ({exc.reason})"]) from None
+    if path.suffix.lower() == ".json":
+        return _parse_json(content, path)
+    return _parse_yaml(content, path)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, except that a key written twice is an error instead of a silent overwrite."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                )
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(content: str, path: Path) -> Any:
+    try:
+        return yaml.load(content, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = exc.problem or "cannot parse"
+        context = f" ({exc.context})" if exc.context else ""
+        raise WorkflowInvalid([f"error: {path}: {where}invalid YAML: {what}{context}"]) from None
+    except yaml.YAMLError as exc:
+        message = " ".join(str(exc).split())
+        raise WorkflowInvalid([f"error: {path}: invalid YAML: {message}"]) from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _parse_json(content: str, path: Path) -> Any:
+    try:
+        return json.loads(content, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise WorkflowInvalid([f"error: {path}: {where}: invalid JSON: {exc.msg}"]) from None
+    except ValueError as exc:
+        raise WorkflowInvalid([f"error: {path}: invalid JSON: {exc}"]) from None
+
+
+def _load(path: Path, resolve_calls: bool, chain: tuple[Path, ...]) -> Workflow:
+    data = read_document(path, "a workflow definition")
+    return _parse(data, str(path), path.parent, resolve_calls, (*chain, path.resolve()))
+
+
+def _parse(
+    data: Any, source: str, base_dir: Path | None, resolve_calls: bool, chain: tuple[Path, ...]
+) -> Workflow:
+    if not isinstance(data, dict):
+        raise WorkflowInvalid([Problem("", _not_a_mapping(data)).line(source)])
+    data, problems = _include_children(data, base_dir or Path(), resolve_calls, chain)
+    problems += semantic_problems(data, resolve_calls=resolve_calls)
+    try:
+        workflow = Workflow.model_validate(data)
+    except ValidationError as exc:
+        problems = pydantic_problems(exc) + problems
+    if problems:
+        raise WorkflowInvalid(list(dict.fromkeys(p.line(source) for p in problems)))
+    return workflow
+
+
+def _not_a_mapping(data: Any) -> str:
+    if data is None:
+        return "the file is empty; a workflow needs at least name and steps"
+    kind = type(data).__name__
+    return f"a workflow must be a mapping with name and steps, not a {kind} (got {show(data)})"
+
+
+# -- sub-workflow files ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Includes:
+    """Where sub-workflow files are found, and the files being loaded (to refuse a loop)."""
+
+    base_dir: Path
+    resolve_calls: bool
+    chain: tuple[Path, ...]
+
+
+def _include_children(
+    data: dict[str, Any], base_dir: Path, resolve_calls: bool, chain: tuple[Path, ...]
+) -> tuple[dict[str, Any], list[Problem]]:
+    """`data` with each `workflow` step that names a file given that file's `definition`.
+
+    The raw data is copied, never changed in place: parsing stays pure.
+    """
+    steps = data.get("steps")
+    if not isinstance(steps, dict):
+        return data, []
+    agents: dict[str, Any] = data["agents"] if isinstance(data.get("agents"), dict) else {}
+    includes = _Includes(base_dir, resolve_calls, chain)
+    problems: list[Problem] = []
+    included: dict[Any, Any] = {}
+    for step_id, raw in steps.items():
+        if isinstance(raw, dict):
+            raw = _include_in_step(f"steps.{step_id}", raw, agents, includes, problems)
+        included[step_id] = raw
+    return {**data, "steps": included}, problems
+
+
+def _include_in_step(
+    prefix: str, raw: dict[str, Any], agents: dict[str, Any], includes: _Includes,
+    problems: list[Problem],
+) -> dict[str, Any]:
+    nested = isinstance(raw.get("action"), dict)  # the canonical form keeps the action apart
+    action = raw["action"] if nested else with_agent(raw, agents)
+    definition = _child_definition(prefix, action, includes, problems)
+    if definition is not None and nested:
+        raw = {**raw, "action": {**raw["action"], "definition": definition}}
+    elif definition is not None:
+        raw = {**raw, "definition": definition}
+    for key in ("fallback", "compensate"):
+        alternative = raw.get(key)
+        if isinstance(alternative, dict):
+            merged = with_agent(alternative, agents)
+            definition = _child_definition(f"{prefix}.{key}", merged, includes, problems)
+            if definition is not None:
+                raw = {**raw, key: {**alternative, "definition": definition}}
+    return raw
+
+
+def _child_definition(
+    prefix: str, action: Mapping[str, Any], includes: _Includes, problems: list[Problem]
+) -> dict[str, Any] | None:
+    """The canonical JSON of the file a `workflow` action names, or None (problems appended)."""
+    target = action.get("workflow")
+    if action.get("kind") != "workflow" or not isinstance(target, str):
+        return None
+    if not target.lower().endswith(WORKFLOW_SUFFIXES) or isinstance(action.get("definition"), dict):
+        return None  # a registered name, or a definition already inlined (canonical JSON)
+    path = includes.base_dir / target
+    if path.resolve() in includes.chain:
+        loop = " -> ".join([*(p.name for p in includes.chain), path.name])
+        problems.append(Problem(f"{prefix}.workflow", f"workflow files include each other: {loop}"))
+        return None
+    try:
+        return _load(path, includes.resolve_calls, includes.chain).to_json()
+    except WorkflowInvalid as exc:
+        for line in exc.problems:
+            problems.append(Problem(f"{prefix}.workflow", line.removeprefix("error: ")))
+        return None

@@ -1,0 +1,237 @@
+"""Checks of a raw workflow mapping that pydantic cannot make: graph, agents, expressions, calls.
+
+They read the raw data, so they run even when pydantic fails and every problem comes out at once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from podium.model import expressions
+from podium.model.workflow import STEP_POLICY_KEYS, split_action, with_agent
+
+# Action keys that hold no user expressions: the kind tag, and a child workflow's own definition
+# (its templates are the child's, checked when the child is loaded).
+_NOT_EXPRESSIONS = frozenset({"kind", "definition", "agent"})
+_CALL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem: where (`steps.draft.needs`, or "" for the whole file) and what."""
+
+    location: str
+    message: str
+
+    def line(self, source: str) -> str:
+        where = f"{self.location}: " if self.location else ""
+        return f"error: {source}: {where}{self.message}"
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A step's own action, its fallback or its compensation, merged with its agent."""
+
+    prefix: str  # `steps.draft` or `steps.draft.fallback`
+    raw: Mapping[str, Any]  # as written, to see the `agent` it names
+    action: Mapping[str, Any]  # the action keys after the agent merge
+    is_compensation: bool = False
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """`repr(value)`, cut to `limit` characters so one huge value cannot flood the terminal."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def semantic_problems(data: Mapping[str, Any], *, resolve_calls: bool) -> list[Problem]:
+    """Every problem of `data` outside pydantic's reach, in step order."""
+    agents = _mapping(data.get("agents"))
+    # Agent keys count as the step's own, as they will once the model merges them.
+    raw_steps = _raw_steps(data)
+    steps = {step_id: with_agent(raw, agents) for step_id, raw in raw_steps.items()}
+    needs = {step_id: _needs_of(merged) for step_id, merged in steps.items()}
+    upstream = _upstream(needs)
+    problems = [*_needs_problems(needs), *_cycle_problems(needs)]
+    for step_id, merged in steps.items():
+        problems += _policy_problems(step_id, merged, steps, upstream[step_id])
+        for part in _parts(step_id, raw_steps[step_id], merged, agents):
+            problems += _agent_problems(part, agents)
+            problems += _expression_problems(part, steps, upstream[step_id] | _self(part, step_id))
+            if resolve_calls:
+                problems += _call_problems(part)
+    return problems + _input_default_problems(data)
+
+
+def input_type_problem(type_name: str, value: Any) -> str | None:
+    """Why `value` is not of the declared input type, or None if it is."""
+    accepts, what = _INPUT_TYPES.get(type_name, (lambda _: True, ""))
+    return None if accepts(value) else f"should be {what} (got {show(value)})"
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    # bool is an int subclass, but `true` is not a number a user meant to pass
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value)
+
+
+_INPUT_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "string": (lambda v: isinstance(v, str), "a string"),
+    "integer": (_is_integer, "an integer"),
+    "number": (_is_number, "a number"),
+    "boolean": (lambda v: isinstance(v, bool), "a boolean"),
+    "object": (lambda v: isinstance(v, Mapping), "an object"),
+    "array": (lambda v: isinstance(v, list | tuple), "an array"),
+}
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _raw_steps(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Step id -> raw step; a step that is not a mapping (pydantic's to report) still exists."""
+    steps = _mapping(data.get("steps"))
+    return {str(k): v if isinstance(v, dict) else {} for k, v in steps.items()}
+
+
+def _needs_of(raw: Mapping[str, Any]) -> list[str]:
+    """The step ids a step names in `needs`; a malformed `needs` is pydantic's to report."""
+    needs = raw.get("needs")
+    if not isinstance(needs, list | tuple):
+        return []
+    return [n for n in needs if isinstance(n, str)]
+
+
+def _needs_problems(needs: Mapping[str, list[str]]) -> Iterator[Problem]:
+    for step_id, names in needs.items():
+        for name in names:
+            if name == step_id:
+                yield Problem(f"steps.{step_id}.needs", f"a step cannot need itself (got {name!r})")
+            elif name not in needs:
+                yield Problem(f"steps.{step_id}.needs", f"names no step (got {name!r})")
+
+
+def _cycle_problems(needs: Mapping[str, list[str]]) -> Iterator[Problem]:
+    # Imported here: `plan` builds on `model`, so a module-level import would be circular.
+    from podium.plan.graph import find_cycles
+
+    # A step needing itself is reported on its own `needs` already.
+    others = {step: [n for n in names if n != step] for step, names in needs.items()}
+    for cycle in find_cycles(others):
+        yield Problem("steps", "cycle " + " -> ".join(cycle))
+
+
+def _upstream(needs: Mapping[str, list[str]]) -> dict[str, set[str]]:
+    """Each step's transitive needs (steps that surely finished before it starts)."""
+    found: dict[str, set[str]] = {}
+    for step_id in needs:
+        seen: set[str] = set()
+        todo = [n for n in needs[step_id] if n in needs]
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(n for n in needs[name] if n in needs)
+        found[step_id] = seen - {step_id}
+    return found
+
+
+def _self(part: _Part, step_id: str) -> set[str]:
+    # A compensation undoes a finished step, so it may read that step's own output.
+    return {step_id} if part.is_compensation else set()
+
+
+def _parts(
+    step_id: str, raw: dict[str, Any], merged: dict[str, Any], agents: dict[str, Any]
+) -> Iterator[_Part]:
+    prefix = f"steps.{step_id}"
+    yield _Part(prefix, raw, _mapping(split_action(merged).get("action")))
+    for key in ("fallback", "compensate"):
+        alternative = raw.get(key)
+        if isinstance(alternative, dict):
+            merged = with_agent(alternative, agents)
+            yield _Part(f"{prefix}.{key}", alternative, merged, key == "compensate")
+
+
+def _policy_problems(
+    step_id: str, raw: Mapping[str, Any], steps: Mapping[str, Any], upstream: set[str]
+) -> list[Problem]:
+    prefix = f"steps.{step_id}"
+    problems = []
+    for key in ("when", "for_each"):
+        if key in raw:
+            problems += _field_problems(f"{prefix}.{key}", raw[key], steps, upstream)
+    parallel = raw.get("max_parallel")
+    if parallel is not None and raw.get("for_each") is None:
+        message = f"only applies to a step with for_each (got {show(parallel)})"
+        problems.append(Problem(f"{prefix}.max_parallel", message))
+    return problems
+
+
+def _agent_problems(part: _Part, agents: Mapping[str, Any]) -> list[Problem]:
+    name = part.raw.get("agent")
+    if name is None or (isinstance(name, str) and isinstance(agents.get(name), dict)):
+        return []
+    known = ", ".join(agents) or "none are defined"
+    return [Problem(f"{part.prefix}.agent", f"unknown agent (got {show(name)}); agents: {known}")]
+
+
+def _expression_problems(
+    part: _Part, steps: Mapping[str, Any], upstream: set[str]
+) -> list[Problem]:
+    problems = []
+    for key, value in part.action.items():
+        if key not in _NOT_EXPRESSIONS and key not in STEP_POLICY_KEYS:
+            problems += _field_problems(f"{part.prefix}.{key}", value, steps, upstream)
+    return problems
+
+
+def _field_problems(
+    location: str, value: Any, steps: Mapping[str, Any], upstream: set[str]
+) -> list[Problem]:
+    """Syntax and sandbox problems of the expressions in one field, and the steps they read."""
+    problems = [Problem(location, message) for message in expressions.check(value)]
+    for ref in sorted(expressions.step_refs(value)):
+        if ref not in steps:
+            problems.append(Problem(location, f"reads steps.{ref}, which names no step"))
+        elif ref not in upstream:
+            problems.append(
+                Problem(location, f"reads steps.{ref}, which is not among its needs; add it there")
+            )
+    return problems
+
+
+def _call_problems(part: _Part) -> list[Problem]:
+    """Imports a python step's `call` now, so a typo fails validation rather than the run."""
+    # Imported here: `steps` builds on `model`, so a module-level import would be circular.
+    from podium.steps.python import CallNotFound, resolve_call
+
+    call = part.action.get("call")
+    if part.action.get("kind") != "python" or not isinstance(call, str) or not _CALL.match(call):
+        return []  # a malformed call is reported by pydantic
+    try:
+        resolve_call(call)
+    except CallNotFound as exc:
+        return [Problem(f"{part.prefix}.call", f"{exc} (got {call!r})")]
+    return []
+
+
+def _input_default_problems(data: Mapping[str, Any]) -> list[Problem]:
+    problems = []
+    for name, spec in _mapping(data.get("inputs")).items():
+        if not isinstance(spec, dict) or spec.get("default") is None:
+            continue
+        problem = input_type_problem(str(spec.get("type", "string")), spec["default"])
+        if problem is not None:
+            problems.append(Problem(f"inputs.{name}.default", problem))
+    return problems
