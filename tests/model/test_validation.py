@@ -197,7 +197,9 @@ def test_a_need_that_names_no_step_is_rejected() -> None:
 
 def test_a_step_that_needs_itself_is_rejected() -> None:
     data = workflow(a=sim(needs=["a"]))
-    assert problems_of(data) == ["error: wf.yaml: steps.a.needs: a step cannot need itself (got 'a')"]
+    assert problems_of(data) == [
+        "error: wf.yaml: steps.a.needs: a step cannot need itself (got 'a')"
+    ]
 
 
 def test_a_cycle_is_printed_step_by_step() -> None:
@@ -260,13 +262,10 @@ def test_a_missing_required_field_is_named() -> None:
 
 @pytest.mark.parametrize("where", ["step", "fallback", "compensate"])
 def test_an_unknown_agent_is_rejected(where: str) -> None:
-    data = {"name": "wf", "agents": {"writer": sim()}, "steps": {"a": sim()}}
-    location = "steps.a.agent"
-    if where == "step":
-        data["steps"]["a"] = {"agent": "ghost", "kind": "sim"}
-    else:
-        data["steps"]["a"][where] = {"agent": "ghost", "kind": "sim"}
-        location = f"steps.a.{where}.agent"
+    ghost = {"agent": "ghost", "kind": "sim"}
+    step = ghost if where == "step" else sim(**{where: ghost})
+    data = {"name": "wf", "agents": {"writer": sim()}, "steps": {"a": step}}
+    location = "steps.a.agent" if where == "step" else f"steps.a.{where}.agent"
     assert problems_of(data) == [
         f"error: wf.yaml: {location}: unknown agent (got 'ghost'); agents: writer"
     ]

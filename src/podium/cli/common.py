@@ -33,8 +33,18 @@ T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SUCCESSFUL = frozenset({"succeeded", "degraded"})  # run statuses that exit 0 (DESIGN §4)
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+PIPE_WIDTH = 160  # rich assumes 80 columns off a terminal: too narrow for run ids and errors
+
+
+def _console(stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPE_WIDTH
+    return console
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
 log = structlog.get_logger("podium.cli")
 
 StoreOption = Annotated[

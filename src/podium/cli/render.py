@@ -27,6 +27,24 @@ STATUS_STYLE = {
 NOTE_WIDTH = 70  # errors can be long; a table cell keeps the start, `status` shows the rest
 
 
+# Columns a reader copies or scans (ids, statuses, times) never wrap; free text takes what is left.
+_NO_WRAP = frozenset({
+    "run", "status", "created", "added", "duration", "seq", "time (UTC)", "event", "level",
+    "attempts", "retries",
+})
+
+
+def new_table(title: str, columns: Iterable[str], right: Iterable[str] = ()) -> Table:
+    table = Table(title=title, title_justify="left")
+    aligned = set(right)
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column in aligned else "left",
+            no_wrap=column in _NO_WRAP, min_width=36 if column == "run" else None,
+        )
+    return table
+
+
 def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
@@ -93,9 +111,10 @@ def _compensations(steps: dict[str, StepSummary]) -> str:
 
 def steps_table(summary: RunSummary, plan: Plan | None) -> Table:
     """The run's steps by plan level, for `podium status`."""
-    table = Table(title="steps", title_justify="left")
-    for column in ("level", "step", "status", "attempts", "duration", "notes"):
-        table.add_column(column, justify="right" if column in ("level", "attempts") else "left")
+    table = new_table(
+        "steps", ("level", "step", "status", "attempts", "duration", "notes"),
+        right=("level", "attempts"),
+    )
     groups = plan.groups if plan is not None else (tuple(summary.steps),)
     for level, group in enumerate(groups):
         for position, step_id in enumerate(group):
@@ -125,9 +144,7 @@ def _step_notes(step: StepSummary) -> str:
 
 
 def summaries_table(summaries: Sequence[RunSummary]) -> Table:
-    table = Table(title="runs", title_justify="left")
-    for column in ("run", "workflow", "status", "duration", "retries", "error"):
-        table.add_column(column)
+    table = new_table("runs", ("run", "workflow", "status", "duration", "retries", "error"))
     for s in summaries:
         table.add_row(
             s.run_id, s.workflow, status_text(s.status), seconds(s.duration_s),
@@ -160,9 +177,7 @@ def run_json(row: RunState) -> dict[str, Any]:
 
 
 def runs_table(rows: Sequence[RunState]) -> Table:
-    table = Table(title="runs", title_justify="left")
-    for column in ("run", "workflow", "status", "created", "duration", "error"):
-        table.add_column(column)
+    table = new_table("runs", ("run", "workflow", "status", "created", "duration", "error"))
     for row in rows:
         table.add_row(
             row.run_id, f"{row.workflow} v{row.workflow_version}", status_text(row.status),
@@ -177,13 +192,8 @@ def event_json(seq: int, event: Event) -> dict[str, Any]:
 
 
 def events_table(events: Sequence[tuple[int, Event]], *, with_run: bool) -> Table:
-    table = Table(title="events", title_justify="left")
-    table.add_column("seq", justify="right")
-    table.add_column("time (UTC)")
-    if with_run:
-        table.add_column("run")
-    table.add_column("event")
-    table.add_column("payload")
+    columns = ["seq", "time (UTC)", *(["run"] if with_run else []), "event", "payload"]
+    table = new_table("events", columns, right=("seq",))
     for seq, event in events:
         cells = [str(seq), utc_iso(event.timestamp)[11:23]]
         if with_run:
@@ -202,9 +212,9 @@ def dlq_json(entry: DlqEntry) -> dict[str, Any]:
 
 
 def dlq_table(entries: Sequence[DlqEntry]) -> Table:
-    table = Table(title="dead-letter queue", title_justify="left")
-    for column in ("run", "workflow", "status", "failed steps", "added", "error"):
-        table.add_column(column)
+    table = new_table(
+        "dead-letter queue", ("run", "workflow", "status", "failed steps", "added", "error")
+    )
     for e in entries:
         table.add_row(
             e.run_id, e.workflow, status_text(e.status), ", ".join(e.failed_steps) or "—",

@@ -17,6 +17,7 @@ from podium.model.loader import read_document
 from podium.model.validate import input_type_problem, show
 from podium.model.workflow import Workflow
 
+_INPUTS_FILE_HOLDS = "an inputs file must hold a mapping of input names to values"
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
@@ -81,12 +82,11 @@ def resolve_inputs(
 def load_inputs_file(path: str | Path) -> dict[str, Any]:
     """The mapping of input values in a JSON or YAML file (at most 10 MiB)."""
     data = read_document(Path(path), "an inputs file")
+    if data is None:
+        raise WorkflowInvalid([f"error: {path}: the inputs file is empty; {_INPUTS_FILE_HOLDS}"])
     if not isinstance(data, dict):
-        kind = "nothing" if data is None else f"a {type(data).__name__}"
-        raise WorkflowInvalid([
-            f"error: {path}: an inputs file must hold a mapping of input names to values,"
-            f" not {kind}"
-        ])
+        kind = type(data).__name__
+        raise WorkflowInvalid([f"error: {path}: {_INPUTS_FILE_HOLDS}, not a {kind}"])
     return {str(name): value for name, value in data.items()}
 
 
