@@ -45,21 +45,23 @@ def peak_rss_mib() -> float:
     return round(peak / divisor, 1)
 
 
-def decision_latencies_ms(
+def take_decision_latencies_ms(
     needs: Mapping[str, Sequence[str]],
-    times: Mapping[tuple[str, str], tuple[float, float]],
-    run_ids: Sequence[str],
+    times: dict[tuple[str, str], tuple[float, float]],
+    run_id: str,
 ) -> list[float]:
     """Per step with predecessors: its start minus the end of the predecessor that released it.
 
-    For a join that is the last predecessor to finish; for a chain, the only one.
+    For a join that is the last predecessor to finish; for a chain, the only one. The run's
+    entries are removed from `times`, so the harness holds timings of unfinished runs only.
     """
+    spans = {step_id: times.pop((run_id, step_id), None) for step_id in needs}
     latencies = []
-    for run_id in run_ids:
-        for step_id, preds in needs.items():
-            if preds:
-                released = max(times[(run_id, p)][1] for p in preds)
-                latencies.append((times[(run_id, step_id)][0] - released) * 1000)
+    for step_id, preds in needs.items():
+        span = spans[step_id]
+        ends = [s[1] for p in preds if (s := spans[p]) is not None]
+        if preds and span is not None and len(ends) == len(preds):
+            latencies.append((span[0] - max(ends)) * 1000)
     return latencies
 
 

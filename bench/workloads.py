@@ -6,6 +6,7 @@ A `Spec` says what to run, how many runs go at once (`concurrency`) and how many
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from podium.model.workflow import Workflow
@@ -26,6 +27,11 @@ class Spec:
     @property
     def n_workflows(self) -> int:
         return self.concurrency * self.repeats
+
+    @cached_property
+    def needs(self) -> dict[str, tuple[str, ...]]:
+        """Each step's predecessors, for pairing decision latencies."""
+        return {step_id: step.needs for step_id, step in self.workflow.steps.items()}
 
     @property
     def steps_per_workflow(self) -> int:

@@ -148,12 +148,12 @@ class StepExecutor:
 
     def encode(self, step_id: str, output: Any) -> bytes:
         try:
-            blob = codec.encode(output)
+            return codec.encode(output, max_bytes=self._max_output_bytes)
+        except codec.TooLarge as exc:
+            limit = self._max_output_bytes
+            raise NonRetryable(str(OutputTooLarge(step_id, exc.size_bytes, limit))) from None
         except TypeError as exc:
             raise NonRetryable(f"output of step {step_id} is not JSON-serialisable: {exc}") from None
-        if len(blob) > self._max_output_bytes:
-            raise NonRetryable(str(OutputTooLarge(step_id, len(blob), self._max_output_bytes)))
-        return blob
 
 
 def _idempotency_key(st: StepState) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 from podium.model import expressions
 from podium.model.workflow import STEP_POLICY_KEYS, split_action, with_agent
 
-# Action keys that hold no user expressions: the kind tag, and a child workflow's own definition
-# (its templates are the child's, checked when the child is loaded).
+# Action keys that hold no user expressions: the kind tag, an agent name, and a child workflow's
+# own definition (its templates are the child's, checked when the child is loaded).
 _NOT_EXPRESSIONS = frozenset({"kind", "definition", "agent"})
 _CALL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -28,8 +28,9 @@ class Problem:
     message: str
 
     def line(self, source: str) -> str:
+        """`error: FILE: location: message`, on one line whatever the message held."""
         where = f"{self.location}: " if self.location else ""
-        return f"error: {source}: {where}{self.message}"
+        return f"error: {source}: {where}{' '.join(self.message.split())}"
 
 
 @dataclass(frozen=True)
@@ -164,15 +165,15 @@ def _parts(
 
 
 def _policy_problems(
-    step_id: str, raw: Mapping[str, Any], steps: Mapping[str, Any], upstream: set[str]
+    step_id: str, merged: Mapping[str, Any], steps: Mapping[str, Any], upstream: set[str]
 ) -> list[Problem]:
     prefix = f"steps.{step_id}"
     problems = []
     for key in ("when", "for_each"):
-        if key in raw:
-            problems += _field_problems(f"{prefix}.{key}", raw[key], steps, upstream)
-    parallel = raw.get("max_parallel")
-    if parallel is not None and raw.get("for_each") is None:
+        if key in merged:
+            problems += _field_problems(f"{prefix}.{key}", merged[key], steps, upstream)
+    parallel = merged.get("max_parallel")
+    if parallel is not None and merged.get("for_each") is None:
         message = f"only applies to a step with for_each (got {show(parallel)})"
         problems.append(Problem(f"{prefix}.max_parallel", message))
     return problems

@@ -13,8 +13,17 @@ import orjson
 COMPRESS_OVER_BYTES = 4096
 
 
-def encode(value: Any) -> bytes:
+class TooLarge(ValueError):
+    def __init__(self, size_bytes: int) -> None:
+        self.size_bytes = size_bytes
+        super().__init__(f"{size_bytes} bytes")
+
+
+def encode(value: Any, *, max_bytes: int | None = None) -> bytes:
+    """The stored form; `max_bytes` bounds the JSON size before compression."""
     raw = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise TooLarge(len(raw))
     if len(raw) > COMPRESS_OVER_BYTES:
         return b"z" + zlib.compress(raw, 3)
     return b"j" + raw
