@@ -98,6 +98,7 @@ def build_report(
         "steps_per_s": _rate(len(timings) * spec.steps_per_workflow, wall),
         "e2e_latency_ms": percentiles([(t.done_t - t.submit_t) * 1000 for t in timings]),
         "decision_latency_ms": percentiles(decisions),
+        "decision_samples": len(decisions),  # edges measured: one per step with predecessors
         "queue_wait_ms": percentiles(queue_waits_ms(timings, rows)),
         "peak_rss_mib": peak_rss_mib(),
         "rss_before_mib": rss_before,

@@ -19,7 +19,9 @@ from podium.store import Store, open_store
 
 
 def make_workflow(steps: dict[str, Any], **fields: Any) -> Workflow:
-    return Workflow.model_validate({"name": fields.pop("name", "test-wf"), "steps": steps, **fields})
+    return Workflow.model_validate(
+        {"name": fields.pop("name", "test-wf"), "steps": steps, **fields}
+    )
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ def test_w1_json_report_has_every_field(tmp_path: Path) -> None:
     assert report["durable"] is True
     assert report["n_workflows"] == 10  # 200 * 0.05
     assert report["steps_per_workflow"] == 10
+    assert report["decision_samples"] == 10 * 9  # one edge per non-root step of each chain
     assert isinstance(report["max_active_runs"], int)
     for field in NUMBER_FIELDS:
         assert isinstance(report[field], int | float) and report[field] > 0, field

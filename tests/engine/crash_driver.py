@@ -31,27 +31,37 @@ async def effect(ms: int, ctx: StepContext) -> dict[str, Any]:
 
 
 def _step(ms: int, needs: list[str] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"kind": "python", "call": "crash_driver:effect", "input": {"ms": ms},
-            "needs": needs or [], **extra}
+    return {
+        "kind": "python",
+        "call": "crash_driver:effect",
+        "input": {"ms": ms},
+        "needs": needs or [],
+        **extra,
+    }
 
 
-WORKFLOW = Workflow.model_validate({
-    "name": "crash-test",
-    "steps": {
-        "a": _step(50),
-        "b": _step(200, ["a"]),
-        "c": _step(100, ["a"]),
-        "d": _step(150, ["a"]),
-        "fan": _step(80, ["b"], for_each=[1, 2, 3, 4, 5], max_parallel=2),
-        "e": _step(50, ["c", "d", "fan"]),
-    },
-})
+WORKFLOW = Workflow.model_validate(
+    {
+        "name": "crash-test",
+        "steps": {
+            "a": _step(50),
+            "b": _step(200, ["a"]),
+            "c": _step(100, ["a"]),
+            "d": _step(150, ["a"]),
+            "fan": _step(80, ["b"], for_each=[1, 2, 3, 4, 5], max_parallel=2),
+            "e": _step(50, ["c", "d", "fan"]),
+        },
+    }
+)
 
 
 async def main(db: str, mode: str, count: int) -> None:
     settings = Settings(lease_s=0.3, poll_interval_s=0.05, max_active_runs=4)
-    async with open_store(f"sqlite:///{db}") as store, open_bus() as bus, \
-            Engine(store, bus, settings) as engine:
+    async with (
+        open_store(f"sqlite:///{db}") as store,
+        open_bus() as bus,
+        Engine(store, bus, settings) as engine,
+    ):
         if mode == "submit":
             ids = await asyncio.gather(*(engine.submit(WORKFLOW) for _ in range(count)))
             print("submitted", flush=True)

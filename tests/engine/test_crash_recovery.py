@@ -23,11 +23,16 @@ STEPS_PER_RUN = 10  # a, b, c, d, e and five `fan` instances
 
 
 def _spawn(db: Path, effects: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CRASH_EFFECTS": str(effects),
-           "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "CRASH_EFFECTS": str(effects),
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.Popen(
         [sys.executable, str(HERE / "crash_driver.py"), str(db), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -76,7 +81,9 @@ async def _check(db: Path, effects: Path) -> None:
                 p = event.payload
                 completed[(event.correlation_id, p["step"], p["index"])] += 1
         for run in runs:
-            steps = [s for s in await store.get_steps(run.run_id) if s.step_id != "fan" or s.index >= 0]
+            steps = [
+                s for s in await store.get_steps(run.run_id) if s.step_id != "fan" or s.index >= 0
+            ]
             assert len(steps) == STEPS_PER_RUN
             for step in steps:
                 key = f"{run.run_id}/{step.step_id}" + ("" if step.index < 0 else f"/{step.index}")

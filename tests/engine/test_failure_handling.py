@@ -22,7 +22,9 @@ def _reset() -> Iterator[None]:
 
 def py(fn: str, attempts: int = 1, **inp: object) -> dict[str, object]:
     return {
-        "kind": "python", "call": f"steplib:{fn}", "input": inp,
+        "kind": "python",
+        "call": f"steplib:{fn}",
+        "input": inp,
         "retry": {"attempts": attempts, "backoff": "1ms", "jitter": 0},
     }
 
@@ -36,10 +38,15 @@ async def test_a_flaky_step_is_retried_until_it_succeeds(engine: Engine) -> None
 
 
 async def test_retries_are_spent_then_the_fallback_is_used(engine: Engine) -> None:
-    wf = make_workflow({
-        "a": {**py("fail", attempts=2, name="a"), "fallback": {"kind": "sim", "output": "plan b"}},
-        "b": {**py("echo", got="{{ steps.a.output }}"), "needs": ["a"]},
-    })
+    wf = make_workflow(
+        {
+            "a": {
+                **py("fail", attempts=2, name="a"),
+                "fallback": {"kind": "sim", "output": "plan b"},
+            },
+            "b": {**py("echo", got="{{ steps.a.output }}"), "needs": ["a"]},
+        }
+    )
     summary = await engine.run(wf)
     assert summary.status == "degraded"
     assert summary.steps["a"].status == "succeeded"
@@ -57,8 +64,14 @@ async def test_non_retryable_errors_skip_the_remaining_attempts(engine: Engine) 
 
 
 async def test_retry_after_replaces_the_backoff(engine: Engine) -> None:
-    wf = make_workflow({"a": {**py("retry_after", attempts=2, name="a", after=0.2),
-                              "retry": {"attempts": 2, "backoff": "30s"}}})
+    wf = make_workflow(
+        {
+            "a": {
+                **py("retry_after", attempts=2, name="a", after=0.2),
+                "retry": {"attempts": 2, "backoff": "30s"},
+            }
+        }
+    )
     summary = await engine.run(wf)
     assert summary.status == "succeeded"
     assert summary.duration_s is not None and 0.2 <= summary.duration_s < 5
@@ -72,10 +85,12 @@ def test_backoff_grows_exponentially_and_is_capped() -> None:
 
 
 async def test_an_optional_failure_degrades_the_run(engine: Engine) -> None:
-    wf = make_workflow({
-        "a": {**py("fail", name="a"), "optional": True},
-        "b": py("ok", name="b"),
-    })
+    wf = make_workflow(
+        {
+            "a": {**py("fail", name="a"), "optional": True},
+            "b": py("ok", name="b"),
+        }
+    )
     summary = await engine.run(wf)
     assert summary.status == "degraded"
     assert summary.steps["a"].status == "failed"
@@ -85,15 +100,26 @@ async def test_a_failure_cancels_running_steps_and_compensates_in_reverse_order(
     engine: Engine, store: Store
 ) -> None:
     undo = {"kind": "python", "call": "steplib:ok"}
-    wf = make_workflow({
-        "first": {**py("ok", name="first"), "compensate": {**undo, "input": {"name": "undo-first"}}},
-        "second": {**py("ok", name="second"), "needs": ["first"],
-                   "compensate": {**undo, "input": {"name": "undo-second"}}},
-        "slow": {**py("slow", name="slow", seconds=5), "needs": ["first"],
-                 "compensate": {**undo, "input": {"name": "undo-slow"}}},
-        "boom": {**py("fail", name="boom"), "needs": ["second"]},
-        "after": {**py("ok", name="after"), "needs": ["boom"]},
-    })
+    wf = make_workflow(
+        {
+            "first": {
+                **py("ok", name="first"),
+                "compensate": {**undo, "input": {"name": "undo-first"}},
+            },
+            "second": {
+                **py("ok", name="second"),
+                "needs": ["first"],
+                "compensate": {**undo, "input": {"name": "undo-second"}},
+            },
+            "slow": {
+                **py("slow", name="slow", seconds=5),
+                "needs": ["first"],
+                "compensate": {**undo, "input": {"name": "undo-slow"}},
+            },
+            "boom": {**py("fail", name="boom"), "needs": ["second"]},
+            "after": {**py("ok", name="after"), "needs": ["boom"]},
+        }
+    )
     summary = await engine.run(wf)
     assert summary.status == "compensated"
     assert summary.steps["slow"].status == "cancelled"
@@ -107,13 +133,24 @@ async def test_a_failure_cancels_running_steps_and_compensates_in_reverse_order(
 
 
 async def test_a_failed_compensation_is_recorded_and_the_others_still_run(engine: Engine) -> None:
-    wf = make_workflow({
-        "a": {**py("ok", name="a"), "compensate": {"kind": "python", "call": "steplib:ok",
-                                                    "input": {"name": "undo-a"}}},
-        "b": {**py("ok", name="b"), "needs": ["a"],
-              "compensate": {"kind": "python", "call": "steplib:fail", "input": {"name": "undo-b"}}},
-        "c": {**py("fail", name="c"), "needs": ["b"]},
-    })
+    wf = make_workflow(
+        {
+            "a": {
+                **py("ok", name="a"),
+                "compensate": {"kind": "python", "call": "steplib:ok", "input": {"name": "undo-a"}},
+            },
+            "b": {
+                **py("ok", name="b"),
+                "needs": ["a"],
+                "compensate": {
+                    "kind": "python",
+                    "call": "steplib:fail",
+                    "input": {"name": "undo-b"},
+                },
+            },
+            "c": {**py("fail", name="c"), "needs": ["b"]},
+        }
+    )
     summary = await engine.run(wf)
     assert summary.status == "failed"
     assert summary.steps["a"].status == "compensated"
@@ -134,26 +171,33 @@ async def test_a_failed_run_with_nothing_to_compensate_ends_failed_in_the_dlq(
 
 
 async def test_only_cleanup_steps_start_after_a_failure(engine: Engine) -> None:
-    wf = make_workflow({
-        "boom": py("fail", name="boom"),
-        "notify": {**py("ok", name="notify"), "needs": ["boom"], "trigger": "one_failed"},
-        "tidy": {**py("ok", name="tidy"), "needs": ["boom"], "trigger": "all_done"},
-        "next": {**py("ok", name="next"), "needs": ["boom"], "trigger": "none_failed"},
-    })
+    wf = make_workflow(
+        {
+            "boom": py("fail", name="boom"),
+            "notify": {**py("ok", name="notify"), "needs": ["boom"], "trigger": "one_failed"},
+            "tidy": {**py("ok", name="tidy"), "needs": ["boom"], "trigger": "all_done"},
+            "next": {**py("ok", name="next"), "needs": ["boom"], "trigger": "none_failed"},
+        }
+    )
     summary = await engine.run(wf)
     assert summary.status == "failed"
     assert {k: v.status for k, v in summary.steps.items()} == {
-        "boom": "failed", "notify": "succeeded", "tidy": "succeeded", "next": "skipped",
+        "boom": "failed",
+        "notify": "succeeded",
+        "tidy": "succeeded",
+        "next": "skipped",
     }
 
 
 async def test_replay_resumes_from_the_failed_step_and_reuses_succeeded_outputs(
     engine: Engine, store: Store
 ) -> None:
-    wf = make_workflow({
-        "a": py("ok", name="a"),
-        "b": {**py("flaky", name="b", failures=1), "needs": ["a"]},
-    })
+    wf = make_workflow(
+        {
+            "a": py("ok", name="a"),
+            "b": {**py("flaky", name="b", failures=1), "needs": ["a"]},
+        }
+    )
     first = await engine.run(wf)
     assert first.status == "failed"
     await engine.replay(first.run_id)
@@ -165,8 +209,9 @@ async def test_replay_resumes_from_the_failed_step_and_reuses_succeeded_outputs(
 
 
 async def test_a_per_attempt_timeout_abandons_the_attempt_and_retries(engine: Engine) -> None:
-    wf = make_workflow({"a": {**py("slow", attempts=2, name="a", seconds=10), "timeout": "50ms",
-                              "optional": True}})
+    wf = make_workflow(
+        {"a": {**py("slow", attempts=2, name="a", seconds=10), "timeout": "50ms", "optional": True}}
+    )
     summary = await engine.run(wf)
     assert steplib.CALLS["a"] == 2
     assert summary.steps["a"].status == "failed"
@@ -174,8 +219,15 @@ async def test_a_per_attempt_timeout_abandons_the_attempt_and_retries(engine: En
 
 
 async def test_a_sync_body_past_its_timeout_is_abandoned(engine: Engine) -> None:
-    wf = make_workflow({"a": {**py("sync_sleep", name="a", seconds=0.5), "timeout": "50ms",
-                              "fallback": {"kind": "sim", "output": "fb"}}})
+    wf = make_workflow(
+        {
+            "a": {
+                **py("sync_sleep", name="a", seconds=0.5),
+                "timeout": "50ms",
+                "fallback": {"kind": "sim", "output": "fb"},
+            }
+        }
+    )
     summary = await engine.run(wf)
     assert summary.steps["a"].output == "fb"
     assert summary.duration_s is not None and summary.duration_s < 0.45
@@ -189,11 +241,15 @@ async def test_a_run_past_its_timeout_ends_timed_out(engine: Engine) -> None:
 
 
 async def test_cancel_stops_running_steps_and_compensates(engine: Engine) -> None:
-    wf = make_workflow({
-        "a": {**py("ok", name="a"), "compensate": {"kind": "python", "call": "steplib:ok",
-                                                    "input": {"name": "undo-a"}}},
-        "b": {**py("slow", name="b", seconds=10), "needs": ["a"]},
-    })
+    wf = make_workflow(
+        {
+            "a": {
+                **py("ok", name="a"),
+                "compensate": {"kind": "python", "call": "steplib:ok", "input": {"name": "undo-a"}},
+            },
+            "b": {**py("slow", name="b", seconds=10), "needs": ["a"]},
+        }
+    )
     run_id = await engine.submit(wf)
     while steplib.CALLS.get("b") is None:
         await __import__("asyncio").sleep(0.01)
@@ -208,31 +264,48 @@ async def test_cancel_stops_running_steps_and_compensates(engine: Engine) -> Non
 async def test_every_attempt_gets_the_same_idempotency_key(engine: Engine) -> None:
     wf = make_workflow({"a": py("with_ctx", attempts=2, name="a")})
     summary = await engine.run(wf)
-    assert steplib.KEYS == [f"{summary.run_id}/a", f"{summary.run_id}/a"]
-    assert summary.steps["a"].output == {"key": f"{summary.run_id}/a", "attempt": 2,
-                                         "run": summary.run_id}
+    assert [f"{summary.run_id}/a", f"{summary.run_id}/a"] == steplib.KEYS
+    assert summary.steps["a"].output == {
+        "key": f"{summary.run_id}/a",
+        "attempt": 2,
+        "run": summary.run_id,
+    }
 
 
 async def test_for_each_keeps_item_order_and_bounds_parallelism(engine: Engine) -> None:
-    wf = make_workflow({
-        "src": py("ok", name="src", value=[3, 1, 2, 5, 4]),
-        "each": {"kind": "python", "call": "steplib:tracked", "needs": ["src"],
-                 "for_each": "{{ steps.src.output }}", "max_parallel": 2,
-                 "input": {"name": "item-{{ item }}-{{ index }}"}},
-    })
+    wf = make_workflow(
+        {
+            "src": py("ok", name="src", value=[3, 1, 2, 5, 4]),
+            "each": {
+                "kind": "python",
+                "call": "steplib:tracked",
+                "needs": ["src"],
+                "for_each": "{{ steps.src.output }}",
+                "max_parallel": 2,
+                "input": {"name": "item-{{ item }}-{{ index }}"},
+            },
+        }
+    )
     summary = await engine.run(wf)
     assert summary.status == "succeeded"
     assert steplib.CONCURRENT["peak"] == 2
     assert [o["name"] for o in summary.steps["each"].output] == [
-        "item-3-0", "item-1-1", "item-2-2", "item-5-3", "item-4-4"]
+        "item-3-0",
+        "item-1-1",
+        "item-2-2",
+        "item-5-3",
+        "item-4-4",
+    ]
     assert summary.steps["each"].instances is not None and len(summary.steps["each"].instances) == 5
 
 
 async def test_for_each_over_a_non_list_fails_the_step(engine: Engine) -> None:
-    wf = make_workflow({
-        "src": py("ok", name="src", value={"not": "a list"}),
-        "each": {"kind": "sim", "needs": ["src"], "for_each": "{{ steps.src.output }}"},
-    })
+    wf = make_workflow(
+        {
+            "src": py("ok", name="src", value={"not": "a list"}),
+            "each": {"kind": "sim", "needs": ["src"], "for_each": "{{ steps.src.output }}"},
+        }
+    )
     summary = await engine.run(wf)
     assert summary.status == "failed"
     assert "did not give a list" in (summary.steps["each"].error or "")

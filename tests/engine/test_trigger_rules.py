@@ -44,15 +44,23 @@ def test_trigger_rules_follow_airflow_meanings(rule: str, upstream: list[str], g
 
 
 async def test_a_false_when_skips_the_step_and_its_all_success_dependents(engine: Engine) -> None:
-    wf = make_workflow({
-        "a": py("ok", name="a"),
-        "b": {**py("ok", name="b"), "needs": ["a"], "when": "{{ inputs.go == 'yes' }}"},
-        "c": {**py("ok", name="c"), "needs": ["b"]},
-        "d": {**py("ok", name="d"), "needs": ["b"], "trigger": "none_failed"},
-    }, inputs={"go": {"type": "string", "default": "no"}})
+    wf = make_workflow(
+        {
+            "a": py("ok", name="a"),
+            "b": {**py("ok", name="b"), "needs": ["a"], "when": "{{ inputs.go == 'yes' }}"},
+            "c": {**py("ok", name="c"), "needs": ["b"]},
+            "d": {**py("ok", name="d"), "needs": ["b"], "trigger": "none_failed"},
+        },
+        inputs={"go": {"type": "string", "default": "no"}},
+    )
     summary = await engine.run(wf)
     assert summary.status == "succeeded"
-    assert [summary.steps[s].status for s in "abcd"] == ["succeeded", "skipped", "skipped", "succeeded"]
+    assert [summary.steps[s].status for s in "abcd"] == [
+        "succeeded",
+        "skipped",
+        "skipped",
+        "succeeded",
+    ]
     assert summary.steps["b"].output is None
     assert "b" not in steplib.CALLS and "c" not in steplib.CALLS
 
@@ -63,29 +71,37 @@ async def test_a_true_when_runs_the_step(engine: Engine) -> None:
 
 
 async def test_one_failed_and_all_done_steps_run_after_an_optional_failure(engine: Engine) -> None:
-    wf = make_workflow({
-        "a": {**py("fail", name="a"), "optional": True},
-        "b": py("ok", name="b"),
-        "alert": {**py("ok", name="alert"), "needs": ["a", "b"], "trigger": "one_failed"},
-        "cleanup": {**py("ok", name="cleanup"), "needs": ["a", "b"], "trigger": "all_done"},
-        "happy": {**py("ok", name="happy"), "needs": ["a", "b"]},
-        "either": {**py("ok", name="either"), "needs": ["a", "b"], "trigger": "one_success"},
-    })
+    wf = make_workflow(
+        {
+            "a": {**py("fail", name="a"), "optional": True},
+            "b": py("ok", name="b"),
+            "alert": {**py("ok", name="alert"), "needs": ["a", "b"], "trigger": "one_failed"},
+            "cleanup": {**py("ok", name="cleanup"), "needs": ["a", "b"], "trigger": "all_done"},
+            "happy": {**py("ok", name="happy"), "needs": ["a", "b"]},
+            "either": {**py("ok", name="either"), "needs": ["a", "b"], "trigger": "one_success"},
+        }
+    )
     summary = await engine.run(wf)
     assert summary.status == "degraded"
     statuses = {k: v.status for k, v in summary.steps.items()}
     assert statuses == {
-        "a": "failed", "b": "succeeded", "alert": "succeeded", "cleanup": "succeeded",
-        "happy": "skipped", "either": "succeeded",
+        "a": "failed",
+        "b": "succeeded",
+        "alert": "succeeded",
+        "cleanup": "succeeded",
+        "happy": "skipped",
+        "either": "succeeded",
     }
 
 
 async def test_one_success_is_skipped_when_every_upstream_failed(engine: Engine) -> None:
-    wf = make_workflow({
-        "a": {**py("fail", name="a"), "optional": True},
-        "b": {**py("fail", name="b"), "optional": True},
-        "c": {**py("ok", name="c"), "needs": ["a", "b"], "trigger": "one_success"},
-    })
+    wf = make_workflow(
+        {
+            "a": {**py("fail", name="a"), "optional": True},
+            "b": {**py("fail", name="b"), "optional": True},
+            "c": {**py("ok", name="c"), "needs": ["a", "b"], "trigger": "one_success"},
+        }
+    )
     summary = await engine.run(wf)
     assert summary.steps["c"].status == "skipped"
     assert summary.status == "degraded"
@@ -98,10 +114,19 @@ async def test_independent_steps_run_concurrently(engine: Engine) -> None:
 
 
 async def test_expressions_pass_native_outputs_between_steps(engine: Engine) -> None:
-    wf = make_workflow({
-        "a": py("ok", name="a", value={"items": [1, 2, 3], "n": 2}),
-        "b": {**py("echo", xs="{{ steps.a.output['items'] }}", items="{{ steps.a.output.items }}",
-                   text="n={{ steps.a.output.n }}"), "needs": ["a"]},
-    })
+    wf = make_workflow(
+        {
+            "a": py("ok", name="a", value={"items": [1, 2, 3], "n": 2}),
+            "b": {
+                **py(
+                    "echo",
+                    xs="{{ steps.a.output['items'] }}",
+                    items="{{ steps.a.output.items }}",
+                    text="n={{ steps.a.output.n }}",
+                ),
+                "needs": ["a"],
+            },
+        }
+    )
     summary = await engine.run(wf)
     assert summary.steps["b"].output == {"xs": [1, 2, 3], "items": [1, 2, 3], "text": "n=2"}

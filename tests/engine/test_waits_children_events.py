@@ -23,12 +23,18 @@ def _reset() -> Iterator[None]:
     yield
 
 
-APPROVAL = make_workflow({
-    "draft": {"kind": "sim", "output": {"text": "hello"}},
-    "approve": {"kind": "wait", "signal": "approval", "needs": ["draft"], "timeout": "5s"},
-    "publish": {"kind": "python", "call": "steplib:echo", "needs": ["approve"],
-                "input": {"ok": "{{ steps.approve.output.ok }}"}},
-})
+APPROVAL = make_workflow(
+    {
+        "draft": {"kind": "sim", "output": {"text": "hello"}},
+        "approve": {"kind": "wait", "signal": "approval", "needs": ["draft"], "timeout": "5s"},
+        "publish": {
+            "kind": "python",
+            "call": "steplib:echo",
+            "needs": ["approve"],
+            "input": {"ok": "{{ steps.approve.output.ok }}"},
+        },
+    }
+)
 
 
 async def test_a_wait_step_resumes_with_the_signal_payload(engine: Engine) -> None:
@@ -42,10 +48,12 @@ async def test_a_wait_step_resumes_with_the_signal_payload(engine: Engine) -> No
 
 
 async def test_a_signal_sent_before_the_step_waits_is_kept_for_it(engine: Engine) -> None:
-    wf = make_workflow({
-        "first": {"kind": "sim", "latency": "100ms"},
-        "gate": {"kind": "wait", "needs": ["first"]},
-    })
+    wf = make_workflow(
+        {
+            "first": {"kind": "sim", "latency": "100ms"},
+            "gate": {"kind": "wait", "needs": ["first"]},
+        }
+    )
     run_id = await engine.submit(wf)
     await engine.signal(run_id, "gate", {"early": 1})
     summary = await engine.wait(run_id)
@@ -102,11 +110,21 @@ async def test_a_wait_survives_an_engine_restart(
 async def test_a_child_workflow_runs_as_a_child_run_and_returns_its_outputs(
     engine: Engine, store: Store
 ) -> None:
-    child = make_workflow({"x": {"kind": "python", "call": "steplib:echo",
-                                 "input": {"got": "{{ inputs.n }}"}}},
-                          name="child", inputs={"n": {"type": "integer"}})
-    wf = make_workflow({"call": {"kind": "workflow", "workflow": "child",
-                                 "definition": child.to_json(), "input": {"n": 7}}})
+    child = make_workflow(
+        {"x": {"kind": "python", "call": "steplib:echo", "input": {"got": "{{ inputs.n }}"}}},
+        name="child",
+        inputs={"n": {"type": "integer"}},
+    )
+    wf = make_workflow(
+        {
+            "call": {
+                "kind": "workflow",
+                "workflow": "child",
+                "definition": child.to_json(),
+                "input": {"n": 7},
+            }
+        }
+    )
     summary = await engine.run(wf)
     assert summary.status == "succeeded"
     assert summary.steps["call"].output == {"x": {"got": 7}}
@@ -115,10 +133,19 @@ async def test_a_child_workflow_runs_as_a_child_run_and_returns_its_outputs(
 
 
 async def test_a_failed_child_fails_the_parent_step(engine: Engine) -> None:
-    child = make_workflow({"x": {"kind": "sim", "fail_times": 9, "retry": {"attempts": 1}}},
-                          name="bad-child")
-    wf = make_workflow({"call": {"kind": "workflow", "workflow": "bad-child",
-                                 "definition": child.to_json(), "retry": {"attempts": 1}}})
+    child = make_workflow(
+        {"x": {"kind": "sim", "fail_times": 9, "retry": {"attempts": 1}}}, name="bad-child"
+    )
+    wf = make_workflow(
+        {
+            "call": {
+                "kind": "workflow",
+                "workflow": "bad-child",
+                "definition": child.to_json(),
+                "retry": {"attempts": 1},
+            }
+        }
+    )
     summary = await engine.run(wf)
     assert summary.status == "failed"
     assert "ended failed" in (summary.steps["call"].error or "")
@@ -138,33 +165,59 @@ async def test_events_carry_the_envelope_and_are_committed_before_published(
 
     listener = asyncio.create_task(listen())
     await asyncio.sleep(0)
-    summary = await engine.run(make_workflow({"a": {"kind": "sim"}, "b": {"kind": "sim", "needs": ["a"]}}))
+    summary = await engine.run(
+        make_workflow({"a": {"kind": "sim"}, "b": {"kind": "sim", "needs": ["a"]}})
+    )
     await asyncio.wait_for(listener, 5)
     assert all(committed for _, committed in seen)
     types = [e.event_type for e, _ in seen]
-    assert types == ["run.queued", "run.started", "agent.task.started", "agent.task.completed",
-                     "agent.task.started", "agent.task.completed", "run.completed"]
+    assert types == [
+        "run.queued",
+        "run.started",
+        "agent.task.started",
+        "agent.task.completed",
+        "agent.task.started",
+        "agent.task.completed",
+        "run.completed",
+    ]
     envelope = seen[-1][0].to_json()
-    assert set(envelope) == {"event_id", "event_type", "timestamp", "version", "correlation_id",
-                             "causation_id", "source", "priority", "payload"}
+    assert set(envelope) == {
+        "event_id",
+        "event_type",
+        "timestamp",
+        "version",
+        "correlation_id",
+        "causation_id",
+        "source",
+        "priority",
+        "payload",
+    }
     assert envelope["correlation_id"] == summary.run_id
     assert envelope["causation_id"] == seen[-2][0].event_id
     assert envelope["timestamp"].endswith("Z")
 
 
 async def test_a_twenty_megabyte_output_is_stored_and_read_back(engine: Engine) -> None:
-    wf = make_workflow({"a": {"kind": "python", "call": "steplib:big", "input": {"size": 20_000_000}}})
+    wf = make_workflow(
+        {"a": {"kind": "python", "call": "steplib:big", "input": {"size": 20_000_000}}}
+    )
     summary = await engine.run(wf)
     assert summary.status == "succeeded"
     assert len(summary.steps["a"].output["blob"]) == 20_000_000
 
 
-async def test_an_output_over_the_maximum_fails_with_a_clear_error(
-    store: Store, bus: Bus
-) -> None:
+async def test_an_output_over_the_maximum_fails_with_a_clear_error(store: Store, bus: Bus) -> None:
     async with Engine(store, bus, Settings(max_output_bytes=10_000)) as engine:
-        wf = make_workflow({"a": {"kind": "python", "call": "steplib:big",
-                                  "input": {"size": 1_000_000}, "retry": {"attempts": 3}}})
+        wf = make_workflow(
+            {
+                "a": {
+                    "kind": "python",
+                    "call": "steplib:big",
+                    "input": {"size": 1_000_000},
+                    "retry": {"attempts": 3},
+                }
+            }
+        )
         summary = await engine.run(wf)
     assert summary.status == "failed"
     assert "over the maximum of 10000" in (summary.steps["a"].error or "")

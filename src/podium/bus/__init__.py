@@ -1,4 +1,7 @@
-"""Event envelope and transport: in-process (embedded); Redis Streams comes with distributed mode."""
+"""Event envelope and transport: in-process (embedded) now.
+
+Redis Streams comes with distributed mode, behind the same `Bus` interface.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ def open_bus(url: str = "memory://") -> Bus:
         from podium.bus.memory import MemoryBus
 
         return MemoryBus()
-    raise PodiumError(f"unsupported bus URL {url.split('://')[0]}://; this build supports memory://")
+    raise PodiumError(
+        f"unsupported bus URL {url.split('://')[0]}://; this build supports memory://"
+    )
 
 
 __all__ = ["Bus", "Event", "new_id", "open_bus", "utc_iso"]

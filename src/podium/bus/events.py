@@ -19,8 +19,12 @@ def new_id() -> str:
     """A time-ordered UUID (v7 layout): ids sort by creation, which keeps B-tree inserts local."""
     ms = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms << 80) | (0x7 << 76) | ((rand >> 64) & 0xFFF) << 64 | (0b10 << 62) | (
-        rand & ((1 << 62) - 1)
+    value = (
+        (ms << 80)
+        | (0x7 << 76)
+        | ((rand >> 64) & 0xFFF) << 64
+        | (0b10 << 62)
+        | (rand & ((1 << 62) - 1))
     )
     return str(uuid.UUID(int=value))
 

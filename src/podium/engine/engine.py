@@ -28,7 +28,12 @@ from podium.engine.rules import CLEANUP_TRIGGERS, Gate, final_status, trigger_ga
 from podium.engine.runtime import Compiled, RunRuntime
 from podium.engine.summary import RunSummary, build_summary
 from podium.errors import (
-    ExpressionError, NonRetryable, PodiumError, RunFinished, RunNotFound, StepError,
+    ExpressionError,
+    NonRetryable,
+    PodiumError,
+    RunFinished,
+    RunNotFound,
+    StepError,
 )
 from podium.model.expressions import render
 from podium.model.inputs import resolve_inputs
@@ -48,7 +53,11 @@ class Engine:
     """Runs workflows durably. Use as `async with Engine(store, bus) as engine:`."""
 
     def __init__(
-        self, store: Store, bus: Bus, settings: Settings | None = None, *,
+        self,
+        store: Store,
+        bus: Bus,
+        settings: Settings | None = None,
+        *,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
@@ -65,7 +74,9 @@ class Engine:
         self._queued: dict[str, RunRuntime] = {}
         self._queue: list[tuple[int, int, str]] = []
         self._fifo = itertools.count()
-        self._signal_waiters: dict[tuple[str, str], list[tuple[StepState, asyncio.Future[Any]]]] = {}
+        self._signal_waiters: dict[
+            tuple[str, str], list[tuple[StepState, asyncio.Future[Any]]]
+        ] = {}
         self._claimed_signals: set[int] = set()
         self._background: list[asyncio.Task[None]] = []
 
@@ -105,8 +116,12 @@ class Engine:
     # -- public API ---------------------------------------------------------------------------
 
     async def submit(
-        self, workflow: Workflow, inputs: Mapping[str, Any] | None = None, *,
-        run_id: str | None = None, parent_run_id: str | None = None,
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        parent_run_id: str | None = None,
         priority: str | None = None,
     ) -> str:
         """Validates the inputs, commits the run as `queued` and returns its id."""
@@ -114,10 +129,15 @@ class Engine:
         compiled = self._compile(workflow)
         now = time.time()
         row = RunState(
-            run_id=run_id or new_id(), workflow=workflow.name,
-            workflow_version=str(workflow.version), definition_digest=compiled.digest,
-            inputs=values, priority=priority or workflow.priority, created_at=now,
-            parent_run_id=parent_run_id, owner=self.owner,
+            run_id=run_id or new_id(),
+            workflow=workflow.name,
+            workflow_version=str(workflow.version),
+            definition_digest=compiled.digest,
+            inputs=values,
+            priority=priority or workflow.priority,
+            created_at=now,
+            parent_run_id=parent_run_id,
+            owner=self.owner,
             lease_until=now + self.settings.lease_s,
         )
         rt = self._runtime(row, compiled, [])
@@ -285,9 +305,7 @@ class Engine:
         st.status, st.started_at, st.attempts = "running", time.time(), 1
         self.journal.step(st)
         self._emit(rt, "agent.task.started", {"step": st.step_id, "instances": len(items)})
-        rt.instances[st.step_id] = [
-            StepState(rt.run_id, st.step_id, i) for i in range(len(items))
-        ]
+        rt.instances[st.step_id] = [StepState(rt.run_id, st.step_id, i) for i in range(len(items))]
         self._fill_instances(rt, st, step)
 
     def _fill_instances(self, rt: RunRuntime, parent: StepState, step: Step) -> None:
@@ -307,9 +325,15 @@ class Engine:
         st.status, st.attempts = "running", st.attempts + 1
         st.started_at = st.started_at or time.time()
         self.journal.step(st)
-        self._emit(rt, "agent.task.started", {
-            "step": st.step_id, "index": st.index, "attempt": st.attempts,
-        })
+        self._emit(
+            rt,
+            "agent.task.started",
+            {
+                "step": st.step_id,
+                "index": st.index,
+                "attempt": st.attempts,
+            },
+        )
         self.journal.after(lambda: self._spawn(rt, st))
 
     def _spawn(self, rt: RunRuntime, st: StepState) -> None:
@@ -332,14 +356,20 @@ class Engine:
             return  # cancelled or timed out meanwhile: a late result is ignored
         st.finished_at = time.time()
         payload: dict[str, Any] = {
-            "step": st.step_id, "index": st.index, "attempt": st.attempts,
+            "step": st.step_id,
+            "index": st.index,
+            "attempt": st.attempts,
             "duration_s": round(st.finished_at - (st.started_at or st.finished_at), 6),
         }
         if outcome.ok and outcome.result is not None:
             result = outcome.result
             st.status, st.error, st.fallback_used = "succeeded", None, outcome.fallback_used
             st.output, st.output_blob = result.output, outcome.blob
-            st.cost_usd, st.tokens_in, st.tokens_out = result.cost_usd, result.tokens_in, result.tokens_out
+            st.cost_usd, st.tokens_in, st.tokens_out = (
+                result.cost_usd,
+                result.tokens_in,
+                result.tokens_out,
+            )
             st.completed_seq = rt.next_seq()
             payload.update(fallback_used=outcome.fallback_used, cost_usd=result.cost_usd)
             self._emit(rt, "agent.task.completed", payload)
@@ -383,7 +413,8 @@ class Engine:
             self._finish(rt, parent, Outcome(error=str(exc)))
             return
         result = StepResult(
-            output=output, cost_usd=sum(i.cost_usd for i in instances),
+            output=output,
+            cost_usd=sum(i.cost_usd for i in instances),
             tokens_in=sum(i.tokens_in for i in instances),
             tokens_out=sum(i.tokens_out for i in instances),
         )
@@ -404,7 +435,9 @@ class Engine:
     def _cancel_step(self, rt: RunRuntime, st: StepState, reason: str) -> None:
         st.status, st.finished_at, st.error = "cancelled", time.time(), reason
         self.journal.step(st)
-        self._emit(rt, "agent.task.cancelled", {"step": st.step_id, "index": st.index, "reason": reason})
+        self._emit(
+            rt, "agent.task.cancelled", {"step": st.step_id, "index": st.index, "reason": reason}
+        )
         task = rt.tasks.pop((st.step_id, st.index), None)
         if task is not None:
             task.cancel()
@@ -438,8 +471,10 @@ class Engine:
 
     def _to_compensate(self, rt: RunRuntime) -> list[StepState]:
         states = [
-            st for st in rt.compensation_units()
-            if st.status == "succeeded" and st.compensation_error is None
+            st
+            for st in rt.compensation_units()
+            if st.status == "succeeded"
+            and st.compensation_error is None
             and rt.compiled.step(st.step_id).compensate is not None
         ]
         return sorted(states, key=lambda s: s.completed_seq or 0, reverse=True)
@@ -454,15 +489,23 @@ class Engine:
                 self._emit(rt, "agent.task.compensated", {"step": st.step_id, "index": st.index})
             else:
                 st.compensation_error = outcome.error
-                self._emit(rt, "agent.task.compensation_failed", {
-                    "step": st.step_id, "index": st.index, "error": outcome.error,
-                })
+                self._emit(
+                    rt,
+                    "agent.task.compensation_failed",
+                    {
+                        "step": st.step_id,
+                        "index": st.index,
+                        "error": outcome.error,
+                    },
+                )
             self.journal.step(st)
             await self.journal.committed()
         for step_id, instances in rt.instances.items():
             parent = rt.steps[step_id]
-            if parent.status == "succeeded" and instances and all(
-                i.status == "compensated" for i in instances
+            if (
+                parent.status == "succeeded"
+                and instances
+                and all(i.status == "compensated" for i in instances)
             ):
                 parent.status = "compensated"
                 self.journal.step(parent)
@@ -490,17 +533,29 @@ class Engine:
         row = rt.row
         row.finished_at = row.finished_at or time.time()
         self.journal.run(row)
-        self._emit(rt, "run.completed", {
-            "status": row.status, "error": row.error,
-            "duration_s": round(row.finished_at - (row.started_at or row.created_at), 6),
-        })
+        self._emit(
+            rt,
+            "run.completed",
+            {
+                "status": row.status,
+                "error": row.error,
+                "duration_s": round(row.finished_at - (row.started_at or row.created_at), 6),
+            },
+        )
         if row.status in RUN_DEAD:
             failed_steps = tuple(
                 s.step_id for s in rt.steps.values() if s.status in ("failed", "cancelled")
             )
-            self.journal.dead_letter(DlqEntry(
-                row.run_id, row.workflow, row.status, row.error, failed_steps, row.finished_at,
-            ))
+            self.journal.dead_letter(
+                DlqEntry(
+                    row.run_id,
+                    row.workflow,
+                    row.status,
+                    row.error,
+                    failed_steps,
+                    row.finished_at,
+                )
+            )
         self.journal.after(lambda: self._retire(rt))
 
     def _retire(self, rt: RunRuntime) -> None:
@@ -649,7 +704,9 @@ class Engine:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         entry = (st, future)
         self._signal_waiters.setdefault((ctx.run_id, name), []).append(entry)
-        self._emit(self._active[ctx.run_id], "agent.task.waiting", {"step": ctx.step_id, "signal": name})
+        self._emit(
+            self._active[ctx.run_id], "agent.task.waiting", {"step": ctx.step_id, "signal": name}
+        )
         try:
             return await future
         finally:
@@ -671,15 +728,21 @@ class Engine:
         await asyncio.sleep(max(0.0, wake_at - time.time()))
 
     async def run_child(
-        self, ctx: StepContext, workflow: str, definition: dict[str, Any] | None,
+        self,
+        ctx: StepContext,
+        workflow: str,
+        definition: dict[str, Any] | None,
         inputs: dict[str, Any],
     ) -> Any:
         child_id = str(uuid.uuid5(_CHILD_NAMESPACE, ctx.idempotency_key))
         known = child_id in self._active or child_id in self._queued
         row = None if known else await self.store.get_run(child_id)
         if not known and row is None:
-            child = (Workflow.model_validate(definition) if definition
-                     else await self._registered(workflow))
+            child = (
+                Workflow.model_validate(definition)
+                if definition
+                else await self._registered(workflow)
+            )
             await self.submit(child, inputs, run_id=child_id, parent_run_id=ctx.run_id)
         elif row is not None and not row.done:
             await self.recover([child_id])
@@ -706,8 +769,11 @@ class Engine:
 
     def _emit(self, rt: RunRuntime, event_type: str, payload: dict[str, Any]) -> None:
         event = Event(
-            event_type=event_type, correlation_id=rt.run_id, payload=payload,
-            causation_id=rt.last_event_id, priority=rt.row.priority,
+            event_type=event_type,
+            correlation_id=rt.run_id,
+            payload=payload,
+            causation_id=rt.last_event_id,
+            priority=rt.row.priority,
         )
         rt.last_event_id = event.event_id
         self.journal.event(event)

@@ -45,7 +45,8 @@ def _templated_fields(action: Action) -> tuple[str, ...]:
     if cached is not None:
         return cached[1]
     fields = tuple(
-        name for name in type(action).model_fields
+        name
+        for name in type(action).model_fields
         if name not in ("kind", "definition") and has_template(getattr(action, name))
     )
     _TEMPLATED[id(action)] = (action, fields)
@@ -61,7 +62,11 @@ def render_action(action: Action, context: Mapping[str, Any]) -> Action:
 
 class StepExecutor:
     def __init__(
-        self, journal: Journal, emit: Emit, host: StepHost, env: Mapping[str, str],
+        self,
+        journal: Journal,
+        emit: Emit,
+        host: StepHost,
+        env: Mapping[str, str],
         max_output_bytes: int,
     ) -> None:
         self._journal = journal
@@ -87,10 +92,14 @@ class StepExecutor:
         except StepError as exc:
             return Outcome(error=str(exc))
 
-    async def _with_fallback(self, rt: RunRuntime, st: StepState, step: Step, error: str) -> Outcome:
+    async def _with_fallback(
+        self, rt: RunRuntime, st: StepState, step: Step, error: str
+    ) -> Outcome:
         if step.fallback is None:
             return Outcome(error=error)
-        self._emit(rt, "agent.task.fallback", {"step": st.step_id, "index": st.index, "error": error})
+        self._emit(
+            rt, "agent.task.fallback", {"step": st.step_id, "index": st.index, "error": error}
+        )
         try:
             result, blob = await self._attempt(rt, st, step, step.fallback, st.attempts)
         except StepError as exc:
@@ -98,8 +107,14 @@ class StepExecutor:
         return Outcome(result, blob, fallback_used=True)
 
     async def _with_retries(
-        self, rt: RunRuntime, st: StepState, step: Step, action: Action, policy: RetryPolicy,
-        *, counted: bool = True,
+        self,
+        rt: RunRuntime,
+        st: StepState,
+        step: Step,
+        action: Action,
+        policy: RetryPolicy,
+        *,
+        counted: bool = True,
     ) -> tuple[StepResult, bytes]:
         attempt = st.attempts if counted else 1
         while True:
@@ -110,29 +125,46 @@ class StepExecutor:
                     raise
                 after = exc.after if isinstance(exc, Retry) else None
                 delay = backoff_s(policy, attempt) if after is None else after
-                self._emit(rt, "agent.task.retrying", {
-                    "step": st.step_id, "index": st.index, "attempt": attempt,
-                    "error": str(exc), "delay_s": round(delay, 3),
-                })
+                self._emit(
+                    rt,
+                    "agent.task.retrying",
+                    {
+                        "step": st.step_id,
+                        "index": st.index,
+                        "attempt": attempt,
+                        "error": str(exc),
+                        "delay_s": round(delay, 3),
+                    },
+                )
                 await asyncio.sleep(delay)
                 attempt += 1
                 if counted:
                     st.attempts = attempt
                     self._journal.step(st)
-                    self._emit(rt, "agent.task.started", {
-                        "step": st.step_id, "index": st.index, "attempt": attempt,
-                    })
+                    self._emit(
+                        rt,
+                        "agent.task.started",
+                        {
+                            "step": st.step_id,
+                            "index": st.index,
+                            "attempt": attempt,
+                        },
+                    )
                     await self._journal.committed()  # the attempt count survives a crash
 
     async def _attempt(
         self, rt: RunRuntime, st: StepState, step: Step, action: Action, attempt: int
     ) -> tuple[StepResult, bytes]:
         ctx = StepContext(
-            run_id=rt.run_id, step_id=st.step_id, attempt=attempt,
+            run_id=rt.run_id,
+            step_id=st.step_id,
+            attempt=attempt,
             index=st.index if st.index >= 0 else None,
             item=rt.items[st.step_id][st.index] if st.index >= 0 else None,
-            idempotency_key=_idempotency_key(st), inputs=rt.row.inputs,
-            workflow=rt.row.workflow, timeout_s=step.timeout_s,
+            idempotency_key=_idempotency_key(st),
+            inputs=rt.row.inputs,
+            workflow=rt.row.workflow,
+            timeout_s=step.timeout_s,
         )
         try:
             rendered = render_action(action, rt.context(st, attempt, self._env))
@@ -153,7 +185,9 @@ class StepExecutor:
             limit = self._max_output_bytes
             raise NonRetryable(str(OutputTooLarge(step_id, exc.size_bytes, limit))) from None
         except TypeError as exc:
-            raise NonRetryable(f"output of step {step_id} is not JSON-serialisable: {exc}") from None
+            raise NonRetryable(
+                f"output of step {step_id} is not JSON-serialisable: {exc}"
+            ) from None
 
 
 def _idempotency_key(st: StepState) -> str:

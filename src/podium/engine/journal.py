@@ -83,28 +83,35 @@ class Journal:
         while self._batch or self._after or self._waiters:
             batch, after, waiters = self._batch, self._after, self._waiters
             self._batch, self._after, self._waiters = Batch(), [], []
+            await self._commit(batch)
             if self.failure is None:
-                try:
-                    if batch:
-                        await asyncio.shield(self._store.write(batch))
-                except Exception as exc:  # the store wraps its errors; anything here is fatal
-                    log.error("store write failed; the engine stops", error=str(exc))
-                    self.failure = exc
-            if self.failure is not None:
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(self.failure)
-                continue
-            if batch.events:
-                self._bus.publish(batch.events)
-            for action in after:
-                try:
-                    action()
-                except Exception:  # one bad follow-up must not stall every other run
-                    log.exception("follow-up action failed")
+                self._follow_up(batch, after)
             for waiter in waiters:
-                if not waiter.done():
+                if waiter.done():
+                    continue
+                if self.failure is None:
                     waiter.set_result(None)
+                else:
+                    waiter.set_exception(self.failure)
+
+    async def _commit(self, batch: Batch) -> None:
+        if self.failure is not None or not batch:
+            return
+        try:
+            # Shielded: cancelling the engine must not cut a commit in half.
+            await asyncio.shield(self._store.write(batch))
+        except Exception as exc:  # the store wraps its errors; anything here is fatal
+            log.error("store write failed; the engine stops", error=str(exc))
+            self.failure = exc
+
+    def _follow_up(self, batch: Batch, after: list[Callable[[], None]]) -> None:
+        if batch.events:
+            self._bus.publish(batch.events)
+        for action in after:
+            try:
+                action()
+            except Exception:  # one bad follow-up must not stall every other run
+                log.exception("follow-up action failed")
 
     async def drain(self) -> None:
         """Waits until everything recorded so far is committed."""

@@ -90,7 +90,9 @@ def build_summary(row: RunState, order: Sequence[str], states: Iterable[StepStat
     steps: dict[str, StepSummary] = {}
     for step_id in order:
         parent = parents.get(step_id) or StepState(row.run_id, step_id)
-        children = sorted(instances[step_id], key=lambda s: s.index) if step_id in instances else None
+        children = (
+            sorted(instances[step_id], key=lambda s: s.index) if step_id in instances else None
+        )
         steps[step_id] = step_summary(parent, children)
     outputs = {k: s.output for k, s in steps.items() if s.status in ("succeeded", "compensated")}
     return RunSummary(

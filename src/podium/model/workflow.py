@@ -19,8 +19,23 @@ PRIORITY_RANK: dict[str, int] = {"critical": 0, "high": 1, "normal": 2, "low": 3
 
 # Keys that belong to the step's policy; every other key of a step describes its action.
 STEP_POLICY_KEYS = frozenset(
-    {"id", "needs", "trigger", "when", "optional", "retry", "timeout", "estimate", "resources",
-     "for_each", "max_parallel", "fallback", "compensate", "agent", "description"}
+    {
+        "id",
+        "needs",
+        "trigger",
+        "when",
+        "optional",
+        "retry",
+        "timeout",
+        "estimate",
+        "resources",
+        "for_each",
+        "max_parallel",
+        "fallback",
+        "compensate",
+        "agent",
+        "description",
+    }
 )
 
 
@@ -48,6 +63,7 @@ class Resources(_Strict):
     def _memory_with_unit(self, memory_mib: float) -> str:
         """`256.0Mi`: a bare number reads back as bytes, so the canonical form names its unit."""
         return f"{Decimal(repr(memory_mib)):f}Mi"
+
     api_calls: int = Field(0, ge=0)
 
 

@@ -32,7 +32,8 @@ class StepContext:
     def __post_init__(self) -> None:
         if self.log is None:
             object.__setattr__(
-                self, "log",
+                self,
+                "log",
                 structlog.get_logger("podium.step").bind(
                     run_id=self.run_id, step_id=self.step_id, attempt=self.attempt
                 ),
@@ -58,7 +59,10 @@ class StepHost(Protocol):
     def wake_at(self, ctx: StepContext, delay_s: float | None, until: str | None) -> float: ...
 
     async def run_child(
-        self, ctx: StepContext, workflow: str, definition: dict[str, Any] | None,
+        self,
+        ctx: StepContext,
+        workflow: str,
+        definition: dict[str, Any] | None,
         inputs: dict[str, Any],
     ) -> Any: ...
 

@@ -34,7 +34,9 @@ class SimRunner:
         if delay > 0:
             await asyncio.sleep(delay)
         if ctx.attempt <= action.fail_times:
-            raise StepError(f"simulated failure (attempt {ctx.attempt} of fail_times {action.fail_times})")
+            raise StepError(
+                f"simulated failure (attempt {ctx.attempt} of fail_times {action.fail_times})"
+            )
         if action.fail_rate and rng.random() < action.fail_rate:
             raise StepError(f"simulated failure (fail_rate {action.fail_rate:g})")
         output = action.output if action.output is not None else action.input or None

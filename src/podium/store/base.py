@@ -29,7 +29,10 @@ class Store(Protocol):
     async def get_definition(self, digest: str) -> dict[str, Any]: ...
 
     async def list_runs(
-        self, *, statuses: Sequence[str] | None = None, workflow: str | None = None,
+        self,
+        *,
+        statuses: Sequence[str] | None = None,
+        workflow: str | None = None,
         limit: int = 50,
     ) -> list[RunState]: ...
 

@@ -11,12 +11,26 @@ from typing import Any
 from podium.bus.events import Event
 
 STEP_STATUSES = (
-    "pending", "ready", "running", "succeeded", "failed", "skipped", "cancelled", "compensated",
+    "pending",
+    "ready",
+    "running",
+    "succeeded",
+    "failed",
+    "skipped",
+    "cancelled",
+    "compensated",
 )
 STEP_FINAL = frozenset({"succeeded", "failed", "skipped", "cancelled", "compensated"})
 RUN_STATUSES = (
-    "queued", "running", "succeeded", "degraded", "failed", "compensated", "cancelled",
-    "timed_out", "expired",
+    "queued",
+    "running",
+    "succeeded",
+    "degraded",
+    "failed",
+    "compensated",
+    "cancelled",
+    "timed_out",
+    "expired",
 )
 RUN_FINAL = frozenset(
     {"succeeded", "degraded", "failed", "compensated", "cancelled", "timed_out", "expired"}
@@ -116,6 +130,11 @@ class Batch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.definitions or self.runs or self.steps or self.events or self.dlq_add
-            or self.dlq_remove or self.signals_taken
+            self.definitions
+            or self.runs
+            or self.steps
+            or self.events
+            or self.dlq_add
+            or self.dlq_remove
+            or self.signals_taken
         )
