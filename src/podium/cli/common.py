@@ -51,12 +51,12 @@ StoreOption = Annotated[
     str | None,
     typer.Option(
         "--store", metavar="URL",
-        help="Store URL [default: $PODIUM_STORE or sqlite:///.podium/podium.db]",
+        help="Store URL (default: $PODIUM_STORE, else sqlite:///.podium/podium.db)",
     ),
 ]
 BusOption = Annotated[
     str | None,
-    typer.Option("--bus", metavar="URL", help="Bus URL [default: $PODIUM_BUS or memory://]"),
+    typer.Option("--bus", metavar="URL", help="Bus URL (default: $PODIUM_BUS, else memory://)"),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables")

@@ -118,7 +118,8 @@ def purge_command(
         try:
             typer.confirm("Delete every entry of the dead-letter queue?", abort=True, err=True)
         except typer.Abort:
-            note("error: purge not confirmed; nothing was deleted (pass --yes to skip the question)")
+            note("")  # the prompt left the line open
+            note("error: purge not confirmed; nothing was deleted (--yes skips the question)")
             raise typer.Exit(EXIT_FAILED) from None
     count = run_async(_purge(settings_for(store, None)))
     out.print(f"purged {count} dead-letter entr{'y' if count == 1 else 'ies'}", markup=False)

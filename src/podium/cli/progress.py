@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.live import Live
@@ -399,8 +398,3 @@ class Follower:
         if len(self._views) > 1:  # several runs interleave: say whose step it is
             line = Text(f"[{view.run_id[-8:]}] ").append_text(line)
         err.print(line, soft_wrap=True)
-
-
-async def wait_all(waits: Sequence[Any]) -> None:
-    """Waits for every awaitable; the first error cancels the others."""
-    await asyncio.gather(*waits)

@@ -169,7 +169,7 @@ def exit_code(summaries: Sequence[RunSummary]) -> int:
 @guarded
 def recover_command(
     runs: Annotated[
-        list[str] | None, typer.Argument(help="Runs to resume [default: every unfinished run]")
+        list[str] | None, typer.Argument(help="Runs to resume (default: every unfinished run)")
     ] = None,
     json_output: JsonOption = False,
     store: StoreOption = None,

@@ -36,7 +36,7 @@ from podium.cli.render import event_json, events_table, run_json, runs_table, st
 from podium.engine.summary import build_summary
 from podium.settings import Settings
 from podium.store.base import Store
-from podium.store.records import RUN_STATUSES
+from podium.store.records import RUN_STATUSES, RunState
 
 RunArgument = Annotated[str, typer.Argument(help="Run id")]
 CANCEL_WAIT_S = 10.0  # how long `cancel` watches a run another process is stopping
@@ -75,9 +75,9 @@ def runs_command(
 
 async def _list_runs(
     settings: Settings, statuses: list[str], workflow: str | None, limit: int
-) -> list[object]:
+) -> list[RunState]:
     async with opened_store(settings) as store:
-        return list(await store.list_runs(statuses=statuses or None, workflow=workflow, limit=limit))
+        return await store.list_runs(statuses=statuses or None, workflow=workflow, limit=limit)
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -110,7 +110,9 @@ async def _status(settings: Settings, run_id: str, json_output: bool, with_event
     out.print(Group(view, events_table(events, with_run=False)) if with_events else view)
 
 
-async def tail_events(store: Store, run_id: str | None, limit: int | None) -> list[tuple[int, Event]]:
+async def tail_events(
+    store: Store, run_id: str | None, limit: int | None
+) -> list[tuple[int, Event]]:
     """The last `limit` events (all with None), oldest first: the store pages forwards."""
     kept: deque[tuple[int, Event]] = deque(maxlen=limit)
     after = 0

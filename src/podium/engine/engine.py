@@ -39,7 +39,7 @@ from podium.model.expressions import render
 from podium.model.inputs import resolve_inputs
 from podium.model.workflow import PRIORITY_RANK, Step, Workflow
 from podium.settings import Settings
-from podium.steps import StepContext, StepResult
+from podium.steps import StepContext, StepResult, close_runners
 from podium.store import codec
 from podium.store.base import Store
 from podium.store.records import RUN_DEAD, DlqEntry, RunState, StepState
@@ -107,6 +107,7 @@ class Engine:
         if self.journal.failure is None:
             await self.journal.drain()
             await self.store.release_leases(self.owner)
+        await close_runners()
         for rt in [*self._active.values(), *self._queued.values()]:
             if rt.done and not rt.done.done():
                 rt.done.cancel()

@@ -20,4 +20,14 @@ RUNNERS: dict[str, StepRunner] = {
     "workflow": WorkflowRunner(),
 }
 
-__all__ = ["RUNNERS", "StepContext", "StepHost", "StepResult", "StepRunner"]
+
+
+async def close_runners() -> None:
+    """Closes pooled connections (the http client) of every runner that keeps some."""
+    for runner in RUNNERS.values():
+        aclose = getattr(runner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+__all__ = ["RUNNERS", "StepContext", "StepHost", "StepResult", "StepRunner", "close_runners"]
