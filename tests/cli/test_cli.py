@@ -93,12 +93,12 @@ def succeeded(shared_podium: Podium) -> dict[str, Any]:
 def test_run_json_prints_one_summary_document_with_the_design_keys(
     succeeded: dict[str, Any],
 ) -> None:
-    assert SUMMARY_KEYS <= succeeded.keys()
+    assert succeeded.keys() >= SUMMARY_KEYS
     assert succeeded["status"] == "succeeded"
     assert succeeded["workflow"] == "counted"
     assert set(succeeded["steps"]) == {"first", "second"}
     for step in succeeded["steps"].values():
-        assert STEP_KEYS <= step.keys()
+        assert step.keys() >= STEP_KEYS
         assert step["status"] == "succeeded"
         assert is_utc_iso(step["started_at"]) and is_utc_iso(step["finished_at"])
     assert succeeded["tokens"] == {"input": 0, "output": 0}
@@ -135,7 +135,8 @@ def test_runs_json_lists_runs_with_utc_timestamps(
         "duration_s", "error",
     }
     assert run["run_id"] == succeeded["run_id"]
-    assert (run["workflow"], run["workflow_version"], run["status"]) == ("counted", "1", "succeeded")
+    assert (run["workflow"], run["workflow_version"]) == ("counted", "1")
+    assert run["status"] == "succeeded"
     assert is_utc_iso(run["created_at"]) and is_utc_iso(run["finished_at"])
     assert run["duration_s"] > 0
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from podium.cli import dlq, run, runs
-from podium.cli.common import configure_logging
+from podium.cli.common import set_verbose
 
 app = typer.Typer(
     name="podium",
@@ -39,7 +39,7 @@ def _options(
         bool, typer.Option("--verbose", "-v", help="Log debug details to stderr")
     ] = False,
 ) -> None:
-    configure_logging(verbose)
+    set_verbose(verbose)
 
 
 def main() -> None:
@@ -47,7 +47,6 @@ def main() -> None:
     # a console script's sys.path would otherwise hold only its own bin directory.
     if "" not in sys.path:
         sys.path.insert(0, "")
-    configure_logging(verbose=False)
     app()
 
 

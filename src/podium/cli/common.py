@@ -13,19 +13,20 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
-import structlog
 import typer
 from rich.console import Console
 
 from podium.bus import open_bus
-from podium.engine.engine import Engine
 from podium.errors import PodiumError, RunNotFound, WorkflowInvalid
 from podium.model.workflow import Workflow
 from podium.plan import Plan, build_plan
 from podium.settings import Settings
 from podium.store import RunState, Store, open_store
+
+if TYPE_CHECKING:
+    from podium.engine.engine import Engine
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -45,7 +46,7 @@ def _console(stderr: bool) -> Console:
 
 out = _console(stderr=False)
 err = _console(stderr=True)
-log = structlog.get_logger("podium.cli")
+_verbose = [False]  # set by the global --verbose option, read when logging is configured
 
 StoreOption = Annotated[
     str | None,
@@ -86,10 +87,18 @@ def guarded(func: Callable[P, None]) -> Callable[P, None]:
         except KeyboardInterrupt:
             fail_lines(["error: interrupted"], EXIT_FAILED)
         except Exception as exc:
-            log.debug("internal error", exc_info=True)
+            _log_internal_error()
             fail_lines([f"error: internal error: {type(exc).__name__}: {exc}"], EXIT_FAILED)
 
     return wrapper
+
+
+def _log_internal_error() -> None:
+    """The traceback of an unexpected error goes to the debug log (`podium -v`), not the user."""
+    import structlog
+
+    configure_logging()
+    structlog.get_logger("podium.cli").debug("internal error", exc_info=True)
 
 
 def fail_lines(lines: list[str], code: int) -> None:
@@ -119,6 +128,10 @@ def settings_for(store: str | None, bus: str | None) -> Settings:
 @asynccontextmanager
 async def open_engine(settings: Settings) -> AsyncIterator[Engine]:
     """Store, bus and engine for one command; the engine gets the environment for `{{ env }}`."""
+    # Imported here: commands that only read the store skip the engine and its step kinds.
+    from podium.engine.engine import Engine
+
+    configure_logging()
     async with (
         open_store(settings.store, durability=settings.durability) as store,
         open_bus(settings.bus) as bus,
@@ -163,9 +176,15 @@ def parse_json_arg(text: str, what: str) -> Any:
         ) from None
 
 
-def configure_logging(verbose: bool) -> None:
+def set_verbose(verbose: bool) -> None:
+    _verbose[0] = verbose
+
+
+def configure_logging() -> None:
     """Logs go to stderr (stdout carries results and --json); warnings only unless --verbose."""
-    level = logging.DEBUG if verbose else logging.WARNING
+    import structlog
+
+    level = logging.DEBUG if _verbose[0] else logging.WARNING
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(level),
         # Looked up per logger, so a live view that swaps sys.stderr still gets the lines.

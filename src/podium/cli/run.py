@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -34,7 +34,6 @@ from podium.cli.common import (
 )
 from podium.cli.progress import Follower, RunView, pick_display
 from podium.cli.render import summaries_table, summary_panel
-from podium.engine.engine import Engine
 from podium.engine.summary import RunSummary
 from podium.model.inputs import load_inputs_file, parse_cli_inputs, resolve_inputs
 from podium.model.loader import load_workflow
@@ -42,6 +41,9 @@ from podium.model.workflow import Workflow
 from podium.plan import Plan, build_plan
 from podium.plan.render import render_plan
 from podium.settings import Settings
+
+if TYPE_CHECKING:
+    from podium.engine.engine import Engine
 
 FileArgument = Annotated[Path, typer.Argument(help="Workflow file (.yaml, .yml or .json)")]
 
