@@ -1,98 +1,11 @@
-"""Runs the real `podium` command as a subprocess against a per-test SQLite store.
-
-Every call checks that no output holds a traceback: errors must be one clear line.
-"""
+"""Fixtures of the CLI tests: a `podium` bound to a fresh store, or to one a module shares."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-HERE = Path(__file__).parent
-CLI = [sys.executable, "-m", "podium.cli.app"]
-CALL_TIMEOUT_S = 60
-
-
-def cli_env() -> dict[str, str]:
-    """The environment of a CLI call: the step helpers importable, no store from outside."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
-    return env
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
-def check_output(stdout: str, stderr: str) -> None:
-    assert "Traceback" not in stdout, stdout
-    assert "Traceback" not in stderr, stderr
-
-
-@dataclass(frozen=True)
-class Podium:
-    """`podium ...` bound to one store; `store_path` is the SQLite file."""
-
-    store_path: Path
-    workdir: Path
-
-    @property
-    def store(self) -> str:
-        return f"sqlite:///{self.store_path}"
-
-    def args(self, *args: str, store: bool = True) -> list[str]:
-        return [*CLI, *args, *(["--store", self.store] if store else [])]
-
-    def __call__(self, *args: str, store: bool = True, stdin: str | None = None) -> Result:
-        proc = subprocess.run(
-            self.args(*args, store=store), capture_output=True, text=True, env=cli_env(),
-            cwd=self.workdir, timeout=CALL_TIMEOUT_S, input=stdin,
-            stdin=None if stdin is not None else subprocess.DEVNULL,
-        )
-        check_output(proc.stdout, proc.stderr)
-        return Result(proc.returncode, proc.stdout, proc.stderr)
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        """A command left running (a run that waits), to act on from a second process."""
-        return subprocess.Popen(
-            self.args(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=cli_env(), cwd=self.workdir, stdin=subprocess.DEVNULL,
-        )
-
-    def write(self, name: str, text: str) -> Path:
-        path = self.workdir / name
-        path.write_text(text)
-        return path
-
-    def wait_for_running(self, timeout_s: float = 30.0) -> str:
-        """Polls `podium runs --json` until a run is running; returns its id."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            result = self("runs", "--json", "--status", "running")
-            if result.code == 0 and result.json():
-                return str(result.json()[0]["run_id"])
-            time.sleep(0.1)
-        raise AssertionError("no run started running")
-
-
-def finish(proc: subprocess.Popen[str], timeout_s: float = 30.0) -> Result:
-    stdout, stderr = proc.communicate(timeout=timeout_s)
-    check_output(stdout, stderr)
-    return Result(proc.returncode, stdout, stderr)
+from cli_support import Podium
 
 
 @pytest.fixture

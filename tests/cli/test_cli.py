@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Podium, finish
+from cli_support import Podium, finish
 
 SUMMARY_KEYS = {
     "run_id", "workflow", "status", "outputs", "steps", "cost_usd", "tokens", "duration_s",

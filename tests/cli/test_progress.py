@@ -11,8 +11,8 @@ from rich.console import Console
 
 from podium.bus.events import Event
 from podium.cli.common import UsageProblem, guarded
-from podium.cli.progress import RunView, run_table, step_line
 from podium.cli.render import retries, summary_panel
+from podium.cli.view import RunView, run_table, step_line
 from podium.engine.summary import RunSummary, StepSummary, Tokens
 from podium.errors import RunNotFound, WorkflowInvalid
 from podium.model.workflow import Workflow
@@ -112,11 +112,18 @@ def test_the_summary_panel_counts_retries_and_names_fallbacks_compensations_and_
     assert retries(summary) == 1 + 2 + 2  # fetch, fan's instances, write
     console = Console(record=True, width=120)
     console.print(summary_panel(summary, build_plan(WORKFLOW)))
-    text = console.export_text()
-    for expected in ("failed", "fetch → fan", "retries         5", "fallbacks used  write",
-                     "compensations   fetch", "failed: write", "HTTP 503", "$0.2500",
-                     "tokens 10 in / 5 out"):
-        assert expected in text
+    rows = {
+        cells[0]: cells[1]
+        for line in console.export_text().splitlines()
+        if len(cells := line.strip("│ ").split("  ", 1)) == 2
+    }
+    assert rows["status"].strip() == "failed"
+    assert rows["critical path"].strip().startswith("fetch → ")
+    assert rows["retries"].strip() == "5"
+    assert rows["fallbacks used"].strip() == "write"
+    assert rows["compensations"].strip() == "fetch"
+    assert rows["failed: write"].strip() == "HTTP 503"
+    assert rows["cost"].strip() == "$0.2500 · tokens 10 in / 5 out"
 
 
 @pytest.mark.parametrize(

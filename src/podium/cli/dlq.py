@@ -47,9 +47,10 @@ def list_command(
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many entries")] = 100,
     json_output: JsonOption = False,
     store: StoreOption = None,
+    bus: BusOption = None,
 ) -> None:
     """List dead-lettered runs, newest first."""
-    entries = run_async(_list(settings_for(store, None), limit))
+    entries = run_async(_list(settings_for(store, bus), limit))
     if json_output:
         print_json([dlq_json(e) for e in entries])
     elif entries:
@@ -66,9 +67,9 @@ async def _list(settings: Settings, limit: int) -> list[DlqEntry]:
 @dlq_app.command("show")
 @guarded
 def show_command(run_id: RunArgument, json_output: JsonOption = False,
-                 store: StoreOption = None) -> None:
+                 store: StoreOption = None, bus: BusOption = None) -> None:
     """Show a dead-lettered run: why it failed, and its steps."""
-    entry, summary, plan = run_async(_show(settings_for(store, None), run_id))
+    entry, summary, plan = run_async(_show(settings_for(store, bus), run_id))
     if json_output:
         print_json({**dlq_json(entry), "run": summary.model_dump(mode="json")})
     else:
@@ -112,6 +113,7 @@ async def _replay(settings: Settings, run_id: str, json_output: bool) -> int:
 def purge_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
     store: StoreOption = None,
+    bus: BusOption = None,
 ) -> None:
     """Delete every dead-letter entry (the runs and their history stay)."""
     if not yes:
@@ -121,7 +123,7 @@ def purge_command(
             note("")  # the prompt left the line open
             note("error: purge not confirmed; nothing was deleted (--yes skips the question)")
             raise typer.Exit(EXIT_FAILED) from None
-    count = run_async(_purge(settings_for(store, None)))
+    count = run_async(_purge(settings_for(store, bus)))
     out.print(f"purged {count} dead-letter entr{'y' if count == 1 else 'ies'}", markup=False)
 
 

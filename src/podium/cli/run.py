@@ -32,8 +32,9 @@ from podium.cli.common import (
     settings_for,
     stored_plan,
 )
-from podium.cli.progress import Follower, RunView, pick_display
+from podium.cli.progress import Follower, pick_display
 from podium.cli.render import summaries_table, summary_panel
+from podium.cli.view import RunView
 from podium.engine.summary import RunSummary
 from podium.model.inputs import load_inputs_file, parse_cli_inputs, resolve_inputs
 from podium.model.loader import load_workflow

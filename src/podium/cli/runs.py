@@ -15,7 +15,6 @@ from rich.console import Group
 
 from podium.bus.events import Event
 from podium.cli.common import (
-    EXIT_OK,
     BusOption,
     JsonOption,
     StoreOption,
@@ -55,6 +54,7 @@ def runs_command(
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs")] = 50,
     json_output: JsonOption = False,
     store: StoreOption = None,
+    bus: BusOption = None,
 ) -> None:
     """List runs, newest first."""
     statuses = [s.strip() for value in status or [] for s in value.split(",") if s.strip()]
@@ -63,7 +63,7 @@ def runs_command(
         raise UsageProblem(
             f"--status {unknown[0]!r} is not a run status; use one of {', '.join(RUN_STATUSES)}"
         )
-    settings = settings_for(store, None)
+    settings = settings_for(store, bus)
     rows = run_async(_list_runs(settings, statuses, workflow, limit))
     if json_output:
         print_json([run_json(row) for row in rows])
@@ -89,9 +89,10 @@ def status_command(
     json_output: JsonOption = False,
     events: Annotated[bool, typer.Option("--events", help="Also show the run's events")] = False,
     store: StoreOption = None,
+    bus: BusOption = None,
 ) -> None:
     """Show a run: its status, steps, outputs' summary, and optionally its events."""
-    run_async(_status(settings_for(store, None), run_id, json_output, events))
+    run_async(_status(settings_for(store, bus), run_id, json_output, events))
 
 
 async def _status(settings: Settings, run_id: str, json_output: bool, with_events: bool) -> None:
@@ -133,9 +134,10 @@ def events_command(
     limit: Annotated[int, typer.Option("--limit", min=1, help="The last N events")] = 100,
     json_output: JsonOption = False,
     store: StoreOption = None,
+    bus: BusOption = None,
 ) -> None:
     """The audit log: every state change as an event, oldest first."""
-    events = run_async(_events(settings_for(store, None), run_id, limit))
+    events = run_async(_events(settings_for(store, bus), run_id, limit))
     if json_output:
         print_json([event_json(seq, e) for seq, e in events])
     elif events:
@@ -158,7 +160,6 @@ async def _events(settings: Settings, run_id: str | None, limit: int) -> list[tu
 def cancel_command(run_id: RunArgument, store: StoreOption = None, bus: BusOption = None) -> None:
     """Cancel a run: running steps stop, compensations run, status `cancelled`."""
     run_async(_cancel(settings_for(store, bus), run_id))
-    raise typer.Exit(EXIT_OK)
 
 
 async def _cancel(settings: Settings, run_id: str) -> None:

@@ -6,7 +6,7 @@ Runners get their action with every expression already rendered; they return a `
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -27,17 +27,13 @@ class StepContext:
     inputs: Mapping[str, Any]
     workflow: str
     timeout_s: float
-    log: Any = field(default=None, compare=False)
 
-    def __post_init__(self) -> None:
-        if self.log is None:
-            object.__setattr__(
-                self,
-                "log",
-                structlog.get_logger("podium.step").bind(
-                    run_id=self.run_id, step_id=self.step_id, attempt=self.attempt
-                ),
-            )
+    @property
+    def log(self) -> Any:
+        """A structlog logger bound to this attempt (built on use: most steps never log)."""
+        return structlog.get_logger("podium.step").bind(
+            run_id=self.run_id, step_id=self.step_id, attempt=self.attempt
+        )
 
 
 @dataclass(frozen=True, slots=True)
