@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import json
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 from bench.measure import BenchError
 from bench.runner import run_workload
 from bench.workloads import NAMES, build
+from podium import loop as podium_loop
 from podium.settings import Settings
 
 
@@ -32,9 +32,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _run(coro: Coroutine[Any, Any, dict[str, Any]], profile: Path | None) -> dict[str, Any]:
     if profile is None:
-        return asyncio.run(coro)
+        return podium_loop.run(coro)
     profiler = cProfile.Profile()
-    report = profiler.runcall(asyncio.run, coro)
+    report = profiler.runcall(podium_loop.run, coro)
     profiler.dump_stats(profile)
     report["profiled"] = True
     return report

@@ -1,6 +1,6 @@
 """End-to-end tests of `podium` as a user runs it: exit codes, --json documents, stderr lines.
 
-Each test drives the real command in a subprocess on its own SQLite store (see conftest.py).
+Each test drives the real command in a subprocess on its own SQLite store (see cli_support.py).
 """
 
 from __future__ import annotations
@@ -74,6 +74,18 @@ steps:
   a: {kind: sim, latency: 5 parsecs}
   b: {kind: sim, needs: [nowhere]}
 """
+
+
+@pytest.fixture
+def podium(tmp_path: Path) -> Podium:
+    return Podium(tmp_path / "p.db", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_podium(tmp_path_factory: pytest.TempPathFactory) -> Podium:
+    """One store for the tests that only read what an earlier run left."""
+    path = tmp_path_factory.mktemp("shared")
+    return Podium(path / "p.db", path)
 
 
 def is_utc_iso(text: str) -> bool:
