@@ -1,15 +1,19 @@
-"""Shared fixtures: a store per test (SQLite file in tmp_path), a bus, a running engine.
+"""Shared fixtures: a store per test (SQLite and PostgreSQL), a bus, a running engine.
 
-Each test gets its own database file, so tests isolate by name rather than by flushing.
+Each test gets its own SQLite file or PostgreSQL schema: isolation by name, not by flushing.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from podium.bus import Bus, open_bus
 from podium.engine.engine import Engine
@@ -24,9 +28,39 @@ def make_workflow(steps: dict[str, Any], **fields: Any) -> Workflow:
     )
 
 
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_unreachable() -> str | None:
+    """Why the test PostgreSQL cannot be used, or None; asked once per session."""
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return " ".join(str(exc).split())
+
+
 @pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'podium.db'}"
+def postgres_url(postgres_unreachable: str | None) -> Iterator[str]:
+    """A URL to a fresh PostgreSQL schema, dropped afterwards. Fails under CI, else skips."""
+    if postgres_unreachable is not None:
+        message = f"PostgreSQL not reachable at 127.0.0.1:5432: {postgres_unreachable}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    schema = f"t_{uuid.uuid4().hex}"
+    yield f"{POSTGRES_URL}?schema={schema}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'podium.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture

@@ -297,7 +297,7 @@ def test_dlq_purge_without_yes_and_without_a_terminal_aborts_with_exit_1(
 
 
 def test_the_line_progress_names_each_finished_step_when_stderr_is_not_a_terminal(
-    podium: Podium, tmp_path: Path,
+    podium: Podium,
 ) -> None:
     path = podium.write("counted.yaml", COUNTED)
     result = podium("run", str(path), "-i", "n=1")

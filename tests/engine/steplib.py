@@ -10,12 +10,19 @@ import time
 from typing import Any
 
 from podium.errors import NonRetryable, Retry
+from podium.model.workflow import Workflow
 from podium.steps import StepContext
 
 CALLS: dict[str, int] = {}
 ORDER: list[str] = []
 KEYS: list[str] = []
 CONCURRENT = {"now": 0, "peak": 0}
+
+
+def make_workflow(steps: dict[str, Any], **fields: Any) -> Workflow:
+    return Workflow.model_validate(
+        {"name": fields.pop("name", "test-wf"), "steps": steps, **fields}
+    )
 
 
 def reset() -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 import steplib
-from conftest import make_workflow
+from steplib import make_workflow
 
+from podium.bus.base import Bus
 from podium.engine.engine import Engine
 from podium.engine.rules import backoff_s
+from podium.errors import StoreUnavailable
 from podium.model.workflow import RetryPolicy
+from podium.settings import Settings
 from podium.store.base import Store
 
 
@@ -315,3 +319,13 @@ async def test_an_empty_for_each_succeeds_with_an_empty_list(engine: Engine) -> 
     wf = make_workflow({"each": {"kind": "sim", "for_each": [], "output": 1}})
     summary = await engine.run(wf)
     assert summary.steps["each"].output == []
+
+
+async def test_a_store_failure_ends_waits_with_the_error_instead_of_hanging(
+    store: Store, bus: Bus, settings: Settings
+) -> None:
+    async with Engine(store, bus, settings) as engine:
+        run_id = await engine.submit(make_workflow({"a": py("slow", name="a", seconds=0.2)}))
+        await store.__aexit__(None, None, None)  # the database went away under the engine
+        with pytest.raises(StoreUnavailable, match="closed"):
+            await asyncio.wait_for(engine.wait_done(run_id), 5)

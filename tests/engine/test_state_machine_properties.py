@@ -39,7 +39,11 @@ def workflows(draw: st.DrawFn) -> dict[str, Any]:
             "retry": {"attempts": draw(st.integers(1, 2)), "backoff": "1ms"},
         }
         if fails and draw(st.booleans()):
-            step["fallback"] = {"kind": "sim", "output": "fb", "fail_times": draw(st.sampled_from([0, 9]))}
+            step["fallback"] = {
+                "kind": "sim",
+                "output": "fb",
+                "fail_times": draw(st.sampled_from([0, 9])),
+            }
         if draw(st.booleans()):
             step["compensate"] = {"kind": "sim", "fail_times": draw(st.sampled_from([0, 0, 9]))}
         steps[f"s{i}"] = step
@@ -49,9 +53,7 @@ def workflows(draw: st.DrawFn) -> dict[str, Any]:
 def _check_consistency(wf: Workflow, summary: RunSummary) -> None:
     statuses = {k: v.status for k, v in summary.steps.items()}
     assert all(s in DONE for s in statuses.values()), statuses
-    hard_failure = any(
-        statuses[k] == "failed" and not wf.steps[k].optional for k in statuses
-    )
+    hard_failure = any(statuses[k] == "failed" and not wf.steps[k].optional for k in statuses)
     compensated = [k for k, s in statuses.items() if s == "compensated"]
     comp_failed = [k for k, v in summary.steps.items() if v.compensation_error]
     if not hard_failure:
@@ -75,7 +77,9 @@ def _check_consistency(wf: Workflow, summary: RunSummary) -> None:
             assert v.compensation_error, f"{step_id} succeeded but was not compensated"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(definition=workflows())
 def test_every_run_ends_in_a_final_status_consistent_with_the_rules(
     tmp_path: Path, definition: dict[str, Any]
@@ -83,8 +87,12 @@ def test_every_run_ends_in_a_final_status_consistent_with_the_rules(
     wf = Workflow.model_validate(definition)
 
     async def run() -> RunSummary:
-        async with open_store(f"sqlite:///{tmp_path / 'prop.db'}") as store, open_bus() as bus:
-            async with Engine(store, bus, Settings(poll_interval_s=0.05)) as engine:
-                return await asyncio.wait_for(engine.run(wf), 20)
+        url = f"sqlite:///{tmp_path / 'prop.db'}"
+        async with (
+            open_store(url) as store,
+            open_bus() as bus,
+            Engine(store, bus, Settings(poll_interval_s=0.05)) as engine,
+        ):
+            return await asyncio.wait_for(engine.run(wf), 20)
 
     _check_consistency(wf, asyncio.run(run()))

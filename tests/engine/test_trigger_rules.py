@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import steplib
-from conftest import make_workflow
+from steplib import make_workflow
 
 from podium.engine.engine import Engine
 from podium.engine.rules import Gate, trigger_gate

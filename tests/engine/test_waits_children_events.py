@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import steplib
-from conftest import make_workflow
+from steplib import make_workflow
 
 from podium.bus.base import Bus
 from podium.engine.engine import Engine

@@ -17,8 +17,15 @@ from podium.steps.sim import SimRunner
 
 def _ctx(attempt: int = 1, timeout_s: float = 5) -> StepContext:
     return StepContext(
-        run_id="r1", step_id="s", attempt=attempt, index=None, item=None,
-        idempotency_key="r1/s", inputs={}, workflow="w", timeout_s=timeout_s,
+        run_id="r1",
+        step_id="s",
+        attempt=attempt,
+        index=None,
+        item=None,
+        idempotency_key="r1/s",
+        inputs={},
+        workflow="w",
+        timeout_s=timeout_s,
     )
 
 
@@ -60,18 +67,31 @@ async def test_an_unimportable_call_fails_the_attempt_with_the_reason() -> None:
 
 
 async def test_sim_fails_the_first_fail_times_attempts_then_succeeds() -> None:
-    action = SimAction.model_validate({"kind": "sim", "fail_times": 2, "output": {"ok": 1},
-                                       "tokens": {"input": 5, "output": 7}, "model": "m"})
+    action = SimAction.model_validate(
+        {
+            "kind": "sim",
+            "fail_times": 2,
+            "output": {"ok": 1},
+            "tokens": {"input": 5, "output": 7},
+            "model": "m",
+        }
+    )
     for attempt in (1, 2):
         with pytest.raises(StepError, match="simulated failure"):
             await SimRunner().run(action, _ctx(attempt), None)  # type: ignore[arg-type]
     result = await SimRunner().run(action, _ctx(3), None)  # type: ignore[arg-type]
-    assert (result.output, result.tokens_in, result.tokens_out, result.model) == ({"ok": 1}, 5, 7, "m")
+    assert (result.output, result.tokens_in, result.tokens_out, result.model) == (
+        {"ok": 1},
+        5,
+        7,
+        "m",
+    )
 
 
 async def test_sim_latency_distribution_is_seeded_and_bounded_below_by_zero() -> None:
-    action = SimAction.model_validate({"kind": "sim", "latency": {"p50": "1ms", "p99": "5ms"},
-                                       "seed": 3})
+    action = SimAction.model_validate(
+        {"kind": "sim", "latency": {"p50": "1ms", "p99": "5ms"}, "seed": 3}
+    )
     started = time.monotonic()
     await SimRunner().run(action, _ctx(), None)  # type: ignore[arg-type]
     assert time.monotonic() - started >= 0

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -16,8 +15,10 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
+from podium import loop
 from podium.bus import open_bus
 from podium.errors import PodiumError, RunNotFound, WorkflowInvalid
 from podium.model.workflow import Workflow
@@ -116,13 +117,22 @@ def note(message: str) -> None:
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(main)
+    """Runs a command body on podium's loop; Ctrl-C cancels the body (asyncio.Runner)."""
+    return loop.run(main)
 
 
 def settings_for(store: str | None, bus: str | None) -> Settings:
     """Settings from PODIUM_* variables, with --store/--bus given on the command line winning."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        wrong = "; ".join(
+            f"PODIUM_{'_'.join(map(str, e['loc'])).upper()} {e['msg'].lower()}"
+            for e in exc.errors()
+        )
+        raise UsageProblem(f"bad settings in the environment: {wrong}") from None
     overrides = {name: value for name, value in (("store", store), ("bus", bus)) if value}
-    return Settings().model_copy(update=overrides)
+    return settings.model_copy(update=overrides)
 
 
 @asynccontextmanager

@@ -125,7 +125,7 @@ async def _wait_or_cancel(engine: Engine, run_id: str) -> None:
 
 
 def _interrupted() -> bool:
-    """Takes back the cancellation asyncio.run made of the main task on Ctrl-C."""
+    """Takes back the cancellation asyncio.Runner made of the main task on Ctrl-C."""
     task = asyncio.current_task()
     if task is None or task.cancelling() == 0:
         return False

@@ -64,7 +64,7 @@ class Engine:
         self.bus = bus
         self.settings = settings or Settings()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-12:]}"
-        self.journal = Journal(store, bus)
+        self.journal = Journal(store, bus, on_failure=self._store_failed)
         self._executor = StepExecutor(
             self.journal, self._emit, self, env or {}, self.settings.max_output_bytes
         )
@@ -113,6 +113,16 @@ class Engine:
                 rt.done.cancel()
         self._active.clear()
         self._queued.clear()
+
+    def _store_failed(self, exc: Exception) -> None:
+        """Nothing more can be committed: every waiter learns why instead of hanging.
+        The runs stay unfinished in the store, and `recover` resumes them later."""
+        for rt in [*self._active.values(), *self._queued.values()]:
+            for task in list(rt.tasks.values()):
+                task.cancel()
+            if rt.done is not None and not rt.done.done():
+                rt.done.set_exception(exc)
+                rt.done.exception()  # marks it retrieved: nobody may be waiting on this run
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -251,7 +261,8 @@ class Engine:
         self.journal.run(rt.row)
         self._emit(rt, "run.started", {})
         self._arm_timeout(rt)
-        self._advance(rt, rt.compiled.plan.order)
+        # A replayed run has finished steps already: look at every step, not just the roots.
+        self._advance(rt, rt.compiled.plan.order if rt.completed else rt.compiled.roots)
 
     def _arm_timeout(self, rt: RunRuntime) -> None:
         limit = rt.workflow.timeout_s
@@ -288,7 +299,8 @@ class Engine:
         stopping = rt.row.stopping
         if stopping is not None and (stopping != "failed" or step.trigger not in CLEANUP_TRIGGERS):
             return Gate.SKIP
-        return trigger_gate(step.trigger, (rt.steps[n].status for n in step.needs))
+        steps = rt.steps
+        return trigger_gate(step.trigger, [steps[n].status for n in step.needs])
 
     def _start_step(self, rt: RunRuntime, st: StepState, step: Step) -> None:
         try:

@@ -19,8 +19,11 @@ log = structlog.get_logger("podium.journal")
 
 
 class Journal:
-    def __init__(self, store: Store, bus: Bus) -> None:
+    def __init__(
+        self, store: Store, bus: Bus, on_failure: Callable[[Exception], None] | None = None
+    ) -> None:
         self._store = store
+        self._on_failure = on_failure
         self._bus = bus
         self._batch = Batch()
         self._after: list[Callable[[], None]] = []
@@ -103,6 +106,8 @@ class Journal:
         except Exception as exc:  # the store wraps its errors; anything here is fatal
             log.error("store write failed; the engine stops", error=str(exc))
             self.failure = exc
+            if self._on_failure is not None:
+                self._on_failure(exc)
 
     def _follow_up(self, batch: Batch, after: list[Callable[[], None]]) -> None:
         if batch.events:

@@ -79,9 +79,12 @@ def _path_evaluator(path: re.Match[str], slow: Evaluator) -> Evaluator:
         try:
             value = ctx[root]
             for part in parts:
-                if isinstance(part, int) and isinstance(value, list):
+                kind = type(value)
+                if kind is dict or (kind is not list and isinstance(value, Mapping)):
+                    if not isinstance(part, str):
+                        return slow(ctx)
                     value = value[part]
-                elif isinstance(part, str) and isinstance(value, Mapping):
+                elif kind is list and isinstance(part, int):
                     value = value[part]
                 else:
                     return slow(ctx)

@@ -47,6 +47,11 @@ def _wants_ctx(func: Callable[..., Any]) -> bool:
         return False
 
 
+@lru_cache(maxsize=1024)
+def _is_async(func: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(func)
+
+
 def _call_in_subprocess(target: str, kwargs: dict[str, Any]) -> Any:
     return resolve_call(target)(**kwargs)
 
@@ -61,7 +66,7 @@ class PythonRunner:
         kwargs = dict(action.input)
         if _wants_ctx(func):
             kwargs["ctx"] = ctx
-        if inspect.iscoroutinefunction(func):
+        if _is_async(func):
             output = await func(**kwargs)
         elif action.isolate == "process":
             output = await _run_isolated(action.call, kwargs)

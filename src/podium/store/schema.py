@@ -1,6 +1,9 @@
 """Versioned schema migrations for the SQL stores, applied in order on open.
 
 A migration is appended, never edited: `schema_version` records how far a database is.
+SQLite and PostgreSQL keep parallel tuples (`MIGRATIONS`, `POSTGRES_MIGRATIONS`) because
+their DDL differs (`WITHOUT ROWID`, rowid keys vs identity columns, BLOB vs BYTEA): entry N
+of one is entry N of the other, so a change is appended to both with the same number.
 """
 
 from __future__ import annotations
@@ -44,5 +47,50 @@ MIGRATIONS: tuple[str, ...] = (
         payload BLOB NOT NULL, created_at REAL NOT NULL, taken INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX signals_pending ON signals (run_id) WHERE taken = 0;
+    """,
+)
+
+POSTGRES_MIGRATIONS: tuple[str, ...] = (
+    # 1: as MIGRATIONS[0]; event_id is unique so a retried batch cannot log an event twice
+    """
+    CREATE TABLE definitions (digest TEXT PRIMARY KEY, body BYTEA NOT NULL);
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, workflow_version TEXT NOT NULL,
+        definition_digest TEXT NOT NULL, inputs BYTEA NOT NULL, priority TEXT NOT NULL,
+        status TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+        started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION,
+        error TEXT, parent_run_id TEXT, cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+        tokens_in BIGINT NOT NULL DEFAULT 0, tokens_out BIGINT NOT NULL DEFAULT 0,
+        owner TEXT, lease_until DOUBLE PRECISION, stopping TEXT,
+        cancel_requested BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE INDEX runs_cancel ON runs (run_id) WHERE cancel_requested;
+    CREATE INDEX runs_unfinished ON runs (created_at) WHERE status IN ('queued', 'running');
+    CREATE INDEX runs_created ON runs (created_at);
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL,
+        attempts INTEGER NOT NULL, started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION,
+        error TEXT, fallback_used BOOLEAN NOT NULL, completed_seq INTEGER,
+        wake_at DOUBLE PRECISION, compensation_error TEXT, cost_usd DOUBLE PRECISION NOT NULL,
+        tokens_in BIGINT NOT NULL, tokens_out BIGINT NOT NULL, output BYTEA,
+        PRIMARY KEY (run_id, step_id, idx)
+    );
+    CREATE TABLE events (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,
+        event_type TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, run_id TEXT NOT NULL,
+        causation_id TEXT, source TEXT NOT NULL, priority TEXT NOT NULL,
+        version INTEGER NOT NULL, payload BYTEA NOT NULL
+    );
+    CREATE INDEX events_run ON events (run_id, seq);
+    CREATE TABLE dlq (
+        run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
+        failed_steps TEXT NOT NULL, added_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE signals (
+        signal_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, run_id TEXT NOT NULL,
+        name TEXT NOT NULL, payload BYTEA NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+        taken BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE INDEX signals_pending ON signals (run_id) WHERE NOT taken;
     """,
 )

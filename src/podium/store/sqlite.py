@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,66 @@ def _event_params(e: Event) -> tuple[Any, ...]:
     )
 
 
+_UPSERT_RUN = (
+    f"INSERT INTO runs ({_RUN_COLS}) VALUES ({','.join('?' * 18)})"
+    " ON CONFLICT (run_id) DO UPDATE SET status=excluded.status,"
+    " started_at=excluded.started_at, finished_at=excluded.finished_at,"
+    " error=excluded.error, cost_usd=excluded.cost_usd,"
+    " tokens_in=excluded.tokens_in, tokens_out=excluded.tokens_out,"
+    " owner=excluded.owner, lease_until=excluded.lease_until,"
+    " stopping=excluded.stopping,"
+    " cancel_requested=CASE WHEN excluded.status IN"
+    f" {_UNFINISHED} THEN cancel_requested ELSE 0 END"
+)
+_UPSERT_STEP = f"INSERT OR REPLACE INTO steps ({_STEP_COLS}) VALUES ({','.join('?' * 16)})"
+_INSERT_EVENT = (
+    "INSERT INTO events (event_id, event_type, ts, run_id, causation_id, source,"
+    " priority, version, payload) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _statements(batch: Batch) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The batch as (SQL, rows) pairs, values copied out of the engine's live objects."""
+    out: list[tuple[str, list[tuple[Any, ...]]]] = []
+    if batch.definitions:
+        out.append(
+            ("INSERT OR IGNORE INTO definitions VALUES (?, ?)", list(batch.definitions.items()))
+        )
+    if batch.runs:
+        out.append((_UPSERT_RUN, [_run_params(r) for r in batch.runs.values()]))
+    if batch.steps:
+        out.append((_UPSERT_STEP, [_step_params(s) for s in batch.steps.values()]))
+    if batch.events:
+        out.append((_INSERT_EVENT, [_event_params(e) for e in batch.events]))
+    if batch.dlq_add:
+        out.append(
+            (
+                "INSERT OR REPLACE INTO dlq VALUES (?,?,?,?,?,?)",
+                [
+                    (
+                        d.run_id,
+                        d.workflow,
+                        d.status,
+                        d.error,
+                        orjson.dumps(d.failed_steps).decode(),
+                        d.added_at,
+                    )
+                    for d in batch.dlq_add
+                ],
+            )
+        )
+    if batch.dlq_remove:
+        out.append(("DELETE FROM dlq WHERE run_id = ?", [(r,) for r in batch.dlq_remove]))
+    if batch.signals_taken:
+        out.append(
+            (
+                "UPDATE signals SET taken = 1 WHERE signal_id = ?",
+                [(s,) for s in batch.signals_taken],
+            )
+        )
+    return out
+
+
 def _run_from_row(row: sqlite3.Row) -> RunState:
     return RunState(
         run_id=row[0],
@@ -151,7 +213,9 @@ class SQLiteStore:
         self.url = f"sqlite:///{path}"
         self._path = path
         self._synchronous = "FULL" if durability == "full" else "NORMAL"
-        self._db: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | None = None  # reads and small writes, on the loop
+        self._writer: sqlite3.Connection | None = None  # batches, on the writer thread
+        self._write_thread: ThreadPoolExecutor | None = None
 
     async def __aenter__(self) -> SQLiteStore:
         self.open()
@@ -164,19 +228,35 @@ class SQLiteStore:
         try:
             if self._path != ":memory:":
                 Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA busy_timeout = 10000")  # other podium processes share the file
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute(f"PRAGMA synchronous = {self._synchronous}")
-            self._db = db
+            self._db = self._connect()
             self._migrate()
+            self._writer = self._connect()
+            self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="podium-sqlite")
         except (sqlite3.Error, OSError) as exc:
+            self.close()
             raise StoreUnavailable(f"cannot open the store {self.url}: {exc}") from None
 
+    def _connect(self) -> sqlite3.Connection:
+        # ":memory:" is shared between our two connections through SQLite's shared cache.
+        target, uri = (
+            ("file:podium-mem?mode=memory&cache=shared", True)
+            if self._path == ":memory:"
+            else (self._path, False)
+        )
+        db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=uri)
+        db.execute("PRAGMA busy_timeout = 10000")  # other connections and processes share it
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return db
+
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        if self._write_thread is not None:
+            self._write_thread.shutdown(wait=True)
+            self._write_thread = None
+        for db in (self._writer, self._db):
+            if db is not None:
+                db.close()
+        self._db = self._writer = None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -206,73 +286,32 @@ class SQLiteStore:
             raise
 
     async def write(self, batch: Batch) -> None:
-        self.write_sync(batch)
+        # Rows are copied here, on the loop, so the engine may go on changing its states;
+        # SQLite's own work then runs on the writer thread, in parallel with the loop.
+        statements = _statements(batch)
+        if self._write_thread is None:
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._write_thread, self._apply, statements)
 
     def write_sync(self, batch: Batch) -> None:
-        db = self.db
+        self._apply(_statements(batch))
+
+    def _apply(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        db = self._writer
+        if db is None:
+            raise StoreUnavailable("the store is closed")
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                self._write_txn(db, batch)
+                for sql, rows in statements:
+                    db.executemany(sql, rows)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot write to the store {self.url}: {exc}") from None
-
-    @staticmethod
-    def _write_txn(db: sqlite3.Connection, batch: Batch) -> None:
-        if batch.definitions:
-            db.executemany(
-                "INSERT OR IGNORE INTO definitions VALUES (?, ?)", batch.definitions.items()
-            )
-        if batch.runs:
-            db.executemany(
-                f"INSERT INTO runs ({_RUN_COLS}) VALUES ({','.join('?' * 18)})"
-                " ON CONFLICT (run_id) DO UPDATE SET status=excluded.status,"
-                " started_at=excluded.started_at, finished_at=excluded.finished_at,"
-                " error=excluded.error, cost_usd=excluded.cost_usd,"
-                " tokens_in=excluded.tokens_in, tokens_out=excluded.tokens_out,"
-                " owner=excluded.owner, lease_until=excluded.lease_until,"
-                " stopping=excluded.stopping,"
-                " cancel_requested=CASE WHEN excluded.status IN"
-                f" {_UNFINISHED} THEN cancel_requested ELSE 0 END",
-                map(_run_params, batch.runs.values()),
-            )
-        if batch.steps:
-            db.executemany(
-                f"INSERT OR REPLACE INTO steps ({_STEP_COLS}) VALUES ({','.join('?' * 16)})",
-                map(_step_params, batch.steps.values()),
-            )
-        if batch.events:
-            db.executemany(
-                "INSERT INTO events (event_id, event_type, ts, run_id, causation_id, source,"
-                " priority, version, payload) VALUES (?,?,?,?,?,?,?,?,?)",
-                map(_event_params, batch.events),
-            )
-        if batch.dlq_add:
-            db.executemany(
-                "INSERT OR REPLACE INTO dlq VALUES (?,?,?,?,?,?)",
-                [
-                    (
-                        d.run_id,
-                        d.workflow,
-                        d.status,
-                        d.error,
-                        orjson.dumps(d.failed_steps).decode(),
-                        d.added_at,
-                    )
-                    for d in batch.dlq_add
-                ],
-            )
-        if batch.dlq_remove:
-            db.executemany("DELETE FROM dlq WHERE run_id = ?", [(r,) for r in batch.dlq_remove])
-        if batch.signals_taken:
-            db.executemany(
-                "UPDATE signals SET taken = 1 WHERE signal_id = ?",
-                [(s,) for s in batch.signals_taken],
-            )
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
@@ -328,6 +367,8 @@ class SQLiteStore:
     async def claim_unfinished(
         self, owner: str, lease_s: float, run_ids: Sequence[str] | None = None
     ) -> list[str]:
+        if run_ids is not None and not run_ids:
+            return []
         now = time.time()
         only = f" AND run_id IN ({','.join('?' * len(run_ids))})" if run_ids else ""
         db = self.db
