@@ -6,6 +6,7 @@ Inputs are checked before the store is opened, so an invalid run leaves nothing 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -37,7 +38,7 @@ from podium.cli.render import summaries_table, summary_panel
 from podium.cli.view import RunView
 from podium.engine.summary import RunSummary
 from podium.model.inputs import load_inputs_file, parse_cli_inputs, resolve_inputs
-from podium.model.loader import load_workflow
+from podium.model.loader import load_workflow as _load_workflow
 from podium.model.workflow import Workflow
 from podium.plan import Plan, build_plan
 from podium.plan.render import render_plan
@@ -73,6 +74,14 @@ def run_command(
     values = gather_inputs(workflow, inputs or [], inputs_json, inputs_file)
     code = run_async(_run(workflow, values, settings_for(store, bus), json_output))
     raise typer.Exit(code)
+
+
+def load_workflow(file: Path) -> Workflow:
+    """Loads a workflow; python steps may live beside it, as Airflow's dags folder allows."""
+    folder = str(file.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(1, folder)
+    return _load_workflow(file)
 
 
 def gather_inputs(
