@@ -1,6 +1,6 @@
 """A podium process for crash tests: submits runs or recovers them, until told to stop.
 
-Usage: crash_driver.py DB EFFECTS submit N | recover. The test SIGKILLs it at random moments.
+Usage: crash_driver.py DB submit N | zombie 1 | recover. Tests SIGKILL or SIGSTOP it.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ WORKFLOW = Workflow.model_validate(
 )
 
 
+ZOMBIE = Workflow.model_validate({"name": "zombie", "steps": {"slow": _step(1500)}})
+
+
 async def main(db: str, mode: str, count: int) -> None:
     settings = Settings(lease_s=0.3, poll_interval_s=0.05, max_active_runs=4)
     async with (
@@ -62,8 +65,9 @@ async def main(db: str, mode: str, count: int) -> None:
         open_bus() as bus,
         Engine(store, bus, settings) as engine,
     ):
-        if mode == "submit":
-            ids = await asyncio.gather(*(engine.submit(WORKFLOW) for _ in range(count)))
+        if mode in ("submit", "zombie"):
+            workflow = ZOMBIE if mode == "zombie" else WORKFLOW
+            ids = await asyncio.gather(*(engine.submit(workflow) for _ in range(count)))
             print("submitted", flush=True)
             await asyncio.gather(*(engine.wait_done(i) for i in ids))
             return

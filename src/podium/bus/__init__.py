@@ -5,7 +5,7 @@ Redis Streams comes with distributed mode, behind the same `Bus` interface.
 
 from __future__ import annotations
 
-from podium.bus.base import Bus
+from podium.bus.base import Bus, Dispatch
 from podium.bus.events import Event, new_id, utc_iso
 from podium.errors import PodiumError
 
@@ -21,4 +21,4 @@ def open_bus(url: str = "memory://") -> Bus:
     )
 
 
-__all__ = ["Bus", "Event", "new_id", "open_bus", "utc_iso"]
+__all__ = ["Bus", "Dispatch", "Event", "new_id", "open_bus", "utc_iso"]

@@ -1,4 +1,4 @@
-"""The Bus interface: publish committed events to whoever subscribes.
+"""The Bus interface: committed events to subscribers, and queued runs to workers.
 
 The engine publishes only after the store committed; subscribers never see an uncommitted change.
 """
@@ -6,12 +6,26 @@ The engine publishes only after the store committed; subscribers never see an un
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from podium.bus.events import Event
 
 
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """A queued run handed to one worker; acked once the run is final (or not ours to run)."""
+
+    run_id: str
+    priority: str
+    token: str  # the transport's handle, e.g. a Redis stream entry id
+    deliveries: int = 1  # how often it was handed out: past a bound it is poison
+
+
 class Bus(Protocol):
+    # False: the engine that submits a run executes it (embedded). True: workers do.
+    distributed: bool
+
     async def __aenter__(self) -> Bus: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
@@ -21,3 +35,16 @@ class Bus(Protocol):
 
     def subscribe(self, run_id: str | None = None) -> AsyncIterator[Event]:
         """Events from now on (of one run, or all), until the bus closes."""
+
+    async def dispatch(self, run_id: str, priority: str) -> None:
+        """Offers a committed, queued run to the workers."""
+
+    def claims(self, consumer: str, idle_s: float) -> AsyncIterator[Dispatch]:
+        """Runs for this worker: new ones by priority, and ones another worker took but left
+        unacknowledged for longer than `idle_s` (it died). Pull-based: the next item is
+        fetched when the caller asks for it, so a busy worker takes nothing."""
+
+    async def ack(self, dispatch: Dispatch) -> None: ...
+
+    async def dead_letter(self, dispatch: Dispatch, reason: str) -> None:
+        """Moves a poison dispatch (delivered too often) aside, and acks it."""

@@ -8,14 +8,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
+from podium.bus.base import Dispatch
 from podium.bus.events import Event
 
 _CLOSED = None
 
 
 class MemoryBus:
+    distributed = False
+
     def __init__(self) -> None:
         self._subscribers: list[tuple[str | None, asyncio.Queue[Event | None]]] = []
+        self._dispatches: asyncio.Queue[Dispatch] = asyncio.Queue()
+        self._counter = 0
 
     async def __aenter__(self) -> MemoryBus:
         return self
@@ -42,3 +47,19 @@ class MemoryBus:
         finally:
             if entry in self._subscribers:
                 self._subscribers.remove(entry)
+
+    # Dispatch within one process: only useful to exercise a Worker without Redis.
+
+    async def dispatch(self, run_id: str, priority: str) -> None:
+        self._counter += 1
+        await self._dispatches.put(Dispatch(run_id, priority, str(self._counter)))
+
+    async def claims(self, consumer: str, idle_s: float) -> AsyncIterator[Dispatch]:
+        while True:
+            yield await self._dispatches.get()
+
+    async def ack(self, dispatch: Dispatch) -> None:
+        return None
+
+    async def dead_letter(self, dispatch: Dispatch, reason: str) -> None:
+        return None

@@ -64,9 +64,12 @@ class Engine:
         self.bus = bus
         self.settings = settings or Settings()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-12:]}"
-        self.journal = Journal(store, bus, on_failure=self._store_failed)
+        self.journal = Journal(
+            store, bus, self.owner, on_failure=self._store_failed, on_lost=self._lost
+        )
+        self._env: Mapping[str, str] = env or {}
         self._executor = StepExecutor(
-            self.journal, self._emit, self, env or {}, self.settings.max_output_bytes
+            self.journal, self._emit, self, self._env, self.settings.max_output_bytes
         )
         self._compiled: dict[str, Compiled] = {}
         self._compiled_by_obj: dict[int, Compiled] = {}
@@ -124,6 +127,21 @@ class Engine:
                 rt.done.set_exception(exc)
                 rt.done.exception()  # marks it retrieved: nobody may be waiting on this run
 
+    def _lost(self, run_ids: set[str]) -> None:
+        """Another engine took these runs over (our lease ran out): drop them here at once,
+        without writing anything more; their waiters learn the outcome from the store."""
+        for run_id in run_ids:
+            rt = self._active.pop(run_id, None) or self._queued.pop(run_id, None)
+            if rt is None:
+                continue
+            if rt.timer is not None:
+                rt.timer.cancel()
+            for task in list(rt.tasks.values()):
+                task.cancel()
+            rt.lost = True
+            if rt.done is not None and not rt.done.done():
+                rt.done.set_result(None)
+
     # -- public API ---------------------------------------------------------------------------
 
     async def submit(
@@ -167,7 +185,8 @@ class Engine:
         rt = self._active.get(run_id) or self._queued.get(run_id)
         if rt is not None and rt.done is not None:
             await asyncio.shield(rt.done)
-            return
+            if not rt.lost:
+                return
         while True:
             row = await self.store.get_run(run_id)
             if row is None:
@@ -365,8 +384,8 @@ class Engine:
     # -- results -------------------------------------------------------------------------------
 
     def _finish(self, rt: RunRuntime, st: StepState, outcome: Outcome) -> None:
-        if st.status != "running" or rt.row.done:
-            return  # cancelled or timed out meanwhile: a late result is ignored
+        if st.status != "running" or rt.row.done or rt.lost:
+            return  # cancelled, timed out or taken over meanwhile: a late result is ignored
         st.finished_at = time.time()
         payload: dict[str, Any] = {
             "step": st.step_id,
@@ -470,7 +489,7 @@ class Engine:
         self._advance(rt, rt.compiled.plan.order)
 
     def _maybe_finish(self, rt: RunRuntime) -> None:
-        if rt.row.done or rt.compensating or rt.run_id not in self._active:
+        if rt.row.done or rt.compensating or rt.lost or rt.run_id not in self._active:
             return
         if any(st.status in _OPEN for st in rt.steps.values()):
             return
@@ -495,6 +514,8 @@ class Engine:
     async def _compensate(self, rt: RunRuntime, states: list[StepState]) -> None:
         """Saga: undo succeeded steps in reverse completion order; one failure stops nothing."""
         for st in states:
+            if rt.lost:
+                return
             step = rt.compiled.step(st.step_id)
             outcome = await self._executor.run_compensation(rt, st, step)
             if outcome.ok:
@@ -703,6 +724,9 @@ class Engine:
         rt.signal_ids[(st.step_id, st.index)] = signal_id
 
     # -- StepHost: services for the wait and workflow kinds ---------------------------------
+
+    def secret(self, name: str) -> str | None:
+        return self._env.get(name)
 
     def _state(self, ctx: StepContext) -> StepState:
         rt = self._active[ctx.run_id]

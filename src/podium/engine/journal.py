@@ -20,12 +20,19 @@ log = structlog.get_logger("podium.journal")
 
 class Journal:
     def __init__(
-        self, store: Store, bus: Bus, on_failure: Callable[[Exception], None] | None = None
+        self,
+        store: Store,
+        bus: Bus,
+        owner: str,
+        on_failure: Callable[[Exception], None],
+        on_lost: Callable[[set[str]], None],
     ) -> None:
         self._store = store
+        self._owner = owner
         self._on_failure = on_failure
+        self._on_lost = on_lost
         self._bus = bus
-        self._batch = Batch()
+        self._batch = Batch(owner=owner)
         self._after: list[Callable[[], None]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -85,7 +92,7 @@ class Journal:
     async def _flush(self) -> None:
         while self._batch or self._after or self._waiters:
             batch, after, waiters = self._batch, self._after, self._waiters
-            self._batch, self._after, self._waiters = Batch(), [], []
+            self._batch, self._after, self._waiters = Batch(owner=self._owner), [], []
             await self._commit(batch)
             if self.failure is None:
                 self._follow_up(batch, after)
@@ -102,12 +109,15 @@ class Journal:
             return
         try:
             # Shielded: cancelling the engine must not cut a commit in half.
-            await asyncio.shield(self._store.write(batch))
+            lost = await asyncio.shield(self._store.write(batch))
         except Exception as exc:  # the store wraps its errors; anything here is fatal
             log.error("store write failed; the engine stops", error=str(exc))
             self.failure = exc
-            if self._on_failure is not None:
-                self._on_failure(exc)
+            self._on_failure(exc)
+            return
+        if lost:
+            log.warning("lost the lease of runs; another engine holds them now", runs=len(lost))
+            self._on_lost(lost)
 
     def _follow_up(self, batch: Batch, after: list[Callable[[], None]]) -> None:
         if batch.events:

@@ -70,6 +70,7 @@ class RunRuntime:
     timer: asyncio.TimerHandle | None = None
     done: asyncio.Future[None] | None = None
     last_event_id: str | None = None  # the causation of the next event
+    lost: bool = False  # another engine holds the run now: do nothing more for it
 
     @property
     def run_id(self) -> str:

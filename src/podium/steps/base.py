@@ -46,7 +46,10 @@ class StepResult:
 
 
 class StepHost(Protocol):
-    """Engine services that some kinds need (signals, timers, child runs)."""
+    """Engine services that some kinds need (signals, timers, child runs, secrets)."""
+
+    def secret(self, name: str) -> str | None:
+        """An environment value (API key...) for a runner; never log or store it."""
 
     async def wait_signal(self, ctx: StepContext, name: str) -> Any: ...
 

@@ -19,8 +19,12 @@ class Store(Protocol):
 
     async def __aexit__(self, *exc: object) -> None: ...
 
-    async def write(self, batch: Batch) -> None:
-        """Commits the whole batch in one transaction, or nothing."""
+    async def write(self, batch: Batch) -> set[str]:
+        """Commits the whole batch in one transaction, or nothing.
+
+        Returns the runs whose rows were left out because `batch.owner` no longer holds
+        them (a late write from an engine presumed dead is a no-op: the fencing rule).
+        """
 
     async def get_run(self, run_id: str) -> RunState | None: ...
 

@@ -118,7 +118,12 @@ class Signal:
 
 @dataclass(slots=True)
 class Batch:
-    """Everything one commit writes. Rows are keyed, so a later change in the batch wins."""
+    """Everything one commit writes. Rows are keyed, so a later change in the batch wins.
+
+    `owner` fences the batch: rows of runs that another engine now holds are not written.
+    """
+
+    owner: str | None = None
 
     definitions: dict[str, bytes] = field(default_factory=dict)  # digest -> canonical JSON
     runs: dict[str, RunState] = field(default_factory=dict)
@@ -127,6 +132,13 @@ class Batch:
     dlq_add: list[DlqEntry] = field(default_factory=list)
     dlq_remove: list[str] = field(default_factory=list)
     signals_taken: list[int] = field(default_factory=list)
+
+    def run_ids(self) -> set[str]:
+        """Runs whose rows this batch changes (new runs included)."""
+        ids = set(self.runs)
+        ids.update(key[0] for key in self.steps)
+        ids.update(event.correlation_id for event in self.events)
+        return ids
 
     def __bool__(self) -> bool:
         return bool(

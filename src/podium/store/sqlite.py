@@ -108,45 +108,51 @@ _INSERT_EVENT = (
 )
 
 
-def _statements(batch: Batch) -> list[tuple[str, list[tuple[Any, ...]]]]:
+# (SQL, rows, index of the run id in a row for fencing, or None if rows are not per run)
+_Statement = tuple[str, list[tuple[Any, ...]], int | None]
+
+
+def _lost_runs(db: sqlite3.Connection, owner: str, run_ids: set[str]) -> set[str]:
+    """Runs of the batch that exist and are held by someone else (asked under the write lock)."""
+    ids = list(run_ids)
+    lost: set[str] = set()
+    for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
+        chunk = ids[start : start + 900]
+        rows = db.execute(
+            f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
+            " AND (owner IS NULL OR owner != ?)",
+            [*chunk, owner],
+        ).fetchall()
+        lost.update(r[0] for r in rows)
+    return lost
+
+
+def _dlq_params(d: DlqEntry) -> tuple[Any, ...]:
+    failed = orjson.dumps(d.failed_steps).decode()
+    return (d.run_id, d.workflow, d.status, d.error, failed, d.added_at)
+
+
+def _statements(batch: Batch) -> list[_Statement]:
     """The batch as (SQL, rows) pairs, values copied out of the engine's live objects."""
-    out: list[tuple[str, list[tuple[Any, ...]]]] = []
+    out: list[_Statement] = []
     if batch.definitions:
-        out.append(
-            ("INSERT OR IGNORE INTO definitions VALUES (?, ?)", list(batch.definitions.items()))
-        )
+        sql = "INSERT OR IGNORE INTO definitions VALUES (?, ?)"
+        out.append((sql, list(batch.definitions.items()), None))
     if batch.runs:
-        out.append((_UPSERT_RUN, [_run_params(r) for r in batch.runs.values()]))
+        out.append((_UPSERT_RUN, [_run_params(r) for r in batch.runs.values()], 0))
     if batch.steps:
-        out.append((_UPSERT_STEP, [_step_params(s) for s in batch.steps.values()]))
+        out.append((_UPSERT_STEP, [_step_params(s) for s in batch.steps.values()], 0))
     if batch.events:
-        out.append((_INSERT_EVENT, [_event_params(e) for e in batch.events]))
+        out.append((_INSERT_EVENT, [_event_params(e) for e in batch.events], 3))
     if batch.dlq_add:
-        out.append(
-            (
-                "INSERT OR REPLACE INTO dlq VALUES (?,?,?,?,?,?)",
-                [
-                    (
-                        d.run_id,
-                        d.workflow,
-                        d.status,
-                        d.error,
-                        orjson.dumps(d.failed_steps).decode(),
-                        d.added_at,
-                    )
-                    for d in batch.dlq_add
-                ],
-            )
-        )
+        sql = "INSERT OR REPLACE INTO dlq VALUES (?,?,?,?,?,?)"
+        out.append((sql, [_dlq_params(d) for d in batch.dlq_add], 0))
     if batch.dlq_remove:
-        out.append(("DELETE FROM dlq WHERE run_id = ?", [(r,) for r in batch.dlq_remove]))
+        sql = "DELETE FROM dlq WHERE run_id = ?"
+        out.append((sql, [(r,) for r in batch.dlq_remove], 0))
     if batch.signals_taken:
-        out.append(
-            (
-                "UPDATE signals SET taken = 1 WHERE signal_id = ?",
-                [(s,) for s in batch.signals_taken],
-            )
-        )
+        sql = "UPDATE signals SET taken = 1 WHERE signal_id = ?"
+        out.append((sql, [(s,) for s in batch.signals_taken], None))
     return out
 
 
@@ -285,26 +291,29 @@ class SQLiteStore:
             db.execute("ROLLBACK")
             raise
 
-    async def write(self, batch: Batch) -> None:
+    async def write(self, batch: Batch) -> set[str]:
         # Rows are copied here, on the loop, so the engine may go on changing its states;
         # SQLite's own work then runs on the writer thread, in parallel with the loop.
         statements = _statements(batch)
+        fence = (batch.owner, batch.run_ids()) if batch.owner else None
         if self._write_thread is None:
             raise StoreUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._write_thread, self._apply, statements)
+        return await loop.run_in_executor(self._write_thread, self._apply, statements, fence)
 
-    def write_sync(self, batch: Batch) -> None:
-        self._apply(_statements(batch))
-
-    def _apply(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+    def _apply(
+        self, statements: list[_Statement], fence: tuple[str, set[str]] | None
+    ) -> set[str]:
         db = self._writer
         if db is None:
             raise StoreUnavailable("the store is closed")
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for sql, rows in statements:
+                lost = _lost_runs(db, *fence) if fence else set()
+                for sql, rows, run_col in statements:
+                    if lost and run_col is not None:
+                        rows = [r for r in rows if r[run_col] not in lost]
                     db.executemany(sql, rows)
             except BaseException:
                 db.execute("ROLLBACK")
@@ -312,6 +321,7 @@ class SQLiteStore:
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot write to the store {self.url}: {exc}") from None
+        return lost
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
