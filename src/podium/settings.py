@@ -5,6 +5,7 @@ It is built once at the edge (CLI, API, bench) and passed down; nothing deeper r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -32,4 +33,9 @@ class Settings(BaseSettings):
     )
     poll_interval_s: float = Field(
         0.2, gt=0, description="how often an engine looks for signals and cancels from elsewhere"
+    )
+    pricing_file: Path | None = Field(
+        None,
+        description="TOML, YAML or JSON file of model prices (USD per 1M tokens) and tier"
+        " models, merged over the built-in list prices (podium.control.pricing)",
     )

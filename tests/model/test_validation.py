@@ -243,7 +243,7 @@ def test_union_members_do_not_leak_into_messages() -> None:
 def test_an_unknown_kind_lists_the_known_kinds() -> None:
     assert problems_of(workflow(a={"kind": "telepathy"})) == [
         "error: wf.yaml: steps.a.kind: unknown kind (got 'telepathy');"
-        " expected one of python, http, sim, wait, workflow"
+        " expected one of python, http, sim, wait, workflow, llm, n8n"
     ]
 
 
@@ -319,7 +319,7 @@ def test_every_problem_is_reported_at_once() -> None:
     }
     assert problems_of(data) == [
         "error: wf.yaml: steps.a.kind: unknown kind (got 'telepathy');"
-        " expected one of python, http, sim, wait, workflow",
+        " expected one of python, http, sim, wait, workflow, llm, n8n",
         "error: wf.yaml: steps.b.timeout: not a duration; use e.g. 250ms, 2s, 5m, 1h (got 'soon')",
         "error: wf.yaml: colour: unknown key",
         "error: wf.yaml: steps.b.needs: names no step (got 'ghost')",
@@ -524,7 +524,8 @@ def test_the_problems_of_a_sub_workflow_are_reported_through_its_step(tmp_path: 
     )
     assert problems_of(data, base_dir=tmp_path) == [
         f"error: wf.yaml: steps.sub.workflow: {tmp_path / 'child.yaml'}: steps.only.kind:"
-        " unknown kind (got 'telepathy'); expected one of python, http, sim, wait, workflow",
+        " unknown kind (got 'telepathy'); expected one of python, http, sim, wait, workflow,"
+        " llm, n8n",
         f"error: wf.yaml: steps.gone.workflow: {tmp_path / 'missing.yml'}:"
         " cannot read a workflow definition: No such file or directory",
     ]

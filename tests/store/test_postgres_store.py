@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from podium.bus.events import Event
 from podium.errors import StoreUnavailable
-from podium.store import Batch, RunState, open_store
+from podium.store import Batch, RunState, StepState, open_store
 from podium.store.postgres import PostgresStore, parse_url, redact
+from podium.store.schema import POSTGRES_MIGRATIONS
 
 
 def make_run(run_id: str) -> RunState:
@@ -31,6 +34,8 @@ def test_the_url_names_the_schema_and_hides_the_password() -> None:
     assert schema == "t_1"
     assert "search_path=t_1" in conninfo and "sslmode=disable" in conninfo
     assert parse_url("postgres://h/db?options=-csearch_path%3Dother")[1] == "other"
+    both, schema = parse_url("postgresql://h/db?options=-csearch_path%3Da&schema=b")
+    assert schema == "b" and both.endswith("search_path=a -c search_path=b'")
     assert redact("postgresql://u:pw@h/db?password=pw2") == "postgresql://u:***@h/db?password=***"
 
 
@@ -69,7 +74,7 @@ async def test_stores_opening_at_once_migrate_the_schema_once(postgres_url: str)
 
     with psycopg.connect(postgres_url.replace("?schema=", "?options=-csearch_path%3D")) as conn:
         versions = conn.execute("SELECT version FROM schema_version").fetchall()
-    assert versions == [(1,)]
+    assert versions == [(v,) for v in range(1, len(POSTGRES_MIGRATIONS) + 1)]
 
 
 async def test_a_write_survives_the_server_dropping_every_connection(postgres_url: str) -> None:
@@ -85,3 +90,24 @@ async def test_a_write_survives_the_server_dropping_every_connection(postgres_ur
         assert killed is not None and killed[0] >= 1
         await store.write(Batch(runs={"r2": make_run("r2")}))
         assert await store.get_run("r2") is not None
+
+
+async def test_a_batch_is_one_round_trip(postgres_url: str, tmp_path: Path) -> None:
+    trace = tmp_path / "libpq.trace"
+    batch = Batch(owner="me", definitions={"d": b"{}"}, dlq_remove=["x"], signals_taken=[1])
+    for i in range(50):
+        batch.runs[f"r{i}"] = make_run(f"r{i}")
+        step = StepState(f"r{i}", "s", status="succeeded", output_blob=b"j{}")
+        batch.steps[step.key] = step
+        batch.events.append(Event("agent.task.completed", f"r{i}", {"i": i}))
+    async with PostgresStore(postgres_url, max_connections=1) as store:
+        with trace.open("w") as out:
+            async with store.pool.connection() as conn:  # the pool's only connection
+                conn.pgconn.trace(out.fileno())
+            await store.write(batch)
+            async with store.pool.connection() as conn:
+                conn.pgconn.untrace()
+        assert len(await store.list_events()) == 50
+
+    sent = [line.split("\t")[3] for line in trace.read_text().splitlines() if "\tF\t" in line]
+    assert sent.count("Sync") == 1

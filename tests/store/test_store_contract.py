@@ -18,6 +18,7 @@ from podium.bus.events import Event
 from podium.errors import StoreUnavailable
 from podium.store import Batch, DlqEntry, RunState, StepState, Store, open_store
 from podium.store.codec import decode, encode
+from podium.store.records import WorkerInfo
 
 
 def make_run(run_id: str, **fields: Any) -> RunState:
@@ -181,6 +182,62 @@ async def test_concurrent_claims_never_share_a_run(store: Store) -> None:
     claims = await asyncio.gather(*(store.claim_unfinished(f"o{i}", 30) for i in range(4)))
     claimed = [run_id for claim in claims for run_id in claim]
     assert sorted(claimed) == [f"r{i:02}" for i in range(40)]
+
+
+async def test_claims_go_by_priority_then_age_up_to_a_limit(store: Store) -> None:
+    now = time.time()
+    ranks = ["low", "normal", "critical", "high", "critical"]
+    runs = [make_run(f"r{i}", priority=p, created_at=now + i) for i, p in enumerate(ranks)]
+    await store.write(run_batch(*runs))
+
+    assert await store.claim_unfinished("a", 30, limit=2) == ["r2", "r4"]
+    assert await store.claim_unfinished("b", 30) == ["r3", "r1", "r0"]
+    assert await store.claim_unfinished("b", 30, []) == []
+
+
+async def test_only_a_finished_run_is_claimed_for_replay(store: Store) -> None:
+    await store.write(run_batch(make_run("dead", status="failed", owner="x"), make_run("live")))
+
+    assert await store.claim_for_replay("b", 30, "dead") is True
+    assert await store.claim_for_replay("b", 30, "live") is False
+    assert await store.claim_for_replay("b", 30, "missing") is False
+    got = await store.get_run("dead")
+    assert got is not None and got.owner == "b"
+
+
+async def test_a_batch_skips_the_runs_its_engine_no_longer_holds(store: Store) -> None:
+    past = time.time() - 1
+    mine, theirs = make_run("mine", owner="a"), make_run("theirs", owner="a", lease_until=past)
+    await store.write(run_batch(mine, theirs))
+    assert await store.claim_unfinished("b", 30, ["theirs"]) == ["theirs"]
+
+    batch = Batch(owner="a", runs={"mine": mine, "theirs": theirs, "new": make_run("new")})
+    for run_id in ("mine", "theirs", "new"):
+        step = StepState(run_id, "s", status="running")
+        batch.steps[step.key] = step
+        batch.events.append(Event("agent.task.started", run_id))
+    batch.dlq_add.append(DlqEntry("theirs", "wf", "failed", None, (), time.time()))
+    mine.status = theirs.status = "running"
+
+    assert await store.write(batch) == {"theirs"}
+    kept = await store.get_run("theirs")
+    assert kept is not None and (kept.owner, kept.status) == ("b", "queued")
+    assert await store.get_steps("theirs") == [] and await store.get_dlq("theirs") is None
+    assert [e.correlation_id for _, e in await store.list_events()] == ["mine", "new"]
+    written = await store.get_run("mine")
+    assert written is not None and written.status == "running"
+    assert await store.write(Batch(owner="a", runs={"mine": mine})) == set()
+
+
+async def test_worker_heartbeats_replace_the_last_one(store: Store) -> None:
+    first = WorkerInfo("w1", "host", 42, 8, 0, "running", 1.0, 2.0)
+    await store.heartbeat(first)
+    await store.heartbeat(WorkerInfo("w0", "host", 41, 4, 1, "running", 0.5, 2.0))
+    later = WorkerInfo("w1", "host", 42, 8, 3, "draining", 1.0, 5.0)
+    await store.heartbeat(later)
+
+    assert [w.worker_id for w in await store.list_workers()] == ["w0", "w1"]
+    assert (await store.list_workers())[1] == later
 
 
 async def test_finished_runs_are_not_claimed_and_released_leases_are(store: Store) -> None:

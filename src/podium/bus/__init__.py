@@ -1,6 +1,6 @@
-"""Event envelope and transport: in-process (embedded) now.
+"""Event envelope and transport: in-process (embedded) or Redis Streams (distributed).
 
-Redis Streams comes with distributed mode, behind the same `Bus` interface.
+Both sit behind the same `Bus` interface; `open_bus(url)` picks one by the URL's scheme.
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ def open_bus(url: str = "memory://") -> Bus:
         from podium.bus.memory import MemoryBus
 
         return MemoryBus()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from podium.bus.redis import RedisBus
+
+        return RedisBus(url)
     raise PodiumError(
-        f"unsupported bus URL {url.split('://')[0]}://; this build supports memory://"
+        f"unsupported bus URL {url.split('://')[0]}://; use memory:// or redis://host:port/db"
     )
 
 

@@ -7,6 +7,7 @@ only after the commit that marked them running. The store/bus pair decides embed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import os
@@ -82,6 +83,8 @@ class Engine:
         ] = {}
         self._claimed_signals: set[int] = set()
         self._background: list[asyncio.Task[None]] = []
+        self._completions: dict[str, list[asyncio.Future[None]]] = {}
+        self._completion_watch: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -97,6 +100,9 @@ class Engine:
 
     async def shutdown(self) -> None:
         """Stops without finishing runs: their committed state stays for `recover`."""
+        if self._completion_watch is not None:
+            self._background.append(self._completion_watch)
+            self._completion_watch = None
         for task in self._background:
             task.cancel()
         for rt in list(self._active.values()):
@@ -169,12 +175,13 @@ class Engine:
             owner=self.owner,
             lease_until=now + self.settings.lease_s,
         )
+        if self.bus.distributed:  # a worker takes it: nobody holds it until then
+            row.owner, row.lease_until = None, None
         rt = self._runtime(row, compiled, [])
         self.journal.definition(compiled.digest, compiled.body)
         self.journal.run(row)
         self._emit(rt, "run.queued", {"workflow": row.workflow, "priority": row.priority})
-        self._enqueue(rt)
-        await self.journal.committed()
+        await self._enqueue_or_dispatch(rt)
         return row.run_id
 
     async def run(self, workflow: Workflow, inputs: Mapping[str, Any] | None = None) -> RunSummary:
@@ -187,13 +194,40 @@ class Engine:
             await asyncio.shield(rt.done)
             if not rt.lost:
                 return
-        while True:
-            row = await self.store.get_run(run_id)
-            if row is None:
-                raise RunNotFound(run_id)
-            if row.done:
-                return
-            await asyncio.sleep(self.settings.poll_interval_s)
+        # Another process runs it: the bus tells when it completes; the store has the last
+        # word (an event can be lost with a bus restart), so it is asked now and then too.
+        finished = self._completion_future(run_id)
+        pause = self.settings.poll_interval_s
+        try:
+            while True:
+                row = await self.store.get_run(run_id)
+                if row is None:
+                    raise RunNotFound(run_id)
+                if row.done:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(finished), pause)
+                pause = min(pause * 2, 5.0)
+        finally:
+            waiters = self._completions.get(run_id)
+            if waiters is not None and finished in waiters:
+                waiters.remove(finished)
+                if not waiters:
+                    del self._completions[run_id]
+
+    def _completion_future(self, run_id: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._completions.setdefault(run_id, []).append(future)
+        if self._completion_watch is None:
+            self._completion_watch = asyncio.create_task(self._watch_completions())
+        return future
+
+    async def _watch_completions(self) -> None:
+        async for event in self.bus.subscribe():
+            if event.event_type == "run.completed":
+                for future in self._completions.pop(event.correlation_id, []):
+                    if not future.done():
+                        future.set_result(None)
 
     async def wait(self, run_id: str) -> RunSummary:
         await self.wait_done(run_id)
@@ -227,9 +261,13 @@ class Engine:
         await self.store.add_signal(run_id, name, payload)
         await self._deliver_signals([run_id])
 
-    async def recover(self, run_ids: Sequence[str] | None = None) -> list[str]:
-        """Resumes unfinished runs nobody holds; returns their ids."""
-        claimed = await self.store.claim_unfinished(self.owner, self.settings.lease_s, run_ids)
+    async def recover(
+        self, run_ids: Sequence[str] | None = None, *, limit: int | None = None
+    ) -> list[str]:
+        """Resumes unfinished runs nobody holds (at most `limit`); returns their ids."""
+        claimed = await self.store.claim_unfinished(
+            self.owner, self.settings.lease_s, run_ids, limit=limit
+        )
         resumed = []
         for run_id in claimed:
             if run_id not in self._active and run_id not in self._queued:
@@ -246,19 +284,44 @@ class Engine:
             raise RunNotFound(run_id)
         compiled = await self._compiled_for(row.definition_digest)
         states = [s for s in await self.store.get_steps(run_id) if s.status == "succeeded"]
+        claimed = await self.store.claim_for_replay(self.owner, self.settings.lease_s, run_id)
+        if not claimed:
+            raise PodiumError(f"run {run_id} is being replayed by another process already")
         row.status, row.stopping, row.error, row.finished_at = "queued", None, None, None
         row.owner, row.lease_until = self.owner, time.time() + self.settings.lease_s
+        if self.bus.distributed:
+            row.owner, row.lease_until = None, None
         rt = self._runtime(row, compiled, states)
         for state in rt.all_states():
             self.journal.step(state)  # rewrites the reset rows as pending
         self.journal.run(row)
         self.journal.undead(run_id)
         self._emit(rt, "run.replayed", {"kept_steps": sorted({s.step_id for s in states})})
-        self._enqueue(rt)
-        await self.journal.committed()
+        await self._enqueue_or_dispatch(rt)
 
     def active_runs(self) -> list[str]:
         return list(self._active)
+
+    async def fail_unrunnable(self, run_id: str, reason: str) -> None:
+        """Ends a run that cannot be run at all (a poison dispatch): failed, dead-lettered."""
+        if not await self.store.claim_unfinished(self.owner, self.settings.lease_s, [run_id]):
+            return
+        row = await self.store.get_run(run_id)
+        if row is None:
+            return
+        compiled = await self._compiled_for(row.definition_digest)
+        rt = self._runtime(row, compiled, await self.store.get_steps(run_id))
+        row.status, row.error = "failed", reason
+        self._finalize(rt)
+        await self.journal.committed()
+
+    async def _enqueue_or_dispatch(self, rt: RunRuntime) -> None:
+        if not self.bus.distributed:
+            self._enqueue(rt)
+            await self.journal.committed()
+            return
+        await self.journal.committed()
+        await self.bus.dispatch(rt.run_id, rt.row.priority)
 
     # -- queue -----------------------------------------------------------------------------
 
@@ -727,6 +790,16 @@ class Engine:
 
     def secret(self, name: str) -> str | None:
         return self._env.get(name)
+
+    async def cache_get(self, key: str) -> Any | None:
+        from podium.steps.llm import RESPONSE_CACHE  # in-memory until the store keeps responses
+
+        return RESPONSE_CACHE.get(key)
+
+    async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
+        from podium.steps.llm import RESPONSE_CACHE
+
+        RESPONSE_CACHE.put(key, value, ttl_s)
 
     def _state(self, ctx: StepContext) -> StepState:
         rt = self._active[ctx.run_id]

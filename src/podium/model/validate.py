@@ -65,6 +65,7 @@ def semantic_problems(data: Mapping[str, Any], *, resolve_calls: bool) -> list[P
             problems += _expression_problems(part, steps, upstream[step_id] | _self(part, step_id))
             if resolve_calls:
                 problems += _call_problems(part)
+            problems += _llm_problems(part)
     return problems + _input_default_problems(data)
 
 
@@ -224,6 +225,39 @@ def _call_problems(part: _Part) -> list[Problem]:
         resolve_call(call)
     except CallNotFound as exc:
         return [Problem(f"{part.prefix}.call", f"{exc} (got {call!r})")]
+    return []
+
+
+def _llm_problems(part: _Part) -> list[Problem]:
+    """What the message and model of an `llm` step need, and a price for its model."""
+    action = part.action
+    if action.get("kind") != "llm":
+        return []
+    given = [key for key in ("prompt", "messages") if action.get(key) is not None]
+    problems = []
+    if len(given) == 2:
+        problems.append(Problem(f"{part.prefix}.prompt", "give prompt or messages, not both"))
+    elif not given and not action.get("input"):
+        message = "an llm step needs prompt, messages or input (got none of them)"
+        problems.append(Problem(f"{part.prefix}.prompt", message))
+    elif given == ["messages"] and action.get("input"):
+        message = "input goes with prompt, not messages; put it into a message"
+        problems.append(Problem(f"{part.prefix}.input", message))
+    return problems + _llm_model_problems(part)
+
+
+def _llm_model_problems(part: _Part) -> list[Problem]:
+    # Imported here: `control` builds on `model`, so a module-level import would be circular.
+    from podium.control.pricing import active_pricing, missing_price
+
+    model = part.action.get("model")
+    if model is None and part.action.get("tier") is None:
+        message = "an llm step needs model or tier (got neither)"
+        return [Problem(f"{part.prefix}.model", message)]
+    if not isinstance(model, str) or expressions.has_template(model):
+        return []  # a rendered model is priced when the step runs
+    if active_pricing().price(model) is None:
+        return [Problem(f"{part.prefix}.model", f"{missing_price(model)} (got {model!r})")]
     return []
 
 

@@ -125,11 +125,43 @@ class WorkflowAction(_Action):
     definition: dict[str, Any] | None = None  # filled by the loader for file paths
 
 
+class LlmAction(_Action):
+    """One chat completion from an OpenAI-compatible API (OpenAI, vLLM, Ollama, LiteLLM) or
+    Anthropic. A non-empty `input` goes, as JSON, after the `prompt` (or alone, as DESIGN §2's
+    agent steps do)."""
+
+    kind: Literal["llm"]
+    provider: Literal["openai", "anthropic"] = "openai"
+    model: str | None = None  # unset: the pricing table's model for `tier`
+    tier: Literal["simple", "medium", "complex", "critical"] | None = None
+    system: str | None = None
+    prompt: str | None = None
+    messages: list[dict[str, Any]] | None = None  # [{role, content}, ...]
+    max_tokens: int = Field(1024, ge=1)
+    temperature: float | None = Field(None, ge=0)
+    base_url: str | None = None  # unset: the provider's public API
+    api_key_env: str | None = None  # unset: OPENAI_API_KEY or ANTHROPIC_API_KEY
+    stream: bool = False
+    cache_s: Duration | None = Field(None, alias="cache")  # response cache time-to-live
+    context_tokens: int | None = Field(None, ge=1)  # keep system + the latest turns that fit
+    json_output: bool = False  # parse the reply as JSON into the output's `json`
+
+
+class N8nAction(_Action):
+    """Triggers an n8n workflow through its webhook; `input` is the JSON body (GET: query)."""
+
+    kind: Literal["n8n"]
+    webhook: str
+    method: Literal["POST", "GET"] = "POST"
+    wait: bool = True  # False: only the acceptance counts, output {"accepted", "status"}
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
 Action = Annotated[
-    PythonAction | HttpAction | SimAction | WaitAction | WorkflowAction,
+    PythonAction | HttpAction | SimAction | WaitAction | WorkflowAction | LlmAction | N8nAction,
     Field(discriminator="kind"),
 ]
-STEP_KINDS = ("python", "http", "sim", "wait", "workflow")
+STEP_KINDS = ("python", "http", "sim", "wait", "workflow", "llm", "n8n")
 
 
 def split_action(raw: dict[str, Any]) -> dict[str, Any]:

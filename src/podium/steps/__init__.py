@@ -1,25 +1,27 @@
-"""Step kinds: one runner per kind, looked up by the action's `kind`.
-
-`llm` and `n8n` plug in here the same way when they land.
-"""
+"""Step kinds: one runner per kind, looked up by the action's `kind`."""
 
 from __future__ import annotations
 
 from podium.steps.base import StepContext, StepHost, StepResult, StepRunner
 from podium.steps.http import HttpRunner
+from podium.steps.llm import LlmRunner
+from podium.steps.n8n import N8nRunner
 from podium.steps.python import PythonRunner
 from podium.steps.sim import SimRunner
 from podium.steps.wait import WaitRunner
 from podium.steps.workflow import WorkflowRunner
 
+_HTTP = HttpRunner()  # n8n webhooks share its pooled client
+
 RUNNERS: dict[str, StepRunner] = {
     "python": PythonRunner(),
-    "http": HttpRunner(),
+    "http": _HTTP,
+    "n8n": N8nRunner(_HTTP),
+    "llm": LlmRunner(),
     "sim": SimRunner(),
     "wait": WaitRunner(),
     "workflow": WorkflowRunner(),
 }
-
 
 
 async def close_runners() -> None:

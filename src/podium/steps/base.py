@@ -51,6 +51,12 @@ class StepHost(Protocol):
     def secret(self, name: str) -> str | None:
         """An environment value (API key...) for a runner; never log or store it."""
 
+    async def cache_get(self, key: str) -> Any | None:
+        """A cached response (the `llm` kind's), or None when absent or expired."""
+
+    async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
+        """Keeps a JSON value under `key` for `ttl_s` seconds."""
+
     async def wait_signal(self, ctx: StepContext, name: str) -> Any: ...
 
     async def sleep_until(self, ctx: StepContext, wake_at: float) -> None: ...

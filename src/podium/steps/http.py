@@ -28,39 +28,14 @@ _RETRY_AFTER_STATUSES = frozenset({429, 503})
 _MAX_BODY_IN_MESSAGE = 200
 
 
-class HttpRunner:
-    """Sends requests through one pooled `httpx.AsyncClient`, opened on first use."""
+class PooledClient:
+    """Keeps one pooled `httpx.AsyncClient`, opened on first use: the base of the HTTP kinds."""
 
     def __init__(self) -> None:
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def run(self, action: Action, ctx: StepContext, host: StepHost) -> StepResult:
-        assert isinstance(action, HttpAction)
-        target = safe_url(action.url)
-        with _map_httpx_errors(action.method, target, ctx.timeout_s):
-            response = await self._send(action, ctx)
-        if not _succeeded(action, response.status_code):
-            raise _status_error(action.method, target, response)
-        return StepResult(output=_output(response))
-
-    async def aclose(self) -> None:
-        """Close the pooled connections; the next `run` opens a fresh client."""
-        client, self._client, self._loop = self._client, None, None
-        if client is not None:
-            await client.aclose()
-
-    async def _send(self, action: HttpAction, ctx: StepContext) -> httpx.Response:
-        json_body, params = _payload(action)
-        url = httpx.URL(action.url)
-        if params:
-            # Merged by hand: httpx's `params=` would replace a query already in the URL.
-            url = url.copy_merge_params(params)
-        return await self._get_client().request(
-            action.method, url, headers=_headers(action, ctx), json=json_body, timeout=ctx.timeout_s
-        )
-
-    def _get_client(self) -> httpx.AsyncClient:
+    def client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         # Pooled connections belong to the loop that opened them: a runner reused under a
         # new loop (a second `asyncio.run`) must not hand them out there.
@@ -69,6 +44,39 @@ class HttpRunner:
             self._client = httpx.AsyncClient(follow_redirects=False)
             self._loop = loop
         return self._client
+
+    async def aclose(self) -> None:
+        """Close the pooled connections; the next `run` opens a fresh client."""
+        client, self._client, self._loop = self._client, None, None
+        if client is not None:
+            await client.aclose()
+
+
+class HttpRunner(PooledClient):
+    """Sends requests through one pooled `httpx.AsyncClient`, opened on first use."""
+
+    async def run(self, action: Action, ctx: StepContext, host: StepHost) -> StepResult:
+        assert isinstance(action, HttpAction)
+        return StepResult(output=response_output(await self.request(action, ctx)))
+
+    async def request(self, action: HttpAction, ctx: StepContext) -> httpx.Response:
+        """Sends the action's request; a transport error or an unexpected status raises."""
+        target = safe_url(action.url)
+        with map_httpx_errors(action.method, target, ctx.timeout_s):
+            response = await self._send(action, ctx)
+        if not _succeeded(action, response.status_code):
+            raise _status_error(action.method, target, response)
+        return response
+
+    async def _send(self, action: HttpAction, ctx: StepContext) -> httpx.Response:
+        json_body, params = _payload(action)
+        url = httpx.URL(action.url)
+        if params:
+            # Merged by hand: httpx's `params=` would replace a query already in the URL.
+            url = url.copy_merge_params(params)
+        return await self.client().request(
+            action.method, url, headers=_headers(action, ctx), json=json_body, timeout=ctx.timeout_s
+        )
 
 
 def safe_url(url: str) -> str:
@@ -125,7 +133,8 @@ def _succeeded(action: HttpAction, status: int) -> bool:
     return 200 <= status < 300
 
 
-def _output(response: httpx.Response) -> Any:
+def response_output(response: httpx.Response) -> Any:
+    """The parsed JSON of a JSON response; else its status and text."""
     if "json" in response.headers.get("content-type", ""):
         try:
             return response.json()
@@ -167,7 +176,7 @@ def retry_after_s(value: str | None) -> float | None:
 
 
 @contextmanager
-def _map_httpx_errors(method: str, target: str, timeout_s: float) -> Iterator[None]:
+def map_httpx_errors(method: str, target: str, timeout_s: float) -> Iterator[None]:
     """Turn httpx's exceptions into podium's, in one place; messages carry no secrets."""
     try:
         yield

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from podium.bus.events import Event
-from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState
+from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState, WorkerInfo
 
 
 class Store(Protocol):
@@ -41,9 +41,18 @@ class Store(Protocol):
     ) -> list[RunState]: ...
 
     async def claim_unfinished(
-        self, owner: str, lease_s: float, run_ids: Sequence[str] | None = None
+        self, owner: str, lease_s: float, run_ids: Sequence[str] | None = None,
+        *, limit: int | None = None,
     ) -> list[str]:
-        """Takes the lease of unfinished runs nobody holds (or whose holder's lease ran out)."""
+        """Takes the lease of unfinished runs nobody holds (or whose holder's lease ran out),
+        by priority then age; two callers never get the same run."""
+
+    async def claim_for_replay(self, owner: str, lease_s: float, run_id: str) -> bool:
+        """Takes a dead-lettered (final) run, so its replay's writes pass the fence."""
+
+    async def heartbeat(self, worker: WorkerInfo) -> None: ...
+
+    async def list_workers(self) -> list[WorkerInfo]: ...
 
     async def renew_leases(self, owner: str, lease_s: float) -> None: ...
 

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import astuple
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -20,17 +21,22 @@ import psycopg
 import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from podium.bus.events import Event
 from podium.errors import StoreUnavailable
-from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState
+from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState, WorkerInfo
 from podium.store.schema import POSTGRES_MIGRATIONS
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
 Conn = psycopg.AsyncConnection[Row]
 Params = Sequence[Any] | Mapping[str, Any]
+# (SQL, rows, index of the run id in a row for fencing or None, column types if the rows go
+# as one array per column through unnest(), else None for executemany)
+Statement = tuple[str, list[Row], int | None, tuple[str, ...] | None]
+Fence = tuple[str, list[str]]  # the batch's owner, and the runs it writes, in key order
 
 log = structlog.get_logger("podium.store")
 
@@ -40,27 +46,48 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _SEARCH_PATH_OPTION = re.compile(r"-c\s*search_path=([A-Za-z_][A-Za-z0-9_]*)")
 # Lost connections, server restarts and rolled-back transactions: safe to try again once.
 _RETRYABLE_SQLSTATES = ("08", "40", "57P01", "57P02", "57P03")
+_FENCE_SQLSTATE = "PD001"  # raised by podium_fence() (schema.py): runs held by another engine
 
-_RUN_COLS = (
-    "run_id, workflow, workflow_version, definition_digest, inputs, priority, status, created_at,"
-    " started_at, finished_at, error, parent_run_id, cost_usd, tokens_in, tokens_out, owner,"
-    " lease_until, stopping"
+
+def _columns_of(spec: str) -> tuple[str, tuple[str, ...]]:
+    """`"a text, b int4"` -> `("a, b", ("text", "int4"))`: names for SQL, types for unnest()."""
+    pairs = [column.split() for column in spec.split(",")]
+    return ", ".join(name for name, _ in pairs), tuple(sql_type for _, sql_type in pairs)
+
+
+_RUN_COLS, _RUN_TYPES = _columns_of(
+    "run_id text, workflow text, workflow_version text, definition_digest text, inputs bytea,"
+    " priority text, status text, created_at float8, started_at float8, finished_at float8,"
+    " error text, parent_run_id text, cost_usd float8, tokens_in int8, tokens_out int8,"
+    " owner text, lease_until float8, stopping text"
 )
-_STEP_COLS = (
-    "run_id, step_id, idx, status, attempts, started_at, finished_at, error, fallback_used,"
-    " completed_seq, wake_at, compensation_error, cost_usd, tokens_in, tokens_out, output"
+_STEP_COLS, _STEP_TYPES = _columns_of(
+    "run_id text, step_id text, idx int4, status text, attempts int4, started_at float8,"
+    " finished_at float8, error text, fallback_used bool, completed_seq int4, wake_at float8,"
+    " compensation_error text, cost_usd float8, tokens_in int8, tokens_out int8, output bytea"
 )
-_EVENT_COLS = "event_id, event_type, ts, run_id, causation_id, source, priority, version, payload"
+_EVENT_COLS, _EVENT_TYPES = _columns_of(
+    "event_id text, event_type text, ts float8, run_id text, causation_id text, source text,"
+    " priority text, version int4, payload bytea"
+)
 _DLQ_COLS = "run_id, workflow, status, error, failed_steps, added_at"
 _UNFINISHED = "('queued', 'running')"
 
-# Blobs are sent as binary parameters (%b): no hex doubling of large outputs on the wire.
+
+def _unnest(table: str, cols: str, types: tuple[str, ...]) -> str:
+    """A multi-row INSERT taking one array per column: one statement for the whole batch,
+    where executemany would pay psycopg's per-row cost on the event loop (4x the CPU).
+    Arrays go binary (%b): no hex doubling of large outputs on the wire."""
+    arrays = ", ".join(f"%b::{t}[]" for t in types)
+    return f"INSERT INTO {table} ({cols}) SELECT * FROM unnest({arrays})"
+
+
 _INSERT_DEFINITIONS = (
     "INSERT INTO definitions (digest, body) VALUES (%s, %b) ON CONFLICT (digest) DO NOTHING"
 )
 _UPSERT_RUNS = (
-    f"INSERT INTO runs ({_RUN_COLS}) VALUES (%s, %s, %s, %s, %b, {', '.join(['%s'] * 13)})"
-    " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status,"
+    _unnest("runs", _RUN_COLS, _RUN_TYPES)
+    + " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status,"
     " started_at = excluded.started_at, finished_at = excluded.finished_at,"
     " error = excluded.error, cost_usd = excluded.cost_usd,"
     " tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out,"
@@ -70,15 +97,12 @@ _UPSERT_RUNS = (
     f" {_UNFINISHED} THEN runs.cancel_requested ELSE false END"
 )
 _UPSERT_STEPS = (
-    f"INSERT INTO steps ({_STEP_COLS}) VALUES ({', '.join(['%s'] * 15)}, %b)"
-    " ON CONFLICT (run_id, step_id, idx) DO UPDATE SET "
+    _unnest("steps", _STEP_COLS, _STEP_TYPES)
+    + " ON CONFLICT (run_id, step_id, idx) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _STEP_COLS.replace(" ", "").split(",")[3:])
 )
 # A retried batch may already be committed: the unique event_id keeps the log free of twins.
-_INSERT_EVENTS = (
-    f"INSERT INTO events ({_EVENT_COLS}) VALUES ({', '.join(['%s'] * 8)}, %b)"
-    " ON CONFLICT (event_id) DO NOTHING"
-)
+_INSERT_EVENTS = _unnest("events", _EVENT_COLS, _EVENT_TYPES) + " ON CONFLICT (event_id) DO NOTHING"
 _UPSERT_DLQ = (
     f"INSERT INTO dlq ({_DLQ_COLS}) VALUES (%s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (run_id) DO UPDATE SET workflow = excluded.workflow,"
@@ -87,15 +111,25 @@ _UPSERT_DLQ = (
 )
 _DELETE_DLQ = "DELETE FROM dlq WHERE run_id = %s"
 _TAKE_SIGNAL = "UPDATE signals SET taken = true WHERE signal_id = %s"
-# SKIP LOCKED: a run another engine is claiming right now is left to it, never shared.
+_BY_PRIORITY = (
+    "CASE priority WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END"
+)
+# SKIP LOCKED: a run another engine is claiming (or writing) right now is left to it, never
+# shared. LIMIT NULL is no limit.
 _CLAIM = (
-    "WITH picked AS (SELECT run_id, created_at FROM runs"
+    f"WITH picked AS (SELECT run_id, {_BY_PRIORITY} AS rank, created_at FROM runs"
     f" WHERE status IN {_UNFINISHED}"
     " AND (owner IS NULL OR owner = %(owner)s OR lease_until < %(now)s)"
     " AND (%(ids)s::text[] IS NULL OR run_id = ANY(%(ids)s))"
-    " ORDER BY created_at FOR UPDATE SKIP LOCKED)"
+    " ORDER BY rank, created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
     " UPDATE runs SET owner = %(owner)s, lease_until = %(until)s FROM picked"
-    " WHERE runs.run_id = picked.run_id RETURNING runs.run_id, picked.created_at"
+    " WHERE runs.run_id = picked.run_id RETURNING runs.run_id, picked.rank, picked.created_at"
+)
+_WORKER_COLS = "worker_id, host, pid, concurrency, active, state, started_at, heartbeat_at"
+_UPSERT_WORKER = (
+    f"INSERT INTO workers ({_WORKER_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (worker_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _WORKER_COLS.replace(" ", "").split(",")[1:])
 )
 
 
@@ -227,24 +261,86 @@ def _dlq_from_row(row: Row) -> DlqEntry:
     return DlqEntry(row[0], row[1], row[2], row[3], tuple(orjson.loads(row[4])), row[5])
 
 
-def _batch_statements(batch: Batch) -> Iterator[tuple[str, list[Row]]]:
-    """Each table's rows of a batch. Runs and steps go in key order, so two engines writing
-    overlapping rows lock them in the same order and cannot deadlock."""
-    yield _INSERT_DEFINITIONS, list(batch.definitions.items())
-    yield _UPSERT_RUNS, [_run_params(batch.runs[k]) for k in sorted(batch.runs)]
-    yield _UPSERT_STEPS, [_step_params(batch.steps[k]) for k in sorted(batch.steps)]
-    yield _INSERT_EVENTS, [_event_params(e) for e in batch.events]
-    yield _UPSERT_DLQ, [_dlq_params(d) for d in batch.dlq_add]
-    yield _DELETE_DLQ, [(r,) for r in batch.dlq_remove]
-    yield _TAKE_SIGNAL, [(s,) for s in batch.signals_taken]
+def _statements(batch: Batch) -> list[Statement]:
+    """The batch's rows, copied now: the engine goes on changing its states during the write.
+
+    Runs and steps go in key order, so writers that overlap lock rows in one order. The DLQ
+    list may name a run twice, which one upsert statement cannot take: it goes row by row.
+    """
+    statements: list[Statement] = [
+        (_INSERT_DEFINITIONS, list(batch.definitions.items()), None, None),
+        (_UPSERT_RUNS, [_run_params(batch.runs[k]) for k in sorted(batch.runs)], 0, _RUN_TYPES),
+        (
+            _UPSERT_STEPS,
+            [_step_params(batch.steps[k]) for k in sorted(batch.steps)],
+            0,
+            _STEP_TYPES,
+        ),
+        (_INSERT_EVENTS, [_event_params(e) for e in batch.events], 3, _EVENT_TYPES),
+        (_UPSERT_DLQ, [_dlq_params(d) for d in batch.dlq_add], 0, None),
+        (_DELETE_DLQ, [(r,) for r in batch.dlq_remove], 0, None),
+        (_TAKE_SIGNAL, [(s,) for s in batch.signals_taken], None, None),
+    ]
+    return [s for s in statements if s[1]]
 
 
-async def _write_txn(conn: Conn, batch: Batch) -> None:
-    # One pipeline: BEGIN, every executemany and COMMIT travel in a single round trip.
-    async with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
-        for statement, rows in _batch_statements(batch):
-            if rows:
-                await cur.executemany(statement, rows)
+def _without(statements: list[Statement], lost: set[str]) -> list[Statement]:
+    """The statements minus the rows of runs another engine holds."""
+    if not lost:
+        return statements
+    return [
+        (statement, [r for r in rows if col is None or r[col] not in lost], col, types)
+        for statement, rows, col, types in statements
+    ]
+
+
+def _columns(rows: list[Row], types: tuple[str, ...]) -> list[list[Any]]:
+    """Rows turned into one list per column; psycopg refuses a list mixing ints and floats."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    for i, sql_type in enumerate(types):
+        if sql_type == "float8":
+            columns[i] = [None if v is None else float(v) for v in columns[i]]
+    return columns
+
+
+async def _write_txn(conn: Conn, statements: list[Statement], fence: Fence | None) -> None:
+    # BEGIN, the fence, every statement and COMMIT are queued in one pipeline that ends in one
+    # Sync: one round trip (conn.transaction() would add a Sync after BEGIN and COMMIT).
+    try:
+        async with conn.pipeline(), conn.cursor() as cur:
+            await cur.execute("BEGIN")
+            if fence is not None and fence[1]:
+                await cur.execute("SELECT podium_fence(%s, %s)", (fence[1], fence[0]))
+            for statement, rows, _, types in statements:
+                if rows and types:
+                    await cur.execute(statement, _columns(rows, types))
+                elif rows:
+                    await cur.executemany(statement, rows)
+            await cur.execute("COMMIT")
+    except psycopg.Error:
+        # The server skipped the rest of the pipeline, COMMIT included: end the aborted transaction.
+        if conn.info.transaction_status == TransactionStatus.INERROR:
+            await conn.rollback()
+        raise
+
+
+async def _write_fenced_txn(conn: Conn, statements: list[Statement], fence: Fence) -> set[str]:
+    """Writes all but the rows of runs another engine holds; returns those runs.
+
+    The fence refuses a batch naming the runs it found held; the batch is then sent again
+    without them. That costs a second round trip only when an engine lost a lease.
+    """
+    owner, run_ids = fence
+    lost: set[str] = set()
+    while True:
+        ids = [r for r in run_ids if r not in lost]
+        try:
+            await _write_txn(conn, _without(statements, lost), (owner, ids))
+            return lost
+        except psycopg.Error as exc:
+            if exc.sqlstate != _FENCE_SQLSTATE or not exc.diag.message_detail:
+                raise
+            lost.update(orjson.loads(exc.diag.message_detail))
 
 
 # -- URLs and errors -------------------------------------------------------------------------
@@ -264,18 +360,6 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
-def _schema_from(query: list[tuple[str, str]], options: str) -> str | None:
-    schema = dict(query).get("schema")
-    if schema is None:
-        found = _SEARCH_PATH_OPTION.search(options)
-        return found.group(1) if found else None
-    if not _SCHEMA_NAME.fullmatch(schema):
-        raise StoreUnavailable(
-            f"invalid schema name {schema!r} in the store URL; use letters, digits and _"
-        )
-    return schema
-
-
 def parse_url(url: str) -> tuple[str, str | None]:
     """libpq connection info for a store URL, and the schema its tables live in (if named)."""
     parts = urlsplit(url)
@@ -285,9 +369,15 @@ def parse_url(url: str) -> tuple[str, str | None]:
         options = str(conninfo_to_dict(base).get("options") or "")
     except psycopg.Error as exc:
         raise StoreUnavailable(f"invalid store URL {redact(url)}: {_one_line(exc)}") from None
-    schema = _schema_from(query, options)
-    if schema is None or _SEARCH_PATH_OPTION.search(options):
-        return base, schema
+    schema = dict(query).get("schema")
+    if schema is None:
+        found = _SEARCH_PATH_OPTION.search(options)
+        return base, found.group(1) if found else None
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise StoreUnavailable(
+            f"invalid schema name {schema!r} in the store URL; use letters, digits and _"
+        )
+    # Appended: of two `-c search_path=` options, the server keeps the last.
     return make_conninfo(base, options=f"{options} -c search_path={schema}".strip()), schema
 
 
@@ -321,16 +411,8 @@ class PostgresStore:
         self._conninfo, self._schema = parse_url(url)
         password = conninfo_to_dict(self._conninfo).get("password")
         self._password = str(password) if password else None
-        self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            self._conninfo,
-            min_size=1,
-            max_size=max_connections,
-            open=False,
-            kwargs={"autocommit": True},
-            timeout=POOL_TIMEOUT_S,
-            name="podium-store",
-        )
-        self._open = False
+        self._max_connections = max_connections
+        self._pool: AsyncConnectionPool[Conn] | None = None
 
     async def __aenter__(self) -> PostgresStore:
         await self.open()
@@ -340,15 +422,34 @@ class PostgresStore:
         await self.close()
 
     async def open(self) -> None:
-        with self._mapped("open"):
-            await self._migrate()
-            await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-        self._open = True
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=self._max_connections,
+            open=False,
+            kwargs={"autocommit": True},
+            timeout=POOL_TIMEOUT_S,
+            name="podium-store",
+        )
+        try:
+            with self._mapped("open"):
+                await self._migrate()
+                await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except BaseException:
+            await pool.close()  # else its workers would go on trying to connect
+            raise
+        self._pool = pool
 
     async def close(self) -> None:
-        if self._open:
-            self._open = False
-            await self._pool.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Conn]:
+        if self._pool is None:
+            raise StoreUnavailable("the store is closed")
+        return self._pool
 
     @contextmanager
     def _mapped(self, action: str) -> Iterator[None]:
@@ -383,8 +484,7 @@ class PostgresStore:
                 f" ({len(POSTGRES_MIGRATIONS)}); upgrade podium"
             )
         for version, script in enumerate(POSTGRES_MIGRATIONS[current:], start=current + 1):
-            for statement in filter(str.strip, script.split(";")):
-                await conn.execute(statement)
+            await conn.execute(script)  # whole: without parameters, several statements may run
             await conn.execute("INSERT INTO schema_version VALUES (%s)", (version,))
 
     async def _run(
@@ -393,14 +493,14 @@ class PostgresStore:
         """Runs `work` on a pooled connection; once more if the connection was lost."""
         with self._mapped(action):
             try:
-                async with self._pool.connection() as conn:
+                async with self.pool.connection() as conn:
                     return await work(conn)
             except psycopg.Error as exc:
                 if not (retry and _retryable(exc)):
                     raise
                 log.warning("store connection lost; retrying once", error=_one_line(exc))
-            await self._pool.check()  # a server restart breaks every idle connection at once
-            async with self._pool.connection() as conn:
+            await self.pool.check()  # a server restart breaks every idle connection at once
+            async with self.pool.connection() as conn:
                 return await work(conn)
 
     async def _fetch(self, query: str, params: Params = (), *, action: str = "read") -> list[Row]:
@@ -418,9 +518,18 @@ class PostgresStore:
 
         return await self._run("write to", work, retry=retry)
 
-    async def write(self, batch: Batch) -> None:
+    async def write(self, batch: Batch) -> set[str]:
+        statements = _statements(batch)
+        fence = (batch.owner, sorted(batch.run_ids())) if batch.owner else None
+
+        async def work(conn: Conn) -> set[str]:
+            if fence is None:
+                await _write_txn(conn, statements, None)
+                return set()
+            return await _write_fenced_txn(conn, statements, fence)
+
         # Retrying is safe: every statement is an upsert, a delete or a no-op on a twin event.
-        await self._run("write to", lambda conn: _write_txn(conn, batch))
+        return await self._run("write to", work)
 
     async def get_run(self, run_id: str) -> RunState | None:
         rows = await self._fetch(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = %s", (run_id,))
@@ -460,17 +569,40 @@ class PostgresStore:
         return [_run_from_row(r) for r in rows]
 
     async def claim_unfinished(
-        self, owner: str, lease_s: float, run_ids: Sequence[str] | None = None
+        self,
+        owner: str,
+        lease_s: float,
+        run_ids: Sequence[str] | None = None,
+        *,
+        limit: int | None = None,
     ) -> list[str]:
+        if run_ids is not None and not run_ids:
+            return []
         now = time.time()
         params = {
             "owner": owner,
             "now": now,
             "until": now + lease_s,
             "ids": list(run_ids) if run_ids else None,
+            "limit": limit,
         }
         rows = await self._fetch(_CLAIM, params, action="claim runs in")
-        return [r[0] for r in sorted(rows, key=lambda r: r[1])]
+        return [r[0] for r in sorted(rows, key=lambda r: (r[1], r[2]))]
+
+    async def claim_for_replay(self, owner: str, lease_s: float, run_id: str) -> bool:
+        claimed = await self._execute(
+            "UPDATE runs SET owner = %s, lease_until = %s"
+            f" WHERE run_id = %s AND status NOT IN {_UNFINISHED}",
+            (owner, time.time() + lease_s, run_id),
+        )
+        return claimed == 1
+
+    async def heartbeat(self, worker: WorkerInfo) -> None:
+        await self._execute(_UPSERT_WORKER, astuple(worker))
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        rows = await self._fetch(f"SELECT {_WORKER_COLS} FROM workers ORDER BY started_at")
+        return [WorkerInfo(*row) for row in rows]
 
     async def renew_leases(self, owner: str, lease_s: float) -> None:
         await self._execute(

@@ -108,6 +108,20 @@ class DlqEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker's heartbeat row: who it is, how busy, and when it last said so."""
+
+    worker_id: str
+    host: str
+    pid: int
+    concurrency: int
+    active: int
+    state: str  # running | draining | stopped
+    started_at: float
+    heartbeat_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Signal:
     signal_id: int
     run_id: str

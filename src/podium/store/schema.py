@@ -4,6 +4,7 @@ A migration is appended, never edited: `schema_version` records how far a databa
 SQLite and PostgreSQL keep parallel tuples (`MIGRATIONS`, `POSTGRES_MIGRATIONS`) because
 their DDL differs (`WITHOUT ROWID`, rowid keys vs identity columns, BLOB vs BYTEA): entry N
 of one is entry N of the other, so a change is appended to both with the same number.
+SQLite scripts are split on `;`; a PostgreSQL script runs whole (it may hold function bodies).
 """
 
 from __future__ import annotations
@@ -48,10 +49,19 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX signals_pending ON signals (run_id) WHERE taken = 0;
     """,
+    # 2: worker heartbeats (`podium workers`)
+    """
+    CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+        concurrency INTEGER NOT NULL, active INTEGER NOT NULL, state TEXT NOT NULL,
+        started_at REAL NOT NULL, heartbeat_at REAL NOT NULL
+    );
+    """,
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
-    # 1: as MIGRATIONS[0]; event_id is unique so a retried batch cannot log an event twice
+    # 1: as MIGRATIONS[0], plus: event_id is unique (a retried batch cannot log an event
+    # twice) and podium_fence() (the fencing rule of Batch.owner)
     """
     CREATE TABLE definitions (digest TEXT PRIMARY KEY, body BYTEA NOT NULL);
     CREATE TABLE runs (
@@ -92,5 +102,30 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         taken BOOLEAN NOT NULL DEFAULT false
     );
     CREATE INDEX signals_pending ON signals (run_id) WHERE NOT taken;
+    -- The fencing rule in the server, so a batch stays one round trip: lock the batch's run
+    -- rows (in key order: no deadlocks; claims skip them until the commit) and refuse the
+    -- batch, naming the runs as JSON, if another engine holds any of them.
+    CREATE FUNCTION podium_fence(ids TEXT[], holder TEXT) RETURNS VOID
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    DECLARE
+        lost TEXT[];
+    BEGIN
+        SELECT array_agg(held.run_id) INTO lost FROM (
+            SELECT run_id, owner FROM runs WHERE run_id = ANY(ids) ORDER BY run_id FOR UPDATE
+        ) AS held WHERE held.owner IS DISTINCT FROM holder;
+        IF lost IS NOT NULL THEN
+            RAISE EXCEPTION 'runs held by another engine'
+                USING ERRCODE = 'PD001', DETAIL = array_to_json(lost)::text;
+        END IF;
+    END
+    $$;
+    """,
+    # 2: worker heartbeats (`podium workers`), as MIGRATIONS[1]
+    """
+    CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+        concurrency INTEGER NOT NULL, active INTEGER NOT NULL, state TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL, heartbeat_at DOUBLE PRECISION NOT NULL
+    );
     """,
 )

@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import orjson
 
 from podium.bus.events import Event
 from podium.errors import StoreUnavailable
-from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState
+from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState, WorkerInfo
 from podium.store.schema import MIGRATIONS
 
 _RUN_COLS = (
@@ -30,6 +31,9 @@ _STEP_COLS = (
     " completed_seq, wake_at, compensation_error, cost_usd, tokens_in, tokens_out, output"
 )
 _UNFINISHED = "('queued', 'running')"
+_BY_PRIORITY = (
+    "CASE priority WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END"
+)
 
 
 def _run_params(r: RunState) -> tuple[Any, ...]:
@@ -301,9 +305,7 @@ class SQLiteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._write_thread, self._apply, statements, fence)
 
-    def _apply(
-        self, statements: list[_Statement], fence: tuple[str, set[str]] | None
-    ) -> set[str]:
+    def _apply(self, statements: list[_Statement], fence: tuple[str, set[str]] | None) -> set[str]:
         db = self._writer
         if db is None:
             raise StoreUnavailable("the store is closed")
@@ -375,30 +377,60 @@ class SQLiteStore:
         return [_run_from_row(r) for r in rows]
 
     async def claim_unfinished(
-        self, owner: str, lease_s: float, run_ids: Sequence[str] | None = None
+        self, owner: str, lease_s: float, run_ids: Sequence[str] | None = None,
+        *, limit: int | None = None,
     ) -> list[str]:
         if run_ids is not None and not run_ids:
             return []
         now = time.time()
         only = f" AND run_id IN ({','.join('?' * len(run_ids))})" if run_ids else ""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as db:
             rows = db.execute(
                 f"SELECT run_id FROM runs WHERE status IN {_UNFINISHED}"
                 f" AND (owner IS NULL OR owner = ? OR lease_until < ?){only}"
-                " ORDER BY created_at",
-                [owner, now, *(run_ids or ())],
+                f" ORDER BY {_BY_PRIORITY}, created_at LIMIT ?",
+                [owner, now, *(run_ids or ()), -1 if limit is None else limit],
             ).fetchall()
             db.executemany(
                 "UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ?",
                 [(owner, now + lease_s, r[0]) for r in rows],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return [r[0] for r in rows]
+
+    async def claim_for_replay(self, owner: str, lease_s: float, run_id: str) -> bool:
+        with self._immediate() as db:
+            cursor = db.execute(
+                f"UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ?"
+                f" AND status NOT IN {_UNFINISHED}",
+                (owner, time.time() + lease_s, run_id),
+            )
+        return cursor.rowcount == 1
+
+    @contextlib.contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the loop's connection (short: claims, not batches)."""
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot write to the store {self.url}: {exc}") from None
+
+    async def heartbeat(self, worker: WorkerInfo) -> None:
+        self._execute(
+            "INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (worker.worker_id, worker.host, worker.pid, worker.concurrency, worker.active,
+             worker.state, worker.started_at, worker.heartbeat_at),
+        )
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        rows = self._query("SELECT * FROM workers ORDER BY started_at")
+        return [WorkerInfo(*row) for row in rows]
 
     async def renew_leases(self, owner: str, lease_s: float) -> None:
         self._execute(

@@ -1,0 +1,121 @@
+"""`podium worker`, `podium workers` and `podium db upgrade`: the distributed-mode commands.
+
+A worker runs until SIGTERM/SIGINT, then drains: in-flight runs finish or are handed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from podium.bus.events import utc_iso
+from podium.cli.common import (
+    BusOption,
+    JsonOption,
+    StoreOption,
+    guarded,
+    note,
+    open_engine,
+    opened_store,
+    out,
+    print_json,
+    run_async,
+    settings_for,
+)
+from podium.settings import Settings
+
+ALIVE_AFTER_S = 10.0  # a worker silent for longer is listed as lost
+
+
+@guarded
+def worker_command(
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Runs this worker executes at once")
+    ] = 100,
+    drain_s: Annotated[
+        float, typer.Option("--drain", help="Seconds to let in-flight runs finish on SIGTERM")
+    ] = 30.0,
+    store: StoreOption = None,
+    bus: BusOption = None,
+) -> None:
+    """Run queued workflows from the bus and the store until SIGTERM (then drain)."""
+    settings = settings_for(store, bus).model_copy(update={"max_active_runs": concurrency})
+    run_async(_work(settings, concurrency, drain_s))
+
+
+async def _work(settings: Settings, concurrency: int, drain_s: float) -> None:
+    from podium.engine.worker import Worker
+
+    async with open_engine(settings) as engine:
+        worker = Worker(
+            engine, engine.store, engine.bus, concurrency=concurrency, drain_s=drain_s
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        where = _safe(settings.store)
+        note(f"worker {engine.owner} started: concurrency {concurrency}, store {where}")
+        await worker.run()
+        note(f"worker {engine.owner} stopped")
+
+
+def _safe(url: str) -> str:
+    """A URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{creds.split(':')[0]}{at}{host}" if at else url
+
+
+@guarded
+def workers_command(json_output: JsonOption = False, store: StoreOption = None) -> None:
+    """List workers with their last heartbeat."""
+    run_async(_list_workers(settings_for(store, None), json_output))
+
+
+async def _list_workers(settings: Settings, json_output: bool) -> None:
+    async with opened_store(settings) as store:
+        workers = await store.list_workers()
+    now = time.time()
+    rows = [
+        {
+            "worker_id": w.worker_id, "host": w.host, "pid": w.pid,
+            "state": w.state if now - w.heartbeat_at < ALIVE_AFTER_S or w.state == "stopped"
+            else "lost",
+            "concurrency": w.concurrency, "active": w.active,
+            "started_at": utc_iso(w.started_at), "heartbeat_at": utc_iso(w.heartbeat_at),
+        }
+        for w in workers
+    ]
+    if json_output:
+        print_json(rows)
+        return
+    table = Table(title="workers")
+    for column in ("worker", "state", "active", "heartbeat"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["worker_id"]), str(row["state"]),
+            f"{row['active']}/{row['concurrency']}", str(row["heartbeat_at"]),
+        )
+    out.print(table)
+
+
+db_app = typer.Typer(help="Store maintenance.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+@guarded
+def db_upgrade_command(store: StoreOption = None) -> None:
+    """Apply the store's schema migrations (opening the store does it too)."""
+    run_async(_upgrade(settings_for(store, None)))
+
+
+async def _upgrade(settings: Settings) -> None:
+    async with opened_store(settings):
+        pass
+    note(f"{_safe(settings.store)}: schema up to date")

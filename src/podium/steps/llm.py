@@ -1,0 +1,542 @@
+"""The `llm` kind: one chat completion per attempt, from an OpenAI-compatible API or Anthropic.
+
+Tokens and cost come from the reply's usage and the pricing table; errors never quote the key,
+the prompt or the headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+
+from podium.control.pricing import Pricing, active_pricing, missing_price
+from podium.errors import NonRetryable, PodiumError, Retry, StepError
+from podium.model.workflow import Action, LlmAction
+from podium.steps.base import StepContext, StepHost, StepResult
+from podium.steps.http import PooledClient, map_httpx_errors, retry_after_s, safe_url
+
+BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+ANTHROPIC_VERSION = "2023-06-01"
+
+# Response cache counters for this process (metrics and tests read them).
+CACHE_STATS: dict[str, int] = {"hits": 0, "misses": 0}
+MAX_CACHED_RESPONSES = 4096
+
+# As the OpenAI and Anthropic SDKs do: a timeout, a lock conflict and a rate limit pass.
+_RETRYABLE_STATUSES = frozenset({408, 409, 429})
+_RETRY_AFTER_STATUSES = frozenset({429, 503, 529})
+_AUTH_STATUSES = frozenset({401, 403})
+_MAX_DETAIL = 200
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*)\n```$", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class LlmRequest:
+    """What is sent, provider-neutral: `system` apart, `messages` without system turns."""
+
+    provider: str
+    base_url: str
+    model: str
+    system: str | None
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    temperature: float | None
+    json_output: bool
+    stream: bool
+
+    def cache_key(self) -> str:
+        """sha256 of the canonical request; `stream` and the key do not change the answer."""
+        canonical = {
+            "provider": self.provider,
+            "base_url": self.base_url,
+            "model": self.model,
+            "system": self.system,
+            "messages": self.messages,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "json_output": self.json_output,
+        }
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class Reply:
+    """The answer as it accumulates (a stream fills it chunk by chunk)."""
+
+    text: str = ""
+    model: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    finish_reason: str | None = None
+    complete: bool = False  # a stream saw its end marker
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """The key and the variable it came from (errors name the variable, never the value)."""
+
+    env: str
+    value: str = field(repr=False)
+
+
+def _api_key(host: StepHost, env: str) -> ApiKey:
+    value = host.secret(env)
+    if not value:
+        raise NonRetryable(f"environment variable {env} is not set")
+    return ApiKey(env, value)
+
+
+class MemoryCache:
+    """Responses kept in this process until their time-to-live, oldest dropped past a bound.
+
+    The engine's `cache_get`/`cache_put` use it until the store keeps responses (a table of
+    its own), so today a restart or another worker process starts with an empty cache.
+    """
+
+    def __init__(self, max_entries: int = MAX_CACHED_RESPONSES) -> None:
+        self._max_entries = max_entries
+        # Kept as JSON text: a caller mutating an output cannot change the cached answer.
+        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def get(self, key: str) -> Any | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            del self._entries[key]
+            return None
+        return json.loads(entry[0])
+
+    def put(self, key: str, value: Any, ttl_s: float) -> None:
+        self._entries.pop(key, None)
+        self._entries[key] = (json.dumps(value), time.monotonic() + ttl_s)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+RESPONSE_CACHE = MemoryCache()
+
+
+class LlmRunner(PooledClient):
+    """Calls the provider through one pooled `httpx.AsyncClient`; podium's retries apply."""
+
+    def __init__(self, pricing: Pricing | None = None) -> None:
+        super().__init__()
+        self._pricing = pricing  # None: the table installed by `use_pricing`
+
+    async def run(self, action: Action, ctx: StepContext, host: StepHost) -> StepResult:
+        assert isinstance(action, LlmAction)
+        pricing = self._pricing or active_pricing()
+        request = build_request(action, pricing)
+        key = _api_key(host, action.api_key_env or KEY_ENVS[request.provider])
+        if action.cache_s is None:
+            return await self._complete(request, key, ctx, pricing)
+        return await self._cached(request, key, ctx, host, pricing, action.cache_s)
+
+    async def _cached(
+        self,
+        request: LlmRequest,
+        key: ApiKey,
+        ctx: StepContext,
+        host: StepHost,
+        pricing: Pricing,
+        ttl_s: float,
+    ) -> StepResult:
+        cache_key = request.cache_key()
+        hit = await host.cache_get(cache_key)
+        if isinstance(hit, dict):
+            CACHE_STATS["hits"] += 1
+            return StepResult(output={**hit, "cached": True}, model=request.model)
+        CACHE_STATS["misses"] += 1
+        result = await self._complete(request, key, ctx, pricing)
+        try:
+            await host.cache_put(cache_key, result.output, ttl_s)
+        except PodiumError as exc:
+            # The answer is paid for: losing the cache entry must not fail (and re-run) it.
+            ctx.log.warning("llm cache write failed", error=str(exc))
+        return replace(result, output={**result.output, "cached": False})
+
+    async def _complete(
+        self, request: LlmRequest, key: ApiKey, ctx: StepContext, pricing: Pricing
+    ) -> StepResult:
+        reply = await self._call(request, key, ctx.timeout_s)
+        output: dict[str, Any] = {
+            "text": reply.text,
+            "model": reply.model or request.model,
+            "usage": {"input": reply.tokens_in, "output": reply.tokens_out},
+            "finish_reason": reply.finish_reason,
+        }
+        if request.json_output:
+            output["json"] = parse_json_reply(reply.text)
+        return StepResult(
+            output=output,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            cost_usd=pricing.cost_usd(request.model, reply.tokens_in, reply.tokens_out),
+            model=request.model,
+        )
+
+    async def _call(self, request: LlmRequest, key: ApiKey, timeout_s: float) -> Reply:
+        wire = WIRES[request.provider]
+        url = request.base_url.rstrip("/") + wire.path
+        target = safe_url(url)
+        post: dict[str, Any] = {
+            "headers": wire.headers(key.value),
+            "json": wire.body(request),
+            "timeout": timeout_s,
+        }
+        with map_httpx_errors("POST", target, timeout_s):
+            if not request.stream:
+                response = await self.client().post(url, **post)
+                await _check_status(response, target, key)
+                return _read_json(response, wire, target)
+            async with self.client().stream("POST", url, **post) as response:
+                await _check_status(response, target, key)
+                return await _read_stream(response, wire, target)
+
+
+# -- the request ------------------------------------------------------------------------------
+
+
+def build_request(action: LlmAction, pricing: Pricing) -> LlmRequest:
+    """The request an action means: its model (or its tier's), the conversation, compressed."""
+    provider = action.provider
+    model = _model(action, pricing)
+    system, turns = conversation(action)
+    if action.context_tokens is not None:
+        turns = compress(system, turns, action.context_tokens)
+    return LlmRequest(
+        provider=provider,
+        base_url=action.base_url or BASE_URLS[provider],
+        model=model,
+        system=system,
+        messages=turns,
+        max_tokens=action.max_tokens,
+        temperature=action.temperature,
+        json_output=action.json_output,
+        stream=action.stream,
+    )
+
+
+def _model(action: LlmAction, pricing: Pricing) -> str:
+    if action.model is not None:
+        model = as_text(action.model)  # a rendered expression may be any value
+    elif action.tier is not None:
+        model = pricing.model_for_tier(action.provider, action.tier)
+    else:
+        raise NonRetryable("an llm step needs model or tier")
+    # Checked before calling: an unpriced call would slip past every budget.
+    if pricing.price(model) is None:
+        raise NonRetryable(missing_price(model))
+    return model
+
+
+def conversation(action: LlmAction) -> tuple[str | None, list[dict[str, Any]]]:
+    """(system, turns): system-role messages join `system`, as Anthropic takes it apart."""
+    if action.messages is None:
+        parts = [as_text(action.prompt) if action.prompt is not None else ""]
+        if action.input:
+            parts.append(json.dumps(action.input, ensure_ascii=False))
+        user = "\n\n".join(part for part in parts if part)
+        if not user:
+            raise NonRetryable("an llm step needs prompt, messages or input; all are empty")
+        return _system([action.system]), [{"role": "user", "content": user}]
+    turns = _checked_messages(action.messages)
+    system_turns = [as_text(t.get("content")) for t in turns if t["role"] == "system"]
+    return _system([action.system, *system_turns]), [t for t in turns if t["role"] != "system"]
+
+
+def _system(parts: list[Any]) -> str | None:
+    text = "\n\n".join(as_text(part) for part in parts if part)
+    return text or None
+
+
+def _checked_messages(messages: Any) -> list[dict[str, Any]]:
+    if not isinstance(messages, list) or not messages:
+        raise NonRetryable("messages must be a non-empty list of {role, content}")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise NonRetryable(f"messages[{index}] must be a mapping with a role and content")
+    return messages
+
+
+def as_text(value: Any) -> str:
+    """A rendered field as text: a string stays, anything else becomes JSON."""
+    if isinstance(value, str):
+        return value
+    return "" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def estimate_tokens(value: Any) -> int:
+    """A rough count (4 characters a token): enough to keep a context under a budget."""
+    return math.ceil(len(as_text(value)) / 4)
+
+
+def compress(system: str | None, turns: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """The latest turns that fit `budget` tokens beside the system prompt.
+
+    The tail from the last user turn on always stays (it is the question), and the kept part
+    starts with a user turn: providers reject a conversation that opens with a reply.
+    """
+    users = [i for i, turn in enumerate(turns) if turn.get("role") == "user"]
+    start = users[-1] if users else max(len(turns) - 1, 0)
+    kept = sum(estimate_tokens(turn.get("content")) for turn in turns[start:])
+    left = budget - estimate_tokens(system) - kept
+    while start > 0 and estimate_tokens(turns[start - 1].get("content")) <= left:
+        start -= 1
+        left -= estimate_tokens(turns[start].get("content"))
+    while start < len(turns) - 1 and turns[start].get("role") != "user":
+        start += 1
+    return turns[start:]
+
+
+def parse_json_reply(text: str) -> Any:
+    """The reply as JSON; a ```json fence around it, as models like to add, is removed."""
+    stripped = text.strip()
+    fenced = _FENCE.match(stripped)
+    try:
+        return json.loads(fenced.group(1) if fenced else stripped)
+    except json.JSONDecodeError as exc:
+        # Retryable: another sample of the model may well be valid JSON.
+        raise StepError(f"the reply is not valid JSON ({exc.msg} at char {exc.pos})") from None
+
+
+# -- the wire formats -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """One provider's HTTP framing: path, auth headers, body, JSON reply, stream chunks."""
+
+    path: str
+    headers: Callable[[str], dict[str, str]]
+    body: Callable[[LlmRequest], dict[str, Any]]
+    read: Callable[[Mapping[str, Any], Reply], None]
+    on_chunk: Callable[[Mapping[str, Any], Reply], None]
+
+
+def _openai_body(request: LlmRequest) -> dict[str, Any]:
+    system = [{"role": "system", "content": request.system}] if request.system else []
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": system + request.messages,
+        "max_tokens": request.max_tokens,
+    }
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.stream:
+        # Without include_usage a streamed completion reports no tokens, so no cost.
+        body.update(stream=True, stream_options={"include_usage": True})
+    return body
+
+
+def _openai_read(data: Mapping[str, Any], reply: Reply) -> None:
+    choice = _first(data.get("choices"))
+    reply.text = as_text(_mapping(choice.get("message")).get("content"))
+    reply.finish_reason = choice.get("finish_reason")
+    reply.model = data.get("model")
+    _openai_usage(data, reply)
+
+
+def _openai_chunk(data: Mapping[str, Any], reply: Reply) -> None:
+    reply.model = data.get("model") or reply.model
+    for choice in data.get("choices") or []:
+        reply.text += _mapping(_mapping(choice).get("delta")).get("content") or ""
+        reply.finish_reason = _mapping(choice).get("finish_reason") or reply.finish_reason
+    _openai_usage(data, reply)
+
+
+def _openai_usage(data: Mapping[str, Any], reply: Reply) -> None:
+    usage = data.get("usage")
+    if isinstance(usage, dict):  # null on every streamed chunk but the last
+        reply.tokens_in = int(usage.get("prompt_tokens") or 0)
+        reply.tokens_out = int(usage.get("completion_tokens") or 0)
+
+
+def _anthropic_headers(key: str) -> dict[str, str]:
+    return {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
+
+
+def _anthropic_body(request: LlmRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "messages": request.messages,
+    }
+    if request.system:
+        body["system"] = request.system
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.stream:
+        body["stream"] = True
+    return body
+
+
+def _anthropic_read(data: Mapping[str, Any], reply: Reply) -> None:
+    blocks = [_mapping(block) for block in data.get("content") or []]
+    reply.text = "".join(b.get("text") or "" for b in blocks if b.get("type") == "text")
+    reply.finish_reason = data.get("stop_reason")
+    reply.model = data.get("model")
+    usage = _mapping(data.get("usage"))
+    reply.tokens_in = int(usage.get("input_tokens") or 0)
+    reply.tokens_out = int(usage.get("output_tokens") or 0)
+
+
+def _message_start(data: Mapping[str, Any], reply: Reply) -> None:
+    message = _mapping(data.get("message"))
+    reply.model = message.get("model")
+    reply.tokens_in = int(_mapping(message.get("usage")).get("input_tokens") or 0)
+
+
+def _content_block_delta(data: Mapping[str, Any], reply: Reply) -> None:
+    reply.text += _mapping(data.get("delta")).get("text") or ""
+
+
+def _message_delta(data: Mapping[str, Any], reply: Reply) -> None:
+    reply.finish_reason = _mapping(data.get("delta")).get("stop_reason") or reply.finish_reason
+    # Anthropic's output count is cumulative: the last message_delta holds the total.
+    reply.tokens_out = int(_mapping(data.get("usage")).get("output_tokens") or reply.tokens_out)
+
+
+def _message_stop(data: Mapping[str, Any], reply: Reply) -> None:
+    reply.complete = True
+
+
+_ANTHROPIC_EVENTS: dict[str, Callable[[Mapping[str, Any], Reply], None]] = {
+    "message_start": _message_start,
+    "content_block_delta": _content_block_delta,
+    "message_delta": _message_delta,
+    "message_stop": _message_stop,
+}
+
+
+def _anthropic_chunk(data: Mapping[str, Any], reply: Reply) -> None:
+    handler = _ANTHROPIC_EVENTS.get(str(data.get("type")))
+    if handler is not None:  # ping, content_block_start/stop carry nothing we keep
+        handler(data, reply)
+
+
+WIRES: dict[str, Wire] = {
+    "openai": Wire(
+        "/chat/completions",
+        lambda key: {"Authorization": f"Bearer {key}"},
+        _openai_body,
+        _openai_read,
+        _openai_chunk,
+    ),
+    "anthropic": Wire(
+        "/v1/messages", _anthropic_headers, _anthropic_body, _anthropic_read, _anthropic_chunk
+    ),
+}
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _first(values: Any) -> Mapping[str, Any]:
+    return _mapping(values[0]) if isinstance(values, list) and values else {}
+
+
+# -- reading the response ---------------------------------------------------------------------
+
+
+def _read_json(response: httpx.Response, wire: Wire, target: str) -> Reply:
+    try:
+        data = response.json()
+    except ValueError:
+        raise StepError(f"POST {target} returned a reply that is not JSON") from None
+    reply = Reply()
+    wire.read(_mapping(data), reply)
+    return reply
+
+
+async def _read_stream(response: httpx.Response, wire: Wire, target: str) -> Reply:
+    """Server-sent events: only `data:` lines matter (both providers repeat the event name in
+    the JSON `type`); OpenAI ends with `data: [DONE]`, Anthropic with `message_stop`."""
+    reply = Reply()
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue  # `event:` names, `:` keep-alive comments, blank separators
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            reply.complete = True
+            break
+        wire.on_chunk(_chunk(payload, target), reply)
+    if not reply.complete:
+        raise StepError(f"POST {target}: the stream ended before the reply was complete")
+    return reply
+
+
+def _chunk(payload: str, target: str) -> Mapping[str, Any]:
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        raise StepError(f"POST {target}: a stream event is not JSON") from None
+    data = _mapping(data)
+    error = data.get("error")
+    if error:  # an error event mid-stream, e.g. Anthropic's overloaded_error
+        raise StepError(f"POST {target}: the stream failed: {_mapping(error).get('type')}")
+    return data
+
+
+async def _check_status(response: httpx.Response, target: str, key: ApiKey) -> None:
+    if response.status_code < 400:
+        return
+    await response.aread()  # a streamed response has not read its error body yet
+    raise status_error(response, target, key)
+
+
+def status_error(response: httpx.Response, target: str, key: ApiKey) -> StepError:
+    """429 waits as told; 5xx, 408, 409 retry; other 4xx will not change by asking again."""
+    status = response.status_code
+    message = f"POST {target} returned {status}"
+    if status in _AUTH_STATUSES:
+        # The provider's text may echo part of the key: name where it came from instead.
+        return NonRetryable(f"{message}: the API key in {key.env} was refused")
+    message += _detail(response, key.value)
+    after_s = _retry_after(response.headers) if status in _RETRY_AFTER_STATUSES else None
+    if after_s is not None:
+        return Retry(message, after=after_s)
+    if status >= 500 or status in _RETRYABLE_STATUSES:
+        return StepError(message)
+    return NonRetryable(message)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    millis = headers.get("retry-after-ms")  # OpenAI's finer-grained variant
+    if millis is not None:
+        try:
+            return max(float(millis) / 1000, 0.0)
+        except ValueError:
+            pass
+    return retry_after_s(headers.get("retry-after"))
+
+
+def _detail(response: httpx.Response, key: str) -> str:
+    """`: type: message` from the provider's error body (OpenAI, Anthropic and vLLM shapes)."""
+    try:
+        data = _mapping(response.json())
+    except ValueError:
+        return ""  # a proxy's HTML page says nothing useful
+    error = data.get("error")
+    if isinstance(error, str):  # Ollama's shape: {"error": "model 'x' not found"}
+        error = {"message": error}
+    error = _mapping(error) or data
+    parts = [str(p) for p in (error.get("type"), error.get("message")) if p]
+    text = ": ".join(parts).replace(key, "***")
+    return f": {' '.join(text.split())[:_MAX_DETAIL]}" if text else ""
