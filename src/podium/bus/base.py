@@ -36,6 +36,9 @@ class Bus(Protocol):
     def subscribe(self, run_id: str | None = None) -> AsyncIterator[Event]:
         """Events from now on (of one run, or all), until the bus closes."""
 
+    def completed_runs(self) -> AsyncIterator[str]:
+        """Ids of runs that completed from now on (what `Engine.wait_done` listens to)."""
+
     async def dispatch(self, run_id: str, priority: str) -> None:
         """Offers a committed, queued run to the workers."""
 

@@ -48,6 +48,11 @@ class MemoryBus:
             if entry in self._subscribers:
                 self._subscribers.remove(entry)
 
+    async def completed_runs(self) -> AsyncIterator[str]:
+        async for event in self.subscribe():
+            if event.event_type == "run.completed":
+                yield event.correlation_id
+
     # Dispatch within one process: only useful to exercise a Worker without Redis.
 
     async def dispatch(self, run_id: str, priority: str) -> None:

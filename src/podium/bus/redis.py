@@ -91,11 +91,14 @@ class RedisBus:
         except ValueError as exc:  # its messages name the option, never the password
             raise PodiumError(f"invalid bus URL for Redis at {self._where}: {exc}") from exc
         self._events_key = f"{prefix}:events"
+        self._completions_key = f"{prefix}:completions"
         self._dispatch_keys = {p: f"{prefix}:dispatch:{p}" for p in PRIORITIES}
         self._dead_key = f"{prefix}:dispatch:dead"
         self._connect_deadline_s = connect_deadline_s
         self._flush_timeout_s = flush_timeout_s
         self._outbox: deque[Event] = deque(maxlen=max_queued)
+        self._to_dispatch: list[tuple[str, str, asyncio.Future[None]]] = []
+        self._dispatching: set[asyncio.Task[None]] = set()
         self._in_flight = 0  # events popped from the outbox but not yet written
         self._dropped = 0
         self._wakeup = asyncio.Event()
@@ -153,8 +156,9 @@ class RedisBus:
 
     async def _send(self, batch: list[Event]) -> None:
         payloads = [p for p in map(_encode_event, batch) if p is not None]
+        completed = [e.correlation_id for e in batch if e.event_type == "run.completed"]
         try:
-            await self._call(lambda: self._xadd_events(payloads), "XADD events")
+            await self._call(lambda: self._xadd_events(payloads, completed), "XADD events")
         except PodiumError as exc:  # not transient: lose this batch, keep the publisher alive
             log.error("cannot publish events", redis=self._where, events=len(batch), error=str(exc))
         self._in_flight = 0
@@ -162,10 +166,14 @@ class RedisBus:
             log.warning("bus dropped events while Redis was down", dropped=self._dropped)
             self._dropped = 0
 
-    async def _xadd_events(self, payloads: list[bytes]) -> None:
+    async def _xadd_events(self, payloads: list[bytes], completed: list[str]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for payload in payloads:
             pipe.xadd(self._events_key, {"e": payload}, maxlen=EVENTS_MAXLEN, approximate=True)
+        for run_id in completed:  # a small stream of its own: waiters need only these
+            pipe.xadd(
+                self._completions_key, {"r": run_id}, maxlen=EVENTS_MAXLEN, approximate=True
+            )
         await pipe.execute()
 
     async def _stop_publisher(self) -> None:
@@ -194,6 +202,27 @@ class RedisBus:
         except BusClosed:
             return
 
+    async def completed_runs(self) -> AsyncIterator[str]:
+        try:
+            last_id = await self._call(
+                functools.partial(self._newest_id, self._completions_key), "XREVRANGE"
+            )
+            while True:
+                read = functools.partial(self._read_stream, self._completions_key, last_id)
+                for entry_id, fields in await self._call(read, "XREAD"):
+                    last_id = entry_id
+                    yield _text(fields[b"r"])
+        except BusClosed:
+            return
+
+    async def _newest_id(self, key: str) -> bytes:
+        newest = _entry_list(await self._redis.xrevrange(key, count=1))
+        return newest[0][0] if newest else b"0-0"
+
+    async def _read_stream(self, key: str, after_id: bytes) -> list[Entry]:
+        streams: dict[KeyT, StreamIdT] = {key: after_id}
+        return _entries(await self._redis.xread(streams, count=PUBLISH_BATCH, block=BLOCK_MS))
+
     async def _last_event_id(self) -> bytes:
         # XREAD from `$` between two blocked reads would miss what came in between: start
         # from the newest id, then from each id seen.
@@ -207,8 +236,38 @@ class RedisBus:
     # Dispatches: one stream per priority, one consumer group over them.
 
     async def dispatch(self, run_id: str, priority: str) -> None:
+        """Queued with the other dispatches of this loop turn: one pipelined round trip."""
         key = self._dispatch_key(priority)
-        await self._call(lambda: self._redis.xadd(key, {"run_id": run_id}), "XADD dispatch")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_dispatch.append((key, run_id, future))
+        if len(self._to_dispatch) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_dispatches)
+        await future
+
+    def _flush_dispatches(self) -> None:
+        batch, self._to_dispatch = self._to_dispatch, []
+
+        async def send() -> None:
+            pipe = self._redis.pipeline(transaction=False)
+            for key, run_id, _ in batch:
+                pipe.xadd(key, {"run_id": run_id})
+            await pipe.execute()
+
+        async def flush() -> None:
+            try:
+                await self._call(send, "XADD dispatch")
+            except Exception as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            for *_, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+        task = asyncio.get_running_loop().create_task(flush())
+        self._dispatching.add(task)
+        task.add_done_callback(self._dispatching.discard)
 
     async def claims(self, consumer: str, idle_s: float) -> AsyncIterator[Dispatch]:
         claimer = _Claimer(self, consumer, idle_ms=max(1, int(idle_s * 1000)))
@@ -323,6 +382,7 @@ class _Claimer:
         self._consumer, self._idle_ms = consumer, idle_ms
         self._cursors: dict[str, bytes] = dict.fromkeys(PRIORITIES, b"0-0")
         self._buffer: deque[tuple[str, Entry]] = deque()  # at most one entry per priority
+        self._next_reclaim = 0.0  # monotonic time of the next scan for abandoned entries
 
     async def next(self) -> Dispatch:
         while True:
@@ -332,7 +392,13 @@ class _Claimer:
             await self._read_blocking()
 
     async def _reclaim(self) -> Dispatch | None:
-        """An entry another consumer took and left unacked past idle_ms: it died."""
+        """An entry another consumer took and left unacked past idle_ms: it died.
+
+        Scanned again only a quarter of idle_ms after a scan that found nothing: an entry
+        cannot become abandoned faster than that, and the scan costs four round trips.
+        """
+        if time.monotonic() < self._next_reclaim:
+            return None
         for priority in PRIORITIES:
             for _ in range(SCAN_CALLS):
                 claimed = await self._bus._call(
@@ -342,6 +408,7 @@ class _Claimer:
                     return await self._pending(priority, claimed[0])
                 if self._cursors[priority] == b"0-0":  # scanned the whole backlog
                     break
+        self._next_reclaim = time.monotonic() + self._idle_ms / 4000
         return None
 
     async def _autoclaim(self, priority: str) -> list[Entry]:
@@ -354,12 +421,16 @@ class _Claimer:
         return _entry_list(reply[1])
 
     async def _read_new(self) -> Dispatch | None:
-        """The oldest new entry of the highest priority that has one; never waits."""
-        for priority in PRIORITIES:
-            read = functools.partial(self._read_group, {self._keys[priority]: ">"}, None)
-            for _, entry in await self._bus._call(read, "XREADGROUP"):
-                return _to_dispatch(priority, entry, deliveries=1)
-        return None
+        """The oldest new entry of the highest priority that has one; never waits.
+
+        One round trip over all four streams; what else arrives (one per stream) is buffered.
+        """
+        streams: dict[KeyT, StreamIdT] = {self._keys[p]: ">" for p in PRIORITIES}
+        read = functools.partial(self._read_group, streams, None)
+        arrived = await self._bus._call(read, "XREADGROUP")
+        arrived.sort(key=lambda item: PRIORITIES.index(item[0]))
+        self._buffer.extend(arrived)
+        return await self._from_buffer()
 
     async def _read_group(
         self, streams: dict[KeyT, StreamIdT], block_ms: int | None

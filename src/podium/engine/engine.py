@@ -223,11 +223,10 @@ class Engine:
         return future
 
     async def _watch_completions(self) -> None:
-        async for event in self.bus.subscribe():
-            if event.event_type == "run.completed":
-                for future in self._completions.pop(event.correlation_id, []):
-                    if not future.done():
-                        future.set_result(None)
+        async for run_id in self.bus.completed_runs():
+            for future in self._completions.pop(run_id, []):
+                if not future.done():
+                    future.set_result(None)
 
     async def wait(self, run_id: str) -> RunSummary:
         await self.wait_done(run_id)
