@@ -9,7 +9,6 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -17,16 +16,8 @@ from psycopg import sql
 
 from podium.bus import Bus, open_bus
 from podium.engine.engine import Engine
-from podium.model.workflow import Workflow
 from podium.settings import Settings
 from podium.store import Store, open_store
-
-
-def make_workflow(steps: dict[str, Any], **fields: Any) -> Workflow:
-    return Workflow.model_validate(
-        {"name": fields.pop("name", "test-wf"), "steps": steps, **fields}
-    )
-
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -20,7 +20,7 @@ from podium.model import parse_workflow
 from podium.model.workflow import LlmAction, Workflow
 from podium.settings import Settings
 from podium.steps.base import StepContext, StepResult
-from podium.steps.llm import CACHE_STATS, LlmRunner, MemoryCache, compress
+from podium.steps.llm import CACHE_STATS, LlmRunner, compress
 from podium.store import open_store
 
 PRICING = default_pricing()
@@ -409,18 +409,6 @@ async def test_the_cache_key_holds_no_api_key(
     result = await _run(runner, host, _spec(server, cache="1h"))
     assert result.output["cached"] is True
     assert OPENAI_KEY not in json.dumps(list(host.cache.items()))
-
-
-def test_the_memory_cache_expires_entries_bounds_its_size_and_hands_out_copies() -> None:
-    cache = MemoryCache(max_entries=2)
-    cache.put("a", {"text": "x"}, 60)
-    cache.get("a")["text"] = "changed"  # type: ignore[index]
-    assert cache.get("a") == {"text": "x"}
-    cache.put("b", 2, 60)
-    cache.put("c", 3, 60)
-    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (None, 2, 3)
-    cache.put("d", 4, 0)
-    assert cache.get("d") is None
 
 
 # -- validation -------------------------------------------------------------------------------

@@ -285,3 +285,11 @@ async def test_a_20_mb_compressed_output_round_trips(store: Store) -> None:
     [got] = await store.get_steps("r1")
     assert got.output_blob == step.output_blob
     assert decode(got.output_blob) == {"data": text}
+
+
+async def test_cached_responses_round_trip_until_they_expire(store: Store) -> None:
+    await store.cache_put("k1", {"text": "hello", "usage": {"input": 3}}, ttl_s=60)
+    await store.cache_put("k2", {"text": "old"}, ttl_s=-1)
+    assert await store.cache_get("k1") == {"text": "hello", "usage": {"input": 3}}
+    assert await store.cache_get("k2") is None
+    assert await store.cache_get("missing") is None

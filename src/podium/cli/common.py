@@ -132,6 +132,10 @@ def settings_for(store: str | None, bus: str | None) -> Settings:
         )
         raise UsageProblem(f"bad settings in the environment: {wrong}") from None
     overrides = {name: value for name, value in (("store", store), ("bus", bus)) if value}
+    if settings.pricing_file is not None:  # before any workflow is validated against it
+        from podium.control.pricing import load_pricing, use_pricing
+
+        use_pricing(load_pricing(settings.pricing_file))
     return settings.model_copy(update=overrides)
 
 

@@ -70,9 +70,10 @@ def run_command(
     bus: BusOption = None,
 ) -> None:
     """Plan, admit and run a workflow to the end in this process, with live progress."""
+    settings = settings_for(store, bus)  # first: it loads the pricing table validation uses
     workflow = load_workflow(file)
     values = gather_inputs(workflow, inputs or [], inputs_json, inputs_file)
-    code = run_async(_run(workflow, values, settings_for(store, bus), json_output))
+    code = run_async(_run(workflow, values, settings, json_output))
     raise typer.Exit(code)
 
 
@@ -225,6 +226,7 @@ async def _recover(run_ids: list[str], settings: Settings, json_output: bool) ->
 @guarded
 def plan_command(file: FileArgument, json_output: JsonOption = False) -> None:
     """Show the execution plan: order, parallel groups, critical path, estimate, peak resources."""
+    settings_for(None, None)
     workflow = load_workflow(file)
     plan = build_plan(workflow)
     if json_output:
@@ -236,6 +238,7 @@ def plan_command(file: FileArgument, json_output: JsonOption = False) -> None:
 @guarded
 def validate_command(file: FileArgument) -> None:
     """Check a workflow file: exit 0, or 2 with every problem, one line each."""
+    settings_for(None, None)
     workflow = load_workflow(file)
     count = len(workflow.steps)
     out.print(f"{file}: valid ({count} step{'s' if count != 1 else ''})", markup=False)

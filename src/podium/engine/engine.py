@@ -791,14 +791,10 @@ class Engine:
         return self._env.get(name)
 
     async def cache_get(self, key: str) -> Any | None:
-        from podium.steps.llm import RESPONSE_CACHE  # in-memory until the store keeps responses
-
-        return RESPONSE_CACHE.get(key)
+        return await self.store.cache_get(key)
 
     async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
-        from podium.steps.llm import RESPONSE_CACHE
-
-        RESPONSE_CACHE.put(key, value, ttl_s)
+        await self.store.cache_put(key, value, ttl_s)
 
     def _state(self, ctx: StepContext) -> StepState:
         rt = self._active[ctx.run_id]

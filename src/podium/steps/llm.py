@@ -10,8 +10,6 @@ import hashlib
 import json
 import math
 import re
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,7 +28,6 @@ ANTHROPIC_VERSION = "2023-06-01"
 
 # Response cache counters for this process (metrics and tests read them).
 CACHE_STATS: dict[str, int] = {"hits": 0, "misses": 0}
-MAX_CACHED_RESPONSES = 4096
 
 # As the OpenAI and Anthropic SDKs do: a timeout, a lock conflict and a rate limit pass.
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -97,38 +94,6 @@ def _api_key(host: StepHost, env: str) -> ApiKey:
     return ApiKey(env, value)
 
 
-class MemoryCache:
-    """Responses kept in this process until their time-to-live, oldest dropped past a bound.
-
-    The engine's `cache_get`/`cache_put` use it until the store keeps responses (a table of
-    its own), so today a restart or another worker process starts with an empty cache.
-    """
-
-    def __init__(self, max_entries: int = MAX_CACHED_RESPONSES) -> None:
-        self._max_entries = max_entries
-        # Kept as JSON text: a caller mutating an output cannot change the cached answer.
-        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
-
-    def get(self, key: str) -> Any | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[1] <= time.monotonic():
-            del self._entries[key]
-            return None
-        return json.loads(entry[0])
-
-    def put(self, key: str, value: Any, ttl_s: float) -> None:
-        self._entries.pop(key, None)
-        self._entries[key] = (json.dumps(value), time.monotonic() + ttl_s)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
-RESPONSE_CACHE = MemoryCache()
 
 
 class LlmRunner(PooledClient):

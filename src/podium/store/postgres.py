@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from podium.bus.events import Event
 from podium.errors import StoreUnavailable
+from podium.store import codec
 from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState, WorkerInfo
 from podium.store.schema import POSTGRES_MIGRATIONS
 
@@ -596,6 +597,19 @@ class PostgresStore:
             (owner, time.time() + lease_s, run_id),
         )
         return claimed == 1
+
+    async def cache_get(self, key: str) -> Any | None:
+        rows = await self._fetch(
+            "SELECT value FROM llm_cache WHERE key = %s AND expires_at > %s", (key, time.time())
+        )
+        return codec.decode(bytes(rows[0][0])) if rows else None
+
+    async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
+        await self._execute(
+            "INSERT INTO llm_cache VALUES (%s, %s, %s) ON CONFLICT (key) DO UPDATE"
+            " SET value = excluded.value, expires_at = excluded.expires_at",
+            (key, codec.encode(value), time.time() + ttl_s),
+        )
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
         await self._execute(_UPSERT_WORKER, astuple(worker))

@@ -57,6 +57,10 @@ MIGRATIONS: tuple[str, ...] = (
         started_at REAL NOT NULL, heartbeat_at REAL NOT NULL
     );
     """,
+    # 3: the llm response cache (exact request hash -> response, with an expiry)
+    """
+    CREATE TABLE llm_cache (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at REAL NOT NULL);
+    """,
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -126,6 +130,12 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
         concurrency INTEGER NOT NULL, active INTEGER NOT NULL, state TEXT NOT NULL,
         started_at DOUBLE PRECISION NOT NULL, heartbeat_at DOUBLE PRECISION NOT NULL
+    );
+    """,
+    # 3: the llm response cache, as MIGRATIONS[2]
+    """
+    CREATE TABLE llm_cache (
+        key TEXT PRIMARY KEY, value BYTEA NOT NULL, expires_at DOUBLE PRECISION NOT NULL
     );
     """,
 )

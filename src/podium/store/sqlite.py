@@ -18,6 +18,7 @@ import orjson
 
 from podium.bus.events import Event
 from podium.errors import StoreUnavailable
+from podium.store import codec
 from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState, WorkerInfo
 from podium.store.schema import MIGRATIONS
 
@@ -426,6 +427,18 @@ class SQLiteStore:
             "INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (worker.worker_id, worker.host, worker.pid, worker.concurrency, worker.active,
              worker.state, worker.started_at, worker.heartbeat_at),
+        )
+
+    async def cache_get(self, key: str) -> Any | None:
+        rows = self._query(
+            "SELECT value FROM llm_cache WHERE key = ? AND expires_at > ?", (key, time.time())
+        )
+        return codec.decode(rows[0][0]) if rows else None
+
+    async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
+        self._execute(
+            "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?)",
+            (key, codec.encode(value), time.time() + ttl_s),
         )
 
     async def list_workers(self) -> list[WorkerInfo]:

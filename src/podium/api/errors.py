@@ -1,0 +1,89 @@
+"""How errors become HTTP responses: one JSON shape, one status per error class, no traceback.
+
+Bodies read `{"error": code, "message": sentence}`; an invalid workflow adds `problems`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from podium.errors import PodiumError, RunFinished, RunNotFound, StoreUnavailable, WorkflowInvalid
+
+
+class WorkflowNotFound(PodiumError):
+    """`workflow_name` names no workflow this store has run (HTTP 404)."""
+
+    code = "workflow_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"no workflow named {name!r} has run in this store; submit its definition once"
+            " with `workflow` instead of `workflow_name`"
+        )
+
+
+# First match wins, so subclasses come before their parents; anything else is the client's 400.
+STATUS_BY_ERROR: tuple[tuple[type[PodiumError], int], ...] = (
+    (WorkflowInvalid, 422),
+    (RunNotFound, 404),
+    (WorkflowNotFound, 404),
+    (RunFinished, 409),
+    (StoreUnavailable, 503),  # the server's trouble, not the request's: a client may retry
+)
+
+
+def status_for(exc: PodiumError) -> int:
+    return next((status for cls, status in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+
+
+async def _podium_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PodiumError)
+    if isinstance(exc, WorkflowInvalid):
+        count = len(exc.problems)
+        message = f"the workflow or its inputs are invalid: {count} problem(s)"
+        return error_response(422, exc.code, message, problems=exc.problems)
+    return error_response(status_for(exc), exc.code, " ".join(str(exc).split()))
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, "invalid_request", one_line(exc.errors()))
+
+
+def one_line(errors: Sequence[Mapping[str, Any]]) -> str:
+    """Where and what, never the offending value: it may be a secret the client sent."""
+    parts = [
+        f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
+        for error in errors
+    ]
+    return " ".join("; ".join(parts).split()) or "invalid request"
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    # Unknown paths and wrong methods answer in the same shape as every other error.
+    assert isinstance(exc, HTTPException)
+    response = error_response(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette re-raises after this response, so the server log keeps the traceback.
+    return error_response(500, "internal_error", "internal error; the server log has details")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(PodiumError, _podium_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)

@@ -1,0 +1,146 @@
+"""Server-Sent Events over the bus: `event: <event_type>`, `data: <event JSON>` (DESIGN §5).
+
+A run's stream replays the run's stored events, then follows the bus until `run.completed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from podium.bus.base import Bus
+from podium.bus.events import Event
+from podium.store.base import Store
+
+KEEPALIVE_S = 15.0  # idle proxies and load balancers cut silent connections after 30-60 s
+HISTORY_PAGE = 1000
+
+
+class EventStreams:
+    """The open streams of one app; `close()` ends them all, so a shutdown need not wait on
+    clients that never hang up."""
+
+    def __init__(self, keepalive_s: float = KEEPALIVE_S) -> None:
+        self.keepalive_s = keepalive_s
+        self.closed = asyncio.Event()
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def sse(event: Event) -> str:
+    data = json.dumps(event.to_json(), separators=(",", ":"), ensure_ascii=False, default=str)
+    return f"id: {event.event_id}\nevent: {event.event_type}\ndata: {data}\n\n"
+
+
+KEEPALIVE = ": keepalive\n\n"  # an SSE comment: clients ignore it
+
+
+class _Ended(Exception):
+    """The bus closed or the app is shutting down: the stream ends cleanly."""
+
+
+class _Live:
+    """The bus subscription, read one event at a time with a deadline."""
+
+    def __init__(self, events: AsyncIterator[Event]) -> None:
+        self._events = events
+        self._next: asyncio.Future[Event] = asyncio.ensure_future(anext(events))
+
+    async def started(self) -> None:
+        # One turn of the loop lets an in-process subscription register before the store is
+        # read; a bus that registers later is covered by the store catch-up on each idle tick.
+        await asyncio.sleep(0)
+
+    async def next(self, closed: asyncio.Event, timeout_s: float) -> Event | None:
+        """The next event, or None after `timeout_s` of silence; `_Ended` when it is over."""
+        closing = asyncio.ensure_future(closed.wait())
+        waiting: set[asyncio.Future[Any]] = {self._next, closing}
+        try:
+            await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+        if closed.is_set():
+            raise _Ended
+        if not self._next.done():
+            return None
+        try:
+            event = self._next.result()
+        except StopAsyncIteration:
+            raise _Ended from None
+        self._next = asyncio.ensure_future(anext(self._events))
+        return event
+
+    async def close(self) -> None:
+        self._next.cancel()
+        # asyncio.wait, not await: a cancel of this task itself must still propagate.
+        await asyncio.wait({self._next})
+        if not self._next.cancelled():
+            self._next.exception()  # retrieved: asyncio would log an unread StopAsyncIteration
+        aclose = getattr(self._events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def stream_events(
+    store: Store, bus: Bus, streams: EventStreams, run_id: str | None
+) -> AsyncIterator[str]:
+    """Every event from now on (run_id None), or one run's whole story, as SSE text."""
+    live = _Live(bus.subscribe(run_id))
+    try:
+        await live.started()
+        steps = _follow_all(live, streams) if run_id is None else _follow_run(
+            store, live, streams, run_id
+        )
+        async for chunk in steps:
+            yield chunk
+    finally:
+        await live.close()
+
+
+async def _follow_all(live: _Live, streams: EventStreams) -> AsyncIterator[str]:
+    with contextlib.suppress(_Ended):
+        while True:
+            event = await live.next(streams.closed, streams.keepalive_s)
+            yield KEEPALIVE if event is None else sse(event)
+
+
+async def _follow_run(
+    store: Store, live: _Live, streams: EventStreams, run_id: str
+) -> AsyncIterator[str]:
+    """Stored events first, then live ones; the store is read again whenever the bus is
+    quiet, so an event the bus lost (or sent before the subscription) still arrives."""
+    seen: set[str] = set()
+    after_seq = 0
+    with contextlib.suppress(_Ended):
+        while True:
+            row = await store.get_run(run_id)
+            # Read before the events: if it is final, they hold its run.completed.
+            finished = row is None or row.done
+            for seq, stored in await _events_after(store, run_id, after_seq):
+                after_seq = seq
+                if stored.event_id not in seen:
+                    seen.add(stored.event_id)
+                    yield sse(stored)
+            if finished:
+                return
+            while (event := await live.next(streams.closed, streams.keepalive_s)) is not None:
+                if event.event_id not in seen:
+                    seen.add(event.event_id)
+                    yield sse(event)
+                if event.event_type == "run.completed":
+                    return
+            yield KEEPALIVE
+
+
+async def _events_after(store: Store, run_id: str, after_seq: int) -> list[tuple[int, Event]]:
+    events: list[tuple[int, Event]] = []
+    while page := await store.list_events(run_id, after_seq, HISTORY_PAGE):
+        events.extend(page)
+        after_seq = page[-1][0]
+        if len(page) < HISTORY_PAGE:
+            break
+    return events

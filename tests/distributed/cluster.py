@@ -1,0 +1,357 @@
+"""Distributed-mode test helpers: the services, worker processes, a submitter, step bodies.
+
+Each cluster works under its own PostgreSQL schema and Redis key prefix, dropped afterwards.
+PostgreSQL and Redis are the machine's own: a test that stops one starts it again in a
+`finally` (`ensure_services`), since later tests (and CI) need them.
+
+Workers import this module to run the step bodies below (`call: cluster:effect`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from podium.steps import StepContext
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_START = [
+    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
+    "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no",
+    "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
+]
+
+
+# -- step bodies (run inside the workers) ------------------------------------------------------
+
+
+class Flaky(RuntimeError):
+    """An injected transient failure."""
+
+
+def _append(path: str, line: str) -> None:
+    # One write(2) of a short line on an O_APPEND file: whole lines, whatever else appends.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+async def effect(
+    effects: str, fail_rate: float = 0.0, last_attempt: int = 1_000_000, ms: int = 0,
+    prev: Any = None, ctx: StepContext | None = None,
+) -> dict[str, Any]:
+    """Appends `key nonce` to the effects file and returns the nonce.
+
+    With probability `fail_rate` the attempt fails, half the time before the side effect and
+    half after it; never from `last_attempt` on, so injected failures stay within the retry
+    budget (a crash re-launch counts as an attempt too).
+    """
+    assert ctx is not None
+    fails = ctx.attempt < last_attempt and random.random() < fail_rate
+    if fails and random.random() < 0.5:
+        raise Flaky(f"injected failure before the side effect (attempt {ctx.attempt})")
+    nonce = uuid.uuid4().hex
+    _append(effects, f"{ctx.idempotency_key} {nonce}\n")
+    if ms:
+        await asyncio.sleep(ms / 1000)
+    if fails:
+        raise Flaky(f"injected failure after the side effect (attempt {ctx.attempt})")
+    return {"nonce": nonce}
+
+
+def effect_step(effects: Path, needs: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """A python step running `effect`; `extra` keys go to the step if known, else to the input."""
+    step_keys = {"retry", "timeout", "for_each", "max_parallel"}
+    body: dict[str, Any] = {
+        "kind": "python",
+        "call": "cluster:effect",
+        "input": {"effects": str(effects), **{k: v for k, v in extra.items() if k not in step_keys}},
+        **{k: v for k, v in extra.items() if k in step_keys},
+    }
+    if needs:
+        body["needs"] = needs
+    return body
+
+
+def diamond(name: str, effects: Path, width: int = 8, **extra: Any) -> dict[str, Any]:
+    """W2's shape: start -> `width` parallel steps -> a join that receives all their outputs."""
+    middle = [f"p{k}" for k in range(width)]
+    steps = {"start": effect_step(effects, **extra)}
+    steps.update({p: effect_step(effects, ["start"], **extra) for p in middle})
+    join = effect_step(effects, middle, **extra)
+    join["input"]["prev"] = [f"{{{{ steps.{p}.output }}}}" for p in middle]
+    steps["join"] = join
+    return {"name": name, "steps": steps}
+
+
+def read_effects(path: Path) -> tuple[int, dict[str, str]]:
+    """How many side effects were written, and the last nonce written per idempotency key."""
+    last: dict[str, str] = {}
+    count = 0
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, nonce = line.split()
+            last[key] = nonce
+            count += 1
+    return count, last
+
+
+# -- services ----------------------------------------------------------------------------------
+
+
+def postgres_problem() -> str | None:
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return " ".join(str(exc).split())
+
+
+def redis_problem() -> str | None:
+    import redis
+
+    try:
+        with redis.Redis(REDIS_HOST, REDIS_PORT, socket_connect_timeout=3) as client:
+            client.ping()
+            return None
+    except redis.RedisError as exc:
+        return str(exc)
+
+
+def require_services() -> None:
+    """Fails under CI (`CI=true`) when PostgreSQL or Redis is unreachable, else skips."""
+    import pytest
+
+    problems = [
+        f"{what}: {problem}"
+        for what, problem in (("PostgreSQL", postgres_problem()), ("Redis", redis_problem()))
+        if problem is not None
+    ]
+    if problems:
+        message = "distributed tests need them: " + "; ".join(problems)
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _postgres_version() -> str:
+    versions = sorted(os.listdir("/etc/postgresql"), key=lambda v: [int(p) for p in v.split(".")])
+    return versions[-1]
+
+
+def _wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} within {timeout_s:g}s")
+        time.sleep(0.1)
+
+
+def stop_redis() -> None:
+    subprocess.run(
+        ["redis-cli", "-p", str(REDIS_PORT), "shutdown", "nosave"],
+        capture_output=True, timeout=30, check=False,
+    )
+    _wait_until(lambda: redis_problem() is not None, 30, "Redis did not stop")
+
+
+def start_redis() -> None:
+    if redis_problem() is None:
+        return
+    subprocess.run(REDIS_START, capture_output=True, timeout=30, check=True)
+    _wait_until(lambda: redis_problem() is None, 30, "Redis did not start")
+
+
+def restart_redis() -> float:
+    """Stops Redis (its streams go: it keeps nothing on disk) and starts it; returns seconds."""
+    began = time.monotonic()
+    stop_redis()
+    start_redis()
+    return time.monotonic() - began
+
+
+def _pg_ctl(action: str) -> subprocess.CompletedProcess[str]:
+    cmd = ["pg_ctlcluster", "--skip-systemctl-redirect", _postgres_version(), "main", action]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def restart_postgres() -> float:
+    """Restarts PostgreSQL (fast shutdown: sessions are cut); returns the seconds it took."""
+    began = time.monotonic()
+    done = _pg_ctl("restart")
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_ctlcluster restart failed: {done.stderr.strip()}")
+    _wait_until(lambda: postgres_problem() is None, 60, "PostgreSQL did not come back")
+    return time.monotonic() - began
+
+
+def ensure_services() -> None:
+    """Starts Redis and PostgreSQL again if a test left one down."""
+    if redis_problem() is not None and shutil.which("redis-server"):
+        start_redis()
+    if postgres_problem() is not None:
+        _pg_ctl("start")
+        _wait_until(lambda: postgres_problem() is None, 60, "PostgreSQL did not start")
+
+
+# -- a cluster of worker processes ---------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    """One test's schema, prefix and worker processes (`python -m podium.cli.app worker`)."""
+
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)  # PODIUM_* settings for the workers
+    name: str = field(default_factory=lambda: f"dist_{uuid.uuid4().hex[:16]}")
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    kills: int = 0
+    _spawned: int = 0
+
+    @property
+    def store_url(self) -> str:
+        return f"{POSTGRES_URL}?schema={self.name}"
+
+    @property
+    def bus_url(self) -> str:
+        return f"redis://{REDIS_HOST}:{REDIS_PORT}/0?prefix={self.name}"
+
+    @property
+    def effects(self) -> Path:
+        return self.workdir / "effects.log"
+
+    def command(self, *args: str) -> list[str]:
+        """A `podium` command line against this cluster's store (and bus, for `worker`)."""
+        return [sys.executable, "-m", "podium.cli.app", *args]
+
+    def process_env(self) -> dict[str, str]:
+        path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+        return {**os.environ, **self.env, "PYTHONPATH": path}
+
+    def spawn(self, concurrency: int = 50, *extra: str) -> subprocess.Popen[bytes]:
+        """Starts a worker; its stdout and stderr go to `worker-N.log` in the workdir."""
+        self._spawned += 1
+        log = (self.workdir / f"worker-{self._spawned}.log").open("wb")
+        cmd = self.command(
+            "worker", "--concurrency", str(concurrency),
+            "--store", self.store_url, "--bus", self.bus_url, *extra,
+        )
+        with log:
+            proc = subprocess.Popen(
+                cmd, cwd=self.workdir, env=self.process_env(), stdout=log, stderr=log
+            )
+        self.workers.append(proc)
+        return proc
+
+    def alive(self) -> list[subprocess.Popen[bytes]]:
+        return [w for w in self.workers if w.poll() is None]
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        self.kills += 1
+
+    def kill_random(self, rng: random.Random) -> subprocess.Popen[bytes] | None:
+        alive = self.alive()
+        if not alive:
+            return None
+        victim = rng.choice(alive)
+        self.kill(victim)
+        return victim
+
+    def stop_all(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGCONT)  # a test may have left it stopped
+                    proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
+
+    def logs(self, tail: int = 3000) -> str:
+        parts = []
+        for path in sorted(self.workdir.glob("worker-*.log")):
+            parts.append(f"--- {path.name} ---\n{path.read_text(errors='replace')[-tail:]}")
+        return "\n".join(parts)
+
+    def drop(self) -> None:
+        """Drops the schema and deletes the Redis keys (services must be up)."""
+        import psycopg
+        import redis
+        from psycopg import sql
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.name))
+            )
+        with redis.Redis(REDIS_HOST, REDIS_PORT) as client:
+            keys = list(client.scan_iter(match=f"{self.name}:*"))
+            if keys:
+                client.delete(*keys)
+
+
+@contextlib.contextmanager
+def cluster(workdir: Path, **env: str) -> Iterator[Cluster]:
+    """A cluster whose workers are killed, services restored and names dropped at the end."""
+    require_services()
+    made = Cluster(workdir, env=env)
+    try:
+        yield made
+    finally:
+        try:
+            made.stop_all()
+        finally:
+            ensure_services()
+            made.drop()
+
+
+@contextlib.asynccontextmanager
+async def submitter(made: Cluster, **settings: Any) -> AsyncIterator[Any]:
+    """An engine in this process that submits runs to the cluster and waits for them."""
+    from podium.bus import open_bus
+    from podium.engine.engine import Engine
+    from podium.settings import Settings
+    from podium.store import open_store
+
+    config = Settings(store=made.store_url, bus=made.bus_url, **settings)
+    async with (
+        open_store(made.store_url) as store,
+        open_bus(made.bus_url) as bus,
+        Engine(store, bus, config) as engine,
+    ):
+        yield engine
+
+
+async def statuses(store: Any) -> Counter[str]:
+    """Runs by status, read from the store."""
+    runs = await store.list_runs(limit=1_000_000)
+    return Counter(r.status for r in runs)
+
+
+def wait_for_lines(path: Path, count: int, timeout_s: float = 30) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count:
+            return lines
+        time.sleep(0.02)
+    raise AssertionError(f"expected {count} side effects in {path} within {timeout_s:g}s")
