@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from podium.bus.events import Event
 from podium.errors import StoreUnavailable
 from podium.store import codec
+from podium.store import rows as rowmap
 from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState, WorkerInfo
 from podium.store.schema import POSTGRES_MIGRATIONS
 
@@ -137,131 +138,6 @@ _UPSERT_WORKER = (
 # -- rows ------------------------------------------------------------------------------------
 
 
-def _run_params(r: RunState) -> Row:
-    return (
-        r.run_id,
-        r.workflow,
-        r.workflow_version,
-        r.definition_digest,
-        orjson.dumps(r.inputs),
-        r.priority,
-        r.status,
-        r.created_at,
-        r.started_at,
-        r.finished_at,
-        r.error,
-        r.parent_run_id,
-        r.cost_usd,
-        r.tokens_in,
-        r.tokens_out,
-        r.owner,
-        r.lease_until,
-        r.stopping,
-    )
-
-
-def _step_params(s: StepState) -> Row:
-    return (
-        s.run_id,
-        s.step_id,
-        s.index,
-        s.status,
-        s.attempts,
-        s.started_at,
-        s.finished_at,
-        s.error,
-        s.fallback_used,
-        s.completed_seq,
-        s.wake_at,
-        s.compensation_error,
-        s.cost_usd,
-        s.tokens_in,
-        s.tokens_out,
-        s.output_blob,
-    )
-
-
-def _event_params(e: Event) -> Row:
-    return (
-        e.event_id,
-        e.event_type,
-        e.timestamp,
-        e.correlation_id,
-        e.causation_id,
-        e.source,
-        e.priority,
-        e.version,
-        orjson.dumps(e.payload),
-    )
-
-
-def _dlq_params(d: DlqEntry) -> Row:
-    failed_steps = orjson.dumps(d.failed_steps).decode()
-    return (d.run_id, d.workflow, d.status, d.error, failed_steps, d.added_at)
-
-
-def _run_from_row(row: Row) -> RunState:
-    return RunState(
-        run_id=row[0],
-        workflow=row[1],
-        workflow_version=row[2],
-        definition_digest=row[3],
-        inputs=orjson.loads(row[4]),
-        priority=row[5],
-        status=row[6],
-        created_at=row[7],
-        started_at=row[8],
-        finished_at=row[9],
-        error=row[10],
-        parent_run_id=row[11],
-        cost_usd=row[12],
-        tokens_in=row[13],
-        tokens_out=row[14],
-        owner=row[15],
-        lease_until=row[16],
-        stopping=row[17],
-    )
-
-
-def _step_from_row(row: Row) -> StepState:
-    return StepState(
-        run_id=row[0],
-        step_id=row[1],
-        index=row[2],
-        status=row[3],
-        attempts=row[4],
-        started_at=row[5],
-        finished_at=row[6],
-        error=row[7],
-        fallback_used=row[8],
-        completed_seq=row[9],
-        wake_at=row[10],
-        compensation_error=row[11],
-        cost_usd=row[12],
-        tokens_in=row[13],
-        tokens_out=row[14],
-        output_blob=row[15],
-    )
-
-
-def _event_from_row(row: Row) -> tuple[int, Event]:
-    return row[0], Event(
-        event_id=row[1],
-        event_type=row[2],
-        timestamp=row[3],
-        correlation_id=row[4],
-        causation_id=row[5],
-        source=row[6],
-        priority=row[7],
-        version=row[8],
-        payload=orjson.loads(row[9]),
-    )
-
-
-def _dlq_from_row(row: Row) -> DlqEntry:
-    return DlqEntry(row[0], row[1], row[2], row[3], tuple(orjson.loads(row[4])), row[5])
-
-
 def _statements(batch: Batch) -> list[Statement]:
     """The batch's rows, copied now: the engine goes on changing its states during the write.
 
@@ -270,15 +146,20 @@ def _statements(batch: Batch) -> list[Statement]:
     """
     statements: list[Statement] = [
         (_INSERT_DEFINITIONS, list(batch.definitions.items()), None, None),
-        (_UPSERT_RUNS, [_run_params(batch.runs[k]) for k in sorted(batch.runs)], 0, _RUN_TYPES),
+        (
+            _UPSERT_RUNS,
+            [rowmap.run_params(batch.runs[k]) for k in sorted(batch.runs)],
+            0,
+            _RUN_TYPES,
+        ),
         (
             _UPSERT_STEPS,
-            [_step_params(batch.steps[k]) for k in sorted(batch.steps)],
+            [rowmap.step_params(batch.steps[k]) for k in sorted(batch.steps)],
             0,
             _STEP_TYPES,
         ),
-        (_INSERT_EVENTS, [_event_params(e) for e in batch.events], 3, _EVENT_TYPES),
-        (_UPSERT_DLQ, [_dlq_params(d) for d in batch.dlq_add], 0, None),
+        (_INSERT_EVENTS, [rowmap.event_params(e) for e in batch.events], 3, _EVENT_TYPES),
+        (_UPSERT_DLQ, [rowmap.dlq_params(d) for d in batch.dlq_add], 0, None),
         (_DELETE_DLQ, [(r,) for r in batch.dlq_remove], 0, None),
         (_TAKE_SIGNAL, [(s,) for s in batch.signals_taken], None, None),
     ]
@@ -534,13 +415,13 @@ class PostgresStore:
 
     async def get_run(self, run_id: str) -> RunState | None:
         rows = await self._fetch(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = %s", (run_id,))
-        return _run_from_row(rows[0]) if rows else None
+        return rowmap.run_from_row(rows[0]) if rows else None
 
     async def get_steps(self, run_id: str) -> list[StepState]:
         rows = await self._fetch(
             f"SELECT {_STEP_COLS} FROM steps WHERE run_id = %s ORDER BY step_id, idx", (run_id,)
         )
-        return [_step_from_row(r) for r in rows]
+        return [rowmap.step_from_row(r) for r in rows]
 
     async def get_definition(self, digest: str) -> dict[str, Any]:
         rows = await self._fetch("SELECT body FROM definitions WHERE digest = %s", (digest,))
@@ -567,7 +448,7 @@ class PostgresStore:
                 "limit": limit,
             },
         )
-        return [_run_from_row(r) for r in rows]
+        return [rowmap.run_from_row(r) for r in rows]
 
     async def claim_unfinished(
         self,
@@ -638,17 +519,17 @@ class PostgresStore:
             " ORDER BY seq LIMIT %(limit)s",
             {"run_id": run_id, "after": after_seq, "limit": limit},
         )
-        return [_event_from_row(r) for r in rows]
+        return [rowmap.event_from_row(r) for r in rows]
 
     async def list_dlq(self, limit: int = 100) -> list[DlqEntry]:
         rows = await self._fetch(
             f"SELECT {_DLQ_COLS} FROM dlq ORDER BY added_at DESC LIMIT %s", (limit,)
         )
-        return [_dlq_from_row(r) for r in rows]
+        return [rowmap.dlq_from_row(r) for r in rows]
 
     async def get_dlq(self, run_id: str) -> DlqEntry | None:
         rows = await self._fetch(f"SELECT {_DLQ_COLS} FROM dlq WHERE run_id = %s", (run_id,))
-        return _dlq_from_row(rows[0]) if rows else None
+        return rowmap.dlq_from_row(rows[0]) if rows else None
 
     async def purge_dlq(self) -> int:
         return await self._execute("DELETE FROM dlq")

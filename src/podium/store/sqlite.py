@@ -19,6 +19,7 @@ import orjson
 from podium.bus.events import Event
 from podium.errors import StoreUnavailable
 from podium.store import codec
+from podium.store import rows as rowmap
 from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState, WorkerInfo
 from podium.store.schema import MIGRATIONS
 
@@ -35,64 +36,6 @@ _UNFINISHED = "('queued', 'running')"
 _BY_PRIORITY = (
     "CASE priority WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END"
 )
-
-
-def _run_params(r: RunState) -> tuple[Any, ...]:
-    return (
-        r.run_id,
-        r.workflow,
-        r.workflow_version,
-        r.definition_digest,
-        orjson.dumps(r.inputs),
-        r.priority,
-        r.status,
-        r.created_at,
-        r.started_at,
-        r.finished_at,
-        r.error,
-        r.parent_run_id,
-        r.cost_usd,
-        r.tokens_in,
-        r.tokens_out,
-        r.owner,
-        r.lease_until,
-        r.stopping,
-    )
-
-
-def _step_params(s: StepState) -> tuple[Any, ...]:
-    return (
-        s.run_id,
-        s.step_id,
-        s.index,
-        s.status,
-        s.attempts,
-        s.started_at,
-        s.finished_at,
-        s.error,
-        s.fallback_used,
-        s.completed_seq,
-        s.wake_at,
-        s.compensation_error,
-        s.cost_usd,
-        s.tokens_in,
-        s.tokens_out,
-        s.output_blob,
-    )
-
-
-def _event_params(e: Event) -> tuple[Any, ...]:
-    return (
-        e.event_id,
-        e.event_type,
-        e.timestamp,
-        e.correlation_id,
-        e.causation_id,
-        e.source,
-        e.priority,
-        e.version,
-        orjson.dumps(e.payload),
-    )
 
 
 _UPSERT_RUN = (
@@ -132,11 +75,6 @@ def _lost_runs(db: sqlite3.Connection, owner: str, run_ids: set[str]) -> set[str
     return lost
 
 
-def _dlq_params(d: DlqEntry) -> tuple[Any, ...]:
-    failed = orjson.dumps(d.failed_steps).decode()
-    return (d.run_id, d.workflow, d.status, d.error, failed, d.added_at)
-
-
 def _statements(batch: Batch) -> list[_Statement]:
     """The batch as (SQL, rows) pairs, values copied out of the engine's live objects."""
     out: list[_Statement] = []
@@ -144,14 +82,14 @@ def _statements(batch: Batch) -> list[_Statement]:
         sql = "INSERT OR IGNORE INTO definitions VALUES (?, ?)"
         out.append((sql, list(batch.definitions.items()), None))
     if batch.runs:
-        out.append((_UPSERT_RUN, [_run_params(r) for r in batch.runs.values()], 0))
+        out.append((_UPSERT_RUN, [rowmap.run_params(r) for r in batch.runs.values()], 0))
     if batch.steps:
-        out.append((_UPSERT_STEP, [_step_params(s) for s in batch.steps.values()], 0))
+        out.append((_UPSERT_STEP, [rowmap.step_params(s) for s in batch.steps.values()], 0))
     if batch.events:
-        out.append((_INSERT_EVENT, [_event_params(e) for e in batch.events], 3))
+        out.append((_INSERT_EVENT, [rowmap.event_params(e) for e in batch.events], 3))
     if batch.dlq_add:
         sql = "INSERT OR REPLACE INTO dlq VALUES (?,?,?,?,?,?)"
-        out.append((sql, [_dlq_params(d) for d in batch.dlq_add], 0))
+        out.append((sql, [rowmap.dlq_params(d) for d in batch.dlq_add], 0))
     if batch.dlq_remove:
         sql = "DELETE FROM dlq WHERE run_id = ?"
         out.append((sql, [(r,) for r in batch.dlq_remove], 0))
@@ -159,64 +97,6 @@ def _statements(batch: Batch) -> list[_Statement]:
         sql = "UPDATE signals SET taken = 1 WHERE signal_id = ?"
         out.append((sql, [(s,) for s in batch.signals_taken], None))
     return out
-
-
-def _run_from_row(row: sqlite3.Row) -> RunState:
-    return RunState(
-        run_id=row[0],
-        workflow=row[1],
-        workflow_version=row[2],
-        definition_digest=row[3],
-        inputs=orjson.loads(row[4]),
-        priority=row[5],
-        status=row[6],
-        created_at=row[7],
-        started_at=row[8],
-        finished_at=row[9],
-        error=row[10],
-        parent_run_id=row[11],
-        cost_usd=row[12],
-        tokens_in=row[13],
-        tokens_out=row[14],
-        owner=row[15],
-        lease_until=row[16],
-        stopping=row[17],
-    )
-
-
-def _step_from_row(row: sqlite3.Row) -> StepState:
-    return StepState(
-        run_id=row[0],
-        step_id=row[1],
-        index=row[2],
-        status=row[3],
-        attempts=row[4],
-        started_at=row[5],
-        finished_at=row[6],
-        error=row[7],
-        fallback_used=bool(row[8]),
-        completed_seq=row[9],
-        wake_at=row[10],
-        compensation_error=row[11],
-        cost_usd=row[12],
-        tokens_in=row[13],
-        tokens_out=row[14],
-        output_blob=row[15],
-    )
-
-
-def _event_from_row(row: sqlite3.Row) -> tuple[int, Event]:
-    return row[0], Event(
-        event_id=row[1],
-        event_type=row[2],
-        timestamp=row[3],
-        correlation_id=row[4],
-        causation_id=row[5],
-        source=row[6],
-        priority=row[7],
-        version=row[8],
-        payload=orjson.loads(row[9]),
-    )
 
 
 class SQLiteStore:
@@ -340,13 +220,13 @@ class SQLiteStore:
 
     async def get_run(self, run_id: str) -> RunState | None:
         rows = self._query(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,))
-        return _run_from_row(rows[0]) if rows else None
+        return rowmap.run_from_row(rows[0]) if rows else None
 
     async def get_steps(self, run_id: str) -> list[StepState]:
         rows = self._query(
             f"SELECT {_STEP_COLS} FROM steps WHERE run_id = ? ORDER BY step_id, idx", (run_id,)
         )
-        return [_step_from_row(r) for r in rows]
+        return [rowmap.step_from_row(r) for r in rows]
 
     async def get_definition(self, digest: str) -> dict[str, Any]:
         rows = self._query("SELECT body FROM definitions WHERE digest = ?", (digest,))
@@ -375,11 +255,15 @@ class SQLiteStore:
             f"SELECT {_RUN_COLS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC LIMIT ?",
             [*params, limit],
         )
-        return [_run_from_row(r) for r in rows]
+        return [rowmap.run_from_row(r) for r in rows]
 
     async def claim_unfinished(
-        self, owner: str, lease_s: float, run_ids: Sequence[str] | None = None,
-        *, limit: int | None = None,
+        self,
+        owner: str,
+        lease_s: float,
+        run_ids: Sequence[str] | None = None,
+        *,
+        limit: int | None = None,
     ) -> list[str]:
         if run_ids is not None and not run_ids:
             return []
@@ -425,8 +309,16 @@ class SQLiteStore:
     async def heartbeat(self, worker: WorkerInfo) -> None:
         self._execute(
             "INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (worker.worker_id, worker.host, worker.pid, worker.concurrency, worker.active,
-             worker.state, worker.started_at, worker.heartbeat_at),
+            (
+                worker.worker_id,
+                worker.host,
+                worker.pid,
+                worker.concurrency,
+                worker.active,
+                worker.state,
+                worker.started_at,
+                worker.heartbeat_at,
+            ),
         )
 
     async def cache_get(self, key: str) -> Any | None:
@@ -469,15 +361,15 @@ class SQLiteStore:
                 " ORDER BY seq LIMIT ?",
                 (run_id, after_seq, limit),
             )
-        return [_event_from_row(r) for r in rows]
+        return [rowmap.event_from_row(r) for r in rows]
 
     async def list_dlq(self, limit: int = 100) -> list[DlqEntry]:
         rows = self._query("SELECT * FROM dlq ORDER BY added_at DESC LIMIT ?", (limit,))
-        return [_dlq_from_row(r) for r in rows]
+        return [rowmap.dlq_from_row(r) for r in rows]
 
     async def get_dlq(self, run_id: str) -> DlqEntry | None:
         rows = self._query("SELECT * FROM dlq WHERE run_id = ?", (run_id,))
-        return _dlq_from_row(rows[0]) if rows else None
+        return rowmap.dlq_from_row(rows[0]) if rows else None
 
     async def purge_dlq(self) -> int:
         return self._execute("DELETE FROM dlq")
@@ -510,14 +402,3 @@ class SQLiteStore:
             list(run_ids),
         )
         return [r[0] for r in rows]
-
-
-def _dlq_from_row(row: sqlite3.Row) -> DlqEntry:
-    return DlqEntry(
-        run_id=row[0],
-        workflow=row[1],
-        status=row[2],
-        error=row[3],
-        failed_steps=tuple(orjson.loads(row[4])),
-        added_at=row[5],
-    )

@@ -1,0 +1,146 @@
+"""Mapping between the store's records and SQL rows, shared by the SQLite and PostgreSQL stores.
+
+Both keep the same columns in the same order; only the SQL dialect around them differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from podium.bus.events import Event
+from podium.store.records import DlqEntry, RunState, StepState
+
+
+def run_params(r: RunState) -> tuple[Any, ...]:
+    return (
+        r.run_id,
+        r.workflow,
+        r.workflow_version,
+        r.definition_digest,
+        orjson.dumps(r.inputs),
+        r.priority,
+        r.status,
+        r.created_at,
+        r.started_at,
+        r.finished_at,
+        r.error,
+        r.parent_run_id,
+        r.cost_usd,
+        r.tokens_in,
+        r.tokens_out,
+        r.owner,
+        r.lease_until,
+        r.stopping,
+    )
+
+
+def step_params(s: StepState) -> tuple[Any, ...]:
+    return (
+        s.run_id,
+        s.step_id,
+        s.index,
+        s.status,
+        s.attempts,
+        s.started_at,
+        s.finished_at,
+        s.error,
+        s.fallback_used,
+        s.completed_seq,
+        s.wake_at,
+        s.compensation_error,
+        s.cost_usd,
+        s.tokens_in,
+        s.tokens_out,
+        s.output_blob,
+    )
+
+
+def event_params(e: Event) -> tuple[Any, ...]:
+    return (
+        e.event_id,
+        e.event_type,
+        e.timestamp,
+        e.correlation_id,
+        e.causation_id,
+        e.source,
+        e.priority,
+        e.version,
+        orjson.dumps(e.payload),
+    )
+
+
+def dlq_params(d: DlqEntry) -> tuple[Any, ...]:
+    failed = orjson.dumps(d.failed_steps).decode()
+    return (d.run_id, d.workflow, d.status, d.error, failed, d.added_at)
+
+
+def run_from_row(row: Sequence[Any]) -> RunState:
+    return RunState(
+        run_id=row[0],
+        workflow=row[1],
+        workflow_version=row[2],
+        definition_digest=row[3],
+        inputs=orjson.loads(row[4]),
+        priority=row[5],
+        status=row[6],
+        created_at=row[7],
+        started_at=row[8],
+        finished_at=row[9],
+        error=row[10],
+        parent_run_id=row[11],
+        cost_usd=row[12],
+        tokens_in=row[13],
+        tokens_out=row[14],
+        owner=row[15],
+        lease_until=row[16],
+        stopping=row[17],
+    )
+
+
+def step_from_row(row: Sequence[Any]) -> StepState:
+    return StepState(
+        run_id=row[0],
+        step_id=row[1],
+        index=row[2],
+        status=row[3],
+        attempts=row[4],
+        started_at=row[5],
+        finished_at=row[6],
+        error=row[7],
+        fallback_used=bool(row[8]),
+        completed_seq=row[9],
+        wake_at=row[10],
+        compensation_error=row[11],
+        cost_usd=row[12],
+        tokens_in=row[13],
+        tokens_out=row[14],
+        output_blob=row[15],
+    )
+
+
+def event_from_row(row: Sequence[Any]) -> tuple[int, Event]:
+    return row[0], Event(
+        event_id=row[1],
+        event_type=row[2],
+        timestamp=row[3],
+        correlation_id=row[4],
+        causation_id=row[5],
+        source=row[6],
+        priority=row[7],
+        version=row[8],
+        payload=orjson.loads(row[9]),
+    )
+
+
+def dlq_from_row(row: Sequence[Any]) -> DlqEntry:
+    return DlqEntry(
+        run_id=row[0],
+        workflow=row[1],
+        status=row[2],
+        error=row[3],
+        failed_steps=tuple(orjson.loads(row[4])),
+        added_at=row[5],
+    )
