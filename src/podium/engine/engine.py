@@ -717,7 +717,7 @@ class Engine:
                 rt.instances.setdefault(state.step_id, []).append(state)
         for instances in rt.instances.values():
             instances.sort(key=lambda s: s.index)
-        rt.completed = max((s.completed_seq or 0 for s in rt.all_states()), default=0)
+        rt.completed = max((s.completed_seq or 0 for s in states), default=0)
         rt.done = asyncio.get_running_loop().create_future()
         return rt
 
