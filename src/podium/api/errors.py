@@ -62,11 +62,14 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 def one_line(errors: Sequence[Mapping[str, Any]]) -> str:
     """Where and what, never the offending value: it may be a secret the client sent."""
-    parts = [
-        f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
-        for error in errors
-    ]
-    return " ".join("; ".join(parts).split()) or "invalid request"
+    return " ".join("; ".join(_problem(e) for e in errors).split()) or "invalid request"
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    if error.get("type") == "json_invalid":  # its loc is a character offset, not a field
+        return f"body: not valid JSON ({error.get('ctx', {}).get('error', 'cannot parse')})"
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{where}: {error.get('msg', 'invalid')}"
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from podium.bus.base import Bus
@@ -95,13 +95,14 @@ async def stream_events(
         steps = _follow_all(live, streams) if run_id is None else _follow_run(
             store, live, streams, run_id
         )
-        async for chunk in steps:
-            yield chunk
+        async with contextlib.aclosing(steps):  # a client that hangs up closes it at once
+            async for chunk in steps:
+                yield chunk
     finally:
         await live.close()
 
 
-async def _follow_all(live: _Live, streams: EventStreams) -> AsyncIterator[str]:
+async def _follow_all(live: _Live, streams: EventStreams) -> AsyncGenerator[str, None]:
     with contextlib.suppress(_Ended):
         while True:
             event = await live.next(streams.closed, streams.keepalive_s)
@@ -110,7 +111,7 @@ async def _follow_all(live: _Live, streams: EventStreams) -> AsyncIterator[str]:
 
 async def _follow_run(
     store: Store, live: _Live, streams: EventStreams, run_id: str
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Stored events first, then live ones; the store is read again whenever the bus is
     quiet, so an event the bus lost (or sent before the subscription) still arrives."""
     seen: set[str] = set()

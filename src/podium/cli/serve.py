@@ -10,13 +10,20 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from podium.cli.common import BusOption, StoreOption, guarded, note, open_engine, run_async
-from podium.cli.common import settings_for as _settings_for
-from podium.cli.worker import _safe
+from podium.cli.common import (
+    BusOption,
+    StoreOption,
+    guarded,
+    note,
+    open_engine,
+    run_async,
+    safe_url,
+    settings_for,
+)
 from podium.errors import PodiumError
 from podium.settings import Settings
 
@@ -26,7 +33,7 @@ if TYPE_CHECKING:
     from podium.api.streams import EventStreams
     from podium.engine.engine import Engine
 
-GRACE_S = 10.0  # how long open requests get to finish once the server stops listening
+GRACE_S = 10  # how long open requests get to finish once the server stops listening
 
 
 @guarded
@@ -45,7 +52,7 @@ def serve_command(
     bus: BusOption = None,
 ) -> None:
     """Serve the HTTP API until SIGTERM; with an in-process bus, also run the workflows."""
-    settings = _settings_for(store, bus).model_copy(update={"max_active_runs": concurrency})
+    settings = settings_for(store, bus).model_copy(update={"max_active_runs": concurrency})
     run_async(_serve(settings, host, port, drain_s))
 
 
@@ -67,29 +74,27 @@ async def _serve(settings: Settings, host: str, port: int, drain_s: float) -> No
             create_app(engine, streams=streams), host=host, port=port, lifespan="off",
             timeout_graceful_shutdown=GRACE_S, log_level="info",
         )
-        stopper = _Stopper(_Server(config), streams)
+        stopper = _Stopper(_own_signals_server(config), streams)
         stopper.install()
         role = "runs execute here" if embedded else "workers execute runs"
-        note(f"podium serve on http://{host}:{port} ({role}); store {_safe(settings.store)}")
+        note(f"podium serve on http://{host}:{port} ({role}); store {safe_url(settings.store)}")
         await _listen(stopper.server, host, port)
         if embedded:
             await _drain(engine, drain_s, stopper.hurry)
         note("podium serve stopped")
 
 
-class _Server:
-    """uvicorn's Server without its own signal handling: podium's handlers stop the HTTP side
-    first, then the engine drains; uvicorn's would re-raise SIGTERM and kill the drain."""
+def _own_signals_server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn's Server without its signal handling: podium's handlers stop the HTTP side
+    first, then the engine drains; uvicorn's would re-raise SIGTERM after it, killing the drain."""
+    import uvicorn
 
-    def __new__(cls, config: uvicorn.Config) -> uvicorn.Server:
-        import uvicorn
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
 
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                yield
-
-        return Server(config)
+    return Server(config)
 
 
 class _Stopper:
@@ -128,11 +133,9 @@ async def _drain(engine: Engine, drain_s: float, hurry: asyncio.Event) -> None:
         return
     note(f"draining: up to {drain_s:g}s for {len(active)} run(s) in flight")
     waits = [asyncio.ensure_future(engine.wait_done(run_id)) for run_id in active]
-    hurried = asyncio.ensure_future(hurry.wait())
-    await asyncio.wait(
-        [asyncio.gather(*waits, return_exceptions=True), hurried], timeout=drain_s,
-        return_when=asyncio.FIRST_COMPLETED,
-    )
+    finished: asyncio.Future[Any] = asyncio.gather(*waits, return_exceptions=True)
+    hurried: asyncio.Future[Any] = asyncio.ensure_future(hurry.wait())
+    await asyncio.wait({finished, hurried}, timeout=drain_s, return_when=asyncio.FIRST_COMPLETED)
     for task in [*waits, hurried]:
         task.cancel()
-    await asyncio.gather(*waits, hurried, return_exceptions=True)
+    await asyncio.gather(finished, hurried, return_exceptions=True)

@@ -25,6 +25,7 @@ from podium.cli.common import (
     out,
     print_json,
     run_async,
+    safe_url,
     settings_for,
 )
 from podium.settings import Settings
@@ -58,17 +59,10 @@ async def _work(settings: Settings, concurrency: int, drain_s: float) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)
-        where = _safe(settings.store)
+        where = safe_url(settings.store)
         note(f"worker {engine.owner} started: concurrency {concurrency}, store {where}")
         await worker.run()
         note(f"worker {engine.owner} stopped")
-
-
-def _safe(url: str) -> str:
-    """A URL without its password, for messages."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}{creds.split(':')[0]}{at}{host}" if at else url
 
 
 @guarded
@@ -118,4 +112,4 @@ def db_upgrade_command(store: StoreOption = None) -> None:
 async def _upgrade(settings: Settings) -> None:
     async with opened_store(settings):
         pass
-    note(f"{_safe(settings.store)}: schema up to date")
+    note(f"{safe_url(settings.store)}: schema up to date")
