@@ -160,7 +160,7 @@ async def test_a_failed_compensation_is_recorded_and_the_others_still_run(engine
     assert summary.steps["a"].status == "compensated"
     assert summary.steps["b"].status == "succeeded"
     assert "undo-b failed" in (summary.steps["b"].compensation_error or "")
-    assert steplib.CALLS["undo-b"] == 3  # compensations retry with the default policy
+    assert steplib.CALLS["undo-b"] == 1  # compensations retry with the step's policy: 1 here
 
 
 async def test_a_failed_run_with_nothing_to_compensate_ends_failed_in_the_dlq(

@@ -86,7 +86,7 @@ class StepExecutor:
         assert step.compensate is not None
         try:
             result, blob = await self._with_retries(
-                rt, st, step, step.compensate, RetryPolicy(), counted=False
+                rt, st, step, step.compensate, step.retry, counted=False
             )
             return Outcome(result, blob)
         except StepError as exc:
