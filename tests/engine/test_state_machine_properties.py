@@ -78,7 +78,7 @@ def _check_consistency(wf: Workflow, summary: RunSummary) -> None:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(definition=workflows())
 def test_every_run_ends_in_a_final_status_consistent_with_the_rules(
