@@ -13,10 +13,8 @@ import itertools
 import os
 import socket
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -24,13 +22,13 @@ import structlog
 from podium.bus.base import Bus
 from podium.bus.events import Event, new_id
 from podium.engine.executor import Outcome, StepExecutor
+from podium.engine.host import EngineHost
 from podium.engine.journal import Journal
 from podium.engine.rules import CLEANUP_TRIGGERS, Gate, final_status, trigger_gate
 from podium.engine.runtime import Compiled, RunRuntime
 from podium.engine.summary import RunSummary, build_summary
 from podium.errors import (
     ExpressionError,
-    NonRetryable,
     PodiumError,
     RunFinished,
     RunNotFound,
@@ -40,13 +38,12 @@ from podium.model.expressions import render
 from podium.model.inputs import resolve_inputs
 from podium.model.workflow import PRIORITY_RANK, Step, Workflow
 from podium.settings import Settings
-from podium.steps import StepContext, StepResult, close_runners
+from podium.steps import StepResult, close_runners
 from podium.store import codec
 from podium.store.base import Store
 from podium.store.records import RUN_DEAD, DlqEntry, RunState, StepState
 
 log = structlog.get_logger("podium.engine")
-_CHILD_NAMESPACE = uuid.UUID("6f1c7a3e-5d0b-4c41-9b7e-0d3c2f6a9e11")
 _OPEN = frozenset({"pending", "ready", "running"})
 
 
@@ -68,9 +65,9 @@ class Engine:
         self.journal = Journal(
             store, bus, self.owner, on_failure=self._store_failed, on_lost=self._lost
         )
-        self._env: Mapping[str, str] = env or {}
+        self.host = EngineHost(self, env or {})
         self._executor = StepExecutor(
-            self.journal, self._emit, self, self._env, self.settings.max_output_bytes
+            self.journal, self._emit, self.host, env or {}, self.settings.max_output_bytes
         )
         self._compiled: dict[str, Compiled] = {}
         self._compiled_by_obj: dict[int, Compiled] = {}
@@ -78,10 +75,6 @@ class Engine:
         self._queued: dict[str, RunRuntime] = {}
         self._queue: list[tuple[int, int, str]] = []
         self._fifo = itertools.count()
-        self._signal_waiters: dict[
-            tuple[str, str], list[tuple[StepState, asyncio.Future[Any]]]
-        ] = {}
-        self._claimed_signals: set[int] = set()
         self._background: list[asyncio.Task[None]] = []
         self._completions: dict[str, list[asyncio.Future[None]]] = {}
         self._completion_watch: asyncio.Task[None] | None = None
@@ -258,7 +251,7 @@ class Engine:
         """Delivers a signal; one sent before the step waits is kept for it."""
         await self._require_unfinished(run_id, "signal")
         await self.store.add_signal(run_id, name, payload)
-        await self._deliver_signals([run_id])
+        await self.host.deliver_signals([run_id])
 
     async def recover(
         self, run_ids: Sequence[str] | None = None, *, limit: int | None = None
@@ -761,114 +754,24 @@ class Engine:
                 if self._active or self._queued:
                     for run_id in await self.store.cancel_requests(list(self._active)):
                         await self.cancel(run_id)
-                if self._signal_waiters:
-                    await self._deliver_signals(list({r for r, _ in self._signal_waiters}))
+                await self.host.deliver_signals(self.host.waiting_runs())
             except PodiumError as exc:
                 log.warning("polling the store failed", error=str(exc))
 
-    async def _deliver_signals(self, run_ids: Sequence[str]) -> None:
-        if not any(r == run_id for r, _ in self._signal_waiters for run_id in run_ids):
-            return
-        for signal in await self.store.pending_signals(run_ids):
-            waiters = self._signal_waiters.get((signal.run_id, signal.name))
-            if not waiters or signal.signal_id in self._claimed_signals:
-                continue
-            st, future = waiters.pop(0)
-            if not waiters:
-                del self._signal_waiters[(signal.run_id, signal.name)]
-            self._take_signal(st, signal.signal_id)
-            if not future.done():
-                future.set_result(signal.payload)
+    # -- for EngineHost -------------------------------------------------------------------------
 
-    def _take_signal(self, st: StepState, signal_id: int) -> None:
-        rt = self._active[st.run_id]
-        self._claimed_signals.add(signal_id)
-        rt.signal_ids[(st.step_id, st.index)] = signal_id
+    def runtime(self, run_id: str) -> RunRuntime:
+        return self._active[run_id]
 
-    # -- StepHost: services for the wait and workflow kinds ---------------------------------
+    def knows(self, run_id: str) -> bool:
+        """True if this engine runs or queues the run."""
+        return run_id in self._active or run_id in self._queued
 
-    def secret(self, name: str) -> str | None:
-        return self._env.get(name)
+    async def definition(self, digest: str) -> Workflow:
+        return (await self._compiled_for(digest)).workflow
 
-    async def cache_get(self, key: str) -> Any | None:
-        return await self.store.cache_get(key)
-
-    async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
-        await self.store.cache_put(key, value, ttl_s)
-
-    def _state(self, ctx: StepContext) -> StepState:
-        rt = self._active[ctx.run_id]
-        return rt.steps[ctx.step_id] if ctx.index is None else rt.instances[ctx.step_id][ctx.index]
-
-    async def wait_signal(self, ctx: StepContext, name: str) -> Any:
-        st = self._state(ctx)
-        for signal in await self.store.pending_signals([ctx.run_id]):
-            if signal.name == name and signal.signal_id not in self._claimed_signals:
-                self._take_signal(st, signal.signal_id)
-                return signal.payload
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        entry = (st, future)
-        self._signal_waiters.setdefault((ctx.run_id, name), []).append(entry)
-        self._emit(
-            self._active[ctx.run_id], "agent.task.waiting", {"step": ctx.step_id, "signal": name}
-        )
-        try:
-            return await future
-        finally:
-            waiters = self._signal_waiters.get((ctx.run_id, name), [])
-            if entry in waiters:
-                waiters.remove(entry)
-                if not waiters:
-                    del self._signal_waiters[(ctx.run_id, name)]
-
-    def wake_at(self, ctx: StepContext, delay_s: float | None, until: str | None) -> float:
-        st = self._state(ctx)
-        if st.wake_at is None:
-            st.wake_at = time.time() + delay_s if delay_s is not None else _parse_time(until)
-            self.journal.step(st)
-        return st.wake_at
-
-    async def sleep_until(self, ctx: StepContext, wake_at: float) -> None:
-        await self.journal.committed()  # the deadline survives a restart
-        await asyncio.sleep(max(0.0, wake_at - time.time()))
-
-    async def run_child(
-        self,
-        ctx: StepContext,
-        workflow: str,
-        definition: dict[str, Any] | None,
-        inputs: dict[str, Any],
-    ) -> Any:
-        child_id = str(uuid.uuid5(_CHILD_NAMESPACE, ctx.idempotency_key))
-        known = child_id in self._active or child_id in self._queued
-        row = None if known else await self.store.get_run(child_id)
-        if not known and row is None:
-            child = (
-                Workflow.model_validate(definition)
-                if definition
-                else await self._registered(workflow)
-            )
-            await self.submit(child, inputs, run_id=child_id, parent_run_id=ctx.run_id)
-        elif row is not None and not row.done:
-            await self.recover([child_id])
-        try:
-            await self.wait_done(child_id)
-        except asyncio.CancelledError:
-            if child_id in self._active or child_id in self._queued:
-                await self.cancel(child_id)
-            raise
-        summary = await self.summary(child_id)
-        if summary.status not in ("succeeded", "degraded"):
-            raise NonRetryable(f"child run {child_id} ended {summary.status}: {summary.error}")
-        return summary.outputs
-
-    async def _registered(self, name: str) -> Workflow:
-        runs = await self.store.list_runs(workflow=name, limit=1)
-        if not runs:
-            raise NonRetryable(
-                f"no workflow named {name!r} is registered; run it once or give its file path"
-            )
-        return (await self._compiled_for(runs[0].definition_digest)).workflow
+    def emit_for(self, run_id: str, event_type: str, payload: dict[str, Any]) -> None:
+        self._emit(self._active[run_id], event_type, payload)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -897,15 +800,3 @@ def _items(step: Step, context: Mapping[str, Any]) -> list[Any]:
             f"for_each of step {step.id} did not give a list (got {type(items).__name__})"
         )
     return items
-
-
-def _parse_time(text: str | None) -> float:
-    if text is None:
-        return time.time()
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise NonRetryable(f"`until` is not an ISO 8601 time (got {text!r})") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()

@@ -1,0 +1,162 @@
+"""What the engine offers step kinds (`StepHost`): signals, time waits, child runs, secrets.
+
+Kept apart from the state machine: these services talk to the store and wait; the engine decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from podium.errors import NonRetryable
+from podium.model.workflow import Workflow
+from podium.steps import StepContext
+from podium.store.records import StepState
+
+if TYPE_CHECKING:
+    from podium.engine.engine import Engine
+
+_CHILD_NAMESPACE = uuid.UUID("6f1c7a3e-5d0b-4c41-9b7e-0d3c2f6a9e11")
+Waiter = tuple[StepState, "asyncio.Future[Any]"]
+
+
+class EngineHost:
+    def __init__(self, engine: Engine, env: Mapping[str, str]) -> None:
+        self._engine = engine
+        self._env = env
+        self._waiters: dict[tuple[str, str], list[Waiter]] = {}  # (run, signal) -> waiting steps
+        self._claimed: set[int] = set()  # signals handed to a step, not yet committed as taken
+
+    def secret(self, name: str) -> str | None:
+        return self._env.get(name)
+
+    async def cache_get(self, key: str) -> Any | None:
+        return await self._engine.store.cache_get(key)
+
+    async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
+        await self._engine.store.cache_put(key, value, ttl_s)
+
+    # -- signals ---------------------------------------------------------------------------------
+
+    def waiting_runs(self) -> list[str]:
+        return list({run_id for run_id, _ in self._waiters})
+
+    async def wait_signal(self, ctx: StepContext, name: str) -> Any:
+        """The payload of the first signal `name` of this run not yet taken, waiting for one."""
+        st = self._state(ctx)
+        for signal in await self._engine.store.pending_signals([ctx.run_id]):
+            if signal.name == name and signal.signal_id not in self._claimed:
+                self._take(st, signal.signal_id)
+                return signal.payload
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        entry = (st, future)
+        self._waiters.setdefault((ctx.run_id, name), []).append(entry)
+        self._engine.emit_for(
+            ctx.run_id, "agent.task.waiting", {"step": ctx.step_id, "signal": name}
+        )
+        try:
+            return await future
+        finally:
+            self._forget(ctx.run_id, name, entry)
+
+    async def deliver_signals(self, run_ids: Sequence[str]) -> None:
+        """Hands stored signals of these runs to the steps waiting for them."""
+        wanted = set(run_ids)
+        if not any(run_id in wanted for run_id, _ in self._waiters):
+            return
+        for signal in await self._engine.store.pending_signals(list(wanted)):
+            waiters = self._waiters.get((signal.run_id, signal.name))
+            if not waiters or signal.signal_id in self._claimed:
+                continue
+            st, future = waiters[0]
+            self._forget(signal.run_id, signal.name, waiters[0])
+            self._take(st, signal.signal_id)
+            if not future.done():
+                future.set_result(signal.payload)
+
+    def _take(self, st: StepState, signal_id: int) -> None:
+        # Marked taken in the same commit as the step's result (see Engine._finish), so a
+        # crash in between leaves the signal for the step's next attempt.
+        self._claimed.add(signal_id)
+        self._engine.runtime(st.run_id).signal_ids[(st.step_id, st.index)] = signal_id
+
+    def _forget(self, run_id: str, name: str, entry: Waiter) -> None:
+        waiters = self._waiters.get((run_id, name), [])
+        if entry in waiters:
+            waiters.remove(entry)
+            if not waiters:
+                del self._waiters[(run_id, name)]
+
+    # -- time waits ----------------------------------------------------------------------------
+
+    def wake_at(self, ctx: StepContext, delay_s: float | None, until: str | None) -> float:
+        st = self._state(ctx)
+        if st.wake_at is None:
+            st.wake_at = time.time() + delay_s if delay_s is not None else _parse_time(until)
+            self._engine.journal.step(st)
+        return st.wake_at
+
+    async def sleep_until(self, ctx: StepContext, wake_at: float) -> None:
+        await self._engine.journal.committed()  # the deadline survives a restart
+        await asyncio.sleep(max(0.0, wake_at - time.time()))
+
+    # -- child runs ----------------------------------------------------------------------------
+
+    async def run_child(
+        self,
+        ctx: StepContext,
+        workflow: str,
+        definition: dict[str, Any] | None,
+        inputs: dict[str, Any],
+    ) -> Any:
+        """Runs (or, after a restart, finds again) the child run and returns its outputs."""
+        engine = self._engine
+        child_id = str(uuid.uuid5(_CHILD_NAMESPACE, ctx.idempotency_key))
+        row = None if engine.knows(child_id) else await engine.store.get_run(child_id)
+        if not engine.knows(child_id) and row is None:
+            child = (
+                Workflow.model_validate(definition)
+                if definition
+                else await self._registered(workflow)
+            )
+            await engine.submit(child, inputs, run_id=child_id, parent_run_id=ctx.run_id)
+        elif row is not None and not row.done:
+            await engine.recover([child_id])
+        try:
+            await engine.wait_done(child_id)
+        except asyncio.CancelledError:
+            if engine.knows(child_id):
+                await engine.cancel(child_id)
+            raise
+        summary = await engine.summary(child_id)
+        if summary.status not in ("succeeded", "degraded"):
+            raise NonRetryable(f"child run {child_id} ended {summary.status}: {summary.error}")
+        return summary.outputs
+
+    async def _registered(self, name: str) -> Workflow:
+        runs = await self._engine.store.list_runs(workflow=name, limit=1)
+        if not runs:
+            raise NonRetryable(
+                f"no workflow named {name!r} is registered; run it once or give its file path"
+            )
+        return await self._engine.definition(runs[0].definition_digest)
+
+    def _state(self, ctx: StepContext) -> StepState:
+        rt = self._engine.runtime(ctx.run_id)
+        return rt.steps[ctx.step_id] if ctx.index is None else rt.instances[ctx.step_id][ctx.index]
+
+
+def _parse_time(text: str | None) -> float:
+    if text is None:
+        return time.time()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise NonRetryable(f"`until` is not an ISO 8601 time (got {text!r})") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
