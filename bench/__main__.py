@@ -1,6 +1,8 @@
-"""`python -m bench [--workload W2|all] [--runs K] [--json] [--scale F] [--store-dir DIR]`.
+"""`python -m bench [--workload W2|all] [--runs K] [--json] [--scale F] [--store-dir DIR]
+[--config embedded|distributed] [--workers 1,2,4]`.
 
-Runs each workload K times, each in a fresh subprocess, and reports the median of each figure.
+Runs each workload K times, each in a fresh subprocess, and reports the median of each figure;
+in the distributed configuration, once per worker count.
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ def _workloads(value: str) -> list[str]:
     return names
 
 
+def _counts(value: str) -> list[int]:
+    try:
+        counts = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma list of integers (got {value!r})"
+        ) from None
+    if any(c < 1 for c in counts):
+        raise argparse.ArgumentTypeError(f"worker counts must be at least 1 (got {value!r})")
+    return counts
+
+
 def _positive(value: str) -> float:
     number = float(value)
     if number <= 0:
@@ -52,22 +66,44 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, help="cProfile each run into DIR, print top 15")
     parser.add_argument("--timeout", type=_positive, default=3600.0,
                         help="seconds one workload run may take")
+    parser.add_argument("--config", choices=("embedded", "distributed"), default="embedded",
+                        help="embedded: SQLite, in-process (default); distributed: PostgreSQL"
+                        " + Redis Streams with N `podium worker` processes")
+    parser.add_argument("--workers", type=_counts, default=[1, 2],
+                        help="distributed: worker process counts, a comma list (default 1,2)")
+    parser.add_argument("--worker-concurrency", type=int, default=200,
+                        help="distributed: runs one worker executes at once (default 200)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.config == "distributed" and args.profile:
+        parser.error("--profile profiles the embedded engine; profile a worker with py-spy")
+    if args.worker_concurrency < 1:
+        parser.error("--worker-concurrency must be at least 1")
     return args
 
 
-def measure(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str, Any]:
-    """Runs one workload `--runs` times and merges the reports (medians plus the raw list)."""
+def measure(
+    name: str, args: argparse.Namespace, store_dir: Path, workers: int | None = None
+) -> dict[str, Any]:
+    """Runs one workload `--runs` times and merges the reports (medians plus the raw list).
+
+    `workers` set: the distributed configuration with that many worker processes."""
     reports = []
+    extra: list[str] = []
+    label = name
+    if workers is not None:
+        extra = ["--config", "distributed", "--workers", str(workers),
+                 "--worker-concurrency", str(args.worker_concurrency)]
+        label = f"{name} ({workers} workers)"
     for k in range(1, args.runs + 1):
-        note(f"{name}: run {k}/{args.runs} ...")
+        note(f"{label}: run {k}/{args.runs} ...")
         profile = args.profile / f"{name}-{k}.prof" if args.profile else None
-        stem = store_dir / f"{name.lower()}-{k}"
+        stem = store_dir / (f"{name.lower()}-{k}" if workers is None else
+                            f"{name.lower()}-w{workers}-{k}")
         reports.append(run_isolated(
             name, args.scale, stem.with_suffix(".db"), stem.with_suffix(".json"),
-            profile, args.timeout,
+            profile, args.timeout, extra,
         ))
         if profile is not None:
             note(profile_summary(profile))
@@ -79,16 +115,20 @@ def measure(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str, A
 
 def run_all(args: argparse.Namespace, store_dir: Path) -> tuple[list[dict[str, Any]], int]:
     reports, status = [], 0
+    worker_counts: list[int | None] = [None]
+    if args.config == "distributed":
+        worker_counts = list(args.workers)
     for name in args.workload:
-        try:
-            report = measure(name, args, store_dir)
-        except BenchError as exc:
-            note(f"error: {exc}")
-            status = 1
-            continue
-        reports.append(report)
-        if args.json:
-            print(json.dumps(report), flush=True)
+        for workers in worker_counts:
+            try:
+                report = measure(name, args, store_dir, workers)
+            except BenchError as exc:
+                note(f"error: {exc}")
+                status = 1
+                continue
+            reports.append(report)
+            if args.json:
+                print(json.dumps(report), flush=True)
     return reports, status
 
 

@@ -1,6 +1,7 @@
 """Runs one workload in this process and writes its report as JSON: `python -m bench._one W2`.
 
 `python -m bench` starts one of these per workload and repetition, so peak RSS is per workload.
+With `--config distributed --workers N` this process submits and N worker processes run it.
 """
 
 from __future__ import annotations
@@ -24,10 +25,17 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench._one")
     parser.add_argument("workload", choices=NAMES)
     parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--db", type=Path, required=True, help="SQLite file to create")
+    parser.add_argument("--db", type=Path, help="SQLite file to create (embedded)")
     parser.add_argument("--out", type=Path, required=True, help="where the JSON report goes")
     parser.add_argument("--profile", type=Path, help="write cProfile stats here")
-    return parser.parse_args(argv)
+    parser.add_argument("--config", choices=("embedded", "distributed"), default="embedded")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (distributed)")
+    parser.add_argument("--worker-concurrency", type=int, default=200,
+                        help="runs one worker executes at once (distributed)")
+    args = parser.parse_args(argv)
+    if args.config == "embedded" and args.db is None:
+        parser.error("--db is required with --config embedded")
+    return args
 
 
 def _run(coro: Coroutine[Any, Any, dict[str, Any]], profile: Path | None) -> dict[str, Any]:
@@ -44,7 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     spec = build(args.workload).scaled(args.scale)
     try:
-        report = _run(run_workload(spec, args.db, Settings()), args.profile)
+        if args.config == "distributed":
+            from bench.distributed import run_distributed
+
+            coro = run_distributed(spec, Settings(), args.workers, args.worker_concurrency)
+        else:
+            coro = run_workload(spec, args.db, Settings())
+        report = _run(coro, args.profile)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -79,11 +79,14 @@ def median_of(values: list[Any]) -> Any:
 def run_isolated(
     workload: str, scale: float, db_path: Path, out_path: Path,
     profile_path: Path | None = None, timeout_s: float | None = None,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Runs one workload in a fresh interpreter and returns its report."""
+    """Runs one workload in a fresh interpreter and returns its report.
+
+    `extra` options go to `bench._one` (`--config distributed --workers N`...)."""
     cmd = [
         sys.executable, "-m", "bench._one", workload, "--scale", str(scale),
-        "--db", str(db_path), "--out", str(out_path),
+        "--db", str(db_path), "--out", str(out_path), *extra,
     ]
     if profile_path is not None:
         cmd += ["--profile", str(profile_path)]

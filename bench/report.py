@@ -14,6 +14,7 @@ from typing import Any
 
 COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (
     ("workload", lambda r: r["workload"]),
+    ("workers", lambda r: r.get("workers", "-")),
     ("N", lambda r: r["n_workflows"]),
     ("steps", lambda r: r["steps_per_workflow"]),
     ("wall s", lambda r: r["wall_s"]),
@@ -39,7 +40,8 @@ def print_table(reports: list[dict[str, Any]]) -> None:
     except ImportError:
         print_plain(reports)
         return
-    table = Table(title="podium bench (embedded-sqlite, medians)")
+    configs = ", ".join(sorted({str(r["config"]) for r in reports}))
+    table = Table(title=f"podium bench ({configs}, medians)")
     for name, _ in COLUMNS:
         table.add_column(name, justify="left" if name == "workload" else "right", no_wrap=True)
     for report in reports:

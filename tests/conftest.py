@@ -68,7 +68,7 @@ async def bus() -> AsyncIterator[Bus]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(poll_interval_s=0.02, lease_s=5)
+    return Settings(poll_interval_s=0.02, lease_s=5, store_retry_s=0.5)
 
 
 @pytest.fixture

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     lease_s: float = Field(
         30.0, gt=0, description="how long a crashed engine's runs stay claimed before recovery"
     )
+    store_retry_s: float = Field(
+        60.0, ge=0, description="how long the engine retries a failing commit before it stops"
+    )
     poll_interval_s: float = Field(
         0.2, gt=0, description="how often an engine looks for signals and cancels from elsewhere"
     )

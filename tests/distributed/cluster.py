@@ -58,7 +58,7 @@ async def effect(
     effects: str, fail_rate: float = 0.0, last_attempt: int = 1_000_000, ms: int = 0,
     prev: Any = None, ctx: StepContext | None = None,
 ) -> dict[str, Any]:
-    """Appends `key nonce` to the effects file and returns the nonce.
+    """Appends `key nonce pid` to the effects file and returns the nonce.
 
     With probability `fail_rate` the attempt fails, half the time before the side effect and
     half after it; never from `last_attempt` on, so injected failures stay within the retry
@@ -69,7 +69,7 @@ async def effect(
     if fails and random.random() < 0.5:
         raise Flaky(f"injected failure before the side effect (attempt {ctx.attempt})")
     nonce = uuid.uuid4().hex
-    _append(effects, f"{ctx.idempotency_key} {nonce}\n")
+    _append(effects, f"{ctx.idempotency_key} {nonce} {os.getpid()}\n")
     if ms:
         await asyncio.sleep(ms / 1000)
     if fails:
@@ -80,10 +80,11 @@ async def effect(
 def effect_step(effects: Path, needs: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     """A python step running `effect`; `extra` keys go to the step if known, else to the input."""
     step_keys = {"retry", "timeout", "for_each", "max_parallel"}
+    inputs = {k: v for k, v in extra.items() if k not in step_keys}
     body: dict[str, Any] = {
         "kind": "python",
         "call": "cluster:effect",
-        "input": {"effects": str(effects), **{k: v for k, v in extra.items() if k not in step_keys}},
+        "input": {"effects": str(effects), **inputs},
         **{k: v for k, v in extra.items() if k in step_keys},
     }
     if needs:
@@ -102,16 +103,25 @@ def diamond(name: str, effects: Path, width: int = 8, **extra: Any) -> dict[str,
     return {"name": name, "steps": steps}
 
 
-def read_effects(path: Path) -> tuple[int, dict[str, str]]:
-    """How many side effects were written, and the last nonce written per idempotency key."""
-    last: dict[str, str] = {}
-    count = 0
-    if path.exists():
-        for line in path.read_text().splitlines():
-            key, nonce = line.split()
-            last[key] = nonce
-            count += 1
-    return count, last
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """One line of the effects file: a step body that ran (in worker `pid`)."""
+
+    key: str  # the step's idempotency key
+    nonce: str
+    pid: int
+
+
+def read_effects(path: Path) -> list[Effect]:
+    if not path.exists():
+        return []
+    lines = (line.split() for line in path.read_text().splitlines())
+    return [Effect(key, nonce, int(pid)) for key, nonce, pid in lines]
+
+
+def last_nonces(effects: list[Effect]) -> dict[str, str]:
+    """The nonce each idempotency key was given by the last body that ran for it."""
+    return {e.key: e.nonce for e in effects}
 
 
 # -- services ----------------------------------------------------------------------------------
@@ -129,9 +139,14 @@ def postgres_problem() -> str | None:
 
 def redis_problem() -> str | None:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     try:
-        with redis.Redis(REDIS_HOST, REDIS_PORT, socket_connect_timeout=3) as client:
+        # No retries: redis-py's default ones take seconds to report a refused connection.
+        with redis.Redis(
+            REDIS_HOST, REDIS_PORT, socket_connect_timeout=3, retry=Retry(NoBackoff(), 0)
+        ) as client:
             client.ping()
             return None
     except redis.RedisError as exc:
@@ -241,7 +256,7 @@ class Cluster:
         return self.workdir / "effects.log"
 
     def command(self, *args: str) -> list[str]:
-        """A `podium` command line against this cluster's store (and bus, for `worker`)."""
+        """A `podium ARGS` command line run by this interpreter."""
         return [sys.executable, "-m", "podium.cli.app", *args]
 
     def process_env(self) -> dict[str, str]:
@@ -286,12 +301,6 @@ class Cluster:
                     proc.send_signal(signal.SIGCONT)  # a test may have left it stopped
                     proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
-
-    def logs(self, tail: int = 3000) -> str:
-        parts = []
-        for path in sorted(self.workdir.glob("worker-*.log")):
-            parts.append(f"--- {path.name} ---\n{path.read_text(errors='replace')[-tail:]}")
-        return "\n".join(parts)
 
     def drop(self) -> None:
         """Drops the schema and deletes the Redis keys (services must be up)."""
@@ -341,17 +350,72 @@ async def submitter(made: Cluster, **settings: Any) -> AsyncIterator[Any]:
         yield engine
 
 
+@dataclass(frozen=True)
+class Proof:
+    """What `prove_exactly_once` counted."""
+
+    steps_committed: int
+    bodies_run: int  # side effects written
+    retries: int  # `agent.task.retrying` events committed
+
+    @property
+    def re_executions(self) -> int:
+        return self.bodies_run - self.steps_committed
+
+
+async def prove_exactly_once(store: Any, effects_path: Path, run_ids: list[str]) -> Proof:
+    """Asserts every step of these runs was committed once (one `agent.task.completed`) and
+    that its committed nonce is the last one written for its key: no body ran after it."""
+    from podium.store import codec
+
+    wanted = set(run_ids)
+    completed: Counter[tuple[str, str, int]] = Counter()
+    retries = 0
+    for _, event in await store.list_events(limit=100_000_000):
+        if event.correlation_id not in wanted:
+            continue
+        if event.event_type == "agent.task.completed":
+            completed[(event.correlation_id, event.payload["step"], event.payload["index"])] += 1
+        elif event.event_type == "agent.task.retrying":
+            retries += 1
+    twice = {k: n for k, n in completed.items() if n != 1}
+    assert not twice, f"{len(twice)} steps committed more than once: {list(twice.items())[:3]}"
+
+    effects = read_effects(effects_path)
+    last = last_nonces(effects)
+    stale, steps = [], 0
+    for run_id in run_ids:
+        for step in await store.get_steps(run_id):
+            steps += 1
+            key = f"{run_id}/{step.step_id}"
+            assert completed[(run_id, step.step_id, step.index)] == 1, f"{key} not completed"
+            if codec.decode(step.output_blob)["nonce"] != last.get(key):
+                stale.append(key)
+    assert not stale, f"{len(stale)} committed steps ran again after the commit: {stale[:3]}"
+    assert len(completed) == steps
+    return Proof(steps, len(effects), retries)
+
+
 async def statuses(store: Any) -> Counter[str]:
     """Runs by status, read from the store."""
     runs = await store.list_runs(limit=1_000_000)
     return Counter(r.status for r in runs)
 
 
-def wait_for_lines(path: Path, count: int, timeout_s: float = 30) -> list[str]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= count:
-            return lines
-        time.sleep(0.02)
-    raise AssertionError(f"expected {count} side effects in {path} within {timeout_s:g}s")
+async def wait_for_effects(path: Path, count: int, timeout_s: float = 30) -> list[Effect]:
+    """The effects file once it holds at least `count` lines."""
+    async with asyncio.timeout(timeout_s):
+        while len(effects := read_effects(path)) < count:
+            await asyncio.sleep(0.02)
+    return effects
+
+
+async def wait_for_log(path: Path, text: str, timeout_s: float = 30) -> None:
+    """Waits until a worker's log says `text`."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while text not in path.read_text(errors="replace"):
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        tail = path.read_text(errors="replace")[-2000:]
+        raise AssertionError(f"{path.name} never said {text!r}:\n{tail}") from None

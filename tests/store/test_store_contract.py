@@ -293,3 +293,15 @@ async def test_cached_responses_round_trip_until_they_expire(store: Store) -> No
     assert await store.cache_get("k1") == {"text": "hello", "usage": {"input": 3}}
     assert await store.cache_get("k2") is None
     assert await store.cache_get("missing") is None
+
+
+async def test_finished_runs_names_only_runs_in_a_final_status(store: Store) -> None:
+    runs = [
+        make_run("done", status="succeeded"),
+        make_run("dead", status="failed"),
+        make_run("busy", status="running"),
+        make_run("waiting"),
+    ]
+    await store.write(run_batch(*runs))
+    finished = await store.finished_runs(["done", "dead", "busy", "waiting", "unknown"])
+    assert sorted(finished) == ["dead", "done"]

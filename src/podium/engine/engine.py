@@ -7,7 +7,6 @@ only after the commit that marked them running. The store/bus pair decides embed
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import os
@@ -63,7 +62,8 @@ class Engine:
         self.settings = settings or Settings()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-12:]}"
         self.journal = Journal(
-            store, bus, self.owner, on_failure=self._store_failed, on_lost=self._lost
+            store, bus, self.owner, on_failure=self._store_failed, on_lost=self._lost,
+            retry_s=self.settings.store_retry_s,
         )
         self.host = EngineHost(self, env or {})
         self._executor = StepExecutor(
@@ -75,6 +75,7 @@ class Engine:
         self._queued: dict[str, RunRuntime] = {}
         self._queue: list[tuple[int, int, str]] = []
         self._fifo = itertools.count()
+        self._resuming: set[str] = set()
         self._background: list[asyncio.Task[None]] = []
         self._completions: dict[str, list[asyncio.Future[None]]] = {}
         self._completion_watch: asyncio.Task[None] | None = None
@@ -187,20 +188,16 @@ class Engine:
             await asyncio.shield(rt.done)
             if not rt.lost:
                 return
-        # Another process runs it: the bus tells when it completes; the store has the last
-        # word (an event can be lost with a bus restart), so it is asked now and then too.
+        # Another process runs it: the bus tells when it completes, and one poller asks the
+        # store about every waited-for run at once (a bus restart can lose an event).
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(run_id)
+        if row.done:
+            return
         finished = self._completion_future(run_id)
-        pause = self.settings.poll_interval_s
         try:
-            while True:
-                row = await self.store.get_run(run_id)
-                if row is None:
-                    raise RunNotFound(run_id)
-                if row.done:
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(finished), pause)
-                pause = min(pause * 2, 5.0)
+            await asyncio.shield(finished)
         finally:
             waiters = self._completions.get(run_id)
             if waiters is not None and finished in waiters:
@@ -213,13 +210,28 @@ class Engine:
         self._completions.setdefault(run_id, []).append(future)
         if self._completion_watch is None:
             self._completion_watch = asyncio.create_task(self._watch_completions())
+            self._background.append(asyncio.create_task(self._poll_completions()))
         return future
+
+    def _completed(self, run_id: str) -> None:
+        for future in self._completions.pop(run_id, []):
+            if not future.done():
+                future.set_result(None)
 
     async def _watch_completions(self) -> None:
         async for run_id in self.bus.completed_runs():
-            for future in self._completions.pop(run_id, []):
-                if not future.done():
-                    future.set_result(None)
+            self._completed(run_id)
+
+    async def _poll_completions(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.settings.poll_interval_s, 1.0))
+            if not self._completions:
+                continue
+            try:
+                for run_id in await self.store.finished_runs(list(self._completions)):
+                    self._completed(run_id)
+            except PodiumError as exc:
+                log.warning("polling for finished runs failed", error=str(exc))
 
     async def wait(self, run_id: str) -> RunSummary:
         await self.wait_done(run_id)
@@ -262,9 +274,16 @@ class Engine:
         )
         resumed = []
         for run_id in claimed:
-            if run_id not in self._active and run_id not in self._queued:
+            # Two callers here (a worker's dispatch and its sweeper) may claim the same run:
+            # the claim accepts our own lease, so only this set keeps one runtime per run.
+            if self.knows(run_id) or run_id in self._resuming:
+                continue
+            self._resuming.add(run_id)
+            try:
                 await self._resume(run_id)
-                resumed.append(run_id)
+            finally:
+                self._resuming.discard(run_id)
+            resumed.append(run_id)
         return resumed
 
     async def replay(self, run_id: str) -> None:
@@ -741,10 +760,13 @@ class Engine:
     # -- background duties --------------------------------------------------------------------
 
     async def _renew_leases(self) -> None:
-        while True:
+        while self.journal.failure is None:  # a broken engine lets its leases run out
             await asyncio.sleep(self.settings.lease_s / 3)
             if self._active or self._queued:
-                await self.store.renew_leases(self.owner, self.settings.lease_s)
+                try:
+                    await self.store.renew_leases(self.owner, self.settings.lease_s)
+                except PodiumError as exc:
+                    log.warning("renewing leases failed", error=str(exc))
 
     async def _poll_requests(self) -> None:
         """Picks up cancels and signals that other processes wrote to the store."""

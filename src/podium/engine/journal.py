@@ -6,12 +6,14 @@ After the commit, the batch's events are published and its follow-up actions run
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import structlog
 
 from podium.bus.base import Bus
 from podium.bus.events import Event
+from podium.errors import StoreUnavailable
 from podium.store.base import Store
 from podium.store.records import Batch, DlqEntry, RunState, StepState
 
@@ -26,6 +28,7 @@ class Journal:
         owner: str,
         on_failure: Callable[[Exception], None],
         on_lost: Callable[[set[str]], None],
+        retry_s: float = 60.0,
     ) -> None:
         self._store = store
         self._owner = owner
@@ -37,6 +40,7 @@ class Journal:
         self._waiters: list[asyncio.Future[None]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._scheduled = False
+        self.retry_s = retry_s  # how long a failing store may take to come back
         self.failure: Exception | None = None  # a store error stops the engine; restart recovers
 
     def run(self, run: RunState) -> None:
@@ -108,9 +112,8 @@ class Journal:
         if self.failure is not None or not batch:
             return
         try:
-            # Shielded: cancelling the engine must not cut a commit in half.
-            lost = await asyncio.shield(self._store.write(batch))
-        except Exception as exc:  # the store wraps its errors; anything here is fatal
+            lost = await self._write_retrying(batch)
+        except Exception as exc:  # the store wraps its errors; past the retries it is fatal
             log.error("store write failed; the engine stops", error=str(exc))
             self.failure = exc
             self._on_failure(exc)
@@ -118,6 +121,23 @@ class Journal:
         if lost:
             log.warning("lost the lease of runs; another engine holds them now", runs=len(lost))
             self._on_lost(lost)
+
+    async def _write_retrying(self, batch: Batch) -> set[str]:
+        """Writes the batch, riding out a store restart: nothing moves on until it is in.
+
+        Retrying is safe: a batch is upserts keyed by run and step, and events by their id.
+        """
+        delay_s, deadline = 0.2, time.monotonic() + self.retry_s
+        while True:
+            try:
+                # Shielded: cancelling the engine must not cut a commit in half.
+                return await asyncio.shield(self._store.write(batch))
+            except StoreUnavailable as exc:
+                if time.monotonic() + delay_s > deadline:
+                    raise
+                log.warning("store write failed; retrying", error=str(exc), retry_in_s=delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
 
     def _follow_up(self, batch: Batch, after: list[Callable[[], None]]) -> None:
         if batch.events:

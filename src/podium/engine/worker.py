@@ -17,6 +17,7 @@ import structlog
 
 from podium.bus.base import Bus, Dispatch
 from podium.engine.engine import Engine
+from podium.errors import PodiumError
 from podium.store.base import Store
 from podium.store.records import WorkerInfo
 
@@ -58,6 +59,7 @@ class Worker:
         ]
         await self._stopping.wait()
         log.info("draining", in_flight=len(self._running))
+        failure = self.engine.journal.failure
         for duty in duties[:2]:
             duty.cancel()
         if self._running:
@@ -67,6 +69,8 @@ class Worker:
         await self._beat("stopped")
         # Runs still in flight stay unfinished in the store; `Engine.shutdown` releases their
         # leases so another worker's sweeper resumes them at once (a rolling restart).
+        if failure is not None:
+            raise failure  # the store stayed down: exit non-zero so a supervisor restarts us
 
     async def _take_dispatches(self) -> None:
         claims: AsyncIterator[Dispatch] = self.bus.claims(self.engine.owner, self.lease_s)
@@ -90,15 +94,21 @@ class Worker:
             await self.bus.dead_letter(dispatch, reason)
             self._slots.release()
             return
-        claimed = await self.engine.recover([dispatch.run_id])
+        try:
+            claimed = await self.engine.recover([dispatch.run_id])
+        except PodiumError as exc:  # the store is down: leave the dispatch for a retry
+            log.warning("cannot claim a run", run_id=dispatch.run_id, error=str(exc))
+            self._slots.release()
+            return
         if claimed:
             self._watch(dispatch.run_id, dispatch)
             return
         self._slots.release()
-        row = await self.store.get_run(dispatch.run_id)
-        if row is None or row.done or row.owner is not None:
-            # Finished, gone, or a live engine holds it: nothing left for this dispatch.
-            await self.bus.ack(dispatch)
+        with contextlib.suppress(PodiumError):
+            row = await self.store.get_run(dispatch.run_id)
+            if row is None or row.done or row.owner is not None:
+                # Finished, gone, or a live engine holds it: nothing left for this dispatch.
+                await self.bus.ack(dispatch)
 
     async def _sweep(self) -> None:
         """Claims runs nobody holds (a lease ran out, or the bus lost their dispatch)."""
@@ -107,7 +117,12 @@ class Worker:
             free = self._free_slots()
             if free <= 0:
                 continue
-            for run_id in await self.engine.recover(limit=free):
+            try:
+                claimed = await self.engine.recover(limit=free)
+            except PodiumError as exc:
+                log.warning("sweeping the store failed", error=str(exc))
+                continue
+            for run_id in claimed:
                 await self._slots.acquire()
                 self._watch(run_id, None)
 
@@ -117,10 +132,11 @@ class Worker:
     def _watch(self, run_id: str, dispatch: Dispatch | None) -> None:
         async def finish() -> None:
             try:
-                with contextlib.suppress(Exception):
-                    await self.engine.wait_done(run_id)
+                await self.engine.wait_done(run_id)
                 if dispatch is not None:
                     await self.bus.ack(dispatch)
+            except PodiumError as exc:  # not acked: another worker takes the run over
+                log.warning("run not finished here", run_id=run_id, error=str(exc))
             finally:
                 self._running.pop(run_id, None)
                 self._slots.release()
@@ -129,6 +145,9 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         while True:
+            if self.engine.journal.failure is not None:
+                self.stop()  # nothing can be committed any more: drain and exit
+                return
             await self._beat("running")
             await asyncio.sleep(self.heartbeat_s)
 

@@ -40,6 +40,9 @@ class Store(Protocol):
         limit: int = 50,
     ) -> list[RunState]: ...
 
+    async def finished_runs(self, run_ids: Sequence[str]) -> list[str]:
+        """Those of `run_ids` that reached a final status."""
+
     async def claim_unfinished(
         self, owner: str, lease_s: float, run_ids: Sequence[str] | None = None,
         *, limit: int | None = None,

@@ -450,6 +450,14 @@ class PostgresStore:
         )
         return [rowmap.run_from_row(r) for r in rows]
 
+    async def finished_runs(self, run_ids: Sequence[str]) -> list[str]:
+        rows = await self._fetch(
+            "SELECT run_id FROM runs WHERE run_id = ANY(%s)"
+            " AND status NOT IN ('queued', 'running')",
+            (list(run_ids),),
+        )
+        return [r[0] for r in rows]
+
     async def claim_unfinished(
         self,
         owner: str,

@@ -257,6 +257,18 @@ class SQLiteStore:
         )
         return [rowmap.run_from_row(r) for r in rows]
 
+    async def finished_runs(self, run_ids: Sequence[str]) -> list[str]:
+        finished: list[str] = []
+        for start in range(0, len(run_ids), 900):  # SQLite's bound-parameter limit
+            chunk = run_ids[start : start + 900]
+            rows = self._query(
+                f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
+                f" AND status NOT IN {_UNFINISHED}",
+                list(chunk),
+            )
+            finished.extend(r[0] for r in rows)
+        return finished
+
     async def claim_unfinished(
         self,
         owner: str,
