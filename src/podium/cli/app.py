@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from podium.cli import dlq, run, runs, serve, worker
+from podium.cli import dlq, pause, run, runs, serve, worker
 from podium.cli.common import set_verbose
 
 app = typer.Typer(
@@ -31,6 +31,8 @@ app.command("cancel")(runs.cancel_command)
 app.command("signal")(runs.signal_command)
 app.command("events")(runs.events_command)
 app.command("serve")(serve.serve_command)
+app.command("pause")(pause.pause_command)
+app.command("resume")(pause.resume_command)
 app.command("worker")(worker.worker_command)
 app.command("workers")(worker.workers_command)
 app.add_typer(dlq.dlq_app, name="dlq")

@@ -76,6 +76,8 @@ class Engine:
         self._queue: list[tuple[int, int, str]] = []
         self._fifo = itertools.count()
         self._resuming: set[str] = set()
+        self._paused: set[tuple[str, str]] = set()  # ("workflow" | "agent", name)
+        self._held: list[tuple[RunRuntime, StepState]] = []  # steps a pause keeps from starting
         self._background: list[asyncio.Task[None]] = []
         self._completions: dict[str, list[asyncio.Future[None]]] = {}
         self._completion_watch: asyncio.Task[None] | None = None
@@ -83,6 +85,7 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Engine:
+        self._paused = set(await self.store.list_paused())
         self._background = [
             asyncio.create_task(self._renew_leases()),
             asyncio.create_task(self._poll_requests()),
@@ -428,6 +431,9 @@ class Engine:
             self._for_each_done(rt, parent, step)
 
     def _launch(self, rt: RunRuntime, st: StepState) -> None:
+        if self._is_paused(rt, st):
+            self._hold(rt, st)
+            return
         st.status, st.attempts = "running", st.attempts + 1
         st.started_at = st.started_at or time.time()
         self.journal.step(st)
@@ -558,7 +564,7 @@ class Engine:
         self.journal.run(rt.row)
         self._emit(rt, "run.stopping", {"outcome": outcome, "reason": reason})
         for st in list(rt.all_states()):
-            if st.status == "running":
+            if st.status in ("running", "ready"):  # ready: held back by a pause
                 self._cancel_step(rt, st, reason)
         self._advance(rt, rt.compiled.plan.order)
 
@@ -777,8 +783,48 @@ class Engine:
                     for run_id in await self.store.cancel_requests(list(self._active)):
                         await self.cancel(run_id)
                 await self.host.deliver_signals(self.host.waiting_runs())
+                self._set_pauses(set(await self.store.list_paused()))
             except PodiumError as exc:
                 log.warning("polling the store failed", error=str(exc))
+
+    # -- pauses (the operator's brake) ------------------------------------------------------
+
+    async def pause(self, scope: str, name: str, paused: bool = True) -> bool:
+        """Stops (or lets go again) new steps of a workflow or an agent; in-flight ones finish.
+        Every engine on the store picks it up within its poll interval."""
+        if scope not in ("workflow", "agent"):
+            raise PodiumError(f"can pause a workflow or an agent, not {scope!r}")
+        changed = await self.store.set_paused(scope, name, paused)
+        self._set_pauses(set(await self.store.list_paused()))
+        return changed
+
+    def _is_paused(self, rt: RunRuntime, st: StepState) -> bool:
+        if not self._paused:
+            return False
+        agent = rt.compiled.step(st.step_id).agent
+        return ("workflow", rt.row.workflow) in self._paused or (
+            agent is not None and ("agent", agent) in self._paused
+        )
+
+    def _hold(self, rt: RunRuntime, st: StepState) -> None:
+        if st.status != "ready":
+            st.status = "ready"
+            self.journal.step(st)
+            self._emit(rt, "agent.task.held", {"step": st.step_id, "index": st.index})
+        self._held.append((rt, st))
+
+    def _set_pauses(self, paused: set[tuple[str, str]]) -> None:
+        self._paused = paused
+        held, self._held = self._held, []
+        for rt, st in held:
+            if st.status != "ready" or not self.knows(rt.run_id) or rt.lost:
+                continue
+            if st.index < 0:
+                self._launch(rt, st)  # holds it again if still paused
+                continue
+            st.status = "pending"  # for_each: refill within max_parallel
+            parent = rt.steps[st.step_id]
+            self._fill_instances(rt, parent, rt.compiled.step(st.step_id))
 
     # -- for EngineHost -------------------------------------------------------------------------
 

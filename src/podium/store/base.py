@@ -55,6 +55,11 @@ class Store(Protocol):
 
     async def heartbeat(self, worker: WorkerInfo) -> None: ...
 
+    async def set_paused(self, scope: str, name: str, paused: bool) -> bool:
+        """Pauses or resumes a workflow or agent (`scope`); False if nothing changed."""
+
+    async def list_paused(self) -> list[tuple[str, str]]: ...
+
     async def cache_get(self, key: str) -> Any | None:
         """A cached response, if one is stored under `key` and has not expired."""
 

@@ -487,6 +487,17 @@ class PostgresStore:
         )
         return claimed == 1
 
+    async def set_paused(self, scope: str, name: str, paused: bool) -> bool:
+        if paused:
+            sql = "INSERT INTO pauses VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+            params: tuple[Any, ...] = (scope, name, time.time())
+        else:
+            sql, params = "DELETE FROM pauses WHERE scope = %s AND name = %s", (scope, name)
+        return await self._execute(sql, params) == 1
+
+    async def list_paused(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in await self._fetch("SELECT scope, name FROM pauses")]
+
     async def cache_get(self, key: str) -> Any | None:
         rows = await self._fetch(
             "SELECT value FROM llm_cache WHERE key = %s AND expires_at > %s", (key, time.time())

@@ -61,6 +61,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE llm_cache (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at REAL NOT NULL);
     """,
+    # 4: operator pauses (`podium pause workflow|agent NAME`)
+    """
+    CREATE TABLE pauses (
+        scope TEXT NOT NULL, name TEXT NOT NULL, paused_at REAL NOT NULL,
+        PRIMARY KEY (scope, name)
+    );
+    """,
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -136,6 +143,13 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE llm_cache (
         key TEXT PRIMARY KEY, value BYTEA NOT NULL, expires_at DOUBLE PRECISION NOT NULL
+    );
+    """,
+    # 4: operator pauses (`podium pause workflow|agent NAME`), as MIGRATIONS[3]
+    """
+    CREATE TABLE pauses (
+        scope TEXT NOT NULL, name TEXT NOT NULL, paused_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (scope, name)
     );
     """,
 )

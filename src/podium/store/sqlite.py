@@ -333,6 +333,16 @@ class SQLiteStore:
             ),
         )
 
+    async def set_paused(self, scope: str, name: str, paused: bool) -> bool:
+        if paused:
+            sql = "INSERT OR IGNORE INTO pauses VALUES (?, ?, ?)"
+            return self._execute(sql, (scope, name, time.time())) == 1
+        sql = "DELETE FROM pauses WHERE scope = ? AND name = ?"
+        return self._execute(sql, (scope, name)) == 1
+
+    async def list_paused(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self._query("SELECT scope, name FROM pauses")]
+
     async def cache_get(self, key: str) -> Any | None:
         rows = self._query(
             "SELECT value FROM llm_cache WHERE key = ? AND expires_at > ?", (key, time.time())
