@@ -7,6 +7,7 @@ only after the commit that marked them running. The store/bus pair decides embed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import os
@@ -76,6 +77,7 @@ class Engine:
         self._queue: list[tuple[int, int, str]] = []
         self._fifo = itertools.count()
         self._resuming: set[str] = set()
+        self._stopping = asyncio.Event()
         self._paused: set[tuple[str, str]] = set()  # ("workflow" | "agent", name)
         self._held: list[tuple[RunRuntime, StepState]] = []  # steps a pause keeps from starting
         self._background: list[asyncio.Task[None]] = []
@@ -95,8 +97,19 @@ class Engine:
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
 
+    async def _pause_s(self, seconds: float) -> bool:
+        """Sleeps between two rounds of a background duty; False once the engine stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return not self._stopping.is_set()
+
     async def shutdown(self) -> None:
         """Stops without finishing runs: their committed state stays for `recover`."""
+        # Background duties finish their round first: cancelling one in the middle of a store
+        # query can leave a pooled connection stuck, and a pool that never closes.
+        self._stopping.set()
+        if self._background:
+            await asyncio.wait(self._background, timeout=10)
         if self._completion_watch is not None:
             self._background.append(self._completion_watch)
             self._completion_watch = None
@@ -226,8 +239,7 @@ class Engine:
             self._completed(run_id)
 
     async def _poll_completions(self) -> None:
-        while True:
-            await asyncio.sleep(max(self.settings.poll_interval_s, 1.0))
+        while await self._pause_s(max(self.settings.poll_interval_s, 1.0)):
             if not self._completions:
                 continue
             try:
@@ -766,8 +778,8 @@ class Engine:
     # -- background duties --------------------------------------------------------------------
 
     async def _renew_leases(self) -> None:
-        while self.journal.failure is None:  # a broken engine lets its leases run out
-            await asyncio.sleep(self.settings.lease_s / 3)
+        # A broken engine lets its leases run out.
+        while self.journal.failure is None and await self._pause_s(self.settings.lease_s / 3):
             if self._active or self._queued:
                 try:
                     await self.store.renew_leases(self.owner, self.settings.lease_s)
@@ -776,8 +788,7 @@ class Engine:
 
     async def _poll_requests(self) -> None:
         """Picks up cancels and signals that other processes wrote to the store."""
-        while True:
-            await asyncio.sleep(self.settings.poll_interval_s)
+        while await self._pause_s(self.settings.poll_interval_s):
             try:
                 if self._active or self._queued:
                     for run_id in await self.store.cancel_requests(list(self._active)):
