@@ -60,8 +60,9 @@ class Worker:
         await self._stopping.wait()
         log.info("draining", in_flight=len(self._running))
         failure = self.engine.journal.failure
-        for duty in duties[:2]:
-            duty.cancel()
+        # The dispatch loop waits on Redis and can be cancelled; the sweeper talks to the store,
+        # so it stops between rounds (a query cancelled midway can wedge a pooled connection).
+        duties[0].cancel()
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=self.drain_s)
         duties[2].cancel()
@@ -113,7 +114,10 @@ class Worker:
     async def _sweep(self) -> None:
         """Claims runs nobody holds (a lease ran out, or the bus lost their dispatch)."""
         while True:
-            await asyncio.sleep(self.lease_s / 2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.lease_s / 2)
+            if self._stopping.is_set():
+                return
             free = self._free_slots()
             if free <= 0:
                 continue
