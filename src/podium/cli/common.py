@@ -60,6 +60,9 @@ BusOption = Annotated[
     str | None,
     typer.Option("--bus", metavar="URL", help="Bus URL (default: $PODIUM_BUS, else memory://)"),
 ]
+DrainOption = Annotated[
+    float, typer.Option("--drain", help="Seconds to let in-flight runs finish on SIGTERM")
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables")
 ]

@@ -16,6 +16,7 @@ import typer
 
 from podium.cli.common import (
     BusOption,
+    DrainOption,
     StoreOption,
     guarded,
     note,
@@ -45,9 +46,7 @@ def serve_command(
         typer.Option("--concurrency", "-c", min=1,
                      help="Runs executed at once (embedded bus only; workers run them otherwise)"),
     ] = 100,
-    drain_s: Annotated[
-        float, typer.Option("--drain", help="Seconds to let in-flight runs finish on SIGTERM")
-    ] = 30.0,
+    drain_s: DrainOption = 30.0,
     store: StoreOption = None,
     bus: BusOption = None,
 ) -> None:

@@ -16,6 +16,7 @@ from rich.table import Table
 from podium.bus.events import utc_iso
 from podium.cli.common import (
     BusOption,
+    DrainOption,
     JsonOption,
     StoreOption,
     guarded,
@@ -38,9 +39,7 @@ def worker_command(
     concurrency: Annotated[
         int, typer.Option("--concurrency", "-c", min=1, help="Runs this worker executes at once")
     ] = 100,
-    drain_s: Annotated[
-        float, typer.Option("--drain", help="Seconds to let in-flight runs finish on SIGTERM")
-    ] = 30.0,
+    drain_s: DrainOption = 30.0,
     store: StoreOption = None,
     bus: BusOption = None,
 ) -> None:
