@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from podium.control.config import ControlConfig
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PODIUM_", extra="ignore")
@@ -41,4 +43,15 @@ class Settings(BaseSettings):
         None,
         description="TOML, YAML or JSON file of model prices (USD per 1M tokens) and tier"
         " models, merged over the built-in list prices (podium.control.pricing)",
+    )
+    config: Path | None = Field(
+        None,
+        description="TOML file of the control layer (capacities, limits, circuits, queue TTLs,"
+        " budgets); default ./podium.toml when it exists",
+    )
+    control: ControlConfig = Field(
+        # Not read here: `load_control` reads the file and its PODIUM_<SECTION>__<KEY> overrides.
+        default_factory=ControlConfig.model_construct,
+        exclude=True,
+        description="loaded from `config` by load_control",
     )

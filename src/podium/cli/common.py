@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -20,6 +21,7 @@ from rich.console import Console
 
 from podium import loop
 from podium.bus import open_bus
+from podium.control.config import load_control
 from podium.errors import PodiumError, RunNotFound, WorkflowInvalid
 from podium.model.workflow import Workflow
 from podium.plan import Plan, build_plan
@@ -134,7 +136,14 @@ def settings_for(store: str | None, bus: str | None) -> Settings:
             for e in exc.errors()
         )
         raise UsageProblem(f"bad settings in the environment: {wrong}") from None
-    overrides = {name: value for name, value in (("store", store), ("bus", bus)) if value}
+    overrides: dict[str, Any] = {
+        name: value for name, value in (("store", store), ("bus", bus)) if value
+    }
+    config = settings.config or (Path("podium.toml") if Path("podium.toml").is_file() else None)
+    try:
+        overrides["control"] = load_control(config)
+    except PodiumError as exc:
+        raise UsageProblem(str(exc)) from None
     if settings.pricing_file is not None:  # before any workflow is validated against it
         from podium.control.pricing import load_pricing, use_pricing
 

@@ -21,6 +21,7 @@ import structlog
 
 from podium.bus.base import Bus
 from podium.bus.events import Event, new_id
+from podium.control.plane import ControlPlane
 from podium.engine.executor import Outcome, StepExecutor
 from podium.engine.host import EngineHost
 from podium.engine.journal import Journal
@@ -67,8 +68,14 @@ class Engine:
             retry_s=self.settings.store_retry_s,
         )
         self.host = EngineHost(self, env or {})
+        self.control = ControlPlane(self.settings.control, store, self.owner, self._emit_control)
         self._executor = StepExecutor(
-            self.journal, self._emit, self.host, env or {}, self.settings.max_output_bytes
+            self.journal,
+            self._emit,
+            self.host,
+            env or {},
+            self.settings.max_output_bytes,
+            self.control.guards,
         )
         self._compiled: dict[str, Compiled] = {}
         self._compiled_by_obj: dict[int, Compiled] = {}
@@ -88,9 +95,11 @@ class Engine:
 
     async def __aenter__(self) -> Engine:
         self._paused = set(await self.store.list_paused())
+        await self.control.start()
         self._background = [
             asyncio.create_task(self._renew_leases()),
             asyncio.create_task(self._poll_requests()),
+            asyncio.create_task(self._tick_control()),
         ]
         return self
 
@@ -125,6 +134,7 @@ class Engine:
         self._background = []
         if self.journal.failure is None:
             await self.journal.drain()
+            await self.control.close()
             await self.store.release_leases(self.owner)
         await close_runners()
         for rt in [*self._active.values(), *self._queued.values()]:
@@ -798,6 +808,13 @@ class Engine:
             except PodiumError as exc:
                 log.warning("polling the store failed", error=str(exc))
 
+    async def _tick_control(self) -> None:
+        while await self._pause_s(self.settings.poll_interval_s):
+            try:
+                await self.control.tick()
+            except PodiumError as exc:
+                log.warning("control-layer upkeep failed", error=str(exc))
+
     # -- pauses (the operator's brake) ------------------------------------------------------
 
     async def pause(self, scope: str, name: str, paused: bool = True) -> bool:
@@ -853,6 +870,14 @@ class Engine:
         self._emit(self._active[run_id], event_type, payload)
 
     # -- events ------------------------------------------------------------------------------
+
+    def _emit_control(self, run_id: str, event_type: str, payload: dict[str, Any]) -> None:
+        """A control-layer event: in the run's chain when this engine runs it, else alone."""
+        rt = self._active.get(run_id)
+        if rt is not None:
+            self._emit(rt, event_type, payload)
+            return
+        self.journal.event(Event(event_type=event_type, correlation_id=run_id, payload=payload))
 
     def _emit(self, rt: RunRuntime, event_type: str, payload: dict[str, Any]) -> None:
         event = Event(

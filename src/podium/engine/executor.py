@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from podium.control.guard import Call, CallOutcome, Guard
 from podium.engine.journal import Journal
 from podium.engine.rules import backoff_s
 from podium.engine.runtime import RunRuntime
@@ -68,7 +69,9 @@ class StepExecutor:
         host: StepHost,
         env: Mapping[str, str],
         max_output_bytes: int,
+        guards: list[Guard],
     ) -> None:
+        self._guards = guards
         self._journal = journal
         self._emit = emit
         self._host = host
@@ -167,9 +170,17 @@ class StepExecutor:
             timeout_s=step.timeout_s,
         )
         try:
-            rendered = render_action(action, rt.context(st, attempt, self._env))
-            async with asyncio.timeout(step.timeout_s):
-                result = await RUNNERS[action.kind].run(rendered, ctx, self._host)
+            context = rt.context(st, attempt, self._env)
+            rendered = render_action(action, context)
+            if self._guards:
+                call = Call(
+                    rt.run_id, rt.row.workflow, step, st.index, attempt, rendered, context,
+                    primary=action is step.action,
+                )
+                result = await self._guarded(call, ctx, step.timeout_s)
+            else:
+                async with asyncio.timeout(step.timeout_s):
+                    result = await RUNNERS[action.kind].run(rendered, ctx, self._host)
         except TimeoutError:
             raise StepTimedOut(st.step_id, step.timeout_s) from None
         except StepError:
@@ -177,6 +188,33 @@ class StepExecutor:
         except Exception as exc:  # a step body may raise anything: it is a failed attempt
             raise StepError(f"{type(exc).__name__}: {exc}") from None
         return result, self.encode(st.step_id, result.output)
+
+    async def _guarded(self, call: Call, ctx: StepContext, timeout_s: float) -> StepResult:
+        """The call, once every guard let it through; the attempt's timeout starts after
+        the guards (waiting for a slot is not running)."""
+        entered: list[Guard] = []
+        outcome: CallOutcome = "cancelled"
+        try:
+            for guard in self._guards:
+                try:
+                    await guard.enter(call)
+                except StepError:
+                    outcome = "refused"
+                    raise
+                entered.append(guard)
+            outcome = "failed"
+            async with asyncio.timeout(timeout_s):
+                result = await RUNNERS[call.action.kind].run(call.action, ctx, self._host)
+            call.tokens_in, call.tokens_out = result.tokens_in, result.tokens_out
+            call.cost_usd = result.cost_usd
+            outcome = "ok"
+            return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            for guard in reversed(entered):
+                guard.exit(call, outcome)
 
     def encode(self, step_id: str, output: Any) -> bytes:
         try:

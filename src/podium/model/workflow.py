@@ -35,6 +35,8 @@ STEP_POLICY_KEYS = frozenset(
         "compensate",
         "agent",
         "description",
+        "circuit",
+        "limits",
     }
 )
 
@@ -51,6 +53,25 @@ class RetryPolicy(_Strict):
     factor: float = Field(2.0, ge=1.0)
     max_backoff_s: Duration = Field(30.0, alias="max_backoff")
     jitter: float = Field(0.2, ge=0.0, le=1.0)
+
+
+class CircuitPolicy(_Strict):
+    """A circuit breaker (DESIGN §3.3): open after `failures` consecutive failed attempts,
+    half-open after `cooldown`, closed again after `successes` successful trial calls."""
+
+    failures: int = Field(5, ge=1)
+    cooldown_s: Duration = Field(30.0, alias="cooldown")
+    successes: int = Field(1, ge=1)
+    half_open_max: int = Field(1, ge=1)  # trial calls let through at once while half-open
+
+
+class Limits(_Strict):
+    """Rate and concurrency limits of an agent (or a provider), shared by every engine."""
+
+    rpm: float | None = Field(None, gt=0)  # requests per minute (token bucket)
+    tpm: float | None = Field(None, gt=0)  # tokens per minute, reserved from an estimate
+    max_concurrent: int | None = Field(None, ge=1)  # calls in flight at once
+    key: str | None = None  # expression: one bucket per value, e.g. "{{ inputs.customer }}"
 
 
 class Resources(_Strict):
@@ -189,6 +210,8 @@ class Step(_Strict):
     compensate: Action | None = None
     agent: str | None = None
     description: str | None = None
+    circuit: CircuitPolicy | None = None
+    limits: Limits | None = None
     action: Action
 
     @model_validator(mode="before")

@@ -68,6 +68,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (scope, name)
     );
     """,
+    # 5: schedules (being written: replace this placeholder)
+    "SELECT 1",
+    # 6: circuit breakers (being written: replace this placeholder)
+    "SELECT 1",
+    # 7: capacity pools and token buckets (being written: replace this placeholder)
+    "SELECT 1",
+    # 8: spend ledger and budget holds (being written: replace this placeholder)
+    "SELECT 1",
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -152,4 +160,12 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (scope, name)
     );
     """,
+    # 5: schedules (being written: replace this placeholder)
+    "SELECT 1",
+    # 6: circuit breakers (being written: replace this placeholder)
+    "SELECT 1",
+    # 7: capacity pools and token buckets (being written: replace this placeholder)
+    "SELECT 1",
+    # 8: spend ledger and budget holds (being written: replace this placeholder)
+    "SELECT 1",
 )

@@ -1,0 +1,126 @@
+"""The operator's control configuration: capacities, limits, circuits, queue TTLs, budgets.
+
+Read from `podium.toml` (or `PODIUM_CONFIG`) with `PODIUM_<SECTION>__<KEY>` variables winning.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from podium.errors import PodiumError
+from podium.model.units import Duration, SizeMiB
+from podium.model.workflow import CircuitPolicy, Limits
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Capacities(_Section):
+    """What admission may hand out at once, across every engine (DESIGN §3.8). None: unbounded."""
+
+    cpu: float | None = Field(None, ge=0)
+    memory_mib: SizeMiB | None = Field(None, alias="memory")
+    api_calls: float | None = Field(None, ge=0)  # api calls in flight at once
+    agent_instances: int | None = Field(None, ge=0)  # agent steps running at once
+
+
+class GlobalLimits(_Section):
+    max_concurrent: int | None = Field(None, ge=1)  # step attempts in flight, all engines
+
+
+class AgentControl(_Section):
+    """Operator settings for one agent, over what workflows say."""
+
+    limits: Limits | None = None
+    circuit: CircuitPolicy | None = None
+
+
+class Circuits(_Section):
+    default: CircuitPolicy | None = None  # for steps that configure none; None: breakers off
+
+
+class QueueTtl(_Section):
+    """How long a run may wait queued per priority before it ends `expired` (DESIGN §3.7)."""
+
+    critical: Duration = 60.0
+    high: Duration = 300.0
+    normal: Duration = 3600.0
+    low: Duration = 86400.0
+
+
+class Queue(_Section):
+    ttl: QueueTtl = Field(default_factory=QueueTtl)
+
+
+class ScopeBudget(_Section):
+    hourly_usd: float | None = Field(None, ge=0)
+    daily_usd: float | None = Field(None, ge=0)
+
+
+class Budgets(_Section):
+    """Global and per-workflow spend limits over rolling hours and days (DESIGN §3.9)."""
+
+    hourly_usd: float | None = Field(None, ge=0)
+    daily_usd: float | None = Field(None, ge=0)
+    warn_at: float = Field(0.8, gt=0, le=1)  # fraction of a limit that raises the warning
+    action: Literal["block", "throttle"] = "block"
+    workflows: dict[str, ScopeBudget] = Field(default_factory=dict)
+
+
+class ControlConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PODIUM_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    resources: Capacities = Field(default_factory=Capacities)
+    limits: GlobalLimits = Field(default_factory=GlobalLimits)
+    agents: dict[str, AgentControl] = Field(default_factory=dict)
+    providers: dict[str, Limits] = Field(default_factory=dict)
+    circuits: Circuits = Field(default_factory=Circuits)
+    queue: Queue = Field(default_factory=Queue)
+    budgets: Budgets = Field(default_factory=Budgets)
+
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment overrides them.
+        return (env_settings, init_settings)
+
+
+def load_control(path: Path | None) -> ControlConfig:
+    """The control config from `path` (TOML) and PODIUM_<SECTION>__<KEY> variables."""
+    data = read_config_file(path) if path is not None else {}
+    where = str(path) if path is not None else "the environment"
+    try:
+        return ControlConfig(**data)
+    except ValidationError as exc:
+        problems = [
+            f"{where}: {'.'.join(map(str, e['loc']))}: {e['msg'].lower()}"
+            + (f" (got {e['input']!r})" if e["type"] != "missing" else "")
+            for e in exc.errors()
+        ]
+        raise PodiumError("\n".join(problems)) from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The TOML file as a dict; a missing or malformed file is a clear error."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise PodiumError(f"cannot read the config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PodiumError(f"{path}: not valid TOML: {exc}") from None

@@ -1,0 +1,69 @@
+"""What the control layer sees of one call (`Call`) and what a control must do (`Guard`).
+
+The executor asks every guard before a step attempt calls out and tells each one afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+from podium.model.workflow import Action, Step
+
+# ok: the call succeeded; failed: it was made and failed (timeouts too); refused: a guard
+# refused it before any call; cancelled: the attempt was cancelled (or the engine stopped).
+CallOutcome = Literal["ok", "failed", "refused", "cancelled"]
+
+# (run id or "" for a system event, event type, payload): queued on the run's journal.
+Emit = Callable[[str, str, dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class Call:
+    """One attempt of one step instance (or its fallback), as the guards see it."""
+
+    run_id: str
+    workflow: str
+    step: Step
+    index: int  # -1 unless a for_each instance
+    attempt: int
+    action: Action  # rendered: what will really be called
+    context: Mapping[str, Any]  # the expression context (for `limits.key`)
+    primary: bool  # False for a fallback (it has its own kind and target, and no agent)
+    tokens_in: int = 0  # what the attempt used, filled in after it (0 if unknown)
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    notes: dict[str, Any] = field(default_factory=dict)  # per-guard state between enter/exit
+
+    @property
+    def agent(self) -> str | None:
+        return self.step.agent if self.primary else None
+
+    @property
+    def target(self) -> str:
+        """`kind:target` of the call: what a circuit or a limit without an agent is keyed by."""
+        return call_target(self.action)
+
+
+def call_target(action: Action) -> str:
+    kind = action.kind
+    url = getattr(action, "url", None) or getattr(action, "webhook", None)
+    if isinstance(url, str):
+        return f"{kind}:{urlsplit(url).netloc or url}"
+    if kind == "llm":
+        return f"llm:{getattr(action, 'provider', '')}/{getattr(action, 'model', None) or ''}"
+    if kind == "python":
+        return f"python:{getattr(action, 'call', '')}"
+    return kind
+
+
+class Guard(Protocol):
+    async def enter(self, call: Call) -> None:
+        """Before the call: may wait (a slot, tokens), or raise a StepError to refuse it."""
+
+    def exit(self, call: Call, outcome: CallOutcome) -> None:
+        """After the call, for every guard whose `enter` returned: release what it took and
+        record the outcome. Synchronous, as it runs in `finally` blocks: store work it needs
+        is queued on the guard's own task, not awaited here."""
