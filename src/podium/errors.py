@@ -9,6 +9,7 @@ PodiumError
  └── StepError              raised inside a step attempt
       ├── StepTimedOut      the attempt ran past its timeout
       ├── NonRetryable      a step author says: do not retry this
+      │    └── CircuitOpen   an open circuit breaker refused the call (no call made)
       ├── Retry             a step author says: retry, after this delay
       └── ExpressionError   a {{ }} expression failed at run time
 """
@@ -80,6 +81,17 @@ class NonRetryable(StepError):
 
     code = "non_retryable"
     retryable = False
+
+
+class CircuitOpen(NonRetryable):
+    """An open (or fully busy half-open) circuit refused the attempt: nothing was called, and
+    no retry is made against it; the step goes straight to its fallback (DESIGN §3.3)."""
+
+    code = "circuit_open"
+
+    def __init__(self, circuit: str, why: str) -> None:
+        self.circuit = circuit
+        super().__init__(f"circuit {circuit} is open: {why}; the call was not made")
 
 
 class Retry(StepError):

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from podium.cli import dlq, pause, run, runs, serve, worker
+from podium.cli import dlq, pause, queue, run, runs, serve, worker
 from podium.cli.common import set_verbose
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.command("pause")(pause.pause_command)
 app.command("resume")(pause.resume_command)
 app.command("worker")(worker.worker_command)
 app.command("workers")(worker.workers_command)
+app.command("queue")(queue.queue_command)
 app.add_typer(dlq.dlq_app, name="dlq")
 app.add_typer(worker.db_app, name="db")
 

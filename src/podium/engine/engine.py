@@ -324,6 +324,7 @@ class Engine:
         if not claimed:
             raise PodiumError(f"run {run_id} is being replayed by another process already")
         row.status, row.stopping, row.error, row.finished_at = "queued", None, None, None
+        row.created_at = time.time()  # queued anew: its queue TTL counts from now
         row.owner, row.lease_until = self.owner, time.time() + self.settings.lease_s
         if self.bus.distributed:
             row.owner, row.lease_until = None, None
@@ -367,11 +368,62 @@ class Engine:
         self.journal.after(self._pump)
 
     def _pump(self) -> None:
+        now = time.time()
         while self._queue and len(self._active) < self.settings.max_active_runs:
             _, _, run_id = heapq.heappop(self._queue)
             rt = self._queued.pop(run_id, None)
-            if rt is not None:  # a queued run cancelled meanwhile is gone from _queued
+            if rt is None:  # a queued run cancelled (or expired) meanwhile is gone from _queued
+                continue
+            if now - rt.row.created_at > self._queue_ttl(rt.row.priority):
+                self._expire(rt, now)
+            else:
                 self._start_run(rt)
+
+    def _queue_ttl(self, priority: str) -> float:
+        ttl: float = getattr(self.settings.control.queue.ttl, priority)
+        return ttl
+
+    def _expire(self, rt: RunRuntime, now: float) -> None:
+        """Ends a run that waited in the queue past its priority's TTL (DESIGN §3.7)."""
+        self._queued.pop(rt.run_id, None)
+        self._active[rt.run_id] = rt  # until _retire, like any run that finishes
+        waited, ttl = now - rt.row.created_at, self._queue_ttl(rt.row.priority)
+        rt.row.status = "expired"
+        rt.row.error = (
+            f"waited {waited:.1f}s queued, past the {rt.row.priority} priority's"
+            f" queue TTL of {ttl:g}s"
+        )
+        self._emit(
+            rt,
+            "run.expired",
+            {"priority": rt.row.priority, "waited_s": round(waited, 3), "ttl_s": ttl},
+        )
+        self._finalize(rt)
+
+    def _expire_queued(self) -> None:
+        """Expires overdue runs still waiting in this engine's queue (nothing pumps them)."""
+        now = time.time()
+        for rt in list(self._queued.values()):
+            if now - rt.row.created_at > self._queue_ttl(rt.row.priority):
+                self._expire(rt, now)
+
+    async def expire_overdue(self, limit: int = 500) -> list[str]:
+        """Expires queued runs in the store that nobody holds and that waited past their
+        TTL (distributed mode: their dispatch may sit behind a backlog); returns them."""
+        ttl = self.settings.control.queue.ttl
+        overdue = await self.store.overdue_queued(ttl.model_dump(), limit)
+        expired = []
+        for run_id in await self.store.claim_unfinished(
+            self.owner, self.settings.lease_s, overdue
+        ):
+            row = await self.store.get_run(run_id)
+            if row is None or row.status != "queued" or self.knows(run_id):
+                continue
+            compiled = await self._compiled_for(row.definition_digest)
+            self._expire(self._runtime(row, compiled, []), time.time())
+            expired.append(run_id)
+        await self.journal.committed()
+        return expired
 
     def _start_run(self, rt: RunRuntime) -> None:
         self._active[rt.run_id] = rt
@@ -810,6 +862,8 @@ class Engine:
 
     async def _tick_control(self) -> None:
         while await self._pause_s(self.settings.poll_interval_s):
+            if self._queued:
+                self._expire_queued()
             try:
                 await self.control.tick()
             except PodiumError as exc:

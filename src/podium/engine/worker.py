@@ -118,6 +118,10 @@ class Worker:
                 await asyncio.wait_for(self._stopping.wait(), self.lease_s / 2)
             if self._stopping.is_set():
                 return
+            try:
+                await self.engine.expire_overdue()  # needs no slot: it runs no step
+            except PodiumError as exc:
+                log.warning("expiring overdue runs failed", error=str(exc))
             free = self._free_slots()
             if free <= 0:
                 continue

@@ -5,11 +5,19 @@ SQLite (embedded) implements it; a PostgreSQL store drops in behind the same met
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from podium.bus.events import Event
-from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState, WorkerInfo
+from podium.store.records import (
+    Batch,
+    DlqEntry,
+    QueueStat,
+    RunState,
+    Signal,
+    StepState,
+    WorkerInfo,
+)
 
 
 class Store(Protocol):
@@ -88,3 +96,11 @@ class Store(Protocol):
     async def request_cancel(self, run_id: str) -> None: ...
 
     async def cancel_requests(self, run_ids: Sequence[str]) -> list[str]: ...
+
+    # -- the priority queue (DESIGN §3.7) --
+
+    async def overdue_queued(self, ttl_s: Mapping[str, float], limit: int) -> list[str]:
+        """Queued runs nobody holds that waited longer than their priority's TTL."""
+
+    async def queue_stats(self) -> list[QueueStat]:
+        """Per priority: how many runs are queued and since when the oldest waits."""

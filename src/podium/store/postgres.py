@@ -28,7 +28,15 @@ from podium.bus.events import Event
 from podium.errors import StoreUnavailable
 from podium.store import codec
 from podium.store import rows as rowmap
-from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState, WorkerInfo
+from podium.store.records import (
+    Batch,
+    DlqEntry,
+    QueueStat,
+    RunState,
+    Signal,
+    StepState,
+    WorkerInfo,
+)
 from podium.store.schema import POSTGRES_MIGRATIONS
 
 T = TypeVar("T")
@@ -90,6 +98,7 @@ _INSERT_DEFINITIONS = (
 _UPSERT_RUNS = (
     _unnest("runs", _RUN_COLS, _RUN_TYPES)
     + " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status,"
+    " created_at = excluded.created_at,"
     " started_at = excluded.started_at, finished_at = excluded.finished_at,"
     " error = excluded.error, cost_usd = excluded.cost_usd,"
     " tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out,"
@@ -583,3 +592,23 @@ class PostgresStore:
             (list(run_ids),),
         )
         return [r[0] for r in rows]
+
+    # -- the priority queue (DESIGN §3.7) --
+
+    async def overdue_queued(self, ttl_s: Mapping[str, float], limit: int) -> list[str]:
+        now = time.time()
+        overdue = " OR ".join("(priority = %s AND created_at < %s)" for _ in ttl_s)
+        params = [v for p, ttl in ttl_s.items() for v in (p, now - ttl)]
+        rows = await self._fetch(
+            f"SELECT run_id FROM runs WHERE status = 'queued' AND ({overdue})"
+            " AND (owner IS NULL OR lease_until < %s) ORDER BY created_at LIMIT %s",
+            [*params, now, limit],
+        )
+        return [r[0] for r in rows]
+
+    async def queue_stats(self) -> list[QueueStat]:
+        rows = await self._fetch(
+            "SELECT priority, count(*), min(created_at) FROM runs WHERE status = 'queued'"
+            f" GROUP BY priority ORDER BY min({_BY_PRIORITY})"
+        )
+        return [QueueStat(r[0], r[1], r[2]) for r in rows]

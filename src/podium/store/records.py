@@ -164,3 +164,39 @@ class Batch:
             or self.dlq_remove
             or self.signals_taken
         )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStat:
+    priority: str
+    depth: int
+    oldest_created_at: float | None
+
+
+# -- circuit breakers --
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitRecord:
+    """One circuit breaker's shared state (DESIGN §3.3), as every engine reads it."""
+
+    key: str  # the agent's name, or the call's `kind:target`
+    state: str  # closed | open | half_open
+    failures: int = 0  # consecutive failed attempts
+    successes: int = 0  # trial successes since it half-opened
+    trials: int = 0  # trial calls in flight while half-open
+    opened_at: float | None = None  # when it last opened (the cool-down counts from here)
+    cooldown_s: float = 0.0  # the cool-down of the policy that opened it (for display)
+    forced: bool = False  # held open by an operator until `podium circuits close`
+    updated_at: float = 0.0
+    trial_until: float | None = None  # trials in flight past this are presumed lost
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitResult:
+    """What a circuit store operation left behind, and the transition it made, if any."""
+
+    circuit: CircuitRecord | None  # None: no row (a circuit never seen is closed)
+    transition: str | None = None  # opened | half_opened | closed
+    allowed: bool = True  # take_circuit_trial: may the call go ahead
+    trial: bool = False  # take_circuit_trial: the call holds a half-open trial slot

@@ -70,8 +70,15 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: schedules (being written: replace this placeholder)
     "SELECT 1",
-    # 6: circuit breakers (being written: replace this placeholder)
-    "SELECT 1",
+    # 6: circuit breakers, shared by every engine (`podium circuits`)
+    """
+    CREATE TABLE circuits (
+        key TEXT PRIMARY KEY, state TEXT NOT NULL, failures INTEGER NOT NULL DEFAULT 0,
+        successes INTEGER NOT NULL DEFAULT 0, trials INTEGER NOT NULL DEFAULT 0,
+        opened_at REAL, cooldown_s REAL NOT NULL DEFAULT 0, forced INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL, trial_until REAL
+    );
+    """,
     # 7: capacity pools and token buckets (being written: replace this placeholder)
     "SELECT 1",
     # 8: spend ledger and budget holds (being written: replace this placeholder)
@@ -162,8 +169,16 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: schedules (being written: replace this placeholder)
     "SELECT 1",
-    # 6: circuit breakers (being written: replace this placeholder)
-    "SELECT 1",
+    # 6: circuit breakers (`podium circuits`), as MIGRATIONS[5]
+    """
+    CREATE TABLE circuits (
+        key TEXT PRIMARY KEY, state TEXT NOT NULL, failures INTEGER NOT NULL DEFAULT 0,
+        successes INTEGER NOT NULL DEFAULT 0, trials INTEGER NOT NULL DEFAULT 0,
+        opened_at DOUBLE PRECISION, cooldown_s DOUBLE PRECISION NOT NULL DEFAULT 0,
+        forced BOOLEAN NOT NULL DEFAULT false, updated_at DOUBLE PRECISION NOT NULL,
+        trial_until DOUBLE PRECISION
+    );
+    """,
     # 7: capacity pools and token buckets (being written: replace this placeholder)
     "SELECT 1",
     # 8: spend ledger and budget holds (being written: replace this placeholder)

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,15 @@ from podium.bus.events import Event
 from podium.errors import StoreUnavailable
 from podium.store import codec
 from podium.store import rows as rowmap
-from podium.store.records import Batch, DlqEntry, RunState, Signal, StepState, WorkerInfo
+from podium.store.records import (
+    Batch,
+    DlqEntry,
+    QueueStat,
+    RunState,
+    Signal,
+    StepState,
+    WorkerInfo,
+)
 from podium.store.schema import MIGRATIONS
 
 _RUN_COLS = (
@@ -40,7 +48,7 @@ _BY_PRIORITY = (
 
 _UPSERT_RUN = (
     f"INSERT INTO runs ({_RUN_COLS}) VALUES ({','.join('?' * 18)})"
-    " ON CONFLICT (run_id) DO UPDATE SET status=excluded.status,"
+    " ON CONFLICT (run_id) DO UPDATE SET status=excluded.status, created_at=excluded.created_at,"
     " started_at=excluded.started_at, finished_at=excluded.finished_at,"
     " error=excluded.error, cost_usd=excluded.cost_usd,"
     " tokens_in=excluded.tokens_in, tokens_out=excluded.tokens_out,"
@@ -424,3 +432,23 @@ class SQLiteStore:
             list(run_ids),
         )
         return [r[0] for r in rows]
+
+    # -- the priority queue (DESIGN §3.7) --
+
+    async def overdue_queued(self, ttl_s: Mapping[str, float], limit: int) -> list[str]:
+        now = time.time()
+        overdue = " OR ".join("(priority = ? AND created_at < ?)" for _ in ttl_s)
+        params = [v for p, ttl in ttl_s.items() for v in (p, now - ttl)]
+        rows = self._query(
+            f"SELECT run_id FROM runs WHERE status = 'queued' AND ({overdue})"
+            " AND (owner IS NULL OR lease_until < ?) ORDER BY created_at LIMIT ?",
+            [*params, now, limit],
+        )
+        return [r[0] for r in rows]
+
+    async def queue_stats(self) -> list[QueueStat]:
+        rows = self._query(
+            "SELECT priority, count(*), min(created_at) FROM runs WHERE status = 'queued'"
+            f" GROUP BY priority ORDER BY min({_BY_PRIORITY})"
+        )
+        return [QueueStat(r[0], r[1], r[2]) for r in rows]
