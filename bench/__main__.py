@@ -73,6 +73,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="distributed: worker process counts, a comma list (default 1,2)")
     parser.add_argument("--worker-concurrency", type=int, default=200,
                         help="distributed: runs one worker executes at once (default 200)")
+    parser.add_argument("--control", action="store_true",
+                        help="configure every control (limits, circuits, capacities, budgets)"
+                        " far from binding: what the control layer costs")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -90,10 +93,10 @@ def measure(
 
     `workers` set: the distributed configuration with that many worker processes."""
     reports = []
-    extra: list[str] = []
+    extra: list[str] = ["--control"] if args.control else []
     label = name
     if workers is not None:
-        extra = ["--config", "distributed", "--workers", str(workers),
+        extra += ["--config", "distributed", "--workers", str(workers),
                  "--worker-concurrency", str(args.worker_concurrency)]
         label = f"{name} ({workers} workers)"
     for k in range(1, args.runs + 1):

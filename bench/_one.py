@@ -11,14 +11,18 @@ import cProfile
 import json
 import sys
 from collections.abc import Coroutine, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench.measure import BenchError
 from bench.runner import run_workload
-from bench.workloads import NAMES, build
+from bench.workloads import NAMES, build, with_control
 from podium import loop as podium_loop
+from podium.control.config import load_control
 from podium.settings import Settings
+
+CONTROL_TOML = Path(__file__).with_name("control.toml")
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -32,6 +36,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (distributed)")
     parser.add_argument("--worker-concurrency", type=int, default=200,
                         help="runs one worker executes at once (distributed)")
+    parser.add_argument("--control", action="store_true",
+                        help="configure the control layer, not binding (bench/control.toml)")
     args = parser.parse_args(argv)
     if args.config == "embedded" and args.db is None:
         parser.error("--db is required with --config embedded")
@@ -51,17 +57,22 @@ def _run(coro: Coroutine[Any, Any, dict[str, Any]], profile: Path | None) -> dic
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     spec = build(args.workload).scaled(args.scale)
+    settings = Settings()
+    if args.control:
+        spec = replace(spec, workflow=with_control(spec.workflow))
+        settings = Settings(control=load_control(CONTROL_TOML))
     try:
         if args.config == "distributed":
             from bench.distributed import run_distributed
 
-            coro = run_distributed(spec, Settings(), args.workers, args.worker_concurrency)
+            coro = run_distributed(spec, settings, args.workers, args.worker_concurrency)
         else:
-            coro = run_workload(spec, args.db, Settings())
+            coro = run_workload(spec, args.db, settings)
         report = _run(coro, args.profile)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    report["control"] = args.control
     args.out.write_text(json.dumps(report))
     return 0
 

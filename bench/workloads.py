@@ -71,6 +71,24 @@ def diamond(name: str, width: int, call: str = NOOP) -> Workflow:
     return Workflow.model_validate({"name": name, "steps": steps})
 
 
+# Per step: limits, a circuit and a resource demand that are all far from binding, so the
+# bench measures what the control layer costs when configured (`--control`), not throttling.
+_NOT_BINDING: dict[str, Any] = {
+    "agent": "worker",
+    "limits": {"max_concurrent": 1_000_000, "rpm": 1e9},
+    "circuit": {"failures": 1_000_000},
+    "resources": {"cpu": 0.001, "api_calls": 1},
+}
+
+
+def with_control(workflow: Workflow) -> Workflow:
+    """The same workflow with non-binding control settings on every step and a run budget."""
+    data = workflow.to_json()
+    data["steps"] = {sid: {**body, **_NOT_BINDING} for sid, body in data["steps"].items()}
+    data["budget"] = {"usd": 1_000_000}
+    return Workflow.model_validate(data)
+
+
 def build(name: str) -> Spec:
     """The spec of one workload by id (W1..W6)."""
     match name:
