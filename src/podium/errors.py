@@ -5,11 +5,13 @@ PodiumError
  ├── RunNotFound            no run with that id (HTTP 404)
  ├── RunFinished            signal/cancel sent to a run that already ended
  ├── StoreUnavailable       the store cannot be opened or written
+ ├── AdmissionRejected      a run's resources cannot be had (now, or ever): not submitted
  ├── OutputTooLarge         a step output exceeds the configured maximum
  └── StepError              raised inside a step attempt
       ├── StepTimedOut      the attempt ran past its timeout
       ├── NonRetryable      a step author says: do not retry this
-      │    └── CircuitOpen   an open circuit breaker refused the call (no call made)
+      │    ├── CircuitOpen   an open circuit breaker refused the call (no call made)
+      │    └── BudgetExceeded  the call would take a budget past its limit (no call made)
       ├── Retry             a step author says: retry, after this delay
       └── ExpressionError   a {{ }} expression failed at run time
 """
@@ -52,6 +54,20 @@ class StoreUnavailable(PodiumError):
     code = "store_unavailable"
 
 
+class AdmissionRejected(PodiumError):
+    """A run needs more of a resource than is free (`on_constrained: reject`) or than exists
+    at all (DESIGN §3.8): nothing was submitted. Names the resource, the need and what is free."""
+
+    code = "admission_rejected"
+
+    def __init__(self, workflow: str, resource: str, needed: float, free: float, why: str) -> None:
+        self.resource, self.needed, self.free = resource, needed, free
+        super().__init__(
+            f"workflow {workflow} was not admitted: it needs {needed:g} {resource} at its peak"
+            f" and {free:g} {why}; raise [resources] {resource} or lower the steps' resources"
+        )
+
+
 class OutputTooLarge(PodiumError):
     code = "output_too_large"
 
@@ -92,6 +108,14 @@ class CircuitOpen(NonRetryable):
     def __init__(self, circuit: str, why: str) -> None:
         self.circuit = circuit
         super().__init__(f"circuit {circuit} is open: {why}; the call was not made")
+
+
+class BudgetExceeded(NonRetryable):
+    """A call would take a budget scope past its limit (DESIGN §3.9): it was not made, and no
+    retry is made; the step goes to its fallback, or fails (degrades the run if optional).
+    The message starts `budget_exceeded:` and names the scope, its limit and its spend."""
+
+    code = "budget_exceeded"
 
 
 class Retry(StepError):

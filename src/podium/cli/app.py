@@ -10,7 +10,9 @@ from typing import Annotated
 
 import typer
 
-from podium.cli import dlq, pause, queue, run, runs, serve, worker
+from podium.cli import circuits, dlq, pause, queue, resources, run, runs, serve, worker
+from podium.cli import schedule as schedule_cli
+from podium.cli import spend as spend_cli
 from podium.cli.common import set_verbose
 
 app = typer.Typer(
@@ -36,7 +38,13 @@ app.command("resume")(pause.resume_command)
 app.command("worker")(worker.worker_command)
 app.command("workers")(worker.workers_command)
 app.command("queue")(queue.queue_command)
+app.command("resources")(resources.resources_command)
+app.command("spend")(spend_cli.spend_command)
+app.command("budgets")(spend_cli.budgets_command)
+app.add_typer(circuits.circuits_app, name="circuits")
 app.add_typer(dlq.dlq_app, name="dlq")
+app.add_typer(schedule_cli.schedule_app, name="schedule")
+app.command("scheduler")(schedule_cli.scheduler_command)
 app.add_typer(worker.db_app, name="db")
 
 

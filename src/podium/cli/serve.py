@@ -47,20 +47,28 @@ def serve_command(
                      help="Runs executed at once (embedded bus only; workers run them otherwise)"),
     ] = 100,
     drain_s: DrainOption = 30.0,
+    schedules: Annotated[
+        bool,
+        typer.Option("--scheduler/--no-scheduler",
+                     help="Also fire schedules (`podium schedule`) from this process"),
+    ] = True,
     store: StoreOption = None,
     bus: BusOption = None,
 ) -> None:
     """Serve the HTTP API until SIGTERM; with an in-process bus, also run the workflows."""
     settings = settings_for(store, bus).model_copy(update={"max_active_runs": concurrency})
-    run_async(_serve(settings, host, port, drain_s))
+    run_async(_serve(settings, host, port, drain_s, schedules))
 
 
-async def _serve(settings: Settings, host: str, port: int, drain_s: float) -> None:
+async def _serve(
+    settings: Settings, host: str, port: int, drain_s: float, schedules: bool = True
+) -> None:
     # Imported here: other commands should not pay for loading FastAPI and uvicorn.
     import uvicorn
 
     from podium.api import create_app
     from podium.api.streams import EventStreams
+    from podium.engine.scheduler import Scheduler
 
     async with open_engine(settings) as engine:
         embedded = not engine.bus.distributed
@@ -77,7 +85,12 @@ async def _serve(settings: Settings, host: str, port: int, drain_s: float) -> No
         stopper.install()
         role = "runs execute here" if embedded else "workers execute runs"
         note(f"podium serve on http://{host}:{port} ({role}); store {safe_url(settings.store)}")
-        await _listen(stopper.server, host, port)
+        # The scheduler stops with the HTTP side, before the drain: nothing new starts then.
+        scheduling: contextlib.AbstractAsyncContextManager[object] = (
+            Scheduler(engine) if schedules else contextlib.nullcontext()
+        )
+        async with scheduling:
+            await _listen(stopper.server, host, port)
         if embedded:
             await _drain(engine, drain_s, stopper.hurry)
         note("podium serve stopped")

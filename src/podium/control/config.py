@@ -107,12 +107,16 @@ def load_control(path: Path | None) -> ControlConfig:
     try:
         return ControlConfig(**data)
     except ValidationError as exc:
-        problems = [
-            f"{where}: {'.'.join(map(str, e['loc']))}: {e['msg'].lower()}"
-            + (f" (got {e['input']!r})" if e["type"] != "missing" else "")
-            for e in exc.errors()
-        ]
+        problems = [f"{where}: {'.'.join(map(str, e['loc']))}: {_message(e)}" for e in exc.errors()]
         raise PodiumError("\n".join(problems)) from None
+
+
+def _message(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    if error["type"] == "missing" or "(got " in message:  # our own validators name the value
+        return message
+    return f"{message} (got {error['input']!r})"
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

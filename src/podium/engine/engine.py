@@ -11,6 +11,7 @@ import contextlib
 import heapq
 import itertools
 import os
+import secrets
 import socket
 import time
 from collections import deque
@@ -21,6 +22,8 @@ import structlog
 
 from podium.bus.base import Bus
 from podium.bus.events import Event, new_id
+from podium.control.admission import Admitted
+from podium.control.budgets import RunBudget
 from podium.control.plane import ControlPlane
 from podium.engine.executor import Outcome, StepExecutor
 from podium.engine.host import EngineHost
@@ -43,9 +46,11 @@ from podium.steps import StepResult, close_runners
 from podium.store import codec
 from podium.store.base import Store
 from podium.store.records import RUN_DEAD, DlqEntry, RunState, StepState
+from podium.store.spend import SpendRow
 
 log = structlog.get_logger("podium.engine")
 _OPEN = frozenset({"pending", "ready", "running"})
+_ADMITTED = Admitted()  # no `[resources]` bounds: every run fits
 
 
 class Engine:
@@ -62,13 +67,20 @@ class Engine:
         self.store = store
         self.bus = bus
         self.settings = settings or Settings()
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-12:]}"
+        # Unique per engine, not per process (new_id's tail is the process's): two engines in
+        # one process hold leases and capacity shares apart.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
         self.journal = Journal(
             store, bus, self.owner, on_failure=self._store_failed, on_lost=self._lost,
             retry_s=self.settings.store_retry_s,
         )
         self.host = EngineHost(self, env or {})
         self.control = ControlPlane(self.settings.control, store, self.owner, self._emit_control)
+        self.control.budgets.bind(
+            self._run_budget, self.journal.after,
+            hold_ttl_s=self.settings.lease_s, poll_s=self.settings.poll_interval_s,
+        )
+        self.control.bind_pools(self.settings.lease_s, on_capacity=self._pump)
         self._executor = StepExecutor(
             self.journal,
             self._emit,
@@ -133,8 +145,8 @@ class Engine:
         await asyncio.gather(*self._background, *tasks, return_exceptions=True)
         self._background = []
         if self.journal.failure is None:
+            await self.control.close()  # first: its last events go through the journal
             await self.journal.drain()
-            await self.control.close()
             await self.store.release_leases(self.owner)
         await close_runners()
         for rt in [*self._active.values(), *self._queued.values()]:
@@ -165,6 +177,7 @@ class Engine:
             for task in list(rt.tasks.values()):
                 task.cancel()
             rt.lost = True
+            self.control.admission.release(run_id)
             if rt.done is not None and not rt.done.done():
                 rt.done.set_result(None)
 
@@ -182,6 +195,10 @@ class Engine:
         """Validates the inputs, commits the run as `queued` and returns its id."""
         values = resolve_inputs(workflow, inputs or {})
         compiled = self._compile(workflow)
+        if self.control.admission.enabled:  # never runnable, or `reject` and not free now
+            self.control.admission.check_possible(workflow, compiled.plan)
+            if workflow.on_constrained == "reject":
+                await self.control.admission.check_free(workflow, compiled.plan)
         now = time.time()
         row = RunState(
             run_id=run_id or new_id(),
@@ -370,14 +387,21 @@ class Engine:
     def _pump(self) -> None:
         now = time.time()
         while self._queue and len(self._active) < self.settings.max_active_runs:
-            _, _, run_id = heapq.heappop(self._queue)
+            rank, seq, run_id = heapq.heappop(self._queue)
             rt = self._queued.pop(run_id, None)
             if rt is None:  # a queued run cancelled (or expired) meanwhile is gone from _queued
                 continue
             if now - rt.row.created_at > self._queue_ttl(rt.row.priority):
                 self._expire(rt, now)
-            else:
-                self._start_run(rt)
+                continue
+            admitted = self._admit(rt)
+            if admitted is None:  # its resources are not free: the head waits (DESIGN §3.8)
+                self._queued[run_id] = rt
+                heapq.heappush(self._queue, (rank, seq, run_id))
+                return
+            self._start_run(rt)
+            if admitted.dropped:  # `degrade`: what needed the skipped steps is decided now
+                self._advance(rt, rt.compiled.plan.order)
 
     def _queue_ttl(self, priority: str) -> float:
         ttl: float = getattr(self.settings.control.queue.ttl, priority)
@@ -424,6 +448,21 @@ class Engine:
             expired.append(run_id)
         await self.journal.committed()
         return expired
+
+    def _admit(self, rt: RunRuntime) -> Admitted | None:
+        """Takes the run's peak resources from this engine's shares (None: not free yet);
+        `degrade` may drop its optional steps to fit, skipped here with the reason."""
+        admission = self.control.admission
+        if not admission.enabled:
+            return _ADMITTED
+        admitted = admission.admit(rt.run_id, rt.workflow, rt.compiled.plan)
+        if admitted is None:
+            return None
+        for step_id in admitted.dropped:
+            st = rt.steps[step_id]
+            if st.status == "pending":
+                self._skip(rt, st, admitted.reason)
+        return admitted
 
     def _start_run(self, rt: RunRuntime) -> None:
         self._active[rt.run_id] = rt
@@ -557,6 +596,8 @@ class Engine:
                 result.tokens_out,
             )
             st.completed_seq = rt.next_seq()
+            if result.cost_usd or result.tokens_in or result.tokens_out:
+                self._record_spend(rt, st, result)
             payload.update(fallback_used=outcome.fallback_used, cost_usd=result.cost_usd)
             self._emit(rt, "agent.task.completed", payload)
         else:
@@ -570,6 +611,25 @@ class Engine:
             self._instance_done(rt, st)
         else:
             self._step_done(rt, st)
+
+    def _record_spend(self, rt: RunRuntime, st: StepState, result: StepResult) -> None:
+        """The spend ledger's row, committed with the result (a for_each step's cost is its
+        instances' rows)."""
+        if st.index < 0 and rt.compiled.step(st.step_id).for_each is not None:
+            return
+        self.journal.spend(SpendRow(
+            st.run_id, st.step_id, st.index, st.finished_at or time.time(), rt.row.workflow,
+            result.model, result.tokens_in, result.tokens_out, result.cost_usd,
+        ))
+
+    def _run_budget(self, run_id: str) -> RunBudget | None:
+        """A run's budget and spend so far, for the budget guard (None: no budget, or the run
+        is not running here)."""
+        rt = self._active.get(run_id)
+        budget = rt.workflow.budget if rt is not None else None
+        if rt is None or budget is None or budget.usd is None:
+            return None
+        return RunBudget(budget, sum(s.cost_usd for s in rt.compensation_units()))
 
     def _fail_now(self, rt: RunRuntime, st: StepState, error: str) -> None:
         """Fails a step before any attempt (a bad `when` or `for_each`)."""
@@ -748,6 +808,7 @@ class Engine:
 
     def _retire(self, rt: RunRuntime) -> None:
         self._active.pop(rt.run_id, None)
+        self.control.admission.release(rt.run_id)
         if rt.done is not None and not rt.done.done():
             rt.done.set_result(None)
         self._pump()
@@ -764,6 +825,8 @@ class Engine:
             self._enqueue(rt)
             return
         self._active[run_id] = rt
+        if self.control.admission.enabled:  # admitted before: takes its resources back
+            self.control.admission.hold(run_id, rt.workflow, compiled.plan)
         self._emit(rt, "run.resumed", {"owner": self.owner})
         self._arm_timeout(rt)
         interrupted = [s for s in rt.all_states() if s.status in ("running", "ready")]
@@ -819,6 +882,7 @@ class Engine:
             compiled = Compiled.of(workflow)
             compiled = self._compiled.setdefault(compiled.digest, compiled)
             self._compiled_by_obj[id(workflow)] = compiled
+            self.control.prepare(compiled.workflow)  # turns on the guards its steps need
         return compiled
 
     async def _compiled_for(self, digest: str) -> Compiled:
@@ -826,6 +890,7 @@ class Engine:
         if compiled is None:
             workflow = Workflow.model_validate(await self.store.get_definition(digest))
             compiled = self._compiled.setdefault(digest, Compiled.of(workflow))
+            self.control.prepare(compiled.workflow)
         return compiled
 
     async def _require_unfinished(self, run_id: str, action: str) -> RunState:

@@ -195,7 +195,7 @@ class StepExecutor:
         entered: list[Guard] = []
         outcome: CallOutcome = "cancelled"
         try:
-            for guard in self._guards:
+            for guard in tuple(self._guards):  # a copy: the plane may add a guard meanwhile
                 try:
                     await guard.enter(call)
                 except StepError:

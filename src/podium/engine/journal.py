@@ -16,6 +16,7 @@ from podium.bus.events import Event
 from podium.errors import StoreUnavailable
 from podium.store.base import Store
 from podium.store.records import Batch, DlqEntry, RunState, StepState
+from podium.store.spend import SpendRow
 
 log = structlog.get_logger("podium.journal")
 
@@ -69,6 +70,10 @@ class Journal:
 
     def signal_taken(self, signal_id: int) -> None:
         self._batch.signals_taken.append(signal_id)
+        self._schedule()
+
+    def spend(self, row: SpendRow) -> None:
+        self._batch.spend.append(row)
         self._schedule()
 
     def after(self, action: Callable[[], None]) -> None:

@@ -125,7 +125,10 @@ def _user_parts(loc: Sequence[int | str]) -> list[int | str]:
 
 
 def _is_internal(part: str, previous: int | str | None) -> bool:
-    if part == "action" or (part in STEP_KINDS and previous in _TAGGED):
+    # A step's `action` is the model's; a budget's `action` (block | throttle) is the user's.
+    if (part == "action" and previous != "budget") or (
+        part in STEP_KINDS and previous in _TAGGED
+    ):
         return True
     return "[" in part or part in _UNION_MEMBERS or part[:1].isupper()
 

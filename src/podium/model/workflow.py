@@ -242,7 +242,13 @@ class InputSpec(_Strict):
 
 
 class Budget(_Strict):
-    usd: float | None = Field(None, ge=0)
+    """A run's own spend limit (DESIGN §2, §3.9): the step whose call would pass it fails with
+    `budget_exceeded` (no call made). A run's spend never falls, so `throttle` only makes a call
+    wait while the run's other calls in flight hold the room it needs; past that it blocks."""
+
+    usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    warn_at: float = Field(0.8, gt=0, le=1)  # fraction of `usd` that raises the warning event
+    action: Literal["block", "throttle"] = "block"
 
 
 class Workflow(_Strict):

@@ -9,7 +9,7 @@ import heapq
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TypedDict
 
@@ -76,6 +76,8 @@ class Plan:
     resources: PeakResources
     levels: Mapping[str, int] = field(hash=False)
     dependents: Mapping[str, tuple[str, ...]] = field(hash=False)
+    # Agent steps (instances) running at once at the peak group: `agent_instances` admission.
+    agent_instances: int = 0
 
     def to_json(self) -> PlanJSON:
         return {
@@ -90,11 +92,22 @@ class Plan:
 def build_plan(workflow: Workflow) -> Plan:
     """The plan of a valid workflow; `ValueError` naming the cycle or unknown need if not."""
     steps = workflow.steps
-    return plan_graph(
+    plan = plan_graph(
         {step_id: step.needs for step_id, step in steps.items()},
         {step_id: step.planned_s for step_id, step in steps.items()},
         {step_id: step_demand(step) for step_id, step in steps.items()},
     )
+    instances = {step_id: agent_demand(step) for step_id, step in steps.items()}
+    peak = max((sum(instances[s] for s in group) for group in plan.groups), default=0)
+    return replace(plan, agent_instances=peak)
+
+
+def agent_demand(step: Step) -> int:
+    """Agent instances a step runs at once: 0 unless it uses an agent; a `for_each` counts
+    `max_parallel` (one when unbounded), as `step_demand` does."""
+    if step.agent is None:
+        return 0
+    return (step.max_parallel or 1) if step.for_each is not None else 1
 
 
 def step_demand(step: Step) -> PeakResources:

@@ -9,8 +9,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from podium.bus.events import Event
+from podium.store.pools import BucketLevel, PoolShare, ShareGrant, ShareRequest
 from podium.store.records import (
     Batch,
+    CircuitRecord,
+    CircuitResult,
     DlqEntry,
     QueueStat,
     RunState,
@@ -18,6 +21,8 @@ from podium.store.records import (
     StepState,
     WorkerInfo,
 )
+from podium.store.schedules import Schedule
+from podium.store.spend import BudgetHold, ScopeUsage, SpendGroup, WindowScope
 
 
 class Store(Protocol):
@@ -104,3 +109,121 @@ class Store(Protocol):
 
     async def queue_stats(self) -> list[QueueStat]:
         """Per priority: how many runs are queued and since when the oldest waits."""
+
+    # -- circuit breakers (DESIGN §3.3) --
+    # Each is one atomic read-modify-write of the circuit's row; the result says which
+    # transition it made (opened | half_opened | closed), so its caller emits the event.
+
+    async def list_circuits(self) -> list[CircuitRecord]: ...
+
+    async def circuit_failure(
+        self, key: str, *, failures: int, cooldown_s: float
+    ) -> CircuitResult:
+        """Counts a failed call; opens the circuit at `failures` in a row (or if half-open)."""
+
+    async def circuit_success(self, key: str, *, successes: int, trial: bool) -> CircuitResult:
+        """Resets the count; a trial's success counts towards closing a half-open circuit."""
+
+    async def take_circuit_trial(
+        self, key: str, *, cooldown_s: float, half_open_max: int, lease_s: float
+    ) -> CircuitResult:
+        """May a call pass an open/half-open circuit (`allowed`), holding a trial slot (`trial`)?
+        Half-opens it once the cool-down has passed."""
+
+    async def release_circuit_trial(self, key: str) -> CircuitResult: ...
+
+    async def force_circuit(self, key: str, *, open_: bool) -> CircuitResult:
+        """The operator holds it open (until closed), or closes it and resets its counts."""
+
+    # -- schedules (`podium schedule`) --
+    # A tick is claimed by compare-and-set on `next_at`, so two schedulers on one store never
+    # fire the same tick; the claimed tick stays `pending_tick` until its run is submitted.
+
+    async def add_schedule(self, schedule: Schedule) -> bool:
+        """Adds a schedule; False (nothing written) if its name is taken."""
+
+    async def list_schedules(self) -> list[Schedule]: ...
+
+    async def get_schedule(self, key: str) -> Schedule | None:
+        """The schedule with this id, else the one with this name."""
+
+    async def remove_schedule(self, key: str) -> Schedule | None:
+        """Removes the schedule with this id (else name); the removed one, or None."""
+
+    async def due_schedules(self, now: float, stale_before: float) -> list[Schedule]:
+        """Schedules whose `next_at` has come (and no tick is pending), and those whose
+        pending tick was claimed before `stale_before` (its scheduler presumably died)."""
+
+    async def next_schedule_at(self) -> float | None:
+        """The earliest `next_at` of any schedule: when a scheduler should look again."""
+
+    async def claim_schedule_tick(
+        self, schedule_id: str, tick: float, next_at: float | None, now: float
+    ) -> bool:
+        """Moves `next_at` from `tick` (as the caller read it) to `next_at` and marks `tick`
+        pending, if nobody did so first: True for exactly one caller per tick."""
+
+    async def reclaim_schedule_tick(
+        self, schedule_id: str, tick: float, claimed_at: float, now: float
+    ) -> bool:
+        """Takes over a pending tick whose claim (made at `claimed_at`) went stale."""
+
+    async def finish_schedule_tick(
+        self, schedule_id: str, tick: float, run_id: str | None, now: float
+    ) -> None:
+        """The pending `tick` is submitted as `run_id` (None: it could not be): clears it."""
+
+    # -- budgets and cost accounting (DESIGN §3.9) --
+    # Spend rows arrive with step results (`Batch.spend`); holds set money aside for calls in
+    # flight. Windows are rolling: a scope counts spend with `ts` in its last `window_s`.
+
+    async def hold_budget(
+        self, hold: BudgetHold, scopes: Sequence[WindowScope], release: Sequence[str] = ()
+    ) -> tuple[bool, list[ScopeUsage]]:
+        """Places `hold` only if every scope has room for it (spend in the window + unexpired
+        holds + `hold.usd` <= limit), atomically across engines; returns whether it did and
+        each scope's usage as found, before the hold. The `release` holds go first, in the
+        same transaction (handed back by calls whose cost is in the ledger by now)."""
+
+    async def release_budget_holds(self, hold_ids: Sequence[str]) -> None: ...
+
+    async def renew_budget_holds(self, holder: str, expires_at: float) -> None:
+        """Extends every hold of `holder`, and drops other holders' expired holds."""
+
+    async def budget_usage(self, scopes: Sequence[WindowScope]) -> list[ScopeUsage]: ...
+
+    async def spend_report(
+        self, by: str, since: float, workflow: str | None = None
+    ) -> list[SpendGroup]:
+        """Totals of spend rows after `since`, grouped `by` workflow, model, run, day or hour."""
+
+    # -- capacity pools and token buckets (DESIGN §3.8, rate limits and concurrency) --
+    # A pool's capacity is split into shares, one per engine (`holder`); live shares never sum
+    # past the capacity. A share expires `ttl_s` after its last renewal: a crashed engine's
+    # capacity comes back on its own.
+
+    async def set_shares(
+        self, holder: str, requests: Sequence[ShareRequest], ttl_s: float
+    ) -> list[ShareGrant]:
+        """Sets this holder's share of each pool to `amount` where the capacity left by the
+        other live holders allows (else to what is free), records `wanted`, renews them; one
+        atomic step per pool. A request for nothing (0, 0, 0) drops the row."""
+
+    async def pool_contention(self, holder: str, pools: Sequence[str]) -> list[ShareGrant]:
+        """Per pool, this holder's share and what the other live holders want beyond theirs."""
+
+    async def renew_shares(self, holder: str, ttl_s: float) -> None: ...
+
+    async def drop_shares(self, holder: str) -> None:
+        """Hands back every share of this holder (engine shutdown)."""
+
+    async def list_shares(self) -> list[PoolShare]:
+        """The live shares of every pool, by pool then holder."""
+
+    async def take_tokens(
+        self, key: str, rate_per_s: float, burst: float, amount: float, *, allow_debt: bool = False
+    ) -> float:
+        """Refills the bucket by the time elapsed (up to `burst`, full when new), then takes
+        min(amount, tokens), or all of `amount` if `allow_debt`; negative gives back."""
+
+    async def list_buckets(self) -> list[BucketLevel]: ...

@@ -26,10 +26,15 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from podium.bus.events import Event
 from podium.errors import StoreUnavailable
+from podium.store import circuits as breaker
 from podium.store import codec
+from podium.store import pools as shares
 from podium.store import rows as rowmap
+from podium.store import schedules as sched
 from podium.store.records import (
     Batch,
+    CircuitRecord,
+    CircuitResult,
     DlqEntry,
     QueueStat,
     RunState,
@@ -37,7 +42,20 @@ from podium.store.records import (
     StepState,
     WorkerInfo,
 )
+from podium.store.schedules import Schedule
 from podium.store.schema import POSTGRES_MIGRATIONS
+from podium.store.spend import (
+    EPSILON_USD,
+    BudgetHold,
+    ScopeUsage,
+    SpendGroup,
+    WindowScope,
+    group_key,
+    hold_params,
+    report_select,
+    spend_params,
+    usage_columns,
+)
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -122,6 +140,12 @@ _UPSERT_DLQ = (
 )
 _DELETE_DLQ = "DELETE FROM dlq WHERE run_id = %s"
 _TAKE_SIGNAL = "UPDATE signals SET taken = true WHERE signal_id = %s"
+_SPEND_COLS, _SPEND_TYPES = _columns_of(
+    "run_id text, step_id text, idx int4, ts float8, workflow text, model text,"
+    " tokens_in int8, tokens_out int8, usd float8"
+)
+# A retried batch may already be in: the key (run, step, index, ts) keeps no twin.
+_INSERT_SPEND = _unnest("spend", _SPEND_COLS, _SPEND_TYPES) + " ON CONFLICT DO NOTHING"
 _BY_PRIORITY = (
     "CASE priority WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END"
 )
@@ -171,6 +195,7 @@ def _statements(batch: Batch) -> list[Statement]:
         (_UPSERT_DLQ, [rowmap.dlq_params(d) for d in batch.dlq_add], 0, None),
         (_DELETE_DLQ, [(r,) for r in batch.dlq_remove], 0, None),
         (_TAKE_SIGNAL, [(s,) for s in batch.signals_taken], None, None),
+        (_INSERT_SPEND, [spend_params(r) for r in batch.spend], 0, _SPEND_TYPES),
     ]
     return [s for s in statements if s[1]]
 
@@ -232,6 +257,82 @@ async def _write_fenced_txn(conn: Conn, statements: list[Statement], fence: Fenc
             if exc.sqlstate != _FENCE_SQLSTATE or not exc.diag.message_detail:
                 raise
             lost.update(orjson.loads(exc.diag.message_detail))
+
+
+# -- budgets ---------------------------------------------------------------------------------
+
+# `podium spend --by`: the group key over the spend table (day and hour as epoch buckets).
+_SPEND_KEYS = {
+    "workflow": "workflow",
+    "model": "coalesce(model, '')",
+    "run": "run_id",
+    "day": "floor(ts / 86400)::bigint",
+    "hour": "floor(ts / 3600)::bigint",
+}
+
+
+def _usage_union(scopes: Sequence[WindowScope], now: float) -> tuple[str, list[Any]]:
+    """Rows (i, lim, spent, held): each scope's limit, spend in its window and holds."""
+    parts, params = [], []
+    for i, scope in enumerate(scopes):
+        columns, args = usage_columns(scope, now, "%s")
+        parts.append(f"SELECT {i} AS i, %s::float8 AS lim, {columns}")
+        params.extend([float(scope.limit_usd), *args])
+    return " UNION ALL ".join(parts), params
+
+
+def _hold_statement(
+    hold: BudgetHold, scopes: Sequence[WindowScope], now: float
+) -> tuple[str, list[Any]]:
+    """Inserts the hold only if every scope has room, and returns what each scope held before.
+
+    Run under the scopes' advisory locks: two engines cannot both take the last dollar.
+    """
+    usage, params = _usage_union(scopes, now)
+    statement = (
+        f"WITH usage (i, lim, spent, held) AS ({usage}),"
+        " placed AS (INSERT INTO budget_holds"
+        " SELECT %s, %s, %s, %s::float8, %s, %s::float8 WHERE NOT EXISTS"
+        " (SELECT 1 FROM usage WHERE spent + held + %s::float8 > lim + %s::float8)"
+        " RETURNING 1)"
+        " SELECT i, spent, held, (SELECT count(*) FROM placed) FROM usage ORDER BY i"
+    )
+    return statement, [*params, *hold_params(hold), float(hold.usd), EPSILON_USD]
+
+
+def _budget_lock_key(schema: str | None, name: str) -> int:
+    """The advisory lock of a budget scope's rows (all of them, or one workflow's)."""
+    digest = hashlib.blake2b(
+        f"podium.budget:{schema or ''}:{name}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def _hold_txn(
+    conn: Conn, locks: list[int], release: list[str], statement: str, params: list[Any]
+) -> list[Row]:
+    # One pipeline: BEGIN, the locks (in key order: no deadlock), the holds handed back, the
+    # statement, COMMIT.
+    try:
+        async with conn.pipeline(), conn.cursor() as cur, conn.cursor() as result:
+            await cur.execute("BEGIN")
+            for key in locks:
+                await cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            if release:
+                await cur.execute("DELETE FROM budget_holds WHERE hold_id = ANY(%s)", (release,))
+            await result.execute(statement, params)
+            await cur.execute("COMMIT")
+            return await result.fetchall()
+    except psycopg.Error:
+        if conn.info.transaction_status == TransactionStatus.INERROR:
+            await conn.rollback()
+        raise
+
+
+def _pool_lock_key(schema: str | None, pool: str) -> int:
+    """The advisory lock of one capacity pool's rows (a set_shares step holds it)."""
+    digest = hashlib.blake2b(f"podium.pool:{schema or ''}:{pool}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 # -- URLs and errors -------------------------------------------------------------------------
@@ -612,3 +713,302 @@ class PostgresStore:
             f" GROUP BY priority ORDER BY min({_BY_PRIORITY})"
         )
         return [QueueStat(r[0], r[1], r[2]) for r in rows]
+
+    # -- circuit breakers (DESIGN §3.3) --
+
+    async def list_circuits(self) -> list[CircuitRecord]:
+        rows = await self._fetch(f"SELECT {breaker.CIRCUIT_COLS} FROM circuits ORDER BY key")
+        return [breaker.circuit_from_row(r) for r in rows]
+
+    async def circuit_failure(
+        self, key: str, *, failures: int, cooldown_s: float
+    ) -> CircuitResult:
+        op = breaker.failed(key, failures=failures, cooldown_s=cooldown_s)
+        return await self._circuit_txn(key, op)
+
+    async def circuit_success(self, key: str, *, successes: int, trial: bool) -> CircuitResult:
+        return await self._circuit_txn(key, breaker.succeeded(successes=successes, trial=trial))
+
+    async def take_circuit_trial(
+        self, key: str, *, cooldown_s: float, half_open_max: int, lease_s: float
+    ) -> CircuitResult:
+        op = breaker.take_trial(cooldown_s=cooldown_s, half_open_max=half_open_max, lease_s=lease_s)
+        return await self._circuit_txn(key, op)
+
+    async def release_circuit_trial(self, key: str) -> CircuitResult:
+        return await self._circuit_txn(key, breaker.release_trial)
+
+    async def force_circuit(self, key: str, *, open_: bool) -> CircuitResult:
+        return await self._circuit_txn(key, breaker.forced(key, open_=open_))
+
+    async def _circuit_txn(self, key: str, op: breaker.CircuitOp) -> CircuitResult:
+        """Reads, changes and writes one circuit's row, locked FOR UPDATE in one transaction."""
+        select = f"SELECT {breaker.CIRCUIT_COLS} FROM circuits WHERE key = %s FOR UPDATE"
+
+        async def locked(conn: Conn) -> CircuitRecord | None:
+            row = await (await conn.execute(select, (key,))).fetchone()
+            return breaker.circuit_from_row(row) if row else None
+
+        async def work(conn: Conn) -> CircuitResult:
+            now = time.time()
+            async with conn.transaction():
+                old = await locked(conn)
+                result = op(old, now)
+                if old is None and result.circuit is not None:
+                    # A first row: insert it closed (racing inserts meet here), lock, decide again.
+                    await conn.execute(
+                        "INSERT INTO circuits (key, state, updated_at) VALUES (%s, 'closed', %s)"
+                        " ON CONFLICT DO NOTHING",
+                        (key, now),
+                    )
+                    old = await locked(conn)
+                    result = op(old, now)
+                result, new = breaker.to_store(result, old, now)
+                if new is not None:
+                    await conn.execute(
+                        "UPDATE circuits SET state = %s, failures = %s, successes = %s,"
+                        " trials = %s, opened_at = %s, cooldown_s = %s, forced = %s,"
+                        " updated_at = %s, trial_until = %s WHERE key = %s",
+                        (*breaker.circuit_params(new)[1:], key),
+                    )
+            return result
+
+        return await self._run("write to", work)
+
+
+    # -- schedules (`podium schedule`) --
+
+    async def add_schedule(self, schedule: Schedule) -> bool:
+        marks = ", ".join(["%s"] * 14)
+        # Not retried: an INSERT whose commit was lost in flight would then find its own name.
+        added = await self._execute(
+            f"INSERT INTO schedules ({sched.SCHEDULE_COLS}) VALUES ({marks})"
+            " ON CONFLICT DO NOTHING",
+            sched.schedule_params(schedule),
+            retry=False,
+        )
+        return added == 1
+
+    async def list_schedules(self) -> list[Schedule]:
+        rows = await self._fetch(f"SELECT {sched.SCHEDULE_COLS} FROM schedules ORDER BY name")
+        return [sched.schedule_from_row(r) for r in rows]
+
+    async def get_schedule(self, key: str) -> Schedule | None:
+        rows = await self._fetch(
+            f"SELECT {sched.SCHEDULE_COLS} FROM schedules"
+            " WHERE schedule_id = %(key)s OR name = %(key)s"
+            " ORDER BY schedule_id = %(key)s DESC LIMIT 1",
+            {"key": key},
+        )
+        return sched.schedule_from_row(rows[0]) if rows else None
+
+    async def remove_schedule(self, key: str) -> Schedule | None:
+        rows = await self._fetch(
+            "DELETE FROM schedules WHERE schedule_id = (SELECT schedule_id FROM schedules"
+            " WHERE schedule_id = %(key)s OR name = %(key)s"
+            f" ORDER BY schedule_id = %(key)s DESC LIMIT 1) RETURNING {sched.SCHEDULE_COLS}",
+            {"key": key},
+            action="write to",
+        )
+        return sched.schedule_from_row(rows[0]) if rows else None
+
+    async def due_schedules(self, now: float, stale_before: float) -> list[Schedule]:
+        rows = await self._fetch(
+            f"SELECT {sched.SCHEDULE_COLS} FROM schedules"
+            " WHERE (pending_tick IS NULL AND next_at <= %s)"
+            " OR (pending_tick IS NOT NULL AND pending_since < %s)"
+            " ORDER BY coalesce(pending_tick, next_at) LIMIT 1000",
+            (now, stale_before),
+        )
+        return [sched.schedule_from_row(r) for r in rows]
+
+    async def next_schedule_at(self) -> float | None:
+        rows = await self._fetch("SELECT min(next_at) FROM schedules WHERE pending_tick IS NULL")
+        return rows[0][0] if rows else None
+
+    async def claim_schedule_tick(
+        self, schedule_id: str, tick: float, next_at: float | None, now: float
+    ) -> bool:
+        # One UPDATE: a second claimer waits on the row lock, then sees next_at moved on.
+        # Not retried: a claim whose commit was lost in flight is left pending, and finished
+        # later by whichever scheduler takes the stale claim over.
+        claimed = await self._execute(
+            "UPDATE schedules SET next_at = %s, pending_tick = %s, pending_since = %s"
+            " WHERE schedule_id = %s AND next_at = %s AND pending_tick IS NULL",
+            (next_at, tick, now, schedule_id, tick),
+            retry=False,
+        )
+        return claimed == 1
+
+    async def reclaim_schedule_tick(
+        self, schedule_id: str, tick: float, claimed_at: float, now: float
+    ) -> bool:
+        claimed = await self._execute(
+            "UPDATE schedules SET pending_since = %s"
+            " WHERE schedule_id = %s AND pending_tick = %s AND pending_since = %s",
+            (now, schedule_id, tick, claimed_at),
+            retry=False,
+        )
+        return claimed == 1
+
+    async def finish_schedule_tick(
+        self, schedule_id: str, tick: float, run_id: str | None, now: float
+    ) -> None:
+        await self._execute(*sched.finish_tick_sql(schedule_id, tick, run_id, now, "%s"))
+
+    # -- budgets and cost accounting (DESIGN §3.9) --
+
+    async def hold_budget(
+        self, hold: BudgetHold, scopes: Sequence[WindowScope], release: Sequence[str] = ()
+    ) -> tuple[bool, list[ScopeUsage]]:
+        statement, params = _hold_statement(hold, scopes, time.time())
+        locks = sorted({_budget_lock_key(self._schema, s.lock_name) for s in scopes})
+
+        async def work(conn: Conn) -> list[Row]:
+            return await _hold_txn(conn, locks, list(release), statement, params)
+
+        # Not retried: a hold whose commit was lost in flight would count twice; it runs out.
+        rows = await self._run("hold budget in", work, retry=False)
+        found = [ScopeUsage(scopes[r[0]], r[1], r[2]) for r in rows]
+        return bool(rows) and rows[0][3] == 1, found
+
+    async def release_budget_holds(self, hold_ids: Sequence[str]) -> None:
+        if hold_ids:
+            await self._execute(
+                "DELETE FROM budget_holds WHERE hold_id = ANY(%s)", (list(hold_ids),)
+            )
+
+    async def renew_budget_holds(self, holder: str, expires_at: float) -> None:
+        await self._execute(
+            "UPDATE budget_holds SET expires_at = %s WHERE holder = %s", (expires_at, holder)
+        )
+        await self._execute(
+            "DELETE FROM budget_holds WHERE expires_at < %s AND holder <> %s",
+            (time.time(), holder),
+        )
+
+    async def budget_usage(self, scopes: Sequence[WindowScope]) -> list[ScopeUsage]:
+        if not scopes:
+            return []
+        usage, params = _usage_union(scopes, time.time())
+        rows = await self._fetch(
+            f"SELECT i, spent, held FROM ({usage}) AS u (i, lim, spent, held) ORDER BY i", params
+        )
+        return [ScopeUsage(scopes[r[0]], r[1], r[2]) for r in rows]
+
+    async def spend_report(
+        self, by: str, since: float, workflow: str | None = None
+    ) -> list[SpendGroup]:
+        sql, params = report_select(_SPEND_KEYS[by], since, workflow, "%s")
+        return [
+            SpendGroup(group_key(by, r[0]), r[1], int(r[2]), int(r[3]), r[4])
+            for r in await self._fetch(sql, params)
+        ]
+
+    # -- capacity pools and token buckets (DESIGN §3.8) --
+
+    async def set_shares(
+        self, holder: str, requests: Sequence[shares.ShareRequest], ttl_s: float
+    ) -> list[shares.ShareGrant]:
+        # Pools locked in name order (no deadlock between two engines asking for two pools).
+        ordered = sorted(requests, key=lambda r: r.pool)
+
+        async def work(conn: Conn) -> list[shares.ShareGrant]:
+            now = time.time()
+            grants: dict[str, shares.ShareGrant] = {}
+            async with conn.transaction():
+                for request in ordered:
+                    grants[request.pool] = await self._set_share_txn(
+                        conn, holder, request, now, ttl_s
+                    )
+            return [grants[r.pool] for r in requests]
+
+        return await self._run("write to", work)
+
+    async def _set_share_txn(
+        self, conn: Conn, holder: str, request: shares.ShareRequest, now: float, ttl_s: float
+    ) -> shares.ShareGrant:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(%s)", (_pool_lock_key(self._schema, request.pool),)
+        )
+        await conn.execute(
+            "DELETE FROM pool_shares WHERE pool = %s AND expires_at < %s", (request.pool, now)
+        )
+        cursor = await conn.execute(
+            "SELECT amount, wanted FROM pool_shares WHERE pool = %s AND holder != %s",
+            (request.pool, holder),
+        )
+        result = shares.grant(request, await cursor.fetchall())
+        if shares.keeps_row(request, result.granted):
+            await conn.execute(
+                f"INSERT INTO pool_shares ({shares.SHARE_COLS}) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (pool, holder) DO UPDATE SET amount = excluded.amount,"
+                " in_use = excluded.in_use, wanted = excluded.wanted,"
+                " expires_at = excluded.expires_at",
+                shares.share_row(request, holder, result.granted, now + ttl_s),
+            )
+        else:
+            await conn.execute(
+                "DELETE FROM pool_shares WHERE pool = %s AND holder = %s", (request.pool, holder)
+            )
+        return result
+
+    async def pool_contention(
+        self, holder: str, pools: Sequence[str]
+    ) -> list[shares.ShareGrant]:
+        if not pools:
+            return []
+        rows = await self._fetch(
+            "SELECT pool, holder, amount, wanted FROM pool_shares"
+            " WHERE expires_at >= %s AND pool = ANY(%s)",
+            (time.time(), list(pools)),
+        )
+        return shares.contention(holder, pools, rows)
+
+    async def renew_shares(self, holder: str, ttl_s: float) -> None:
+        await self._execute(
+            "UPDATE pool_shares SET expires_at = %s WHERE holder = %s",
+            (time.time() + ttl_s, holder),
+        )
+
+    async def drop_shares(self, holder: str) -> None:
+        await self._execute("DELETE FROM pool_shares WHERE holder = %s", (holder,))
+
+    async def list_shares(self) -> list[shares.PoolShare]:
+        rows = await self._fetch(
+            f"SELECT {shares.SHARE_COLS} FROM pool_shares WHERE expires_at >= %s"
+            " ORDER BY pool, holder",
+            (time.time(),),
+        )
+        return [shares.PoolShare(*r) for r in rows]
+
+    async def take_tokens(
+        self, key: str, rate_per_s: float, burst: float, amount: float, *, allow_debt: bool = False
+    ) -> float:
+        async def work(conn: Conn) -> float:
+            now = time.time()
+            async with conn.transaction():
+                await conn.execute(
+                    f"INSERT INTO buckets ({shares.BUCKET_COLS}) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (key) DO NOTHING",
+                    (key, burst, now, rate_per_s, burst),
+                )
+                cursor = await conn.execute(
+                    f"SELECT {shares.BUCKET_COLS} FROM buckets WHERE key = %s FOR UPDATE", (key,)
+                )
+                row = await cursor.fetchone()
+                level = shares.BucketLevel(*row) if row else None
+                granted, new = shares.take(level, now, rate_per_s, burst, amount, allow_debt)
+                await conn.execute(
+                    "UPDATE buckets SET tokens = %s, updated_at = %s, rate_per_s = %s,"
+                    " burst = %s WHERE key = %s",
+                    (new.tokens, new.updated_at, new.rate_per_s, new.burst, key),
+                )
+            return granted
+
+        # Not retried: a take whose commit was lost in flight would be taken twice.
+        return await self._run("write to", work, retry=False)
+
+    async def list_buckets(self) -> list[shares.BucketLevel]:
+        rows = await self._fetch(f"SELECT {shares.BUCKET_COLS} FROM buckets ORDER BY key")
+        return [shares.BucketLevel(*r) for r in rows]

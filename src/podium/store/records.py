@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podium.bus.events import Event
+from podium.store.spend import SpendRow
 
 STEP_STATUSES = (
     "pending",
@@ -146,6 +147,7 @@ class Batch:
     dlq_add: list[DlqEntry] = field(default_factory=list)
     dlq_remove: list[str] = field(default_factory=list)
     signals_taken: list[int] = field(default_factory=list)
+    spend: list[SpendRow] = field(default_factory=list)  # the costs of steps it commits
 
     def run_ids(self) -> set[str]:
         """Runs whose rows this batch changes (new runs included)."""
@@ -163,6 +165,7 @@ class Batch:
             or self.dlq_add
             or self.dlq_remove
             or self.signals_taken
+            or self.spend
         )
 
 

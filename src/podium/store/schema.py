@@ -68,8 +68,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (scope, name)
     );
     """,
-    # 5: schedules (being written: replace this placeholder)
-    "SELECT 1",
+    # 5: schedules (`podium schedule`): a claimed tick advances next_at by compare-and-set
+    """
+    CREATE TABLE schedules (
+        schedule_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, workflow TEXT NOT NULL,
+        definition TEXT NOT NULL, inputs TEXT NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL,
+        timezone TEXT NOT NULL, next_at REAL, last_fired_at REAL, last_run_id TEXT,
+        created_at REAL NOT NULL, pending_tick REAL, pending_since REAL
+    );
+    CREATE INDEX schedules_due ON schedules (next_at) WHERE next_at IS NOT NULL;
+    CREATE INDEX schedules_pending ON schedules (pending_since) WHERE pending_tick IS NOT NULL;
+    """,
     # 6: circuit breakers, shared by every engine (`podium circuits`)
     """
     CREATE TABLE circuits (
@@ -79,10 +88,36 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL, trial_until REAL
     );
     """,
-    # 7: capacity pools and token buckets (being written: replace this placeholder)
-    "SELECT 1",
-    # 8: spend ledger and budget holds (being written: replace this placeholder)
-    "SELECT 1",
+    # 7: capacity pools (each engine's share of a pool, expiring unless renewed) and token
+    # buckets (rate limits shared by every engine)
+    """
+    CREATE TABLE pool_shares (
+        pool TEXT NOT NULL, holder TEXT NOT NULL, amount REAL NOT NULL, in_use REAL NOT NULL,
+        wanted REAL NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (pool, holder)
+    ) WITHOUT ROWID;
+    CREATE INDEX pool_shares_holder ON pool_shares (holder);
+    CREATE TABLE buckets (
+        key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated_at REAL NOT NULL,
+        rate_per_s REAL NOT NULL, burst REAL NOT NULL
+    );
+    """,
+    # 8: the spend ledger (a row per committed step result with a cost) and budget holds
+    # (money set aside by calls in flight); the indexes serve the rolling-window sums
+    """
+    CREATE TABLE spend (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, idx INTEGER NOT NULL, ts REAL NOT NULL,
+        workflow TEXT NOT NULL, model TEXT, tokens_in INTEGER NOT NULL,
+        tokens_out INTEGER NOT NULL, usd REAL NOT NULL,
+        PRIMARY KEY (run_id, step_id, idx, ts)
+    );
+    CREATE INDEX spend_ts ON spend (ts, usd);
+    CREATE INDEX spend_workflow_ts ON spend (workflow, ts, usd);
+    CREATE TABLE budget_holds (
+        hold_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, workflow TEXT NOT NULL,
+        usd REAL NOT NULL, holder TEXT NOT NULL, expires_at REAL NOT NULL
+    );
+    CREATE INDEX budget_holds_holder ON budget_holds (holder);
+    """,
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -167,8 +202,18 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (scope, name)
     );
     """,
-    # 5: schedules (being written: replace this placeholder)
-    "SELECT 1",
+    # 5: schedules (`podium schedule`), as MIGRATIONS[4]
+    """
+    CREATE TABLE schedules (
+        schedule_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, workflow TEXT NOT NULL,
+        definition TEXT NOT NULL, inputs TEXT NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL,
+        timezone TEXT NOT NULL, next_at DOUBLE PRECISION, last_fired_at DOUBLE PRECISION,
+        last_run_id TEXT, created_at DOUBLE PRECISION NOT NULL,
+        pending_tick DOUBLE PRECISION, pending_since DOUBLE PRECISION
+    );
+    CREATE INDEX schedules_due ON schedules (next_at) WHERE next_at IS NOT NULL;
+    CREATE INDEX schedules_pending ON schedules (pending_since) WHERE pending_tick IS NOT NULL;
+    """,
     # 6: circuit breakers (`podium circuits`), as MIGRATIONS[5]
     """
     CREATE TABLE circuits (
@@ -179,8 +224,35 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         trial_until DOUBLE PRECISION
     );
     """,
-    # 7: capacity pools and token buckets (being written: replace this placeholder)
-    "SELECT 1",
-    # 8: spend ledger and budget holds (being written: replace this placeholder)
-    "SELECT 1",
+    # 7: capacity pools and token buckets, as MIGRATIONS[6]
+    """
+    CREATE TABLE pool_shares (
+        pool TEXT NOT NULL, holder TEXT NOT NULL, amount DOUBLE PRECISION NOT NULL,
+        in_use DOUBLE PRECISION NOT NULL, wanted DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (pool, holder)
+    );
+    CREATE INDEX pool_shares_holder ON pool_shares (holder);
+    CREATE TABLE buckets (
+        key TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL, rate_per_s DOUBLE PRECISION NOT NULL,
+        burst DOUBLE PRECISION NOT NULL
+    );
+    """,
+    # 8: the spend ledger and budget holds, as MIGRATIONS[7]
+    """
+    CREATE TABLE spend (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, idx INTEGER NOT NULL,
+        ts DOUBLE PRECISION NOT NULL, workflow TEXT NOT NULL, model TEXT,
+        tokens_in BIGINT NOT NULL, tokens_out BIGINT NOT NULL, usd DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (run_id, step_id, idx, ts)
+    );
+    CREATE INDEX spend_ts ON spend (ts) INCLUDE (usd);
+    CREATE INDEX spend_workflow_ts ON spend (workflow, ts) INCLUDE (usd);
+    CREATE TABLE budget_holds (
+        hold_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, workflow TEXT NOT NULL,
+        usd DOUBLE PRECISION NOT NULL, holder TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX budget_holds_holder ON budget_holds (holder);
+    """,
 )

@@ -9,19 +9,24 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from podium.bus.events import Event
 from podium.errors import StoreUnavailable
+from podium.store import circuits as breaker
 from podium.store import codec
+from podium.store import pools as shares
 from podium.store import rows as rowmap
+from podium.store import schedules as sched
 from podium.store.records import (
     Batch,
+    CircuitRecord,
+    CircuitResult,
     DlqEntry,
     QueueStat,
     RunState,
@@ -29,7 +34,21 @@ from podium.store.records import (
     StepState,
     WorkerInfo,
 )
+from podium.store.schedules import Schedule
 from podium.store.schema import MIGRATIONS
+from podium.store.spend import (
+    BudgetHold,
+    ScopeUsage,
+    SpendGroup,
+    WindowScope,
+    group_key,
+    hold_params,
+    report_select,
+    spend_params,
+    usage_columns,
+)
+
+_T = TypeVar("_T")
 
 _RUN_COLS = (
     "run_id, workflow, workflow_version, definition_digest, inputs, priority, status, created_at,"
@@ -104,7 +123,27 @@ def _statements(batch: Batch) -> list[_Statement]:
     if batch.signals_taken:
         sql = "UPDATE signals SET taken = 1 WHERE signal_id = ?"
         out.append((sql, [(s,) for s in batch.signals_taken], None))
+    if batch.spend:
+        # A retried batch may already be in: the key (run, step, index, ts) keeps no twin.
+        sql = "INSERT OR IGNORE INTO spend VALUES (?,?,?,?,?,?,?,?,?)"
+        out.append((sql, [spend_params(r) for r in batch.spend], 0))
     return out
+
+
+# `podium spend --by`: the group key over the spend table (day and hour as epoch buckets).
+_SPEND_KEYS = {
+    "workflow": "workflow",
+    "model": "coalesce(model, '')",
+    "run": "run_id",
+    "day": "CAST(ts / 86400 AS INTEGER)",
+    "hour": "CAST(ts / 3600 AS INTEGER)",
+}
+
+
+def _scope_usage(db: sqlite3.Connection, scope: WindowScope, now: float) -> ScopeUsage:
+    columns, params = usage_columns(scope, now, "?")
+    spent, held = db.execute(f"SELECT {columns}", params).fetchone()
+    return ScopeUsage(scope, spent, held)
 
 
 class SQLiteStore:
@@ -452,3 +491,273 @@ class SQLiteStore:
             f" GROUP BY priority ORDER BY min({_BY_PRIORITY})"
         )
         return [QueueStat(r[0], r[1], r[2]) for r in rows]
+
+    # -- circuit breakers (DESIGN §3.3) --
+
+    async def list_circuits(self) -> list[CircuitRecord]:
+        rows = self._query(f"SELECT {breaker.CIRCUIT_COLS} FROM circuits ORDER BY key")
+        return [breaker.circuit_from_row(r) for r in rows]
+
+    async def circuit_failure(
+        self, key: str, *, failures: int, cooldown_s: float
+    ) -> CircuitResult:
+        return self._circuit_txn(key, breaker.failed(key, failures=failures, cooldown_s=cooldown_s))
+
+    async def circuit_success(self, key: str, *, successes: int, trial: bool) -> CircuitResult:
+        return self._circuit_txn(key, breaker.succeeded(successes=successes, trial=trial))
+
+    async def take_circuit_trial(
+        self, key: str, *, cooldown_s: float, half_open_max: int, lease_s: float
+    ) -> CircuitResult:
+        op = breaker.take_trial(cooldown_s=cooldown_s, half_open_max=half_open_max, lease_s=lease_s)
+        return self._circuit_txn(key, op)
+
+    async def release_circuit_trial(self, key: str) -> CircuitResult:
+        return self._circuit_txn(key, breaker.release_trial)
+
+    async def force_circuit(self, key: str, *, open_: bool) -> CircuitResult:
+        return self._circuit_txn(key, breaker.forced(key, open_=open_))
+
+    def _circuit_txn(self, key: str, op: breaker.CircuitOp) -> CircuitResult:
+        """Reads, changes and writes one circuit's row under SQLite's write lock."""
+        now = time.time()
+        with self._immediate() as db:
+            rows = db.execute(
+                f"SELECT {breaker.CIRCUIT_COLS} FROM circuits WHERE key = ?", (key,)
+            ).fetchall()
+            old = breaker.circuit_from_row(rows[0]) if rows else None
+            result, new = breaker.to_store(op(old, now), old, now)
+            if new is not None:
+                db.execute(
+                    f"INSERT OR REPLACE INTO circuits ({breaker.CIRCUIT_COLS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    breaker.circuit_params(new),
+                )
+        return result
+
+
+    # -- schedules (`podium schedule`) --
+
+    async def add_schedule(self, schedule: Schedule) -> bool:
+        marks = ",".join("?" * 14)
+        sql = f"INSERT OR IGNORE INTO schedules ({sched.SCHEDULE_COLS}) VALUES ({marks})"
+        return self._execute(sql, sched.schedule_params(schedule)) == 1
+
+    async def list_schedules(self) -> list[Schedule]:
+        rows = self._query(f"SELECT {sched.SCHEDULE_COLS} FROM schedules ORDER BY name")
+        return [sched.schedule_from_row(r) for r in rows]
+
+    async def get_schedule(self, key: str) -> Schedule | None:
+        rows = self._query(
+            f"SELECT {sched.SCHEDULE_COLS} FROM schedules WHERE schedule_id = ? OR name = ?"
+            " ORDER BY schedule_id = ? DESC LIMIT 1",
+            (key, key, key),
+        )
+        return sched.schedule_from_row(rows[0]) if rows else None
+
+    async def remove_schedule(self, key: str) -> Schedule | None:
+        with self._immediate() as db:
+            rows = db.execute(
+                f"SELECT {sched.SCHEDULE_COLS} FROM schedules WHERE schedule_id = ? OR name = ?"
+                " ORDER BY schedule_id = ? DESC LIMIT 1",
+                (key, key, key),
+            ).fetchall()
+            if rows:
+                db.execute("DELETE FROM schedules WHERE schedule_id = ?", (rows[0][0],))
+        return sched.schedule_from_row(rows[0]) if rows else None
+
+    async def due_schedules(self, now: float, stale_before: float) -> list[Schedule]:
+        rows = self._query(
+            f"SELECT {sched.SCHEDULE_COLS} FROM schedules"
+            " WHERE (pending_tick IS NULL AND next_at <= ?)"
+            " OR (pending_tick IS NOT NULL AND pending_since < ?)"
+            " ORDER BY coalesce(pending_tick, next_at) LIMIT 1000",
+            (now, stale_before),
+        )
+        return [sched.schedule_from_row(r) for r in rows]
+
+    async def next_schedule_at(self) -> float | None:
+        rows = self._query("SELECT min(next_at) FROM schedules WHERE pending_tick IS NULL")
+        return rows[0][0] if rows else None
+
+    async def claim_schedule_tick(
+        self, schedule_id: str, tick: float, next_at: float | None, now: float
+    ) -> bool:
+        # One UPDATE is atomic under SQLite's write lock: of two schedulers, one matches.
+        claimed = self._execute(
+            "UPDATE schedules SET next_at = ?, pending_tick = ?, pending_since = ?"
+            " WHERE schedule_id = ? AND next_at = ? AND pending_tick IS NULL",
+            (next_at, tick, now, schedule_id, tick),
+        )
+        return claimed == 1
+
+    async def reclaim_schedule_tick(
+        self, schedule_id: str, tick: float, claimed_at: float, now: float
+    ) -> bool:
+        claimed = self._execute(
+            "UPDATE schedules SET pending_since = ?"
+            " WHERE schedule_id = ? AND pending_tick = ? AND pending_since = ?",
+            (now, schedule_id, tick, claimed_at),
+        )
+        return claimed == 1
+
+    async def finish_schedule_tick(
+        self, schedule_id: str, tick: float, run_id: str | None, now: float
+    ) -> None:
+        sql, params = sched.finish_tick_sql(schedule_id, tick, run_id, now, "?")
+        self._execute(sql, params)
+
+    # -- budgets and cost accounting (DESIGN §3.9) --
+
+    async def hold_budget(
+        self, hold: BudgetHold, scopes: Sequence[WindowScope], release: Sequence[str] = ()
+    ) -> tuple[bool, list[ScopeUsage]]:
+        # Under SQLite's write lock: of two engines after the last dollar, one sees the other.
+        now = time.time()
+        with self._immediate() as db:
+            db.executemany("DELETE FROM budget_holds WHERE hold_id = ?", [(i,) for i in release])
+            found = [_scope_usage(db, scope, now) for scope in scopes]
+            placed = all(usage.fits(hold.usd) for usage in found)
+            if placed:
+                db.execute("INSERT INTO budget_holds VALUES (?,?,?,?,?,?)", hold_params(hold))
+        return placed, found
+
+    async def release_budget_holds(self, hold_ids: Sequence[str]) -> None:
+        if hold_ids:
+            with self._immediate() as db:
+                db.executemany(
+                    "DELETE FROM budget_holds WHERE hold_id = ?", [(i,) for i in hold_ids]
+                )
+
+    async def renew_budget_holds(self, holder: str, expires_at: float) -> None:
+        with self._immediate() as db:
+            db.execute(
+                "UPDATE budget_holds SET expires_at = ? WHERE holder = ?", (expires_at, holder)
+            )
+            db.execute("DELETE FROM budget_holds WHERE expires_at < ?", (time.time(),))
+
+    async def budget_usage(self, scopes: Sequence[WindowScope]) -> list[ScopeUsage]:
+        now = time.time()
+        try:
+            return [_scope_usage(self.db, scope, now) for scope in scopes]
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read the store {self.url}: {exc}") from None
+
+    async def spend_report(
+        self, by: str, since: float, workflow: str | None = None
+    ) -> list[SpendGroup]:
+        sql, params = report_select(_SPEND_KEYS[by], since, workflow, "?")
+        return [
+            SpendGroup(group_key(by, r[0]), r[1], r[2], r[3], r[4])
+            for r in self._query(sql, params)
+        ]
+
+    # -- capacity pools and token buckets (DESIGN §3.8) --
+
+    async def set_shares(
+        self, holder: str, requests: Sequence[shares.ShareRequest], ttl_s: float
+    ) -> list[shares.ShareGrant]:
+        def work(db: sqlite3.Connection) -> list[shares.ShareGrant]:
+            now = time.time()
+            grants = []
+            for request in requests:
+                db.execute(
+                    "DELETE FROM pool_shares WHERE pool = ? AND expires_at < ?", (request.pool, now)
+                )
+                others = db.execute(
+                    "SELECT amount, wanted FROM pool_shares WHERE pool = ? AND holder != ?",
+                    (request.pool, holder),
+                ).fetchall()
+                result = shares.grant(request, others)
+                if shares.keeps_row(request, result.granted):
+                    row = shares.share_row(request, holder, result.granted, now + ttl_s)
+                    db.execute(f"INSERT OR REPLACE INTO pool_shares ({shares.SHARE_COLS})"
+                               " VALUES (?, ?, ?, ?, ?, ?)", row)
+                else:
+                    db.execute(
+                        "DELETE FROM pool_shares WHERE pool = ? AND holder = ?",
+                        (request.pool, holder),
+                    )
+                grants.append(result)
+            return grants
+
+        return await self._on_writer(work)
+
+    async def pool_contention(
+        self, holder: str, pools: Sequence[str]
+    ) -> list[shares.ShareGrant]:
+        if not pools:
+            return []
+        rows = self._query(
+            "SELECT pool, holder, amount, wanted FROM pool_shares WHERE expires_at >= ?"
+            f" AND pool IN ({','.join('?' * len(pools))})",
+            [time.time(), *pools],
+        )
+        return shares.contention(holder, pools, rows)
+
+    async def renew_shares(self, holder: str, ttl_s: float) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE pool_shares SET expires_at = ? WHERE holder = ?",
+                (time.time() + ttl_s, holder),
+            )
+
+        await self._on_writer(work)
+
+    async def drop_shares(self, holder: str) -> None:
+        self._execute("DELETE FROM pool_shares WHERE holder = ?", (holder,))
+
+    async def list_shares(self) -> list[shares.PoolShare]:
+        rows = self._query(
+            f"SELECT {shares.SHARE_COLS} FROM pool_shares WHERE expires_at >= ?"
+            " ORDER BY pool, holder",
+            (time.time(),),
+        )
+        return [shares.PoolShare(*r) for r in rows]
+
+    async def take_tokens(
+        self, key: str, rate_per_s: float, burst: float, amount: float, *, allow_debt: bool = False
+    ) -> float:
+        def work(db: sqlite3.Connection) -> float:
+            rows = db.execute(
+                f"SELECT {shares.BUCKET_COLS} FROM buckets WHERE key = ?", (key,)
+            ).fetchall()
+            level = shares.BucketLevel(*rows[0]) if rows else None
+            granted, new = shares.take(
+                level, time.time(), rate_per_s, burst, amount, allow_debt
+            )
+            db.execute(
+                f"INSERT OR REPLACE INTO buckets ({shares.BUCKET_COLS}) VALUES (?, ?, ?, ?, ?)",
+                (key, new.tokens, new.updated_at, new.rate_per_s, new.burst),
+            )
+            return granted
+
+        return await self._on_writer(work)
+
+    async def list_buckets(self) -> list[shares.BucketLevel]:
+        rows = self._query(f"SELECT {shares.BUCKET_COLS} FROM buckets ORDER BY key")
+        return [shares.BucketLevel(*r) for r in rows]
+
+    async def _on_writer(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Runs `work` in one write transaction on the writer thread: waiting there for the
+        write lock (a batch committing) does not stall the event loop, as `_immediate` would."""
+        if self._write_thread is None:
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._write_thread, self._writer_txn, work)
+
+    def _writer_txn(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        db = self._writer
+        if db is None:
+            raise StoreUnavailable("the store is closed")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot write to the store {self.url}: {exc}") from None
+        return result

@@ -1,0 +1,282 @@
+"""`podium schedule add / list / remove` and `podium scheduler`: delayed and periodic runs.
+
+A schedule keeps the validated workflow and inputs in the store; any scheduler fires it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from podium.bus.events import new_id, utc_iso
+from podium.cli.common import (
+    BusOption,
+    DrainOption,
+    JsonOption,
+    StoreOption,
+    UsageProblem,
+    guarded,
+    note,
+    open_engine,
+    opened_store,
+    out,
+    print_json,
+    run_async,
+    safe_url,
+    settings_for,
+)
+from podium.cli.render import new_table
+from podium.cli.run import FileArgument, gather_inputs, load_workflow
+from podium.control.schedules import ScheduleSpecInvalid, Spec, first_fire, parse_spec
+from podium.errors import PodiumError
+from podium.settings import Settings
+from podium.store.schedules import Schedule
+
+if TYPE_CHECKING:
+    from podium.engine.engine import Engine
+    from podium.engine.scheduler import Scheduler
+
+schedule_app = typer.Typer(
+    help="Delayed and periodic runs: add, list and remove schedules (`podium scheduler` fires"
+    " them).",
+    no_args_is_help=True, pretty_exceptions_enable=False,
+)
+KeyArgument = Annotated[str, typer.Argument(help="Schedule id or name")]
+_DERIVED_NAME_TRIES = 100  # workflow, workflow-2, ... before asking for --name
+
+
+@schedule_app.command("add")
+@guarded
+def add_command(
+    file: FileArgument,
+    cron: Annotated[
+        str | None,
+        typer.Option("--cron", metavar="EXPR",
+                     help="Cron expression, e.g. '*/15 * * * *' (6 fields: seconds last)"),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", metavar="TIME",
+                     help="Run once at this ISO 8601 time (no offset: UTC)"),
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option("--every", metavar="DUR", help="Run every DUR (e.g. 30s, 10m, 1h)"),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Schedule name (default: the workflow's name)"),
+    ] = None,
+    tz: Annotated[
+        str, typer.Option("--tz", metavar="ZONE", help="Time zone of --cron (IANA name)")
+    ] = "UTC",
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option("-i", "--input", metavar="NAME=VALUE",
+                     help="An input, parsed by its declared type (repeatable)"),
+    ] = None,
+    inputs_json: Annotated[
+        str | None, typer.Option("--inputs-json", metavar="JSON", help="Inputs as a JSON object"),
+    ] = None,
+    inputs_file: Annotated[
+        Path | None,
+        typer.Option("--inputs-file", metavar="FILE", help="Inputs from a JSON or YAML file"),
+    ] = None,
+    json_output: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Schedule a workflow: exactly one of --cron, --at, --every. Nothing is stored if invalid."""
+    settings = settings_for(store, None)
+    now = time.time()
+    spec = _spec(cron, at, every, tz, now)
+    workflow = load_workflow(file)
+    values = gather_inputs(workflow, inputs or [], inputs_json, inputs_file)
+    if name is not None and not name.strip():
+        raise UsageProblem("--name: a schedule name cannot be empty")
+    schedule = Schedule(
+        schedule_id=new_id(), name=(name or workflow.name).strip(), workflow=workflow.name,
+        definition=workflow.to_json(), inputs=values, kind=spec.kind, spec=spec.text,
+        timezone=spec.timezone, next_at=first_fire(spec, now), created_at=now,
+    )
+    added = run_async(_add(settings, schedule, derived=name is None))
+    if json_output:
+        print_json(schedule_json(added))
+    else:
+        note(f"schedule {added.name} ({added.schedule_id}) added: {_describe(added)},"
+             f" first run {_when(added.next_at)}; `podium scheduler` or `podium serve` fires it")
+
+
+def _spec(cron: str | None, at: str | None, every: str | None, tz: str, now: float) -> Spec:
+    given = [(kind, text) for kind, text in (("cron", cron), ("at", at), ("every", every))
+             if text is not None]
+    if len(given) != 1:
+        raise UsageProblem("give exactly one of --cron EXPR, --at TIME, --every DUR")
+    kind, text = given[0]
+    try:
+        return parse_spec(kind, text, tz, now=now)
+    except ScheduleSpecInvalid as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+async def _add(settings: Settings, schedule: Schedule, *, derived: bool) -> Schedule:
+    """Adds the schedule; a derived name taken already becomes `name-2`, `name-3`..."""
+    async with opened_store(settings) as store:
+        base = schedule.name
+        for attempt in range(1, _DERIVED_NAME_TRIES + 1 if derived else 2):
+            candidate = base if attempt == 1 else f"{base}-{attempt}"
+            named = replace(schedule, name=candidate)
+            if await store.add_schedule(named):
+                return named
+    hint = "give a --name" if derived else "pick another --name or `podium schedule remove` it"
+    raise UsageProblem(f"--name: a schedule named {base!r} exists already; {hint}")
+
+
+@schedule_app.command("list")
+@guarded
+def list_command(json_output: JsonOption = False, store: StoreOption = None) -> None:
+    """List schedules: spec, next fire, last fire and last run."""
+    schedules = run_async(_list(settings_for(store, None)))
+    if json_output:
+        print_json([schedule_json(s) for s in schedules])
+    elif schedules:
+        table = new_table(
+            "schedules",
+            ("id", "name", "workflow", "spec", "next fire (UTC)", "last fired (UTC)", "last run"),
+        )
+        for s in schedules:
+            table.add_row(
+                s.schedule_id, s.name, s.workflow, _describe(s), _when(s.next_at, done=s.done),
+                _when(s.last_fired_at), s.last_run_id or "—",
+            )
+        out.print(table)
+    else:
+        note("no schedules; `podium schedule add FILE --cron EXPR` adds one")
+
+
+async def _list(settings: Settings) -> list[Schedule]:
+    async with opened_store(settings) as store:
+        return await store.list_schedules()
+
+
+@schedule_app.command("remove")
+@guarded
+def remove_command(key: KeyArgument, json_output: JsonOption = False,
+                   store: StoreOption = None) -> None:
+    """Remove a schedule (by id or name); runs it already started are not touched."""
+    removed = run_async(_remove(settings_for(store, None), key))
+    if json_output:
+        print_json(schedule_json(removed))
+    else:
+        note(f"schedule {removed.name} ({removed.schedule_id}) removed")
+
+
+async def _remove(settings: Settings, key: str) -> Schedule:
+    async with opened_store(settings) as store:
+        removed = await store.remove_schedule(key)
+    if removed is None:
+        raise PodiumError(f"no schedule with id or name {key!r}; `podium schedule list` lists them")
+    return removed
+
+
+def schedule_json(s: Schedule) -> dict[str, Any]:
+    """One schedule as `schedule list --json` prints it."""
+    return {
+        "schedule_id": s.schedule_id, "name": s.name, "workflow": s.workflow,
+        "workflow_version": s.definition.get("version", 1), "kind": s.kind, "spec": s.spec,
+        "timezone": s.timezone, "inputs": s.inputs,
+        "status": "done" if s.done else ("firing" if s.pending_tick is not None else "active"),
+        "next_at": _iso(s.next_at), "last_fired_at": _iso(s.last_fired_at),
+        "last_run_id": s.last_run_id, "created_at": utc_iso(s.created_at),
+    }
+
+
+def _describe(s: Schedule) -> str:
+    zone = f" ({s.timezone})" if s.kind == "cron" and s.timezone != "UTC" else ""
+    return f"{s.kind} {s.spec}{zone}"
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else utc_iso(ts)
+
+
+def _when(ts: float | None, *, done: bool = False) -> str:
+    if ts is None:
+        return "done" if done else "—"
+    return utc_iso(ts)[:19].replace("T", " ")
+
+
+# -- podium scheduler --------------------------------------------------------------------------
+
+
+@guarded
+def scheduler_command(
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1,
+                          help="Runs executed at once (embedded bus; workers run them otherwise)")
+    ] = 100,
+    drain_s: DrainOption = 30.0,
+    store: StoreOption = None,
+    bus: BusOption = None,
+) -> None:
+    """Fire schedules until SIGTERM; with an in-process bus, also run what they submit."""
+    settings = settings_for(store, bus).model_copy(update={"max_active_runs": concurrency})
+    run_async(_scheduler(settings, drain_s))
+
+
+async def _scheduler(settings: Settings, drain_s: float) -> None:
+    from podium.engine.scheduler import Scheduler
+
+    async with open_engine(settings) as engine:
+        embedded = not engine.bus.distributed
+        if embedded:  # it executes runs, so it resumes those a previous process left behind
+            resumed = await engine.recover()
+            if resumed:
+                note(f"resumed {len(resumed)} unfinished run(s)")
+        scheduler = Scheduler(engine)
+        hurry = asyncio.Event()
+        _on_signals(scheduler, hurry)
+        role = "runs execute here" if embedded else "workers execute runs"
+        note(f"podium scheduler started ({role}); store {safe_url(settings.store)}")
+        await scheduler.run()
+        if embedded:
+            await drain(engine, drain_s, hurry)
+        note("podium scheduler stopped")
+
+
+def _on_signals(scheduler: Scheduler, hurry: asyncio.Event) -> None:
+    """SIGTERM/SIGINT: stop firing, then drain; a second signal: stop draining."""
+    signals = [0]
+
+    def stop() -> None:
+        signals[0] += 1
+        scheduler.stop()
+        if signals[0] > 1:
+            hurry.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+
+
+async def drain(engine: Engine, drain_s: float, hurry: asyncio.Event) -> None:
+    """Lets in-flight runs finish for up to `drain_s`; the rest stay unfinished in the store
+    (the engine's shutdown releases them, so the next start resumes them)."""
+    active = engine.active_runs()
+    if not active:
+        return
+    note(f"draining: up to {drain_s:g}s for {len(active)} run(s) in flight")
+    waits = [asyncio.ensure_future(engine.wait_done(run_id)) for run_id in active]
+    hurried: asyncio.Future[Any] = asyncio.ensure_future(hurry.wait())
+    everything: asyncio.Future[Any] = asyncio.gather(*waits, return_exceptions=True)
+    await asyncio.wait(
+        {everything, hurried}, timeout=drain_s, return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in [*waits, hurried]:
+        task.cancel()
+    await asyncio.gather(everything, hurried, return_exceptions=True)

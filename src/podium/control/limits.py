@@ -1,0 +1,204 @@
+"""The concurrency and rate-limit guards: a global cap on attempts in flight, and per agent
+(or step target) and per provider `max_concurrent`, `rpm` and `tpm`, optionally per `key`.
+
+Slots come from `SharePools`, tokens from `TokenBuckets`: both local on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from podium.control.config import ControlConfig
+from podium.control.guard import Call, CallOutcome
+from podium.control.pools import SharePools
+from podium.control.ratelimit import TokenBuckets, per_minute
+from podium.model.expressions import render
+from podium.model.workflow import Limits, LlmAction, SimAction, Step, Workflow
+
+GLOBAL_POOL = "global"
+
+
+class GlobalLimitGuard:
+    """`[limits] max_concurrent`: step attempts in flight across every engine."""
+
+    def __init__(self, pools: SharePools, max_concurrent: int) -> None:
+        self._pools = pools
+        self._cap = float(max_concurrent)
+
+    async def enter(self, call: Call) -> None:
+        if not self._pools.try_acquire(GLOBAL_POOL, self._cap):
+            await self._pools.acquire(GLOBAL_POOL, self._cap)
+
+    def exit(self, call: Call, outcome: CallOutcome) -> None:
+        self._pools.release(GLOBAL_POOL)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One set of limits over a scope: `agent:NAME`, `provider:NAME`, or (a step's own limits
+    without an agent) `target:KIND:TARGET`, resolved per call."""
+
+    scope: str  # "" for a per-target rule
+    limits: Limits
+    slots: float | None = None  # max_concurrent
+    fixed: str | None = None  # the pool's name when it does not depend on the call
+    rpm: tuple[float, float] | None = None  # (rate per second, burst)
+    tpm: tuple[float, float] | None = None
+
+    @classmethod
+    def of(cls, scope: str, limits: Limits, burst_s: float) -> Rule:
+        slots = float(limits.max_concurrent) if limits.max_concurrent is not None else None
+        fixed = scope if scope and limits.key is None else None
+        rpm = per_minute(limits.rpm, burst_s) if limits.rpm is not None else None
+        tpm = per_minute(limits.tpm, burst_s) if limits.tpm is not None else None
+        return cls(scope, limits, slots, fixed, rpm, tpm)
+
+    def name(self, call: Call) -> str:
+        if self.fixed is not None:
+            return self.fixed
+        scope = self.scope or f"target:{call.target}"
+        if self.limits.key is None:
+            return scope
+        return f"{scope}[{render(self.limits.key, call.context)}]"
+
+
+@dataclass(slots=True)
+class _Held:
+    """What one call took, to give back in `exit`."""
+
+    slots: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)  # rpm buckets, one token each
+    tokens: list[tuple[str, float]] = field(default_factory=list)  # tpm bucket, estimate
+
+
+class LimitsGuard:
+    """Per agent (operator `[agents.NAME.limits]` over the step's `limits`) and per provider
+    (`[providers.NAME]`, llm calls) concurrency slots, then request and token buckets."""
+
+    def __init__(self, config: ControlConfig, pools: SharePools, buckets: TokenBuckets) -> None:
+        self._agents = {
+            name: agent.limits for name, agent in config.agents.items() if agent.limits is not None
+        }
+        self._providers = {n: lim for n, lim in config.providers.items() if _binding(lim)}
+        self._pools = pools
+        self._buckets = buckets
+        # (step object id, primary, provider) -> (the step, kept so its id stays its own; rules)
+        self._rules: dict[tuple[int, bool, str | None], tuple[Step, tuple[Rule, ...]]] = {}
+
+    def configured(self) -> bool:
+        return bool(self._providers) or any(_binding(lim) for lim in self._agents.values())
+
+    def wanted_by(self, workflow: Workflow) -> bool:
+        return any(s.limits is not None and _binding(s.limits) for s in workflow.steps.values())
+
+    def rules(self, call: Call) -> tuple[Rule, ...]:
+        provider = call.action.provider if isinstance(call.action, LlmAction) else None
+        key = (id(call.step), call.primary, provider)
+        hit = self._rules.get(key)
+        if hit is None:
+            hit = self._rules[key] = (call.step, self._resolve(call.step, call.primary, provider))
+        return hit[1]
+
+    def _resolve(self, step: Step, primary: bool, provider: str | None) -> tuple[Rule, ...]:
+        rules: list[Rule] = []
+        if primary:  # a fallback or compensation has its own target and no agent
+            own = step.limits
+            operator = self._agents.get(step.agent) if step.agent is not None else None
+            merged = _merge(operator, own)
+            if merged is not None and _binding(merged):
+                scope = f"agent:{step.agent}" if step.agent is not None else ""
+                rules.append(Rule.of(scope, merged, self._buckets.burst_s))
+        if provider is not None and provider in self._providers:
+            limits = self._providers[provider]
+            rules.append(Rule.of(f"provider:{provider}", limits, self._buckets.burst_s))
+        return tuple(rules)
+
+    async def enter(self, call: Call) -> None:
+        rules = self.rules(call)
+        if not rules:
+            return
+        held = _Held()
+        try:
+            named = [(rule, rule.fixed or rule.name(call)) for rule in rules]
+            # Slots first: tokens taken while waiting for a slot would be spent on nothing.
+            for rule, name in named:
+                if rule.slots is not None:
+                    if not self._pools.try_acquire(name, rule.slots):
+                        await self._pools.acquire(name, rule.slots)
+                    held.slots.append(name)
+            for rule, name in named:
+                if rule.rpm is not None:
+                    key = f"{name}:rpm"
+                    if not self._buckets.try_take(key, 1.0):  # the hot path: no await
+                        await self._buckets.take(key, rule.rpm[0], rule.rpm[1], 1.0)
+                    held.requests.append(key)
+                if rule.tpm is not None:
+                    estimate = estimate_tokens(call.action)
+                    if estimate > 0:
+                        await self._take(f"{name}:tpm", rule.tpm, estimate)
+                        held.tokens.append((f"{name}:tpm", estimate))
+        except BaseException:
+            self._give_back(held, refund=True)
+            raise
+        call.notes["limits"] = held
+
+    async def _take(self, key: str, rate: tuple[float, float], amount: float) -> None:
+        if not self._buckets.try_take(key, amount):
+            await self._buckets.take(key, rate[0], rate[1], amount)
+
+    def exit(self, call: Call, outcome: CallOutcome) -> None:
+        held = call.notes.pop("limits", None)
+        if not isinstance(held, _Held):
+            return
+        if outcome == "ok":  # reconcile the estimate with what the call really used
+            used = float(call.tokens_in + call.tokens_out)
+            for key, estimate in held.tokens:
+                if used < estimate:
+                    self._buckets.give_back(key, estimate - used)
+                elif used > estimate:
+                    self._buckets.owe(key, used - estimate)
+            held.tokens.clear()
+        # refused: no call was made, so its request and tokens go back too; failed and
+        # cancelled calls may have reached the provider: they keep what they took.
+        self._give_back(held, refund=outcome == "refused")
+
+    def _give_back(self, held: _Held, *, refund: bool) -> None:
+        for name in held.slots:
+            self._pools.release(name)
+        if refund:
+            for key in held.requests:
+                self._buckets.give_back(key, 1.0)
+            for key, estimate in held.tokens:
+                self._buckets.give_back(key, estimate)
+        held.slots.clear()
+
+
+def estimate_tokens(action: Any) -> float:
+    """Tokens a call will use, reserved before it: an llm call's characters / 4 plus its
+    `max_tokens`; a sim's `tokens`; other kinds none."""
+    if isinstance(action, LlmAction):
+        chars = len(action.system or "") + len(action.prompt or "")
+        if action.messages:
+            chars += len(orjson.dumps(action.messages))
+        if action.input:
+            chars += len(orjson.dumps(action.input, default=str))
+        return float(chars // 4 + action.max_tokens)
+    if isinstance(action, SimAction) and action.tokens is not None:
+        return float(action.tokens.input + action.tokens.output)
+    return 0.0
+
+
+def _binding(limits: Limits) -> bool:
+    return limits.max_concurrent is not None or limits.rpm is not None or limits.tpm is not None
+
+
+def _merge(operator: Limits | None, own: Limits | None) -> Limits | None:
+    """The operator's fields win over the step's; unset ones fall back to the step's."""
+    if operator is None or own is None:
+        return operator or own
+    update: Mapping[str, Any] = operator.model_dump(exclude_none=True)
+    return own.model_copy(update=dict(update))
