@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import structlog
+
 from podium.control.admission import Admission, pool_name
 from podium.control.budgets import BudgetGuard, windows_of
 from podium.control.circuits import CircuitGuard
@@ -18,6 +20,8 @@ from podium.control.ratelimit import TokenBuckets
 from podium.model.workflow import Workflow
 from podium.store.base import Store
 
+log = structlog.get_logger("podium.control")
+
 
 class ControlPlane:
     def __init__(self, config: ControlConfig, store: Store, owner: str, emit: Emit) -> None:
@@ -25,36 +29,37 @@ class ControlPlane:
         self.store = store
         self.owner = owner  # the engine's id: holder of its reservations in the store
         self.emit = emit
-        # Order matters: refuse cheaply (budget, open circuit) before waiting in line.
-        self.guards: list[Guard] = []
-        # Budgets first: a call past a limit is refused before it waits for anything. In the
-        # list once a scope can apply: `[budgets]` limits, else the first workflow (`prepare`)
-        # with a run budget. A call with no estimated cost passes after a kind check.
+        self.pools = SharePools(store, owner)  # concurrency slots and resources (pools.py)
+        self.buckets = TokenBuckets(store)  # rpm / tpm (ratelimit.py)
         self.budgets = BudgetGuard(config.budgets, store, owner, emit)
-        if windows_of(config.budgets):
-            self.guards.append(self.budgets)
-        # Circuit breakers: after a budget guard, before limit guards (an open circuit refuses
-        # at once; no slot is taken for a call that will not be made). In the list once a
-        # policy can apply: a `[circuits] default`, else the first workflow (`prepare`) with a
-        # step under a policy; until then calls pay nothing for it.
         self.circuits = CircuitGuard(config, store, emit)
-        self._circuits_at = len(self.guards)
-        if config.circuits.default is not None:
-            self.guards.insert(self._circuits_at, self.circuits)
-        # Concurrency caps and rate limits, last: a call waits for a slot and tokens only once
-        # nothing will refuse it. Local semaphores and token grants over shares of the store's
-        # pools and buckets (control/pools.py, ratelimit.py). The global cap is in the list if
-        # `[limits] max_concurrent` is set; the per agent/provider guard if operator limits
-        # are, else from the first workflow (`prepare`) whose steps have `limits`.
-        self.pools = SharePools(store, owner)
-        self.buckets = TokenBuckets(store)
-        if config.limits.max_concurrent is not None:
-            self.guards.append(GlobalLimitGuard(self.pools, config.limits.max_concurrent))
+        cap = config.limits.max_concurrent
+        self.global_limit = GlobalLimitGuard(self.pools, cap) if cap is not None else None
         self.limits = LimitsGuard(config, self.pools, self.buckets)
+        self.admission = Admission(config.resources, self.pools)  # whole runs, at start
+        # The order a call passes them: refuse cheaply (a budget, an open circuit) before
+        # waiting in line for a slot or tokens (the global cap, then agent/provider limits).
+        self._order: tuple[Guard, ...] = tuple(
+            g
+            for g in (self.budgets, self.circuits, self.global_limit, self.limits)
+            if g is not None
+        )
+        # The executor's list, changed in place. A guard is in it only once something it
+        # enforces is configured, here or by a workflow (`prepare`): until then, calls pay
+        # nothing for it.
+        self.guards: list[Guard] = []
+        if windows_of(config.budgets):
+            self._turn_on(self.budgets)
+        if config.circuits.default is not None:
+            self._turn_on(self.circuits)
+        if self.global_limit is not None:
+            self._turn_on(self.global_limit)
         if self.limits.configured():
-            self.guards.append(self.limits)
-        # Resource admission of whole runs (`[resources]`), from the same pools.
-        self.admission = Admission(config.resources, self.pools)
+            self._turn_on(self.limits)
+
+    def _turn_on(self, guard: Guard) -> None:
+        if guard not in self.guards:
+            self.guards[:] = [g for g in self._order if g is guard or g in self.guards]
 
     def bind_pools(self, ttl_s: float, on_capacity: Callable[[], None]) -> None:
         """The engine's lease (how long a crashed engine's shares stay held) and what to call
@@ -64,14 +69,12 @@ class ControlPlane:
 
     def prepare(self, workflow: Workflow) -> None:
         """A workflow this engine will run (once per definition): turns on what it needs."""
-        budget = workflow.budget
-        if budget is not None and budget.usd is not None and self.budgets not in self.guards:
-            self.guards.insert(0, self.budgets)
-            self._circuits_at += 1
-        if self.circuits not in self.guards and self.circuits.wanted_by(workflow):
-            self.guards.insert(self._circuits_at, self.circuits)
-        if self.limits not in self.guards and self.limits.wanted_by(workflow):
-            self.guards.append(self.limits)
+        if workflow.budget is not None and workflow.budget.usd is not None:
+            self._turn_on(self.budgets)
+        if self.circuits.wanted_by(workflow):
+            self._turn_on(self.circuits)
+        if self.limits.wanted_by(workflow):
+            self._turn_on(self.limits)
 
     async def start(self) -> None:
         """Loads shared state before the first call."""
@@ -86,11 +89,13 @@ class ControlPlane:
         return caps
 
     async def tick(self) -> None:
-        """Every poll interval: refresh shared state, renew and hand back reservations."""
-        await self.circuits.tick()
-        await self.budgets.tick()
-        await self.pools.tick()
-        await self.buckets.tick()
+        """Every poll interval: refresh shared state, renew and hand back reservations.
+        Each duty runs even if another failed (a failed renewal must not stop the rest)."""
+        for duty in (self.circuits.tick, self.budgets.tick, self.pools.tick, self.buckets.tick):
+            try:
+                await duty()
+            except Exception as exc:  # upkeep must never stop the engine's background duty
+                log.warning("control-layer upkeep failed", duty=duty.__qualname__, error=str(exc))
 
     async def close(self) -> None:
         """On shutdown: hands back everything this engine holds."""

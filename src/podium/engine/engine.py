@@ -929,10 +929,7 @@ class Engine:
         while await self._pause_s(self.settings.poll_interval_s):
             if self._queued:
                 self._expire_queued()
-            try:
-                await self.control.tick()
-            except PodiumError as exc:
-                log.warning("control-layer upkeep failed", error=str(exc))
+            await self.control.tick()
 
     # -- pauses (the operator's brake) ------------------------------------------------------
 
