@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from podium.model.workflow import Action, Step
+from podium.model.workflow import Action, HttpAction, LlmAction, N8nAction, PythonAction, Step
 
 # ok: the call succeeded; failed: it was made and failed (timeouts too); refused: a guard
 # refused it before any call; cancelled: the attempt was cancelled (or the engine stopped).
@@ -48,15 +48,17 @@ class Call:
 
 
 def call_target(action: Action) -> str:
-    kind = action.kind
-    url = getattr(action, "url", None) or getattr(action, "webhook", None)
-    if isinstance(url, str):
-        return f"{kind}:{urlsplit(url).netloc or url}"
-    if kind == "llm":
-        return f"llm:{getattr(action, 'provider', '')}/{getattr(action, 'model', None) or ''}"
-    if kind == "python":
-        return f"python:{getattr(action, 'call', '')}"
-    return kind
+    # isinstance, not getattr(..., None): a missing pydantic attribute raises inside, and
+    # this runs for every guarded attempt.
+    if isinstance(action, HttpAction):
+        return f"http:{urlsplit(action.url).netloc or action.url}"
+    if isinstance(action, N8nAction):
+        return f"n8n:{urlsplit(action.webhook).netloc or action.webhook}"
+    if isinstance(action, LlmAction):
+        return f"llm:{action.provider}/{action.model or ''}"
+    if isinstance(action, PythonAction):
+        return f"python:{action.call}"
+    return action.kind
 
 
 class Guard(Protocol):

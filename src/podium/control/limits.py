@@ -66,6 +66,31 @@ class Rule:
         return f"{scope}[{render(self.limits.key, call.context)}]"
 
 
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """What a call under fixed-name rules takes (and gives back): no per-call state."""
+
+    slots: tuple[tuple[str, float], ...]  # (pool, capacity), in the order rules take them
+    rpm: tuple[tuple[str, float, float], ...]  # (bucket, rate per second, burst)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A step's rules, resolved once; `fixed` when none depends on the call (no `key`, no
+    `tpm` estimate), which is the hot path."""
+
+    rules: tuple[Rule, ...]
+    fixed: _Fixed | None
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...]) -> _Plan:
+        if any(r.fixed is None or r.tpm is not None for r in rules) or not rules:
+            return cls(rules, None)
+        slots = tuple((r.fixed, r.slots) for r in rules if r.fixed and r.slots is not None)
+        rpm = tuple((f"{r.fixed}:rpm", *r.rpm) for r in rules if r.rpm is not None)
+        return cls(rules, _Fixed(slots, rpm))
+
+
 @dataclass(slots=True)
 class _Held:
     """What one call took, to give back in `exit`."""
@@ -86,8 +111,8 @@ class LimitsGuard:
         self._providers = {n: lim for n, lim in config.providers.items() if _binding(lim)}
         self._pools = pools
         self._buckets = buckets
-        # (step object id, primary, provider) -> (the step, kept so its id stays its own; rules)
-        self._rules: dict[tuple[int, bool, str | None], tuple[Step, tuple[Rule, ...]]] = {}
+        # (step object id, primary, provider) -> (the step, kept so its id stays its own; plan)
+        self._plans: dict[tuple[int, bool, str | None], tuple[Step, _Plan]] = {}
 
     def configured(self) -> bool:
         return bool(self._providers) or any(_binding(lim) for lim in self._agents.values())
@@ -95,12 +120,35 @@ class LimitsGuard:
     def wanted_by(self, workflow: Workflow) -> bool:
         return any(s.limits is not None and _binding(s.limits) for s in workflow.steps.values())
 
+    def fixed_needs(
+        self, workflow: Workflow
+    ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+        """The pools {name: capacity} and rpm buckets {key: (rate, burst)} the workflow's
+        primary calls will use whatever their inputs (no `key`), to take before they run."""
+        pools: dict[str, float] = {}
+        buckets: dict[str, tuple[float, float]] = {}
+        for step in workflow.steps.values():
+            provider = step.action.provider if isinstance(step.action, LlmAction) else None
+            for rule in self._resolve(step, True, provider):
+                if rule.fixed is None:
+                    continue
+                if rule.slots is not None:
+                    pools[rule.fixed] = rule.slots
+                if rule.rpm is not None:
+                    buckets[f"{rule.fixed}:rpm"] = rule.rpm
+        return pools, buckets
+
     def rules(self, call: Call) -> tuple[Rule, ...]:
-        provider = call.action.provider if isinstance(call.action, LlmAction) else None
+        return self._plan(call).rules
+
+    def _plan(self, call: Call) -> _Plan:
+        action = call.action
+        provider = action.provider if isinstance(action, LlmAction) else None
         key = (id(call.step), call.primary, provider)
-        hit = self._rules.get(key)
-        if hit is None:
-            hit = self._rules[key] = (call.step, self._resolve(call.step, call.primary, provider))
+        hit = self._plans.get(key)
+        if hit is None or hit[0] is not call.step:
+            rules = self._resolve(call.step, call.primary, provider)
+            hit = self._plans[key] = (call.step, _Plan.of(rules))
         return hit[1]
 
     def _resolve(self, step: Step, primary: bool, provider: str | None) -> tuple[Rule, ...]:
@@ -118,9 +166,31 @@ class LimitsGuard:
         return tuple(rules)
 
     async def enter(self, call: Call) -> None:
-        rules = self.rules(call)
-        if not rules:
-            return
+        plan = self._plan(call)
+        if plan.fixed is not None:
+            await self._enter_fixed(call, plan.fixed)
+        elif plan.rules:
+            await self._enter_rules(call, plan.rules)
+
+    async def _enter_fixed(self, call: Call, fixed: _Fixed) -> None:
+        """The hot path: pools and rpm buckets whose names do not depend on the call."""
+        pools, buckets = self._pools, self._buckets
+        taken = 0
+        try:
+            for name, capacity in fixed.slots:
+                if not pools.try_acquire(name, capacity):
+                    await pools.acquire(name, capacity)
+                taken += 1
+            for key, rate, burst in fixed.rpm:
+                if not buckets.try_take(key, 1.0):
+                    await buckets.take(key, rate, burst, 1.0)
+        except BaseException:
+            for name, _ in fixed.slots[:taken]:
+                pools.release(name)
+            raise
+        call.notes["limits"] = fixed
+
+    async def _enter_rules(self, call: Call, rules: tuple[Rule, ...]) -> None:
         held = _Held()
         try:
             named = [(rule, rule.fixed or rule.name(call)) for rule in rules]
@@ -133,7 +203,7 @@ class LimitsGuard:
             for rule, name in named:
                 if rule.rpm is not None:
                     key = f"{name}:rpm"
-                    if not self._buckets.try_take(key, 1.0):  # the hot path: no await
+                    if not self._buckets.try_take(key, 1.0):
                         await self._buckets.take(key, rule.rpm[0], rule.rpm[1], 1.0)
                     held.requests.append(key)
                 if rule.tpm is not None:
@@ -152,6 +222,13 @@ class LimitsGuard:
 
     def exit(self, call: Call, outcome: CallOutcome) -> None:
         held = call.notes.pop("limits", None)
+        if isinstance(held, _Fixed):
+            for name, _ in held.slots:
+                self._pools.release(name)
+            if outcome == "refused":  # no call was made: its requests go back
+                for key, _, _ in held.rpm:
+                    self._buckets.give_back(key, 1.0)
+            return
         if not isinstance(held, _Held):
             return
         if outcome == "ok":  # reconcile the estimate with what the call really used

@@ -5,6 +5,7 @@ Built from the operator's ControlConfig; with nothing configured it has no guard
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import structlog
@@ -44,10 +45,12 @@ class ControlPlane:
             for g in (self.budgets, self.circuits, self.global_limit, self.limits)
             if g is not None
         )
-        # The executor's list, changed in place. A guard is in it only once something it
+        # Read by the executor on every attempt; replaced, never changed in place, so a call
+        # passing the old tuple is not disturbed. A guard is in it only once something it
         # enforces is configured, here or by a workflow (`prepare`): until then, calls pay
         # nothing for it.
-        self.guards: list[Guard] = []
+        self.guards: tuple[Guard, ...] = ()
+        self._priming: set[asyncio.Task[None]] = set()
         if windows_of(config.budgets):
             self._turn_on(self.budgets)
         if config.circuits.default is not None:
@@ -59,7 +62,7 @@ class ControlPlane:
 
     def _turn_on(self, guard: Guard) -> None:
         if guard not in self.guards:
-            self.guards[:] = [g for g in self._order if g is guard or g in self.guards]
+            self.guards = tuple(g for g in self._order if g is guard or g in self.guards)
 
     def bind_pools(self, ttl_s: float, on_capacity: Callable[[], None]) -> None:
         """The engine's lease (how long a crashed engine's shares stay held) and what to call
@@ -73,8 +76,32 @@ class ControlPlane:
             self._turn_on(self.budgets)
         if self.circuits.wanted_by(workflow):
             self._turn_on(self.circuits)
-        if self.limits.wanted_by(workflow):
+        if self.limits.wanted_by(workflow) or self.limits in self.guards:
             self._turn_on(self.limits)
+            self._prime_soon(workflow)
+
+    def _prime_soon(self, workflow: Workflow) -> None:
+        """Takes shares and tokens for the workflow's limits in the background, so its first
+        calls do not each wait for a store round trip (the store's writer may be busy with a
+        burst of submissions just then)."""
+        pools, buckets = self.limits.fixed_needs(workflow)
+        if not pools and not buckets:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # prepared outside the engine's loop (tests): calls take them
+            return
+
+        async def prime() -> None:
+            try:
+                await self.pools.prime(pools)
+                await self.buckets.prime(buckets)
+            except Exception as exc:  # the calls will ask again themselves
+                log.warning("taking capacity ahead failed", error=str(exc))
+
+        task = loop.create_task(prime())
+        self._priming.add(task)
+        task.add_done_callback(self._priming.discard)
 
     async def start(self) -> None:
         """Loads shared state before the first call."""
@@ -99,6 +126,8 @@ class ControlPlane:
 
     async def close(self) -> None:
         """On shutdown: hands back everything this engine holds."""
+        if self._priming:
+            await asyncio.wait(self._priming)
         await self.circuits.close()
         await self.budgets.close()
         await self.buckets.close()

@@ -99,6 +99,17 @@ class TokenBuckets:
             self._wake(bucket)
             raise
 
+    async def prime(self, buckets: dict[str, tuple[float, float]]) -> None:
+        """Takes a first grant of these buckets {key: (rate, burst)} before calls need it
+        (a new workflow's limits): the first wave of calls then waits for no store trip."""
+        for key, (rate, burst) in buckets.items():
+            bucket = self.bucket(key, rate, burst)
+            if bucket.tokens <= EPSILON and bucket.filler is None and not self._closed:
+                self.ops += 1
+                bucket.tokens += await self.store.take_tokens(key, rate, burst, CHUNK * burst)
+                bucket.used_at = time.monotonic()
+                self._wake(bucket)
+
     def give_back(self, key: str, amount: float) -> None:
         """Unused tokens (a refused call, an estimate above real usage) for the next call."""
         bucket = self._buckets.get(key)

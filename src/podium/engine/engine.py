@@ -87,7 +87,7 @@ class Engine:
             self.host,
             env or {},
             self.settings.max_output_bytes,
-            self.control.guards,
+            self.control,
         )
         self._compiled: dict[str, Compiled] = {}
         self._compiled_by_obj: dict[int, Compiled] = {}

@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from podium.control.guard import Call, CallOutcome, Guard
+from podium.control.guard import Call, CallOutcome
+from podium.control.plane import ControlPlane
 from podium.engine.journal import Journal
 from podium.engine.rules import backoff_s
 from podium.engine.runtime import RunRuntime
@@ -69,9 +70,9 @@ class StepExecutor:
         host: StepHost,
         env: Mapping[str, str],
         max_output_bytes: int,
-        guards: list[Guard],
+        control: ControlPlane,
     ) -> None:
-        self._guards = guards
+        self._control = control
         self._journal = journal
         self._emit = emit
         self._host = host
@@ -172,7 +173,7 @@ class StepExecutor:
         try:
             context = rt.context(st, attempt, self._env)
             rendered = render_action(action, context)
-            if self._guards:
+            if self._control.guards:
                 call = Call(
                     rt.run_id, rt.row.workflow, step, st.index, attempt, rendered, context,
                     primary=action is step.action,
@@ -192,16 +193,13 @@ class StepExecutor:
     async def _guarded(self, call: Call, ctx: StepContext, timeout_s: float) -> StepResult:
         """The call, once every guard let it through; the attempt's timeout starts after
         the guards (waiting for a slot is not running)."""
-        entered: list[Guard] = []
+        guards = self._control.guards  # a tuple: a guard turned on meanwhile waits for the next
+        entered = 0
         outcome: CallOutcome = "cancelled"
         try:
-            for guard in tuple(self._guards):  # a copy: the plane may add a guard meanwhile
-                try:
-                    await guard.enter(call)
-                except StepError:
-                    outcome = "refused"
-                    raise
-                entered.append(guard)
+            for guard in guards:
+                await guard.enter(call)
+                entered += 1
             outcome = "failed"
             async with asyncio.timeout(timeout_s):
                 result = await RUNNERS[call.action.kind].run(call.action, ctx, self._host)
@@ -209,11 +207,15 @@ class StepExecutor:
             call.cost_usd = result.cost_usd
             outcome = "ok"
             return result
+        except StepError:
+            if entered < len(guards):
+                outcome = "refused"
+            raise
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
         finally:
-            for guard in reversed(entered):
+            for guard in reversed(guards[:entered]):
                 guard.exit(call, outcome)
 
     def encode(self, step_id: str, output: Any) -> bytes:
