@@ -12,7 +12,7 @@ import pytest
 
 from podium.control.circuits import CircuitGuard, resolve_policy
 from podium.control.config import AgentControl, Circuits, ControlConfig
-from podium.control.guard import Call
+from podium.control.guard import Call, pass_guard
 from podium.errors import CircuitOpen
 from podium.model.workflow import CircuitPolicy, Workflow
 from podium.store.base import Store
@@ -135,18 +135,18 @@ async def test_refused_and_cancelled_calls_do_not_count(store: Store) -> None:
     wf = _wf({"failures": 1, "cooldown": "1m"})
     for outcome in ("refused", "cancelled"):
         call = _call(wf)
-        await guard.enter(call)
+        await pass_guard(guard, call)
         guard.exit(call, outcome)  # type: ignore[arg-type]
     await guard.flush()
     assert await store.list_circuits() == [] and events == []
     call = _call(wf)
-    await guard.enter(call)
+    await pass_guard(guard, call)
     guard.exit(call, "failed")
     await guard.flush()
     assert [e[1] for e in events] == ["system.circuit.opened"]
     assert events[0][0] == "run-1" and events[0][2]["circuit"] == KEY
     with pytest.raises(CircuitOpen, match=f"circuit {KEY} is open: 1 consecutive failed"):
-        await guard.enter(_call(wf))
+        await pass_guard(guard, _call(wf))
 
 
 async def test_a_cancelled_trial_hands_its_slot_back(store: Store) -> None:
@@ -155,9 +155,9 @@ async def test_a_cancelled_trial_hands_its_slot_back(store: Store) -> None:
     await store.circuit_failure(KEY, failures=1, cooldown_s=0)
     await guard.refresh()
     call = _call(wf)
-    await guard.enter(call)  # takes the only trial slot
+    await pass_guard(guard, call)  # takes the only trial slot
     with pytest.raises(CircuitOpen, match="half-open with its 1 trial call"):
-        await guard.enter(_call(wf))
+        await pass_guard(guard, _call(wf))
     guard.exit(call, "cancelled")
     await guard.flush()
     [row] = await store.list_circuits()

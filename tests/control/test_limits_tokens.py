@@ -10,7 +10,7 @@ from limitlib import OPENAI_KEY, counting_server, llm_workflow, settings_with
 
 from podium.bus import open_bus
 from podium.control.config import AgentControl
-from podium.control.guard import Call
+from podium.control.guard import Call, pass_guard
 from podium.control.limits import estimate_tokens
 from podium.engine.engine import Engine
 from podium.model.workflow import Limits, Workflow
@@ -49,7 +49,7 @@ async def test_tpm_reserves_the_estimate_and_keeps_only_what_was_used(
     call = _call(workflow)
     estimate = estimate_tokens(call.action)
     assert estimate == len("usage 7 3") // 4 + 1000
-    await engine.control.limits.enter(call)
+    await pass_guard(engine.control.limits, call)
     assert await _level(store) == pytest.approx(BURST - estimate, abs=1)  # reserved
     call.tokens_in, call.tokens_out = 7, 3
     engine.control.limits.exit(call, "ok")
@@ -69,7 +69,7 @@ async def test_usage_above_the_estimate_is_taken_as_debt(engine: Engine, store: 
 
 async def test_a_refused_call_gives_its_tokens_back(engine: Engine, store: Store) -> None:
     call = _call(llm_workflow("http://unused", (1, 1), 500))
-    await engine.control.limits.enter(call)
+    await pass_guard(engine.control.limits, call)
     engine.control.limits.exit(call, "refused")
     await engine.control.buckets.close()
     assert await _level(store) == pytest.approx(BURST, abs=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,20 +167,20 @@ class BudgetGuard:
 
     # -- the Guard protocol -------------------------------------------------------------------
 
-    async def enter(self, call: Call) -> None:
+    def enter(self, call: Call) -> Awaitable[None] | None:
         kind = call.action.kind
         if kind != "llm" and kind != "sim":
-            return
+            return None
         estimate = estimate_usd(call.action, active_pricing())
         if estimate <= 0:
-            return
+            return None
         scopes = self._scopes.get(call.workflow)
         if scopes is None:
             scopes = window_scopes(self._config, call.workflow)
             self._scopes[call.workflow] = scopes
         if not scopes and self._runs(call.run_id) is None:
-            return
-        await self._admit(call, estimate, scopes)
+            return None
+        return self._admit(call, estimate, scopes)
 
     def exit(self, call: Call, outcome: CallOutcome) -> None:
         run_usd = call.notes.pop(_RUN_NOTE, None)

@@ -76,23 +76,36 @@ class CircuitGuard:
 
     # -- the Guard protocol ---------------------------------------------------------------
 
-    async def enter(self, call: Call) -> None:
+    def enter(self, call: Call) -> Awaitable[None] | None:
         if not call.primary:
-            return
+            return None
         policy = self._policy(call.step)
         if policy is None:
-            return
-        if not self._in_use:  # once: the cache may be as old as the engine
-            self._in_use = True
-            try:
-                await self.refresh()
-            except PodiumError as exc:
-                log.warning("reading circuits failed", error=str(exc))
+            return None
+        if not self._in_use:
+            return self._first_enter(call, policy)
         key = call.step.agent or call.target  # circuit_key, inlined: this runs per attempt
         state = self._states.get(key)
-        trial = False
         if state is not None and state.state != CLOSED:
-            trial = await self._admit(call, key, policy, state)
+            return self._enter_not_closed(call, key, policy, state)
+        call.notes["circuit"] = _Ticket(key, policy, False)
+        return None
+
+    async def _first_enter(self, call: Call, policy: CircuitPolicy) -> None:
+        """The first call under a policy: the cache may be as old as the engine."""
+        self._in_use = True
+        try:
+            await self.refresh()
+        except PodiumError as exc:
+            log.warning("reading circuits failed", error=str(exc))
+        waiting = self.enter(call)
+        if waiting is not None:
+            await waiting
+
+    async def _enter_not_closed(
+        self, call: Call, key: str, policy: CircuitPolicy, state: CircuitRecord
+    ) -> None:
+        trial = await self._admit(call, key, policy, state)
         call.notes["circuit"] = _Ticket(key, policy, trial)
 
     def exit(self, call: Call, outcome: CallOutcome) -> None:

@@ -5,7 +5,7 @@ The executor asks every guard before a step attempt calls out and tells each one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -62,10 +62,19 @@ def call_target(action: Action) -> str:
 
 
 class Guard(Protocol):
-    async def enter(self, call: Call) -> None:
-        """Before the call: may wait (a slot, tokens), or raise a StepError to refuse it."""
+    def enter(self, call: Call) -> Awaitable[None] | None:
+        """Before the call: None when it may go at once (the hot path: no coroutine to make
+        and await), else an awaitable that waits (a slot, tokens) or refuses. A refusal is a
+        StepError, raised here or by the awaitable."""
 
     def exit(self, call: Call, outcome: CallOutcome) -> None:
         """After the call, for every guard whose `enter` returned: release what it took and
         record the outcome. Synchronous, as it runs in `finally` blocks: store work it needs
         is queued on the guard's own task, not awaited here."""
+
+
+async def pass_guard(guard: Guard, call: Call) -> None:
+    """`guard.enter(call)`, waited for if it must wait (what the executor does, for tests)."""
+    waiting = guard.enter(call)
+    if waiting is not None:
+        await waiting

@@ -6,7 +6,7 @@ Slots come from `SharePools`, tokens from `TokenBuckets`: both local on the hot 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +29,10 @@ class GlobalLimitGuard:
         self._pools = pools
         self._cap = float(max_concurrent)
 
-    async def enter(self, call: Call) -> None:
-        if not self._pools.try_acquire(GLOBAL_POOL, self._cap):
-            await self._pools.acquire(GLOBAL_POOL, self._cap)
+    def enter(self, call: Call) -> Awaitable[None] | None:
+        if self._pools.try_acquire(GLOBAL_POOL, self._cap):
+            return None
+        return self._pools.acquire(GLOBAL_POOL, self._cap)
 
     def exit(self, call: Call, outcome: CallOutcome) -> None:
         self._pools.release(GLOBAL_POOL)
@@ -165,15 +166,41 @@ class LimitsGuard:
             rules.append(Rule.of(f"provider:{provider}", limits, self._buckets.burst_s))
         return tuple(rules)
 
-    async def enter(self, call: Call) -> None:
+    def enter(self, call: Call) -> Awaitable[None] | None:
         plan = self._plan(call)
-        if plan.fixed is not None:
-            await self._enter_fixed(call, plan.fixed)
-        elif plan.rules:
-            await self._enter_rules(call, plan.rules)
+        fixed = plan.fixed
+        if fixed is None:
+            return self._enter_rules(call, plan.rules) if plan.rules else None
+        if self._take_now(fixed):
+            call.notes["limits"] = fixed
+            return None
+        return self._enter_fixed(call, fixed)
+
+    def _take_now(self, fixed: _Fixed) -> bool:
+        """The hot path: every slot and request of fixed-name rules from local shares and
+        grants, all or nothing, without waiting."""
+        pools, buckets = self._pools, self._buckets
+        slots = 0
+        for name, capacity in fixed.slots:
+            if not pools.try_acquire(name, capacity):
+                break
+            slots += 1
+        requests = 0
+        if slots == len(fixed.slots):
+            for key, _, _ in fixed.rpm:
+                if not buckets.try_take(key, 1.0):
+                    break
+                requests += 1
+            if requests == len(fixed.rpm):
+                return True
+        for name, _ in fixed.slots[:slots]:
+            pools.release(name)
+        for key, _, _ in fixed.rpm[:requests]:
+            buckets.give_back(key, 1.0)
+        return False
 
     async def _enter_fixed(self, call: Call, fixed: _Fixed) -> None:
-        """The hot path: pools and rpm buckets whose names do not depend on the call."""
+        """Fixed-name rules when something must be waited for."""
         pools, buckets = self._pools, self._buckets
         taken = 0
         try:

@@ -198,7 +198,9 @@ class StepExecutor:
         outcome: CallOutcome = "cancelled"
         try:
             for guard in guards:
-                await guard.enter(call)
+                waiting = guard.enter(call)
+                if waiting is not None:
+                    await waiting
                 entered += 1
             outcome = "failed"
             async with asyncio.timeout(timeout_s):
