@@ -65,6 +65,18 @@ BusOption = Annotated[
 DrainOption = Annotated[
     float, typer.Option("--drain", help="Seconds to let in-flight runs finish on SIGTERM")
 ]
+InputsOption = Annotated[
+    list[str] | None,
+    typer.Option("-i", "--input", metavar="NAME=VALUE",
+                 help="An input, parsed by its declared type (repeatable)"),
+]
+InputsJsonOption = Annotated[
+    str | None, typer.Option("--inputs-json", metavar="JSON", help="Inputs as a JSON object"),
+]
+InputsFileOption = Annotated[
+    Path | None,
+    typer.Option("--inputs-file", metavar="FILE", help="Inputs from a JSON or YAML file"),
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables")
 ]

@@ -19,6 +19,9 @@ from podium.cli.common import (
     EXIT_OK,
     SUCCESSFUL,
     BusOption,
+    InputsFileOption,
+    InputsJsonOption,
+    InputsOption,
     JsonOption,
     StoreOption,
     UsageProblem,
@@ -53,18 +56,9 @@ FileArgument = Annotated[Path, typer.Argument(help="Workflow file (.yaml, .yml o
 @guarded
 def run_command(
     file: FileArgument,
-    inputs: Annotated[
-        list[str] | None,
-        typer.Option("-i", "--input", metavar="NAME=VALUE",
-                     help="An input, parsed by its declared type (repeatable)"),
-    ] = None,
-    inputs_json: Annotated[
-        str | None, typer.Option("--inputs-json", metavar="JSON", help="Inputs as a JSON object"),
-    ] = None,
-    inputs_file: Annotated[
-        Path | None,
-        typer.Option("--inputs-file", metavar="FILE", help="Inputs from a JSON or YAML file"),
-    ] = None,
+    inputs: InputsOption = None,
+    inputs_json: InputsJsonOption = None,
+    inputs_file: InputsFileOption = None,
     json_output: JsonOption = False,
     store: StoreOption = None,
     bus: BusOption = None,

@@ -9,7 +9,6 @@ import asyncio
 import signal
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,6 +17,9 @@ from podium.bus.events import new_id, utc_iso
 from podium.cli.common import (
     BusOption,
     DrainOption,
+    InputsFileOption,
+    InputsJsonOption,
+    InputsOption,
     JsonOption,
     StoreOption,
     UsageProblem,
@@ -76,18 +78,9 @@ def add_command(
     tz: Annotated[
         str, typer.Option("--tz", metavar="ZONE", help="Time zone of --cron (IANA name)")
     ] = "UTC",
-    inputs: Annotated[
-        list[str] | None,
-        typer.Option("-i", "--input", metavar="NAME=VALUE",
-                     help="An input, parsed by its declared type (repeatable)"),
-    ] = None,
-    inputs_json: Annotated[
-        str | None, typer.Option("--inputs-json", metavar="JSON", help="Inputs as a JSON object"),
-    ] = None,
-    inputs_file: Annotated[
-        Path | None,
-        typer.Option("--inputs-file", metavar="FILE", help="Inputs from a JSON or YAML file"),
-    ] = None,
+    inputs: InputsOption = None,
+    inputs_json: InputsJsonOption = None,
+    inputs_file: InputsFileOption = None,
     json_output: JsonOption = False,
     store: StoreOption = None,
 ) -> None:

@@ -228,30 +228,16 @@ class SQLiteStore:
         # SQLite's own work then runs on the writer thread, in parallel with the loop.
         statements = _statements(batch)
         fence = (batch.owner, batch.run_ids()) if batch.owner else None
-        if self._write_thread is None:
-            raise StoreUnavailable("the store is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_thread, self._apply, statements, fence)
 
-    def _apply(self, statements: list[_Statement], fence: tuple[str, set[str]] | None) -> set[str]:
-        db = self._writer
-        if db is None:
-            raise StoreUnavailable("the store is closed")
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                lost = _lost_runs(db, *fence) if fence else set()
-                for sql, rows, run_col in statements:
-                    if lost and run_col is not None:
-                        rows = [r for r in rows if r[run_col] not in lost]
-                    db.executemany(sql, rows)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot write to the store {self.url}: {exc}") from None
-        return lost
+        def apply(db: sqlite3.Connection) -> set[str]:
+            lost = _lost_runs(db, *fence) if fence else set()
+            for sql, rows, run_col in statements:
+                if lost and run_col is not None:
+                    rows = [r for r in rows if r[run_col] not in lost]
+                db.executemany(sql, rows)
+            return lost
+
+        return await self._on_writer(apply)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
