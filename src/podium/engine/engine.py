@@ -102,6 +102,7 @@ class Engine:
         self._background: list[asyncio.Task[None]] = []
         self._completions: dict[str, list[asyncio.Future[None]]] = {}
         self._completion_watch: asyncio.Task[None] | None = None
+        self._ttl_s: dict[str, float] = self.settings.control.queue.ttl.model_dump()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -404,8 +405,7 @@ class Engine:
                 self._advance(rt, rt.compiled.plan.order)
 
     def _queue_ttl(self, priority: str) -> float:
-        ttl: float = getattr(self.settings.control.queue.ttl, priority)
-        return ttl
+        return self._ttl_s[priority]
 
     def _expire(self, rt: RunRuntime, now: float) -> None:
         """Ends a run that waited in the queue past its priority's TTL (DESIGN §3.7)."""
@@ -427,15 +427,18 @@ class Engine:
     def _expire_queued(self) -> None:
         """Expires overdue runs still waiting in this engine's queue (nothing pumps them)."""
         now = time.time()
-        for rt in list(self._queued.values()):
-            if now - rt.row.created_at > self._queue_ttl(rt.row.priority):
-                self._expire(rt, now)
+        oldest_allowed = {p: now - ttl for p, ttl in self._ttl_s.items()}
+        overdue = [
+            rt for rt in self._queued.values()
+            if rt.row.created_at < oldest_allowed[rt.row.priority]
+        ]
+        for rt in overdue:
+            self._expire(rt, now)
 
     async def expire_overdue(self, limit: int = 500) -> list[str]:
         """Expires queued runs in the store that nobody holds and that waited past their
         TTL (distributed mode: their dispatch may sit behind a backlog); returns them."""
-        ttl = self.settings.control.queue.ttl
-        overdue = await self.store.overdue_queued(ttl.model_dump(), limit)
+        overdue = await self.store.overdue_queued(self._ttl_s, limit)
         expired = []
         for run_id in await self.store.claim_unfinished(
             self.owner, self.settings.lease_s, overdue
