@@ -74,6 +74,28 @@ async def test_the_global_cap_bounds_every_step_attempt(store: Store) -> None:
     assert server.peak == 3
 
 
+async def test_calls_queued_behind_a_busy_agent_leave_global_slots_to_others(
+    store: Store,
+) -> None:
+    # Global cap 3; one agent may run one call at a time, each 0.3 s. Its queued calls wait
+    # for the agent's slot without holding global ones, so another workflow's call runs now.
+    settings = settings_with(limits={"max_concurrent": 3})
+    with counting_server() as server:
+        busy = http_workflow(
+            f"{server.url}/call/busy?delay=0.3", name="busy", limits={"max_concurrent": 1}
+        )
+        free = http_workflow(f"{server.url}/call/free", name="free")
+        async with open_bus("memory://") as bus, Engine(store, bus, settings) as engine:
+            busy_ids = [await engine.submit(busy) for _ in range(6)]
+            await asyncio.sleep(0.05)  # the busy calls are in line
+            free_id = await engine.submit(free)
+            assert (await engine.wait(free_id)).status == "succeeded"
+            first_busy = await store.get_run(busy_ids[0])
+            assert first_busy is not None and first_busy.finished_at is None  # still running
+            for run_id in busy_ids:
+                assert (await engine.wait(run_id)).status == "succeeded"
+
+
 async def test_rpm_spreads_calls_over_time(store: Store) -> None:
     # rpm 600: 10 calls a second, a burst of one second's worth.
     settings = settings_with(agents={"caller": AgentControl(limits=Limits(rpm=600))})

@@ -19,7 +19,7 @@ from podium.control.config import Budgets
 from podium.control.guard import Call, CallOutcome, Emit
 from podium.control.pricing import Pricing, active_pricing
 from podium.errors import BudgetExceeded, PodiumError, StepError
-from podium.model.workflow import Action, Budget, LlmAction, SimAction
+from podium.model.workflow import Action, Budget, LlmAction, SimAction, Step
 from podium.store.base import Store
 from podium.store.spend import EPSILON_USD, BudgetHold, ScopeUsage, WindowScope
 
@@ -166,6 +166,9 @@ class BudgetGuard:
         self.hold_ttl_s, self.poll_s = hold_ttl_s, poll_s
 
     # -- the Guard protocol -------------------------------------------------------------------
+
+    def applies(self, step: Step, action: Action, primary: bool) -> bool:
+        return action.kind == "llm" or action.kind == "sim"  # the kinds that cost money
 
     def enter(self, call: Call) -> Awaitable[None] | None:
         kind = call.action.kind

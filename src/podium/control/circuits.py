@@ -19,7 +19,7 @@ from podium.bus.events import utc_iso
 from podium.control.config import ControlConfig
 from podium.control.guard import Call, CallOutcome, Emit
 from podium.errors import CircuitOpen, PodiumError
-from podium.model.workflow import CircuitPolicy, Step, Workflow
+from podium.model.workflow import Action, CircuitPolicy, Step, Workflow
 from podium.store.base import Store
 from podium.store.circuits import CLOSED, HALF_OPEN, OPEN
 from podium.store.records import CircuitRecord, CircuitResult
@@ -75,6 +75,9 @@ class CircuitGuard:
         self._in_use = False  # a call under a policy came by: keep the cache fresh from now on
 
     # -- the Guard protocol ---------------------------------------------------------------
+
+    def applies(self, step: Step, action: Action, primary: bool) -> bool:
+        return primary and self._policy(step) is not None
 
     def enter(self, call: Call) -> Awaitable[None] | None:
         if not call.primary:

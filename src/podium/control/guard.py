@@ -62,6 +62,10 @@ def call_target(action: Action) -> str:
 
 
 class Guard(Protocol):
+    def applies(self, step: Step, action: Action, primary: bool) -> bool:
+        """Can this guard ever act on calls of `action` (the step's own, or its fallback's)?
+        Asked once per action: a guard that cannot is not asked again for its calls."""
+
     def enter(self, call: Call) -> Awaitable[None] | None:
         """Before the call: None when it may go at once (the hot path: no coroutine to make
         and await), else an awaitable that waits (a slot, tokens) or refuses. A refusal is a

@@ -17,7 +17,7 @@ from podium.control.guard import Call, CallOutcome
 from podium.control.pools import SharePools
 from podium.control.ratelimit import TokenBuckets, per_minute
 from podium.model.expressions import render
-from podium.model.workflow import Limits, LlmAction, SimAction, Step, Workflow
+from podium.model.workflow import Action, Limits, LlmAction, SimAction, Step, Workflow
 
 GLOBAL_POOL = "global"
 
@@ -28,6 +28,9 @@ class GlobalLimitGuard:
     def __init__(self, pools: SharePools, max_concurrent: int) -> None:
         self._pools = pools
         self._cap = float(max_concurrent)
+
+    def applies(self, step: Step, action: Action, primary: bool) -> bool:
+        return True
 
     def enter(self, call: Call) -> Awaitable[None] | None:
         if self._pools.try_acquire(GLOBAL_POOL, self._cap):
@@ -138,6 +141,10 @@ class LimitsGuard:
                 if rule.rpm is not None:
                     buckets[f"{rule.fixed}:rpm"] = rule.rpm
         return pools, buckets
+
+    def applies(self, step: Step, action: Action, primary: bool) -> bool:
+        provider = action.provider if isinstance(action, LlmAction) else None
+        return bool(self._resolve(step, primary, provider))
 
     def rules(self, call: Call) -> tuple[Rule, ...]:
         return self._plan(call).rules

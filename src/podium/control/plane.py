@@ -18,7 +18,7 @@ from podium.control.guard import Emit, Guard
 from podium.control.limits import GLOBAL_POOL, GlobalLimitGuard, LimitsGuard
 from podium.control.pools import SharePools
 from podium.control.ratelimit import TokenBuckets
-from podium.model.workflow import Workflow
+from podium.model.workflow import Action, Step, Workflow
 from podium.store.base import Store
 
 log = structlog.get_logger("podium.control")
@@ -39,10 +39,12 @@ class ControlPlane:
         self.limits = LimitsGuard(config, self.pools, self.buckets)
         self.admission = Admission(config.resources, self.pools)  # whole runs, at start
         # The order a call passes them: refuse cheaply (a budget, an open circuit) before
-        # waiting in line for a slot or tokens (the global cap, then agent/provider limits).
+        # waiting in line; agent/provider limits before the global cap, so calls queued
+        # behind one busy agent wait holding that agent's slots, not global ones that other
+        # agents' calls need.
         self._order: tuple[Guard, ...] = tuple(
             g
-            for g in (self.budgets, self.circuits, self.global_limit, self.limits)
+            for g in (self.budgets, self.circuits, self.limits, self.global_limit)
             if g is not None
         )
         # Read by the executor on every attempt; replaced, never changed in place, so a call
@@ -50,6 +52,8 @@ class ControlPlane:
         # enforces is configured, here or by a workflow (`prepare`): until then, calls pay
         # nothing for it.
         self.guards: tuple[Guard, ...] = ()
+        # id(action) -> (the action, kept so its id stays its own; the guards that apply)
+        self._for_action: dict[int, tuple[Action, tuple[Guard, ...]]] = {}
         self._priming: set[asyncio.Task[None]] = set()
         if windows_of(config.budgets):
             self._turn_on(self.budgets)
@@ -63,6 +67,18 @@ class ControlPlane:
     def _turn_on(self, guard: Guard) -> None:
         if guard not in self.guards:
             self.guards = tuple(g for g in self._order if g is guard or g in self.guards)
+            self._for_action = {}
+
+    def guards_for(self, step: Step, action: Action) -> tuple[Guard, ...]:
+        """The guards, in order, that can act on calls of `action` (the step's own or its
+        fallback's); worked out once per action object."""
+        hit = self._for_action.get(id(action))
+        if hit is not None and hit[0] is action:
+            return hit[1]
+        primary = action is step.action
+        guards = tuple(g for g in self.guards if g.applies(step, action, primary))
+        self._for_action[id(action)] = (action, guards)
+        return guards
 
     def bind_pools(self, ttl_s: float, on_capacity: Callable[[], None]) -> None:
         """The engine's lease (how long a crashed engine's shares stay held) and what to call

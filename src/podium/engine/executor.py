@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from podium.control.guard import Call, CallOutcome
+from podium.control.guard import Call, CallOutcome, Guard
 from podium.control.plane import ControlPlane
 from podium.engine.journal import Journal
 from podium.engine.rules import backoff_s
@@ -173,12 +173,13 @@ class StepExecutor:
         try:
             context = rt.context(st, attempt, self._env)
             rendered = render_action(action, context)
-            if self._control.guards:
+            guards = self._control.guards_for(step, action) if self._control.guards else ()
+            if guards:
                 call = Call(
                     rt.run_id, rt.row.workflow, step, st.index, attempt, rendered, context,
                     primary=action is step.action,
                 )
-                result = await self._guarded(call, ctx, step.timeout_s)
+                result = await self._guarded(guards, call, ctx, step.timeout_s)
             else:
                 async with asyncio.timeout(step.timeout_s):
                     result = await RUNNERS[action.kind].run(rendered, ctx, self._host)
@@ -190,10 +191,11 @@ class StepExecutor:
             raise StepError(f"{type(exc).__name__}: {exc}") from None
         return result, self.encode(st.step_id, result.output)
 
-    async def _guarded(self, call: Call, ctx: StepContext, timeout_s: float) -> StepResult:
+    async def _guarded(
+        self, guards: tuple[Guard, ...], call: Call, ctx: StepContext, timeout_s: float
+    ) -> StepResult:
         """The call, once every guard let it through; the attempt's timeout starts after
         the guards (waiting for a slot is not running)."""
-        guards = self._control.guards  # a tuple: a guard turned on meanwhile waits for the next
         entered = 0
         outcome: CallOutcome = "cancelled"
         try:
