@@ -12,7 +12,7 @@ from steplib import make_workflow
 
 from podium.bus.base import Bus
 from podium.engine.engine import Engine
-from podium.errors import RunFinished, RunNotFound
+from podium.errors import PodiumError, RunFinished, RunNotFound
 from podium.settings import Settings
 from podium.store.base import Store
 
@@ -231,3 +231,15 @@ async def test_a_run_keeps_the_definition_it_started_with(engine: Engine, store:
     assert await store.get_definition(row.definition_digest) == APPROVAL.to_json()
     await engine.cancel(run_id)
     await engine.wait(run_id)
+
+
+async def test_a_run_id_is_never_submitted_twice(engine: Engine, store: Store) -> None:
+    wf = make_workflow({"a": {"kind": "sim", "latency": 0, "output": {"first": True}}})
+    run_id = await engine.submit(wf, run_id="run-fixed")
+    assert (await engine.wait(run_id)).status == "succeeded"
+    other = make_workflow({"b": {"kind": "sim", "latency": 0}}, name="other")
+    with pytest.raises(PodiumError, match="run run-fixed exists already"):
+        await engine.submit(other, run_id="run-fixed")
+    row = await store.get_run("run-fixed")
+    assert row is not None and row.workflow == "test-wf" and row.status == "succeeded"
+    assert [s.step_id for s in await store.get_steps("run-fixed")] == ["a"]

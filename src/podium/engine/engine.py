@@ -193,8 +193,11 @@ class Engine:
         parent_run_id: str | None = None,
         priority: str | None = None,
     ) -> str:
-        """Validates the inputs, commits the run as `queued` and returns its id."""
+        """Validates the inputs, commits the run as `queued` and returns its id. A given
+        `run_id` must be new: a run is never overwritten by another submission."""
         values = resolve_inputs(workflow, inputs or {})
+        if run_id is not None and (self.knows(run_id) or await self.store.get_run(run_id)):
+            raise PodiumError(f"run {run_id} exists already; a run id names one run")
         compiled = self._compile(workflow)
         if self.control.admission.enabled:  # never runnable, or `reject` and not free now
             self.control.admission.check_possible(workflow, compiled.plan)
