@@ -11,7 +11,7 @@ from limitlib import counting_server, http_workflow, max_in_window, settings_wit
 
 from podium.bus import open_bus
 from podium.control.config import AgentControl
-from podium.control.limits import GlobalLimitGuard, LimitsGuard
+from podium.control.limits import LimitsGuard
 from podium.engine.engine import Engine
 from podium.model.workflow import Limits
 from podium.store import Store, open_store
@@ -66,7 +66,7 @@ async def test_the_global_cap_bounds_every_step_attempt(store: Store) -> None:
         plain = http_workflow(f"{server.url}/call/a?delay=0.01", name="plain")
         other = http_workflow(f"{server.url}/call/b?delay=0.01", name="other")
         async with open_bus("memory://") as bus, Engine(store, bus, settings) as engine:
-            assert [type(g) for g in engine.control.guards] == [GlobalLimitGuard]
+            assert [type(g) for g in engine.control.guards] == [LimitsGuard]
             statuses = await asyncio.gather(
                 _run_all(engine, plain, 60), _run_all(engine, other, 60)
             )

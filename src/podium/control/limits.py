@@ -22,25 +22,6 @@ from podium.model.workflow import Action, Limits, LlmAction, SimAction, Step, Wo
 GLOBAL_POOL = "global"
 
 
-class GlobalLimitGuard:
-    """`[limits] max_concurrent`: step attempts in flight across every engine."""
-
-    def __init__(self, pools: SharePools, max_concurrent: int) -> None:
-        self._pools = pools
-        self._cap = float(max_concurrent)
-
-    def applies(self, step: Step, action: Action, primary: bool) -> bool:
-        return True
-
-    def enter(self, call: Call) -> Awaitable[None] | None:
-        if self._pools.try_acquire(GLOBAL_POOL, self._cap):
-            return None
-        return self._pools.acquire(GLOBAL_POOL, self._cap)
-
-    def exit(self, call: Call, outcome: CallOutcome) -> None:
-        self._pools.release(GLOBAL_POOL)
-
-
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One set of limits over a scope: `agent:NAME`, `provider:NAME`, or (a step's own limits
@@ -106,20 +87,27 @@ class _Held:
 
 class LimitsGuard:
     """Per agent (operator `[agents.NAME.limits]` over the step's `limits`) and per provider
-    (`[providers.NAME]`, llm calls) concurrency slots, then request and token buckets."""
+    (`[providers.NAME]`, llm calls) concurrency slots, then the global cap (`[limits]
+    max_concurrent`, every attempt), then request and token buckets."""
 
     def __init__(self, config: ControlConfig, pools: SharePools, buckets: TokenBuckets) -> None:
         self._agents = {
             name: agent.limits for name, agent in config.agents.items() if agent.limits is not None
         }
         self._providers = {n: lim for n, lim in config.providers.items() if _binding(lim)}
+        cap = config.limits.max_concurrent
+        self._global = Limits(max_concurrent=cap) if cap is not None else None
         self._pools = pools
         self._buckets = buckets
         # (step object id, primary, provider) -> (the step, kept so its id stays its own; plan)
         self._plans: dict[tuple[int, bool, str | None], tuple[Step, _Plan]] = {}
 
     def configured(self) -> bool:
-        return bool(self._providers) or any(_binding(lim) for lim in self._agents.values())
+        return (
+            self._global is not None
+            or bool(self._providers)
+            or any(_binding(lim) for lim in self._agents.values())
+        )
 
     def wanted_by(self, workflow: Workflow) -> bool:
         return any(s.limits is not None and _binding(s.limits) for s in workflow.steps.values())
@@ -171,6 +159,9 @@ class LimitsGuard:
         if provider is not None and provider in self._providers:
             limits = self._providers[provider]
             rules.append(Rule.of(f"provider:{provider}", limits, self._buckets.burst_s))
+        if self._global is not None:  # last of the slots: a call waiting for its agent's
+            # slot must not sit on a global one that other agents' calls need
+            rules.append(Rule.of(GLOBAL_POOL, self._global, self._buckets.burst_s))
         return tuple(rules)
 
     def enter(self, call: Call) -> Awaitable[None] | None:

@@ -15,7 +15,7 @@ from podium.control.budgets import BudgetGuard, windows_of
 from podium.control.circuits import CircuitGuard
 from podium.control.config import ControlConfig
 from podium.control.guard import Emit, Guard
-from podium.control.limits import GLOBAL_POOL, GlobalLimitGuard, LimitsGuard
+from podium.control.limits import GLOBAL_POOL, LimitsGuard
 from podium.control.pools import SharePools
 from podium.control.ratelimit import TokenBuckets
 from podium.model.workflow import Action, Step, Workflow
@@ -34,19 +34,11 @@ class ControlPlane:
         self.buckets = TokenBuckets(store)  # rpm / tpm (ratelimit.py)
         self.budgets = BudgetGuard(config.budgets, store, owner, emit)
         self.circuits = CircuitGuard(config, store, emit)
-        cap = config.limits.max_concurrent
-        self.global_limit = GlobalLimitGuard(self.pools, cap) if cap is not None else None
         self.limits = LimitsGuard(config, self.pools, self.buckets)
         self.admission = Admission(config.resources, self.pools)  # whole runs, at start
         # The order a call passes them: refuse cheaply (a budget, an open circuit) before
-        # waiting in line; agent/provider limits before the global cap, so calls queued
-        # behind one busy agent wait holding that agent's slots, not global ones that other
-        # agents' calls need.
-        self._order: tuple[Guard, ...] = tuple(
-            g
-            for g in (self.budgets, self.circuits, self.limits, self.global_limit)
-            if g is not None
-        )
+        # waiting in line for slots and tokens (limits, the global cap among them).
+        self._order: tuple[Guard, ...] = (self.budgets, self.circuits, self.limits)
         # Read by the executor on every attempt; replaced, never changed in place, so a call
         # passing the old tuple is not disturbed. A guard is in it only once something it
         # enforces is configured, here or by a workflow (`prepare`): until then, calls pay
@@ -59,8 +51,6 @@ class ControlPlane:
             self._turn_on(self.budgets)
         if config.circuits.default is not None:
             self._turn_on(self.circuits)
-        if self.global_limit is not None:
-            self._turn_on(self.global_limit)
         if self.limits.configured():
             self._turn_on(self.limits)
 
