@@ -7,11 +7,8 @@ server's request log, the spend ledger), never by asking the guard.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +23,7 @@ from budget_support import (
     settings_with,
     sim,
 )
+from holders import kill_while_holding
 
 from podium.control.budgets import windows_of
 from podium.model.workflow import Workflow
@@ -271,22 +269,7 @@ async def test_a_long_call_keeps_its_hold_past_the_lease_while_its_engine_lives(
 async def test_a_killed_engines_hold_runs_out_with_its_lease(
     store: Store, store_url: str
 ) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "budget_holder.py"), store_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert await asyncio.to_thread(holder.stdout.readline) == "holding\n"
-        holder.kill()  # SIGKILL: its hold stays behind, never handed back nor renewed
-        holder.wait(timeout=30)
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(timeout=30)
-        for pipe in (holder.stdout, holder.stderr):
-            if pipe is not None:
-                pipe.close()
+    await kill_while_holding("budget_holder.py", store_url)
 
     settings = settings_with(**BUDGETS.model_dump()).model_copy(update={"lease_s": LEASE_S})
     blocked = chain("after-crash", 1, sim(0.6))

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
+from holders import kill_while_holding
 from limitlib import eventually, settings_with
 from resource_holder import CAPACITIES, LEASE_S
 
@@ -187,23 +185,8 @@ async def test_reservations_are_released_however_the_run_ends(
 async def test_a_killed_holders_reservation_comes_back_after_its_ttl(
     store: Store, store_url: str
 ) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "resource_holder.py"), store_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert await asyncio.to_thread(holder.stdout.readline) == "holding\n"
-        holder.kill()  # SIGKILL: its share stays in the store, never renewed nor dropped
-        holder.wait(timeout=30)
-        killed_at = time.monotonic()
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(timeout=30)
-        for pipe in (holder.stdout, holder.stderr):
-            if pipe is not None:
-                pipe.close()
+    await kill_while_holding("resource_holder.py", store_url)
+    killed_at = time.monotonic()
     settings = settings_with(resources=CAPACITIES).model_copy(update={"lease_s": LEASE_S})
     async with engine_on(store, settings) as engine:
         shares = await store.list_shares()

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -236,3 +237,20 @@ def safe_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
     return f"{scheme}{sep}{creds.split(':')[0]}{at}{host}" if at else url
+
+
+async def drain_engine(engine: Engine, drain_s: float, hurry: asyncio.Event) -> None:
+    """Lets in-flight runs finish for up to `drain_s` (or until `hurry` is set); the rest stay
+    in the store, and the engine's shutdown releases their leases so the next start resumes
+    them at once."""
+    active = engine.active_runs()
+    if not active:
+        return
+    note(f"draining: up to {drain_s:g}s for {len(active)} run(s) in flight")
+    waits = [asyncio.ensure_future(engine.wait_done(run_id)) for run_id in active]
+    finished: asyncio.Future[Any] = asyncio.gather(*waits, return_exceptions=True)
+    hurried: asyncio.Future[Any] = asyncio.ensure_future(hurry.wait())
+    await asyncio.wait({finished, hurried}, timeout=drain_s, return_when=asyncio.FIRST_COMPLETED)
+    for task in [*waits, hurried]:
+        task.cancel()
+    await asyncio.gather(finished, hurried, return_exceptions=True)

@@ -23,6 +23,7 @@ from podium.cli.common import (
     JsonOption,
     StoreOption,
     UsageProblem,
+    drain_engine,
     guarded,
     note,
     open_engine,
@@ -41,7 +42,6 @@ from podium.settings import Settings
 from podium.store.schedules import Schedule
 
 if TYPE_CHECKING:
-    from podium.engine.engine import Engine
     from podium.engine.scheduler import Scheduler
 
 schedule_app = typer.Typer(
@@ -238,7 +238,7 @@ async def _scheduler(settings: Settings, drain_s: float) -> None:
         note(f"podium scheduler started ({role}); store {safe_url(settings.store)}")
         await scheduler.run()
         if embedded:
-            await drain(engine, drain_s, hurry)
+            await drain_engine(engine, drain_s, hurry)
         note("podium scheduler stopped")
 
 
@@ -255,21 +255,3 @@ def _on_signals(scheduler: Scheduler, hurry: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
-
-
-async def drain(engine: Engine, drain_s: float, hurry: asyncio.Event) -> None:
-    """Lets in-flight runs finish for up to `drain_s`; the rest stay unfinished in the store
-    (the engine's shutdown releases them, so the next start resumes them)."""
-    active = engine.active_runs()
-    if not active:
-        return
-    note(f"draining: up to {drain_s:g}s for {len(active)} run(s) in flight")
-    waits = [asyncio.ensure_future(engine.wait_done(run_id)) for run_id in active]
-    hurried: asyncio.Future[Any] = asyncio.ensure_future(hurry.wait())
-    everything: asyncio.Future[Any] = asyncio.gather(*waits, return_exceptions=True)
-    await asyncio.wait(
-        {everything, hurried}, timeout=drain_s, return_when=asyncio.FIRST_COMPLETED
-    )
-    for task in [*waits, hurried]:
-        task.cancel()
-    await asyncio.gather(everything, hurried, return_exceptions=True)

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,7 @@ from podium.cli.common import (
     BusOption,
     DrainOption,
     StoreOption,
+    drain_engine,
     guarded,
     note,
     open_engine,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     import uvicorn
 
     from podium.api.streams import EventStreams
-    from podium.engine.engine import Engine
 
 GRACE_S = 10  # how long open requests get to finish once the server stops listening
 
@@ -92,7 +92,7 @@ async def _serve(
         async with scheduling:
             await _listen(stopper.server, host, port)
         if embedded:
-            await _drain(engine, drain_s, stopper.hurry)
+            await drain_engine(engine, drain_s, stopper.hurry)
         note("podium serve stopped")
 
 
@@ -135,19 +135,3 @@ async def _listen(server: uvicorn.Server, host: str, port: int) -> None:
         await server.serve()
     except SystemExit:  # uvicorn's answer to a port in use; it logged the reason already
         raise PodiumError(f"cannot serve on {host}:{port}; see the message above") from None
-
-
-async def _drain(engine: Engine, drain_s: float, hurry: asyncio.Event) -> None:
-    """Lets in-flight runs finish for up to `drain_s`; the rest stay in the store, and the
-    engine's shutdown releases their leases so the next start resumes them at once."""
-    active = engine.active_runs()
-    if not active:
-        return
-    note(f"draining: up to {drain_s:g}s for {len(active)} run(s) in flight")
-    waits = [asyncio.ensure_future(engine.wait_done(run_id)) for run_id in active]
-    finished: asyncio.Future[Any] = asyncio.gather(*waits, return_exceptions=True)
-    hurried: asyncio.Future[Any] = asyncio.ensure_future(hurry.wait())
-    await asyncio.wait({finished, hurried}, timeout=drain_s, return_when=asyncio.FIRST_COMPLETED)
-    for task in [*waits, hurried]:
-        task.cancel()
-    await asyncio.gather(finished, hurried, return_exceptions=True)

@@ -28,7 +28,9 @@ LINGER_S = 1.0  # a share above what is used for this long shrinks to the peak u
 
 
 @dataclass(eq=False, slots=True)
-class _Waiter:
+class Waiter:
+    """A call waiting for `amount` of a pool (or of a token bucket: ratelimit.py), in line."""
+
     amount: float
     future: asyncio.Future[None]
 
@@ -44,7 +46,7 @@ class Pool:
     entitled: float = math.inf  # the fair share while other engines wait, else unbounded
     asked: float = 0.0  # a synchronous take that did not fit (the head of the run queue)
     waiting: float = 0.0  # the sum asked by `waiters`
-    waiters: deque[_Waiter] = field(default_factory=deque)
+    waiters: deque[Waiter] = field(default_factory=deque)
     peak: float = 0.0  # the highest use since `window_at`
     window_at: float = field(default_factory=time.monotonic)
     starved: bool = False  # the last grow got less than asked: retried on tick, not at once
@@ -171,7 +173,7 @@ class SharePools:
         if not pool.waiters and pool.fits(amount):
             pool.take(amount)
             return
-        waiter = _Waiter(amount, asyncio.get_running_loop().create_future())
+        waiter = Waiter(amount, asyncio.get_running_loop().create_future())
         pool.waiters.append(waiter)
         pool.waiting += amount
         self._grow_soon()

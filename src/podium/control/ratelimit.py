@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from podium.control.pools import Waiter
 from podium.errors import PodiumError
 from podium.store.base import Store
 from podium.store.pools import EPSILON
@@ -32,12 +33,6 @@ def per_minute(limit_per_min: float, burst_s: float = BURST_S) -> tuple[float, f
     return rate, max(rate * burst_s, 1.0)
 
 
-@dataclass(eq=False, slots=True)
-class _Waiter:
-    amount: float
-    future: asyncio.Future[None]
-
-
 @dataclass(eq=False)
 class Bucket:
     key: str
@@ -45,7 +40,7 @@ class Bucket:
     burst: float
     tokens: float = 0.0  # granted to this engine, not spent yet; negative: a debt to settle
     waiting: float = 0.0
-    waiters: deque[_Waiter] = field(default_factory=deque)
+    waiters: deque[Waiter] = field(default_factory=deque)
     used_at: float = field(default_factory=time.monotonic)
     filler: asyncio.Task[None] | None = None
 
@@ -83,7 +78,7 @@ class TokenBuckets:
         if not bucket.waiters and bucket.tokens + EPSILON >= amount:
             bucket.tokens -= amount
             return
-        waiter = _Waiter(amount, asyncio.get_running_loop().create_future())
+        waiter = Waiter(amount, asyncio.get_running_loop().create_future())
         bucket.waiters.append(waiter)
         bucket.waiting += amount
         if bucket.filler is None:

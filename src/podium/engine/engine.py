@@ -103,6 +103,10 @@ class Engine:
         self._completions: dict[str, list[asyncio.Future[None]]] = {}
         self._completion_watch: asyncio.Task[None] | None = None
         self._ttl_s: dict[str, float] = self.settings.control.queue.ttl.model_dump()
+        # How often the queue is scanned for overdue runs: often enough for the shortest TTL,
+        # never more than once a second (a backlog of 10,000 runs is a 10,000-run scan).
+        self._expiry_every_s = min(1.0, min(self._ttl_s.values()) / 2)
+        self._expiry_scan_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -933,7 +937,9 @@ class Engine:
 
     async def _tick_control(self) -> None:
         while await self._pause_s(self.settings.poll_interval_s):
-            if self._queued:
+            now = time.monotonic()
+            if self._queued and now >= self._expiry_scan_at:
+                self._expiry_scan_at = now + self._expiry_every_s
                 self._expire_queued()
             await self.control.tick()
 

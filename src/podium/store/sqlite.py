@@ -336,10 +336,13 @@ class SQLiteStore:
             )
         return cursor.rowcount == 1
 
-    @contextlib.contextmanager
-    def _immediate(self) -> Iterator[sqlite3.Connection]:
+    def _immediate(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A write transaction on the loop's connection (short: claims, not batches)."""
-        db = self.db
+        return self._transaction(self.db)
+
+    @contextlib.contextmanager
+    def _transaction(self, db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """`BEGIN IMMEDIATE` ... `COMMIT` on `db`, rolled back on any error."""
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -733,17 +736,7 @@ class SQLiteStore:
         return await loop.run_in_executor(self._write_thread, self._writer_txn, work)
 
     def _writer_txn(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        db = self._writer
-        if db is None:
+        if self._writer is None:
             raise StoreUnavailable("the store is closed")
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot write to the store {self.url}: {exc}") from None
-        return result
+        with self._transaction(self._writer) as db:
+            return work(db)
