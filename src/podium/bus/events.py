@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 EVENT_VERSION = 1
+SYSTEM = "system"
 _node = f"{random.SystemRandom().getrandbits(48):012x}"  # this process, in every id
 _clock: dict[str, Any] = {"ms": -1, "prefix": "", "seq": random.randrange(1 << 24)}
 
@@ -58,6 +59,7 @@ class Event:
     timestamp: float = field(default_factory=time.time)
     event_id: str = field(default_factory=new_id)
     version: int = EVENT_VERSION
+    actor: str = SYSTEM  # who caused it: `key:<id> (<name>)`, `cli:<user>@<host>` or `system`
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,4 +72,47 @@ class Event:
             "source": self.source,
             "priority": self.priority,
             "payload": self.payload,
+            "actor": self.actor,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asks for an action: an API key, the local CLI user, or podium itself (`system`).
+
+    `label` is what events carry in `actor`; the rest goes into audit entries.
+    """
+
+    id: str  # the API key's id, `cli:<user>@<host>`, or `system`
+    name: str = ""  # the key's name
+    role: str | None = None  # the key's role; None for the local CLI and podium itself
+    client: str | None = None  # the client address of an API request
+
+    @property
+    def label(self) -> str:
+        return f"key:{self.id} ({self.name})" if self.role is not None else self.id
+
+
+SYSTEM_ACTOR = Actor(SYSTEM)
+
+
+def audit_event(
+    actor: Actor,
+    action: str,
+    target: str,
+    outcome: str = "ok",
+    *,
+    run_id: str = "",
+    **details: Any,
+) -> Event:
+    """An audit entry for an action of `actor` (`audit.<action>`, e.g. `audit.run.cancel`):
+    what was asked, on what, with which outcome, from where. `run_id` files it with a run."""
+    payload: dict[str, Any] = {
+        "action": action, "target": target, "outcome": outcome,
+        "actor_id": actor.id, "actor_name": actor.name, "role": actor.role,
+        "client": actor.client, **details,
+    }
+    return Event(
+        event_type=f"audit.{action}", correlation_id=run_id, payload=payload,
+        source="podium.audit", actor=actor.label,
+    )

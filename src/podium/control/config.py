@@ -73,6 +73,38 @@ class Budgets(_Section):
     workflows: dict[str, ScopeBudget] = Field(default_factory=dict)
 
 
+class Security(_Section):
+    """What a definition that arrived over the API may do (local files run by the CLI are
+    trusted as code is), and how much one request or one expression may cost."""
+
+    # `call:` targets of API definitions: these modules and their submodules only.
+    python_modules: list[str] = Field(default_factory=list)
+    # Hosts that http/n8n/llm steps of API definitions may reach: `api.example.com`,
+    # `*.example.com`, an IP address or a CIDR range (`10.1.0.0/16`). Empty: none.
+    egress: list[str] = Field(default_factory=list)
+    # Refuse private, loopback and link-local addresses (after DNS) even for allowed names,
+    # unless the address itself (or its range) is listed in `egress`.
+    block_private: bool = True
+    max_request_bytes: int = Field(10 * 1024 * 1024, ge=1024)  # bigger request bodies: 413
+    max_json_depth: int = Field(32, ge=4, le=200)  # deeper request JSON: 422
+
+
+class Secrets(_Section):
+    """The secrets expressions (`{{ secrets.NAME }}`) and step kinds may read; every value is
+    masked (`***`) wherever podium writes text. Nothing else of the environment is visible."""
+
+    allow: list[str] = Field(default_factory=lambda: ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"])
+    file: Path | None = None  # TOML/JSON/YAML of NAME = value, read over the environment
+
+
+class Api(_Section):
+    """`podium serve`'s browser-facing settings."""
+
+    cors_origins: list[str] = Field(default_factory=list)  # none: no cross-origin access
+    allowed_hosts: list[str] = Field(default_factory=list)  # Host headers; none: the bind host
+    max_failed_auth_per_minute: int = Field(10, ge=1)  # per client address, then 429
+
+
 class ControlConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PODIUM_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -85,6 +117,9 @@ class ControlConfig(BaseSettings):
     circuits: Circuits = Field(default_factory=Circuits)
     queue: Queue = Field(default_factory=Queue)
     budgets: Budgets = Field(default_factory=Budgets)
+    security: Security = Field(default_factory=Security)
+    secrets: Secrets = Field(default_factory=Secrets)
+    api: Api = Field(default_factory=Api)
 
 
     @classmethod

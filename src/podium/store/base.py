@@ -11,11 +11,14 @@ from typing import Any, Protocol
 from podium.bus.events import Event
 from podium.store.pools import BucketLevel, PoolShare, ShareGrant, ShareRequest
 from podium.store.records import (
+    ApiKeyRecord,
+    AuditEntry,
     Batch,
     CircuitRecord,
     CircuitResult,
     DlqEntry,
     QueueStat,
+    RegisteredWorkflow,
     RunState,
     Signal,
     StepState,
@@ -68,7 +71,9 @@ class Store(Protocol):
 
     async def heartbeat(self, worker: WorkerInfo) -> None: ...
 
-    async def set_paused(self, scope: str, name: str, paused: bool) -> bool:
+    async def set_paused(
+        self, scope: str, name: str, paused: bool, audit: Event | None = None
+    ) -> bool:
         """Pauses or resumes a workflow or agent (`scope`); False if nothing changed."""
 
     async def list_paused(self) -> list[tuple[str, str]]: ...
@@ -92,13 +97,15 @@ class Store(Protocol):
 
     async def get_dlq(self, run_id: str) -> DlqEntry | None: ...
 
-    async def purge_dlq(self) -> int: ...
+    async def purge_dlq(self, audit: Event | None = None) -> int: ...
 
-    async def add_signal(self, run_id: str, name: str, payload: Any) -> None: ...
+    async def add_signal(
+        self, run_id: str, name: str, payload: Any, audit: Event | None = None
+    ) -> None: ...
 
     async def pending_signals(self, run_ids: Sequence[str]) -> list[Signal]: ...
 
-    async def request_cancel(self, run_id: str) -> None: ...
+    async def request_cancel(self, run_id: str, audit: Event | None = None) -> None: ...
 
     async def cancel_requests(self, run_ids: Sequence[str]) -> list[str]: ...
 
@@ -132,14 +139,16 @@ class Store(Protocol):
 
     async def release_circuit_trial(self, key: str) -> CircuitResult: ...
 
-    async def force_circuit(self, key: str, *, open_: bool) -> CircuitResult:
+    async def force_circuit(
+        self, key: str, *, open_: bool, audit: Event | None = None
+    ) -> CircuitResult:
         """The operator holds it open (until closed), or closes it and resets its counts."""
 
     # -- schedules (`podium schedule`) --
     # A tick is claimed by compare-and-set on `next_at`, so two schedulers on one store never
     # fire the same tick; the claimed tick stays `pending_tick` until its run is submitted.
 
-    async def add_schedule(self, schedule: Schedule) -> bool:
+    async def add_schedule(self, schedule: Schedule, audit: Event | None = None) -> bool:
         """Adds a schedule; False (nothing written) if its name is taken."""
 
     async def list_schedules(self) -> list[Schedule]: ...
@@ -147,7 +156,7 @@ class Store(Protocol):
     async def get_schedule(self, key: str) -> Schedule | None:
         """The schedule with this id, else the one with this name."""
 
-    async def remove_schedule(self, key: str) -> Schedule | None:
+    async def remove_schedule(self, key: str, audit: Event | None = None) -> Schedule | None:
         """Removes the schedule with this id (else name); the removed one, or None."""
 
     async def due_schedules(self, now: float, stale_before: float) -> list[Schedule]:
@@ -227,3 +236,48 @@ class Store(Protocol):
         min(amount, tokens), or all of `amount` if `allow_debt`; negative gives back."""
 
     async def list_buckets(self) -> list[BucketLevel]: ...
+
+    # -- API keys, registered workflows and the audit chain (DESIGN §8) --
+    # `audit` events are appended to the chain in the same transaction as the change.
+
+    async def add_key(self, key: ApiKeyRecord, audit: Event) -> None: ...
+
+    async def get_key(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    async def list_keys(self) -> list[ApiKeyRecord]: ...
+
+    async def revoke_key(self, key_id: str, now: float, audit: Event) -> bool:
+        """Marks the key revoked; False (and nothing written) if no such unrevoked key."""
+
+    async def register_workflow(
+        self, workflow: RegisteredWorkflow, body: bytes, audit: Event
+    ) -> bool:
+        """Keeps the definition (canonical JSON `body`) under its name and digest; False if
+        that name already has that digest (nothing written, audit included)."""
+
+    async def get_registered(
+        self, name: str, digest: str | None = None
+    ) -> tuple[RegisteredWorkflow, dict[str, Any]] | None:
+        """The newest registration of `name` (or the one with `digest`) and its definition."""
+
+    async def list_registered(
+        self, name: str | None = None, limit: int = 100
+    ) -> list[RegisteredWorkflow]:
+        """Registrations, newest first."""
+
+    async def append_audit(self, events: Sequence[Event]) -> None:
+        """Audit entries of actions that change nothing else (a refused request)."""
+
+    async def audit_entries(
+        self,
+        after_seq: int = 0,
+        limit: int = 1000,
+        *,
+        actor: str | None = None,
+        run_id: str | None = None,
+        since: float | None = None,
+    ) -> list[AuditEntry]:
+        """Chain links in order; the filters pick entries (`actor` matches the label's start)."""
+
+    async def audit_head(self) -> AuditEntry | None:
+        """The newest link of the chain, or None while it is empty."""

@@ -92,6 +92,9 @@ class RunState:
     owner: str | None = None
     lease_until: float | None = None
     stopping: str | None = None  # the final status a stopping run is heading for
+    # False for runs of definitions that arrived over the API: their http/n8n/llm steps may
+    # reach only the `[security] egress` hosts, their python steps only allowed modules.
+    trusted: bool = True
 
     @property
     def done(self) -> bool:
@@ -203,3 +206,42 @@ class CircuitResult:
     transition: str | None = None  # opened | half_opened | closed
     allowed: bool = True  # take_circuit_trial: may the call go ahead
     trial: bool = False  # take_circuit_trial: the call holds a half-open trial slot
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key as stored: never the key itself, only a salted hash of its secret part."""
+
+    key_id: str
+    name: str
+    role: str  # viewer | operator | developer | admin
+    scope: str | None  # a glob over workflow names the key is limited to; None: every workflow
+    secret_hash: str  # `scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>`
+    created_at: float
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    created_by: str = "system"  # the actor label of whoever created it
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredWorkflow:
+    """A definition registered over the API (`POST /v1/workflows`), versioned by digest."""
+
+    name: str
+    version: str
+    digest: str
+    registered_at: float
+    registered_by: str  # actor label
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One link of the audit chain: an event with the hash of the link before it and its own.
+
+    `hash = sha256(prev_hash + content_hash + str(seq))`, where `content_hash` covers every
+    stored column of the event (see `podium.store.audit`)."""
+
+    seq: int
+    event: Event
+    prev_hash: str
+    hash: str
