@@ -26,17 +26,20 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from podium.bus.events import Event
 from podium.errors import StoreUnavailable
+from podium.store import audit, codec
 from podium.store import circuits as breaker
-from podium.store import codec
 from podium.store import pools as shares
 from podium.store import rows as rowmap
 from podium.store import schedules as sched
 from podium.store.records import (
+    ApiKeyRecord,
+    AuditEntry,
     Batch,
     CircuitRecord,
     CircuitResult,
     DlqEntry,
     QueueStat,
+    RegisteredWorkflow,
     RunState,
     Signal,
     StepState,
@@ -87,7 +90,7 @@ _RUN_COLS, _RUN_TYPES = _columns_of(
     "run_id text, workflow text, workflow_version text, definition_digest text, inputs bytea,"
     " priority text, status text, created_at float8, started_at float8, finished_at float8,"
     " error text, parent_run_id text, cost_usd float8, tokens_in int8, tokens_out int8,"
-    " owner text, lease_until float8, stopping text"
+    " owner text, lease_until float8, stopping text, trusted bool"
 )
 _STEP_COLS, _STEP_TYPES = _columns_of(
     "run_id text, step_id text, idx int4, status text, attempts int4, started_at float8,"
@@ -96,7 +99,7 @@ _STEP_COLS, _STEP_TYPES = _columns_of(
 )
 _EVENT_COLS, _EVENT_TYPES = _columns_of(
     "event_id text, event_type text, ts float8, run_id text, causation_id text, source text,"
-    " priority text, version int4, payload bytea"
+    " priority text, version int4, payload bytea, actor text"
 )
 _DLQ_COLS = "run_id, workflow, status, error, failed_steps, added_at"
 _UNFINISHED = "('queued', 'running')"
@@ -130,8 +133,12 @@ _UPSERT_STEPS = (
     + " ON CONFLICT (run_id, step_id, idx) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _STEP_COLS.replace(" ", "").split(",")[3:])
 )
-# A retried batch may already be committed: the unique event_id keeps the log free of twins.
-_INSERT_EVENTS = _unnest("events", _EVENT_COLS, _EVENT_TYPES) + " ON CONFLICT (event_id) DO NOTHING"
+# The audit chain's append (schema.py): the rows go as arrays with their content hashes. A
+# retried batch may already be committed: the function skips events it has.
+_APPEND_TYPES = (*_EVENT_TYPES, "text")
+_APPEND_EVENTS = (
+    f"SELECT podium_append_events({', '.join(f'%b::{t}[]' for t in _APPEND_TYPES)})"
+)
 _UPSERT_DLQ = (
     f"INSERT INTO dlq ({_DLQ_COLS}) VALUES (%s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (run_id) DO UPDATE SET workflow = excluded.workflow,"
@@ -191,13 +198,20 @@ def _statements(batch: Batch) -> list[Statement]:
             0,
             _STEP_TYPES,
         ),
-        (_INSERT_EVENTS, [rowmap.event_params(e) for e in batch.events], 3, _EVENT_TYPES),
         (_UPSERT_DLQ, [rowmap.dlq_params(d) for d in batch.dlq_add], 0, None),
         (_DELETE_DLQ, [(r,) for r in batch.dlq_remove], 0, None),
         (_TAKE_SIGNAL, [(s,) for s in batch.signals_taken], None, None),
         (_INSERT_SPEND, [spend_params(r) for r in batch.spend], 0, _SPEND_TYPES),
+        # Last: the chain's head row stays locked from here to the commit, which is as short
+        # as it can be (concurrent engines wait for it in turn).
+        _append_statement(batch.events),
     ]
     return [s for s in statements if s[1]]
+
+
+def _append_statement(events: Sequence[Event]) -> Statement:
+    rows = [rowmap.event_params(e) for e in events]
+    return (_APPEND_EVENTS, [(*row, audit.content_hash(row)) for row in rows], 3, _APPEND_TYPES)
 
 
 def _without(statements: list[Statement], lost: set[str]) -> list[Statement]:
@@ -468,6 +482,7 @@ class PostgresStore:
             )
             row = await (await conn.execute("SELECT max(version) FROM schema_version")).fetchone()
             await self._apply_migrations(conn, row[0] if row and row[0] else 0)
+            await _link_old_events(conn)
 
     async def _apply_migrations(self, conn: Conn, current: int) -> None:
         if current > len(POSTGRES_MIGRATIONS):
@@ -597,13 +612,19 @@ class PostgresStore:
         )
         return claimed == 1
 
-    async def set_paused(self, scope: str, name: str, paused: bool) -> bool:
+    async def set_paused(
+        self, scope: str, name: str, paused: bool, audit: Event | None = None
+    ) -> bool:
         if paused:
             sql = "INSERT INTO pauses VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
             params: tuple[Any, ...] = (scope, name, time.time())
         else:
             sql, params = "DELETE FROM pauses WHERE scope = %s AND name = %s", (scope, name)
-        return await self._execute(sql, params) == 1
+
+        async def change(conn: Conn) -> bool:
+            return (await conn.execute(sql, params)).rowcount == 1
+
+        return await self._audited(audit, change)
 
     async def list_paused(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in await self._fetch("SELECT scope, name FROM pauses")]
@@ -660,16 +681,23 @@ class PostgresStore:
         rows = await self._fetch(f"SELECT {_DLQ_COLS} FROM dlq WHERE run_id = %s", (run_id,))
         return rowmap.dlq_from_row(rows[0]) if rows else None
 
-    async def purge_dlq(self) -> int:
-        return await self._execute("DELETE FROM dlq")
+    async def purge_dlq(self, audit: Event | None = None) -> int:
+        async def change(conn: Conn) -> int:
+            return (await conn.execute("DELETE FROM dlq")).rowcount
 
-    async def add_signal(self, run_id: str, name: str, payload: Any) -> None:
+        return await self._audited(audit, change)
+
+    async def add_signal(
+        self, run_id: str, name: str, payload: Any, audit: Event | None = None
+    ) -> None:
+        sql = "INSERT INTO signals (run_id, name, payload, created_at) VALUES (%s, %s, %b, %s)"
+        params = (run_id, name, orjson.dumps(payload), time.time())
+
+        async def change(conn: Conn) -> None:
+            await conn.execute(sql, params)
+
         # Not retried: an INSERT whose commit was lost in flight could deliver the signal twice.
-        await self._execute(
-            "INSERT INTO signals (run_id, name, payload, created_at) VALUES (%s, %s, %b, %s)",
-            (run_id, name, orjson.dumps(payload), time.time()),
-            retry=False,
-        )
+        await self._audited(audit, change, retry=False)
 
     async def pending_signals(self, run_ids: Sequence[str]) -> list[Signal]:
         if not run_ids:
@@ -681,8 +709,12 @@ class PostgresStore:
         )
         return [Signal(r[0], r[1], r[2], orjson.loads(r[3]), r[4]) for r in rows]
 
-    async def request_cancel(self, run_id: str) -> None:
-        await self._execute("UPDATE runs SET cancel_requested = true WHERE run_id = %s", (run_id,))
+    async def request_cancel(self, run_id: str, audit: Event | None = None) -> None:
+        async def change(conn: Conn) -> None:
+            sql = "UPDATE runs SET cancel_requested = true WHERE run_id = %s"
+            await conn.execute(sql, (run_id,))
+
+        await self._audited(audit, change)
 
     async def cancel_requests(self, run_ids: Sequence[str]) -> list[str]:
         if not run_ids:
@@ -738,56 +770,36 @@ class PostgresStore:
     async def release_circuit_trial(self, key: str) -> CircuitResult:
         return await self._circuit_txn(key, breaker.release_trial)
 
-    async def force_circuit(self, key: str, *, open_: bool) -> CircuitResult:
-        return await self._circuit_txn(key, breaker.forced(key, open_=open_))
+    async def force_circuit(
+        self, key: str, *, open_: bool, audit: Event | None = None
+    ) -> CircuitResult:
+        op = breaker.forced(key, open_=open_)
+        return await self._audited(audit, lambda conn: _circuit_change(conn, key, op))
 
     async def _circuit_txn(self, key: str, op: breaker.CircuitOp) -> CircuitResult:
         """Reads, changes and writes one circuit's row, locked FOR UPDATE in one transaction."""
-        select = f"SELECT {breaker.CIRCUIT_COLS} FROM circuits WHERE key = %s FOR UPDATE"
-
-        async def locked(conn: Conn) -> CircuitRecord | None:
-            row = await (await conn.execute(select, (key,))).fetchone()
-            return breaker.circuit_from_row(row) if row else None
 
         async def work(conn: Conn) -> CircuitResult:
-            now = time.time()
             async with conn.transaction():
-                old = await locked(conn)
-                result = op(old, now)
-                if old is None and result.circuit is not None:
-                    # A first row: insert it closed (racing inserts meet here), lock, decide again.
-                    await conn.execute(
-                        "INSERT INTO circuits (key, state, updated_at) VALUES (%s, 'closed', %s)"
-                        " ON CONFLICT DO NOTHING",
-                        (key, now),
-                    )
-                    old = await locked(conn)
-                    result = op(old, now)
-                result, new = breaker.to_store(result, old, now)
-                if new is not None:
-                    await conn.execute(
-                        "UPDATE circuits SET state = %s, failures = %s, successes = %s,"
-                        " trials = %s, opened_at = %s, cooldown_s = %s, forced = %s,"
-                        " updated_at = %s, trial_until = %s WHERE key = %s",
-                        (*breaker.circuit_params(new)[1:], key),
-                    )
-            return result
+                return await _circuit_change(conn, key, op)
 
         return await self._run("write to", work)
 
 
     # -- schedules (`podium schedule`) --
 
-    async def add_schedule(self, schedule: Schedule) -> bool:
+    async def add_schedule(self, schedule: Schedule, audit: Event | None = None) -> bool:
         marks = ", ".join(["%s"] * 14)
-        # Not retried: an INSERT whose commit was lost in flight would then find its own name.
-        added = await self._execute(
+        sql = (
             f"INSERT INTO schedules ({sched.SCHEDULE_COLS}) VALUES ({marks})"
-            " ON CONFLICT DO NOTHING",
-            sched.schedule_params(schedule),
-            retry=False,
+            " ON CONFLICT DO NOTHING"
         )
-        return added == 1
+
+        async def add(conn: Conn) -> bool:
+            return (await conn.execute(sql, sched.schedule_params(schedule))).rowcount == 1
+
+        # Not retried: an INSERT whose commit was lost in flight would then find its own name.
+        return await self._audited(audit, add, retry=False, only_if_changed=True)
 
     async def list_schedules(self) -> list[Schedule]:
         rows = await self._fetch(f"SELECT {sched.SCHEDULE_COLS} FROM schedules ORDER BY name")
@@ -802,15 +814,18 @@ class PostgresStore:
         )
         return sched.schedule_from_row(rows[0]) if rows else None
 
-    async def remove_schedule(self, key: str) -> Schedule | None:
-        rows = await self._fetch(
+    async def remove_schedule(self, key: str, audit: Event | None = None) -> Schedule | None:
+        sql = (
             "DELETE FROM schedules WHERE schedule_id = (SELECT schedule_id FROM schedules"
             " WHERE schedule_id = %(key)s OR name = %(key)s"
-            f" ORDER BY schedule_id = %(key)s DESC LIMIT 1) RETURNING {sched.SCHEDULE_COLS}",
-            {"key": key},
-            action="write to",
+            f" ORDER BY schedule_id = %(key)s DESC LIMIT 1) RETURNING {sched.SCHEDULE_COLS}"
         )
-        return sched.schedule_from_row(rows[0]) if rows else None
+
+        async def remove(conn: Conn) -> Schedule | None:
+            row = await (await conn.execute(sql, {"key": key})).fetchone()
+            return sched.schedule_from_row(row) if row else None
+
+        return await self._audited(audit, remove, only_if_changed=True)
 
     async def due_schedules(self, now: float, stale_before: float) -> list[Schedule]:
         rows = await self._fetch(
@@ -1012,3 +1027,178 @@ class PostgresStore:
     async def list_buckets(self) -> list[shares.BucketLevel]:
         rows = await self._fetch(f"SELECT {shares.BUCKET_COLS} FROM buckets ORDER BY key")
         return [shares.BucketLevel(*r) for r in rows]
+
+    # -- API keys, the registry of API definitions, the audit chain --
+
+    async def add_key(self, key: ApiKeyRecord, audit: Event) -> None:
+        sql = f"INSERT INTO api_keys ({rowmap.KEY_COLS}) VALUES ({', '.join(['%s'] * 9)})"
+
+        async def add(conn: Conn) -> None:
+            await conn.execute(sql, rowmap.key_params(key))
+
+        await self._audited(audit, add, retry=False)
+
+    async def get_key(self, key_id: str) -> ApiKeyRecord | None:
+        rows = await self._fetch(
+            f"SELECT {rowmap.KEY_COLS} FROM api_keys WHERE key_id = %s", (key_id,)
+        )
+        return rowmap.key_from_row(rows[0]) if rows else None
+
+    async def list_keys(self) -> list[ApiKeyRecord]:
+        rows = await self._fetch(f"SELECT {rowmap.KEY_COLS} FROM api_keys ORDER BY created_at")
+        return [rowmap.key_from_row(r) for r in rows]
+
+    async def revoke_key(self, key_id: str, now: float, audit: Event) -> bool:
+        sql = "UPDATE api_keys SET revoked_at = %s WHERE key_id = %s AND revoked_at IS NULL"
+
+        async def revoke(conn: Conn) -> bool:
+            return (await conn.execute(sql, (now, key_id))).rowcount == 1
+
+        return await self._audited(audit, revoke, only_if_changed=True)
+
+    async def register_workflow(
+        self, workflow: RegisteredWorkflow, body: bytes, audit: Event
+    ) -> bool:
+        async def register(conn: Conn) -> bool:
+            await conn.execute(_INSERT_DEFINITIONS, (workflow.digest, body))
+            cursor = await conn.execute(
+                f"INSERT INTO workflows ({rowmap.WORKFLOW_COLS}) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                astuple(workflow),
+            )
+            return cursor.rowcount == 1
+
+        return await self._audited(audit, register, only_if_changed=True)
+
+    async def get_registered(
+        self, name: str, digest: str | None = None
+    ) -> tuple[RegisteredWorkflow, dict[str, Any]] | None:
+        rows = await self._fetch(
+            f"SELECT {rowmap.WORKFLOW_COLS} FROM workflows WHERE name = %(name)s"
+            " AND (%(digest)s::text IS NULL OR digest = %(digest)s)"
+            " ORDER BY registered_at DESC LIMIT 1",
+            {"name": name, "digest": digest},
+        )
+        if not rows:
+            return None
+        found = RegisteredWorkflow(*rows[0])
+        return found, await self.get_definition(found.digest)
+
+    async def list_registered(
+        self, name: str | None = None, limit: int = 100
+    ) -> list[RegisteredWorkflow]:
+        rows = await self._fetch(
+            f"SELECT {rowmap.WORKFLOW_COLS} FROM workflows"
+            " WHERE %(name)s::text IS NULL OR name = %(name)s"
+            " ORDER BY registered_at DESC LIMIT %(limit)s",
+            {"name": name, "limit": limit},
+        )
+        return [RegisteredWorkflow(*r) for r in rows]
+
+    async def append_audit(self, events: Sequence[Event]) -> None:
+        await self._audited(None, _nothing, extra=events)
+
+    async def audit_entries(
+        self,
+        after_seq: int = 0,
+        limit: int = 1000,
+        *,
+        actor: str | None = None,
+        run_id: str | None = None,
+        since: float | None = None,
+    ) -> list[AuditEntry]:
+        rows = await self._fetch(
+            f"SELECT seq, {_EVENT_COLS}, prev_hash, hash FROM events WHERE seq > %(after)s"
+            " AND (%(actor)s::text IS NULL OR starts_with(actor, %(actor)s))"
+            " AND (%(run)s::text IS NULL OR run_id = %(run)s)"
+            " AND (%(since)s::float8 IS NULL OR ts >= %(since)s)"
+            " ORDER BY seq LIMIT %(limit)s",
+            {"after": after_seq, "actor": actor, "run": run_id, "since": since, "limit": limit},
+        )
+        return [rowmap.audit_entry_from_row(r) for r in rows]
+
+    async def audit_head(self) -> AuditEntry | None:
+        rows = await self._fetch(
+            f"SELECT seq, {_EVENT_COLS}, prev_hash, hash FROM events"
+            " WHERE seq = (SELECT seq FROM audit_head WHERE id = 1)"
+        )
+        return rowmap.audit_entry_from_row(rows[0]) if rows else None
+
+    async def _audited(
+        self,
+        audit: Event | None,
+        change: Callable[[Conn], Awaitable[T]],
+        *,
+        retry: bool = True,
+        only_if_changed: bool = False,
+        extra: Sequence[Event] = (),
+    ) -> T:
+        """Makes `change` and appends its audit entry in one transaction; with
+        `only_if_changed`, a change that returns a falsy value is not audited."""
+        events = [*extra, audit] if audit is not None else list(extra)
+
+        async def work(conn: Conn) -> T:
+            async with conn.transaction():
+                result = await change(conn)
+                if events and not (only_if_changed and not result):
+                    statement, rows, _, _ = _append_statement(events)
+                    await conn.execute(statement, _columns(rows, _APPEND_TYPES))
+            return result
+
+        return await self._run("write to", work, retry=retry)
+
+
+async def _link_old_events(conn: Conn) -> None:
+    """Brings events written before the audit chain existed into it, once (in the migration's
+    transaction, under its lock)."""
+    async with conn.cursor(binary=True) as cur:
+        await cur.execute(f"SELECT seq, {_EVENT_COLS} FROM events WHERE hash IS NULL ORDER BY seq")
+        rows = await cur.fetchall()
+    if not rows:
+        return
+    head = await (await conn.execute("SELECT hash FROM audit_head WHERE id = 1")).fetchone()
+    assert head is not None
+    updates, head_hash = audit.relink(head[0], rows)
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "UPDATE events SET prev_hash = %s, hash = %s WHERE seq = %s", updates
+        )
+    await conn.execute(
+        "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", (rows[-1][0], head_hash)
+    )
+
+
+async def _nothing(conn: Conn) -> None:
+    return None
+
+
+async def _circuit_change(conn: Conn, key: str, op: breaker.CircuitOp) -> CircuitResult:
+    """Reads, changes and writes one circuit's row, locked FOR UPDATE (inside the caller's
+    transaction)."""
+    select = f"SELECT {breaker.CIRCUIT_COLS} FROM circuits WHERE key = %s FOR UPDATE"
+
+    async def locked() -> CircuitRecord | None:
+        row = await (await conn.execute(select, (key,))).fetchone()
+        return breaker.circuit_from_row(row) if row else None
+
+    now = time.time()
+    old = await locked()
+    result = op(old, now)
+    if old is None and result.circuit is not None:
+        # A first row: insert it closed (racing inserts meet here), lock, decide again.
+        await conn.execute(
+            "INSERT INTO circuits (key, state, updated_at) VALUES (%s, 'closed', %s)"
+            " ON CONFLICT DO NOTHING",
+            (key, now),
+        )
+        old = await locked()
+        result = op(old, now)
+    result, new = breaker.to_store(result, old, now)
+    if new is not None:
+        await conn.execute(
+            "UPDATE circuits SET state = %s, failures = %s, successes = %s,"
+            " trials = %s, opened_at = %s, cooldown_s = %s, forced = %s,"
+            " updated_at = %s, trial_until = %s WHERE key = %s",
+            (*breaker.circuit_params(new)[1:], key),
+        )
+    return result

@@ -239,9 +239,10 @@ class AuditEntry:
     """One link of the audit chain: an event with the hash of the link before it and its own.
 
     `hash = sha256(prev_hash + content_hash + str(seq))`, where `content_hash` covers every
-    stored column of the event (see `podium.store.audit`)."""
+    stored column of the event as read back (see `podium.store.audit`)."""
 
     seq: int
     event: Event
     prev_hash: str
     hash: str
+    content_hash: str

@@ -11,7 +11,13 @@ from typing import Any
 import orjson
 
 from podium.bus.events import Event
-from podium.store.records import DlqEntry, RunState, StepState
+from podium.store.audit import content_hash
+from podium.store.records import ApiKeyRecord, AuditEntry, DlqEntry, RunState, StepState
+
+KEY_COLS = (
+    "key_id, name, role, scope, secret_hash, created_at, expires_at, revoked_at, created_by"
+)
+WORKFLOW_COLS = "name, version, digest, registered_at, registered_by"
 
 
 def run_params(r: RunState) -> tuple[Any, ...]:
@@ -34,6 +40,7 @@ def run_params(r: RunState) -> tuple[Any, ...]:
         r.owner,
         r.lease_until,
         r.stopping,
+        r.trusted,
     )
 
 
@@ -69,6 +76,7 @@ def event_params(e: Event) -> tuple[Any, ...]:
         e.priority,
         e.version,
         orjson.dumps(e.payload),
+        e.actor,
     )
 
 
@@ -97,6 +105,7 @@ def run_from_row(row: Sequence[Any]) -> RunState:
         owner=row[15],
         lease_until=row[16],
         stopping=row[17],
+        trusted=bool(row[18]),
     )
 
 
@@ -132,6 +141,25 @@ def event_from_row(row: Sequence[Any]) -> tuple[int, Event]:
         priority=row[7],
         version=row[8],
         payload=orjson.loads(row[9]),
+        actor=row[10],
+    )
+
+
+def audit_entry_from_row(row: Sequence[Any]) -> AuditEntry:
+    """A chain link from `SELECT seq, <event columns>, prev_hash, hash`; the content hash is
+    taken over the columns as read, so an edited row no longer matches its stored hash."""
+    seq, event = event_from_row(row)
+    return AuditEntry(seq, event, row[11], row[12], content_hash(row[1:11]))
+
+
+def key_from_row(row: Sequence[Any]) -> ApiKeyRecord:
+    return ApiKeyRecord(*row)
+
+
+def key_params(k: ApiKeyRecord) -> tuple[Any, ...]:
+    return (
+        k.key_id, k.name, k.role, k.scope, k.secret_hash, k.created_at, k.expires_at,
+        k.revoked_at, k.created_by,
     )
 
 

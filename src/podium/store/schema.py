@@ -118,6 +118,30 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX budget_holds_holder ON budget_holds (holder);
     """,
+    # 9: security: who caused each event (`actor`) and the audit hash chain over the event
+    # log (`prev_hash`, `hash`; `audit_head` is the newest link, locked by each append);
+    # runs of API definitions (`trusted` 0); API keys (salted hashes only); the registry
+    # of definitions sent over the API
+    """
+    ALTER TABLE events ADD COLUMN actor TEXT NOT NULL DEFAULT 'system';
+    ALTER TABLE events ADD COLUMN prev_hash TEXT;
+    ALTER TABLE events ADD COLUMN hash TEXT;
+    CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL
+    );
+    INSERT INTO audit_head VALUES (1, 0, printf('%064d', 0));
+    ALTER TABLE runs ADD COLUMN trusted INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, scope TEXT,
+        secret_hash TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL, revoked_at REAL,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE workflows (
+        name TEXT NOT NULL, digest TEXT NOT NULL, version TEXT NOT NULL,
+        registered_at REAL NOT NULL, registered_by TEXT NOT NULL, PRIMARY KEY (name, digest)
+    );
+    CREATE INDEX workflows_newest ON workflows (name, registered_at);
+    """,
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -254,5 +278,70 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         expires_at DOUBLE PRECISION NOT NULL
     );
     CREATE INDEX budget_holds_holder ON budget_holds (holder);
+    """,
+    # 9: security, as MIGRATIONS[8], plus podium_append_events(): the chain's appends in the
+    # server, so a batch stays one round trip. It locks the head row (appends of concurrent
+    # engines queue there, so sequence numbers commit in order), skips events already stored
+    # (a retried batch), and links each new one: hash = sha256(prev_hash || content_hash ||
+    # seq), content_hash computed by the writer over every column (podium.store.audit).
+    """
+    ALTER TABLE events ADD COLUMN actor TEXT NOT NULL DEFAULT 'system';
+    ALTER TABLE events ADD COLUMN prev_hash TEXT;
+    ALTER TABLE events ADD COLUMN hash TEXT;
+    CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL
+    );
+    INSERT INTO audit_head VALUES (1, 0, repeat('0', 64));
+    ALTER TABLE runs ADD COLUMN trusted BOOLEAN NOT NULL DEFAULT true;
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, scope TEXT,
+        secret_hash TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION, revoked_at DOUBLE PRECISION, created_by TEXT NOT NULL
+    );
+    CREATE TABLE workflows (
+        name TEXT NOT NULL, digest TEXT NOT NULL, version TEXT NOT NULL,
+        registered_at DOUBLE PRECISION NOT NULL, registered_by TEXT NOT NULL,
+        PRIMARY KEY (name, digest)
+    );
+    CREATE INDEX workflows_newest ON workflows (name, registered_at);
+    CREATE FUNCTION podium_append_events(
+        ids TEXT[], types TEXT[], tss FLOAT8[], runs TEXT[], causes TEXT[], sources TEXT[],
+        prios TEXT[], versions INT4[], payloads BYTEA[], actors TEXT[], contents TEXT[]
+    ) RETURNS VOID
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    DECLARE
+        head_seq BIGINT;
+        head_hash TEXT;
+        known TEXT[];
+        picks INT[] := '{}';
+        seqs BIGINT[] := '{}';
+        prevs TEXT[] := '{}';
+        hashes TEXT[] := '{}';
+    BEGIN
+        IF coalesce(array_length(ids, 1), 0) = 0 THEN
+            RETURN;
+        END IF;
+        SELECT seq, hash INTO head_seq, head_hash FROM audit_head WHERE id = 1 FOR UPDATE;
+        SELECT coalesce(array_agg(event_id), '{}') INTO known FROM events
+            WHERE event_id = ANY(ids);
+        FOR i IN 1 .. array_length(ids, 1) LOOP
+            CONTINUE WHEN ids[i] = ANY(known);
+            head_seq := head_seq + 1;
+            picks := picks || i;
+            seqs := seqs || head_seq;
+            prevs := prevs || head_hash;
+            head_hash := encode(
+                sha256(convert_to(head_hash || contents[i] || head_seq::text, 'UTF8')), 'hex');
+            hashes := hashes || head_hash;
+        END LOOP;
+        INSERT INTO events (seq, event_id, event_type, ts, run_id, causation_id, source,
+                            priority, version, payload, actor, prev_hash, hash)
+            OVERRIDING SYSTEM VALUE
+            SELECT s, ids[k], types[k], tss[k], runs[k], causes[k], sources[k], prios[k],
+                   versions[k], payloads[k], actors[k], p, h
+            FROM unnest(seqs, picks, prevs, hashes) AS u(s, k, p, h);
+        UPDATE audit_head SET seq = head_seq, hash = head_hash WHERE id = 1;
+    END
+    $$;
     """,
 )

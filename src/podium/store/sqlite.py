@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,17 +19,20 @@ import orjson
 
 from podium.bus.events import Event
 from podium.errors import StoreUnavailable
+from podium.store import audit, codec
 from podium.store import circuits as breaker
-from podium.store import codec
 from podium.store import pools as shares
 from podium.store import rows as rowmap
 from podium.store import schedules as sched
 from podium.store.records import (
+    ApiKeyRecord,
+    AuditEntry,
     Batch,
     CircuitRecord,
     CircuitResult,
     DlqEntry,
     QueueStat,
+    RegisteredWorkflow,
     RunState,
     Signal,
     StepState,
@@ -53,7 +57,7 @@ _T = TypeVar("_T")
 _RUN_COLS = (
     "run_id, workflow, workflow_version, definition_digest, inputs, priority, status, created_at,"
     " started_at, finished_at, error, parent_run_id, cost_usd, tokens_in, tokens_out, owner,"
-    " lease_until, stopping"
+    " lease_until, stopping, trusted"
 )
 _STEP_COLS = (
     "run_id, step_id, idx, status, attempts, started_at, finished_at, error, fallback_used,"
@@ -66,7 +70,7 @@ _BY_PRIORITY = (
 
 
 _UPSERT_RUN = (
-    f"INSERT INTO runs ({_RUN_COLS}) VALUES ({','.join('?' * 18)})"
+    f"INSERT INTO runs ({_RUN_COLS}) VALUES ({','.join('?' * 19)})"
     " ON CONFLICT (run_id) DO UPDATE SET status=excluded.status, created_at=excluded.created_at,"
     " started_at=excluded.started_at, finished_at=excluded.finished_at,"
     " error=excluded.error, cost_usd=excluded.cost_usd,"
@@ -77,9 +81,11 @@ _UPSERT_RUN = (
     f" {_UNFINISHED} THEN cancel_requested ELSE 0 END"
 )
 _UPSERT_STEP = f"INSERT OR REPLACE INTO steps ({_STEP_COLS}) VALUES ({','.join('?' * 16)})"
+_EVENT_COLS = (
+    "event_id, event_type, ts, run_id, causation_id, source, priority, version, payload, actor"
+)
 _INSERT_EVENT = (
-    "INSERT INTO events (event_id, event_type, ts, run_id, causation_id, source,"
-    " priority, version, payload) VALUES (?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO events (seq, {_EVENT_COLS}, prev_hash, hash) VALUES ({','.join('?' * 13)})"
 )
 
 
@@ -112,8 +118,6 @@ def _statements(batch: Batch) -> list[_Statement]:
         out.append((_UPSERT_RUN, [rowmap.run_params(r) for r in batch.runs.values()], 0))
     if batch.steps:
         out.append((_UPSERT_STEP, [rowmap.step_params(s) for s in batch.steps.values()], 0))
-    if batch.events:
-        out.append((_INSERT_EVENT, [rowmap.event_params(e) for e in batch.events], 3))
     if batch.dlq_add:
         sql = "INSERT OR REPLACE INTO dlq VALUES (?,?,?,?,?,?)"
         out.append((sql, [rowmap.dlq_params(d) for d in batch.dlq_add], 0))
@@ -138,6 +142,30 @@ _SPEND_KEYS = {
     "day": "CAST(ts / 86400 AS INTEGER)",
     "hour": "CAST(ts / 3600 AS INTEGER)",
 }
+
+
+def _append_events(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Links event rows to the audit chain and inserts them (under the write lock, which
+    orders appends across processes)."""
+    if not rows:
+        return
+    head_seq, head_hash = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+    linked, head_seq, head_hash = audit.chain(head_seq, head_hash, rows)
+    db.executemany(_INSERT_EVENT, linked)
+    db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (head_seq, head_hash))
+
+
+def _link_old_events(db: sqlite3.Connection) -> None:
+    """Brings events written before the audit chain existed into it, once."""
+    rows = db.execute(
+        f"SELECT seq, {_EVENT_COLS} FROM events WHERE hash IS NULL ORDER BY seq"
+    ).fetchall()
+    if not rows:
+        return
+    head_hash = db.execute("SELECT hash FROM audit_head WHERE id = 1").fetchone()[0]
+    updates, head_hash = audit.relink(head_hash, rows)
+    db.executemany("UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", updates)
+    db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (rows[-1][0], head_hash))
 
 
 def _scope_usage(db: sqlite3.Connection, scope: WindowScope, now: float) -> ScopeUsage:
@@ -218,6 +246,7 @@ class SQLiteStore:
                 for statement in filter(str.strip, script.split(";")):
                     db.execute(statement)
                 db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+            _link_old_events(db)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -227,6 +256,7 @@ class SQLiteStore:
         # Rows are copied here, on the loop, so the engine may go on changing its states;
         # SQLite's own work then runs on the writer thread, in parallel with the loop.
         statements = _statements(batch)
+        events = [rowmap.event_params(e) for e in batch.events]
         fence = (batch.owner, batch.run_ids()) if batch.owner else None
 
         def apply(db: sqlite3.Connection) -> set[str]:
@@ -235,6 +265,7 @@ class SQLiteStore:
                 if lost and run_col is not None:
                     rows = [r for r in rows if r[run_col] not in lost]
                 db.executemany(sql, rows)
+            _append_events(db, [e for e in events if e[3] not in lost] if lost else events)
             return lost
 
         return await self._on_writer(apply)
@@ -369,12 +400,16 @@ class SQLiteStore:
             ),
         )
 
-    async def set_paused(self, scope: str, name: str, paused: bool) -> bool:
+    async def set_paused(
+        self, scope: str, name: str, paused: bool, audit: Event | None = None
+    ) -> bool:
+        params: tuple[Any, ...]
         if paused:
             sql = "INSERT OR IGNORE INTO pauses VALUES (?, ?, ?)"
-            return self._execute(sql, (scope, name, time.time())) == 1
-        sql = "DELETE FROM pauses WHERE scope = ? AND name = ?"
-        return self._execute(sql, (scope, name)) == 1
+            params = (scope, name, time.time())
+        else:
+            sql, params = "DELETE FROM pauses WHERE scope = ? AND name = ?", (scope, name)
+        return await self._audited(audit, lambda db: db.execute(sql, params).rowcount == 1)
 
     async def list_paused(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self._query("SELECT scope, name FROM pauses")]
@@ -407,15 +442,14 @@ class SQLiteStore:
     async def list_events(
         self, run_id: str | None = None, after_seq: int = 0, limit: int = 1000
     ) -> list[tuple[int, Event]]:
-        cols = "seq, event_id, event_type, ts, run_id, causation_id, source, priority, version,"
         if run_id is None:
             rows = self._query(
-                f"SELECT {cols} payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                f"SELECT seq, {_EVENT_COLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             )
         else:
             rows = self._query(
-                f"SELECT {cols} payload FROM events WHERE run_id = ? AND seq > ?"
+                f"SELECT seq, {_EVENT_COLS} FROM events WHERE run_id = ? AND seq > ?"
                 " ORDER BY seq LIMIT ?",
                 (run_id, after_seq, limit),
             )
@@ -429,14 +463,15 @@ class SQLiteStore:
         rows = self._query("SELECT * FROM dlq WHERE run_id = ?", (run_id,))
         return rowmap.dlq_from_row(rows[0]) if rows else None
 
-    async def purge_dlq(self) -> int:
-        return self._execute("DELETE FROM dlq")
+    async def purge_dlq(self, audit: Event | None = None) -> int:
+        return await self._audited(audit, lambda db: db.execute("DELETE FROM dlq").rowcount)
 
-    async def add_signal(self, run_id: str, name: str, payload: Any) -> None:
-        self._execute(
-            "INSERT INTO signals (run_id, name, payload, created_at) VALUES (?, ?, ?, ?)",
-            (run_id, name, orjson.dumps(payload), time.time()),
-        )
+    async def add_signal(
+        self, run_id: str, name: str, payload: Any, audit: Event | None = None
+    ) -> None:
+        sql = "INSERT INTO signals (run_id, name, payload, created_at) VALUES (?, ?, ?, ?)"
+        params = (run_id, name, orjson.dumps(payload), time.time())
+        await self._audited(audit, lambda db: db.execute(sql, params))
 
     async def pending_signals(self, run_ids: Sequence[str]) -> list[Signal]:
         if not run_ids:
@@ -448,8 +483,9 @@ class SQLiteStore:
         )
         return [Signal(r[0], r[1], r[2], orjson.loads(r[3]), r[4]) for r in rows]
 
-    async def request_cancel(self, run_id: str) -> None:
-        self._execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?", (run_id,))
+    async def request_cancel(self, run_id: str, audit: Event | None = None) -> None:
+        sql = "UPDATE runs SET cancel_requested = 1 WHERE run_id = ?"
+        await self._audited(audit, lambda db: db.execute(sql, (run_id,)))
 
     async def cancel_requests(self, run_ids: Sequence[str]) -> list[str]:
         if not run_ids:
@@ -504,33 +540,46 @@ class SQLiteStore:
     async def release_circuit_trial(self, key: str) -> CircuitResult:
         return self._circuit_txn(key, breaker.release_trial)
 
-    async def force_circuit(self, key: str, *, open_: bool) -> CircuitResult:
-        return self._circuit_txn(key, breaker.forced(key, open_=open_))
+    async def force_circuit(
+        self, key: str, *, open_: bool, audit: Event | None = None
+    ) -> CircuitResult:
+        op = breaker.forced(key, open_=open_)
+        return await self._audited(audit, lambda db: self._circuit_change(db, key, op))
 
     def _circuit_txn(self, key: str, op: breaker.CircuitOp) -> CircuitResult:
         """Reads, changes and writes one circuit's row under SQLite's write lock."""
-        now = time.time()
         with self._immediate() as db:
-            rows = db.execute(
-                f"SELECT {breaker.CIRCUIT_COLS} FROM circuits WHERE key = ?", (key,)
-            ).fetchall()
-            old = breaker.circuit_from_row(rows[0]) if rows else None
-            result, new = breaker.to_store(op(old, now), old, now)
-            if new is not None:
-                db.execute(
-                    f"INSERT OR REPLACE INTO circuits ({breaker.CIRCUIT_COLS})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    breaker.circuit_params(new),
-                )
+            return self._circuit_change(db, key, op)
+
+    def _circuit_change(
+        self, db: sqlite3.Connection, key: str, op: breaker.CircuitOp
+    ) -> CircuitResult:
+        now = time.time()
+        rows = db.execute(
+            f"SELECT {breaker.CIRCUIT_COLS} FROM circuits WHERE key = ?", (key,)
+        ).fetchall()
+        old = breaker.circuit_from_row(rows[0]) if rows else None
+        result, new = breaker.to_store(op(old, now), old, now)
+        if new is not None:
+            db.execute(
+                f"INSERT OR REPLACE INTO circuits ({breaker.CIRCUIT_COLS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                breaker.circuit_params(new),
+            )
         return result
 
 
     # -- schedules (`podium schedule`) --
 
-    async def add_schedule(self, schedule: Schedule) -> bool:
+    async def add_schedule(self, schedule: Schedule, audit: Event | None = None) -> bool:
         marks = ",".join("?" * 14)
         sql = f"INSERT OR IGNORE INTO schedules ({sched.SCHEDULE_COLS}) VALUES ({marks})"
-        return self._execute(sql, sched.schedule_params(schedule)) == 1
+        params = sched.schedule_params(schedule)
+
+        def add(db: sqlite3.Connection) -> bool:
+            return db.execute(sql, params).rowcount == 1
+
+        return await self._audited(audit, add, only_if_changed=True)
 
     async def list_schedules(self) -> list[Schedule]:
         rows = self._query(f"SELECT {sched.SCHEDULE_COLS} FROM schedules ORDER BY name")
@@ -544,16 +593,19 @@ class SQLiteStore:
         )
         return sched.schedule_from_row(rows[0]) if rows else None
 
-    async def remove_schedule(self, key: str) -> Schedule | None:
-        with self._immediate() as db:
+    async def remove_schedule(self, key: str, audit: Event | None = None) -> Schedule | None:
+        def remove(db: sqlite3.Connection) -> Schedule | None:
             rows = db.execute(
                 f"SELECT {sched.SCHEDULE_COLS} FROM schedules WHERE schedule_id = ? OR name = ?"
                 " ORDER BY schedule_id = ? DESC LIMIT 1",
                 (key, key, key),
             ).fetchall()
-            if rows:
-                db.execute("DELETE FROM schedules WHERE schedule_id = ?", (rows[0][0],))
-        return sched.schedule_from_row(rows[0]) if rows else None
+            if not rows:
+                return None
+            db.execute("DELETE FROM schedules WHERE schedule_id = ?", (rows[0][0],))
+            return sched.schedule_from_row(rows[0])
+
+        return await self._audited(audit, remove, only_if_changed=True)
 
     async def due_schedules(self, now: float, stale_before: float) -> list[Schedule]:
         rows = self._query(
@@ -726,6 +778,109 @@ class SQLiteStore:
     async def list_buckets(self) -> list[shares.BucketLevel]:
         rows = self._query(f"SELECT {shares.BUCKET_COLS} FROM buckets ORDER BY key")
         return [shares.BucketLevel(*r) for r in rows]
+
+    # -- API keys, the registry of API definitions, the audit chain --
+
+    async def add_key(self, key: ApiKeyRecord, audit: Event) -> None:
+        sql = f"INSERT INTO api_keys ({rowmap.KEY_COLS}) VALUES ({','.join('?' * 9)})"
+        await self._audited(audit, lambda db: db.execute(sql, rowmap.key_params(key)))
+
+    async def get_key(self, key_id: str) -> ApiKeyRecord | None:
+        rows = self._query(f"SELECT {rowmap.KEY_COLS} FROM api_keys WHERE key_id = ?", (key_id,))
+        return rowmap.key_from_row(rows[0]) if rows else None
+
+    async def list_keys(self) -> list[ApiKeyRecord]:
+        rows = self._query(f"SELECT {rowmap.KEY_COLS} FROM api_keys ORDER BY created_at")
+        return [rowmap.key_from_row(r) for r in rows]
+
+    async def revoke_key(self, key_id: str, now: float, audit: Event) -> bool:
+        sql = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
+
+        def revoke(db: sqlite3.Connection) -> bool:
+            return db.execute(sql, (now, key_id)).rowcount == 1
+
+        return await self._audited(audit, revoke, only_if_changed=True)
+
+    async def register_workflow(
+        self, workflow: RegisteredWorkflow, body: bytes, audit: Event
+    ) -> bool:
+        def register(db: sqlite3.Connection) -> bool:
+            db.execute("INSERT OR IGNORE INTO definitions VALUES (?, ?)", (workflow.digest, body))
+            sql = f"INSERT OR IGNORE INTO workflows ({rowmap.WORKFLOW_COLS}) VALUES (?,?,?,?,?)"
+            return db.execute(sql, astuple(workflow)).rowcount == 1
+
+        return await self._audited(audit, register, only_if_changed=True)
+
+    async def get_registered(
+        self, name: str, digest: str | None = None
+    ) -> tuple[RegisteredWorkflow, dict[str, Any]] | None:
+        rows = self._query(
+            f"SELECT {rowmap.WORKFLOW_COLS} FROM workflows WHERE name = ?"
+            " AND (? IS NULL OR digest = ?) ORDER BY registered_at DESC LIMIT 1",
+            (name, digest, digest),
+        )
+        if not rows:
+            return None
+        found = RegisteredWorkflow(*rows[0])
+        return found, await self.get_definition(found.digest)
+
+    async def list_registered(
+        self, name: str | None = None, limit: int = 100
+    ) -> list[RegisteredWorkflow]:
+        rows = self._query(
+            f"SELECT {rowmap.WORKFLOW_COLS} FROM workflows WHERE ? IS NULL OR name = ?"
+            " ORDER BY registered_at DESC LIMIT ?",
+            (name, name, limit),
+        )
+        return [RegisteredWorkflow(*r) for r in rows]
+
+    async def append_audit(self, events: Sequence[Event]) -> None:
+        rows = [rowmap.event_params(e) for e in events]
+        await self._on_writer(lambda db: _append_events(db, rows))
+
+    async def audit_entries(
+        self,
+        after_seq: int = 0,
+        limit: int = 1000,
+        *,
+        actor: str | None = None,
+        run_id: str | None = None,
+        since: float | None = None,
+    ) -> list[AuditEntry]:
+        rows = self._query(
+            f"SELECT seq, {_EVENT_COLS}, prev_hash, hash FROM events WHERE seq > ?"
+            " AND (? IS NULL OR substr(actor, 1, length(?)) = ?)"
+            " AND (? IS NULL OR run_id = ?) AND (? IS NULL OR ts >= ?)"
+            " ORDER BY seq LIMIT ?",
+            (after_seq, actor, actor, actor, run_id, run_id, since, since, limit),
+        )
+        return [rowmap.audit_entry_from_row(r) for r in rows]
+
+    async def audit_head(self) -> AuditEntry | None:
+        rows = self._query(
+            f"SELECT seq, {_EVENT_COLS}, prev_hash, hash FROM events"
+            " WHERE seq = (SELECT seq FROM audit_head WHERE id = 1)"
+        )
+        return rowmap.audit_entry_from_row(rows[0]) if rows else None
+
+    async def _audited(
+        self,
+        audit: Event | None,
+        change: Callable[[sqlite3.Connection], _T],
+        *,
+        only_if_changed: bool = False,
+    ) -> _T:
+        """Makes `change` and appends its audit entry in one transaction; with
+        `only_if_changed`, a change that returns a falsy value is not audited."""
+        entry = [rowmap.event_params(audit)] if audit is not None else []
+
+        def work(db: sqlite3.Connection) -> _T:
+            result = change(db)
+            if not (only_if_changed and not result):
+                _append_events(db, entry)
+            return result
+
+        return await self._on_writer(work)
 
     async def _on_writer(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Runs `work` in one write transaction on the writer thread: waiting there for the
