@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from podium.bus.base import Bus
-from podium.bus.events import Event, new_id
+from podium.bus.events import SYSTEM_ACTOR, Actor, Event, audit_event, new_id
 from podium.control.admission import Admitted
 from podium.control.budgets import RunBudget
 from podium.control.plane import ControlPlane
@@ -196,9 +196,12 @@ class Engine:
         run_id: str | None = None,
         parent_run_id: str | None = None,
         priority: str | None = None,
+        trusted: bool = True,
+        actor: Actor = SYSTEM_ACTOR,
     ) -> str:
         """Validates the inputs, commits the run as `queued` and returns its id. A given
-        `run_id` must be new: a run is never overwritten by another submission."""
+        `run_id` must be new: a run is never overwritten by another submission. An untrusted
+        run (of a definition from the API) runs under `[security]`'s rules."""
         values = resolve_inputs(workflow, inputs or {})
         if run_id is not None and (self.knows(run_id) or await self.store.get_run(run_id)):
             raise PodiumError(f"run {run_id} exists already; a run id names one run")
@@ -219,13 +222,15 @@ class Engine:
             parent_run_id=parent_run_id,
             owner=self.owner,
             lease_until=now + self.settings.lease_s,
+            trusted=trusted,
         )
         if self.bus.distributed:  # a worker takes it: nobody holds it until then
             row.owner, row.lease_until = None, None
         rt = self._runtime(row, compiled, [])
         self.journal.definition(compiled.digest, compiled.body)
         self.journal.run(row)
-        self._emit(rt, "run.queued", {"workflow": row.workflow, "priority": row.priority})
+        payload = {"workflow": row.workflow, "priority": row.priority}
+        self._emit(rt, "run.queued", payload, actor=actor)
         await self._enqueue_or_dispatch(rt)
         return row.run_id
 
@@ -294,25 +299,32 @@ class Engine:
         compiled = await self._compiled_for(row.definition_digest)
         return build_summary(row, compiled.plan.order, await self.store.get_steps(run_id))
 
-    async def cancel(self, run_id: str) -> bool:
-        """Cancels a run; False if another process runs it (it was asked to cancel)."""
+    async def cancel(self, run_id: str, actor: Actor = SYSTEM_ACTOR) -> bool:
+        """Cancels a run; False if another process runs it (it was asked to cancel). The
+        audit entry naming `actor` commits with the change."""
+        audit = audit_event(actor, "run.cancel", run_id, run_id=run_id)
         if run_id in self._queued:
             rt = self._queued.pop(run_id)
             rt.row.status, rt.row.finished_at = "cancelled", time.time()
-            rt.row.error = "cancelled before it started"
+            rt.row.error = f"cancelled before it started by {actor.label}"
+            self.journal.event(audit)
             self._finalize(rt)
             return True
         if run_id in self._active:
-            self._stop(self._active[run_id], "cancelled", "cancelled by request")
+            self.journal.event(audit)
+            self._stop(self._active[run_id], "cancelled", f"cancelled by {actor.label}", actor)
             return True
         row = await self._require_unfinished(run_id, "cancel")
-        await self.store.request_cancel(row.run_id)
+        await self.store.request_cancel(row.run_id, audit=audit)
         return False
 
-    async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+    async def signal(
+        self, run_id: str, name: str, payload: Any = None, actor: Actor = SYSTEM_ACTOR
+    ) -> None:
         """Delivers a signal; one sent before the step waits is kept for it."""
         await self._require_unfinished(run_id, "signal")
-        await self.store.add_signal(run_id, name, payload)
+        audit = audit_event(actor, "run.signal", run_id, run_id=run_id, signal=name)
+        await self.store.add_signal(run_id, name, payload, audit=audit)
         await self.host.deliver_signals([run_id])
 
     async def recover(
@@ -336,7 +348,7 @@ class Engine:
             resumed.append(run_id)
         return resumed
 
-    async def replay(self, run_id: str) -> None:
+    async def replay(self, run_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
         """Re-runs a dead-lettered run from its failed steps, reusing succeeded outputs."""
         if await self.store.get_dlq(run_id) is None:
             raise PodiumError(f"run {run_id} is not in the dead-letter queue; `podium dlq list`")
@@ -358,7 +370,9 @@ class Engine:
             self.journal.step(state)  # rewrites the reset rows as pending
         self.journal.run(row)
         self.journal.undead(run_id)
-        self._emit(rt, "run.replayed", {"kept_steps": sorted({s.step_id for s in states})})
+        self.journal.event(audit_event(actor, "dlq.replay", run_id, run_id=run_id))
+        kept = sorted({s.step_id for s in states})
+        self._emit(rt, "run.replayed", {"kept_steps": kept}, actor=actor)
         await self._enqueue_or_dispatch(rt)
 
     def active_runs(self) -> list[str]:
@@ -700,13 +714,15 @@ class Engine:
 
     # -- stopping, compensation, completion -----------------------------------------------------
 
-    def _stop(self, rt: RunRuntime, outcome: str, reason: str) -> None:
+    def _stop(
+        self, rt: RunRuntime, outcome: str, reason: str, actor: Actor = SYSTEM_ACTOR
+    ) -> None:
         """Fails, cancels or times out a run: running steps are cancelled, then compensation."""
         if rt.row.stopping is not None or rt.row.done:
             return
         rt.row.stopping, rt.row.error = outcome, reason
         self.journal.run(rt.row)
-        self._emit(rt, "run.stopping", {"outcome": outcome, "reason": reason})
+        self._emit(rt, "run.stopping", {"outcome": outcome, "reason": reason}, actor=actor)
         for st in list(rt.all_states()):
             if st.status in ("running", "ready"):  # ready: held back by a pause
                 self._cancel_step(rt, st, reason)
@@ -945,12 +961,16 @@ class Engine:
 
     # -- pauses (the operator's brake) ------------------------------------------------------
 
-    async def pause(self, scope: str, name: str, paused: bool = True) -> bool:
+    async def pause(
+        self, scope: str, name: str, paused: bool = True, actor: Actor = SYSTEM_ACTOR
+    ) -> bool:
         """Stops (or lets go again) new steps of a workflow or an agent; in-flight ones finish.
         Every engine on the store picks it up within its poll interval."""
         if scope not in ("workflow", "agent"):
             raise PodiumError(f"can pause a workflow or an agent, not {scope!r}")
-        changed = await self.store.set_paused(scope, name, paused)
+        action = "pause.set" if paused else "pause.clear"
+        audit = audit_event(actor, action, f"{scope}:{name}")
+        changed = await self.store.set_paused(scope, name, paused, audit=audit)
         self._set_pauses(set(await self.store.list_paused()))
         return changed
 
@@ -1007,13 +1027,20 @@ class Engine:
             return
         self.journal.event(Event(event_type=event_type, correlation_id=run_id, payload=payload))
 
-    def _emit(self, rt: RunRuntime, event_type: str, payload: dict[str, Any]) -> None:
+    def _emit(
+        self,
+        rt: RunRuntime,
+        event_type: str,
+        payload: dict[str, Any],
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> None:
         event = Event(
             event_type=event_type,
             correlation_id=rt.run_id,
             payload=payload,
             causation_id=rt.last_event_id,
             priority=rt.row.priority,
+            actor=actor.label,
         )
         rt.last_event_id = event.event_id
         self.journal.event(event)

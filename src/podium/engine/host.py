@@ -118,12 +118,17 @@ class EngineHost:
         child_id = str(uuid.uuid5(_CHILD_NAMESPACE, ctx.idempotency_key))
         row = None if engine.knows(child_id) else await engine.store.get_run(child_id)
         if not engine.knows(child_id) and row is None:
+            # A child runs under its parent's trust: an API definition cannot reach, through
+            # a sub-workflow, what it may not reach itself.
+            trusted = engine.runtime(ctx.run_id).row.trusted
             child = (
                 Workflow.model_validate(definition)
                 if definition
-                else await self._registered(workflow)
+                else await self._registered(workflow, trusted)
             )
-            await engine.submit(child, inputs, run_id=child_id, parent_run_id=ctx.run_id)
+            await engine.submit(
+                child, inputs, run_id=child_id, parent_run_id=ctx.run_id, trusted=trusted
+            )
         elif row is not None and not row.done:
             await engine.recover([child_id])
         try:
@@ -137,11 +142,17 @@ class EngineHost:
             raise NonRetryable(f"child run {child_id} ended {summary.status}: {summary.error}")
         return summary.outputs
 
-    async def _registered(self, name: str) -> Workflow:
-        runs = await self._engine.store.list_runs(workflow=name, limit=1)
+    async def _registered(self, name: str, trusted: bool) -> Workflow:
+        """The newest registered definition of `name`; a trusted run may also name a
+        workflow that has only run before (the newest definition it ran with)."""
+        registered = await self._engine.store.get_registered(name)
+        if registered is not None:
+            return Workflow.model_validate(registered[1])
+        runs = await self._engine.store.list_runs(workflow=name, limit=1) if trusted else []
         if not runs:
             raise NonRetryable(
-                f"no workflow named {name!r} is registered; run it once or give its file path"
+                f"no workflow named {name!r} is registered; register it (POST /v1/workflows)"
+                " or, in a local file, give its file path"
             )
         return await self._engine.definition(runs[0].definition_digest)
 
