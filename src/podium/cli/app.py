@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from podium.cli import audit as audit_cli
 from podium.cli import circuits, dlq, pause, queue, resources, run, runs, serve, worker
 from podium.cli import schedule as schedule_cli
 from podium.cli import spend as spend_cli
@@ -46,6 +47,7 @@ app.add_typer(dlq.dlq_app, name="dlq")
 app.add_typer(schedule_cli.schedule_app, name="schedule")
 app.command("scheduler")(schedule_cli.scheduler_command)
 app.add_typer(worker.db_app, name="db")
+app.add_typer(audit_cli.audit_app, name="audit")
 
 
 @app.callback()

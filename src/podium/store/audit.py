@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from podium.store.records import AuditEntry
+from podium.store.records import AuditEntry, AuditHead
 
 GENESIS = "0" * 64  # the prev_hash of the first link
 
@@ -30,7 +30,7 @@ def content_hash(params: Sequence[Any]) -> str:
     ])
     digest = hashlib.sha256(head)
     digest.update(b"\n")
-    digest.update(bytes(payload))
+    digest.update(payload.encode() if isinstance(payload, str) else bytes(payload))
     return digest.hexdigest()
 
 
@@ -80,7 +80,7 @@ class Verdict:
         return self.problem is None
 
 
-async def verify(entries: AsyncIterator[AuditEntry], head: AuditEntry | None) -> Verdict:
+async def verify(entries: AsyncIterator[AuditEntry], head: AuditHead) -> Verdict:
     """Walks the chain in order and names the first link that is edited, missing, inserted
     or out of order; then checks that the chain ends at the recorded head."""
     prev_seq, prev_hash, checked = 0, GENESIS, 0
@@ -89,7 +89,7 @@ async def verify(entries: AsyncIterator[AuditEntry], head: AuditEntry | None) ->
         if problem is not None:
             return Verdict(checked, prev_hash, problem, entry.seq)
         prev_seq, prev_hash, checked = entry.seq, entry.hash, checked + 1
-    if head is not None and (head.seq, head.hash) != (prev_seq, prev_hash):
+    if (head.seq, head.hash) != (prev_seq, prev_hash):
         problem = (
             f"the chain ends at entry {prev_seq} but the recorded head is entry {head.seq}:"
             " entries at the end were deleted"
@@ -102,16 +102,20 @@ async def verify(entries: AsyncIterator[AuditEntry], head: AuditEntry | None) ->
 
 def _link_problem(entry: AuditEntry, prev_seq: int, prev_hash: str) -> str | None:
     # Sequence numbers may have gaps (a store upgraded to the chain kept its old ones): the
-    # links, which cover each number, tell a deletion from a gap.
+    # links, which cover each number, tell what was changed.
     seq = entry.seq
     if entry.prev_hash != prev_hash:
-        if seq > prev_seq + 1:
-            return f"entry {seq} follows entry {prev_seq}: entries in between were deleted"
         return (
-            f"entry {seq} does not link to entry {prev_seq}: an entry was inserted or the"
-            " entries were reordered"
+            f"entry {seq} does not link to the entry before it ({prev_seq}): an entry was"
+            " deleted, inserted or moved between them"
         )
     if link(prev_hash, entry.content_hash, seq) != entry.hash:
         event_id = entry.event.event_id
         return f"entry {seq} (event {event_id}) was edited: its content does not match its hash"
     return None
+
+
+def entry_json(entry: AuditEntry) -> dict[str, Any]:
+    """One link as `podium audit list --json` and `GET /v1/audit` show it."""
+    return {"seq": entry.seq, **entry.event.to_json(), "prev_hash": entry.prev_hash,
+            "hash": entry.hash}

@@ -13,6 +13,7 @@ from podium.store.pools import BucketLevel, PoolShare, ShareGrant, ShareRequest
 from podium.store.records import (
     ApiKeyRecord,
     AuditEntry,
+    AuditHead,
     Batch,
     CircuitRecord,
     CircuitResult,
@@ -279,5 +280,5 @@ class Store(Protocol):
     ) -> list[AuditEntry]:
         """Chain links in order; the filters pick entries (`actor` matches the label's start)."""
 
-    async def audit_head(self) -> AuditEntry | None:
-        """The newest link of the chain, or None while it is empty."""
+    async def audit_head(self) -> AuditHead:
+        """Where the chain ends (recorded in its own row, so a cut tail shows)."""

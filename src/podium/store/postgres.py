@@ -34,6 +34,7 @@ from podium.store import schedules as sched
 from podium.store.records import (
     ApiKeyRecord,
     AuditEntry,
+    AuditHead,
     Batch,
     CircuitRecord,
     CircuitResult,
@@ -1117,12 +1118,9 @@ class PostgresStore:
         )
         return [rowmap.audit_entry_from_row(r) for r in rows]
 
-    async def audit_head(self) -> AuditEntry | None:
-        rows = await self._fetch(
-            f"SELECT seq, {_EVENT_COLS}, prev_hash, hash FROM events"
-            " WHERE seq = (SELECT seq FROM audit_head WHERE id = 1)"
-        )
-        return rowmap.audit_entry_from_row(rows[0]) if rows else None
+    async def audit_head(self) -> AuditHead:
+        rows = await self._fetch("SELECT seq, hash FROM audit_head WHERE id = 1")
+        return AuditHead(*rows[0])
 
     async def _audited(
         self,

@@ -235,6 +235,16 @@ class RegisteredWorkflow:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditHead:
+    """Where the chain ends, as recorded apart from the entries: the newest link's number and
+    hash (0 and 64 zeros while the chain is empty). Keep a copy elsewhere to prove later
+    that no history was cut off."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One link of the audit chain: an event with the hash of the link before it and its own.
 
