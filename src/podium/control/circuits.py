@@ -21,7 +21,7 @@ from podium.control.guard import Call, CallOutcome, Emit
 from podium.errors import CircuitOpen, PodiumError
 from podium.model.workflow import Action, CircuitPolicy, Step, Workflow
 from podium.store.base import Store
-from podium.store.circuits import CLOSED, HALF_OPEN, OPEN
+from podium.store.circuits import CLOSED, HALF_OPEN, OPEN, half_open_at
 from podium.store.records import CircuitRecord, CircuitResult
 
 log = structlog.get_logger("podium.control")
@@ -50,13 +50,6 @@ def resolve_policy(config: ControlConfig, step: Step) -> CircuitPolicy | None:
 def circuit_key(call: Call) -> str:
     """Per agent when the step names one, else per `kind:target` (`http:host:port`, ...)."""
     return call.agent or call.target
-
-
-def half_open_at(record: CircuitRecord, cooldown_s: float) -> float | None:
-    """When an open circuit may let a trial through (None: held open by an operator)."""
-    if record.state != OPEN or record.forced:
-        return None
-    return (record.opened_at or 0.0) + cooldown_s
 
 
 class CircuitGuard:
