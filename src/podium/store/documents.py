@@ -15,6 +15,7 @@ from podium.store.records import CircuitRecord, DlqEntry, QueueStat, RunState
 from podium.store.schedules import Schedule
 from podium.store.spend import ScopeUsage, SpendGroup, scope_title
 
+
 def iso(ts: float | None) -> str | None:
     return None if ts is None else utc_iso(ts)
 
