@@ -45,6 +45,7 @@ from podium.store.records import RUN_FINAL, RUN_STATUSES
 RunArgument = Annotated[str, typer.Argument(help="Run id")]
 CANCEL_WAIT_S = 10.0  # how long `cancel` watches a run another process is stopping
 EVENT_PAGE = 1000
+ALL_EVENTS = 10_000  # the most `GET /v1/runs/{id}/events?last=` hands out at once
 REMOTE_POLL_S = 0.2  # how often `cancel` through the API looks at the stopping run
 
 
@@ -137,7 +138,8 @@ def status_command(
     if client is not None:
         with client:
             summary = RunSummary.model_validate(client.get(f"/v1/runs/{run_id}"))
-            history = client.get(f"/v1/runs/{run_id}/events") if events else []
+            path = f"/v1/runs/{run_id}/events"
+            history = client.get(path, {"last": ALL_EVENTS}) if events else []
         plan = None  # the server's plan; the steps are listed in their order instead
     else:
         summary, plan, history = run_async(_status(settings_for(store, bus), run_id, events))
