@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from podium.api import events, health, runs
+from podium.api import circuits, dlq, events, health, history, pauses, runs, schedules, system
 from podium.api.errors import install_error_handlers
 from podium.api.streams import EventStreams
 from podium.engine.engine import Engine
@@ -24,6 +24,6 @@ def create_app(engine: Engine, *, streams: EventStreams | None = None) -> FastAP
     app.state.engine = engine
     app.state.streams = streams or EventStreams()
     install_error_handlers(app)
-    for module in (runs, events, health):
+    for module in (runs, history, events, dlq, pauses, circuits, schedules, system, health):
         app.include_router(module.router)
     return app
