@@ -61,14 +61,14 @@ async def add_schedule(
     if body.name is not None and not body.name.strip():
         raise _invalid("name", "a schedule name cannot be empty")
     found = await engine.store.get_registered(body.workflow)
-    if found is None:
+    if found is None or not principal.sees(body.workflow):
         raise NotFound(f"no workflow named {body.workflow!r} is registered; POST /v1/workflows")
     workflow = Workflow.model_validate(found[1])
     schedule = Schedule(
         schedule_id=new_id(), name=(body.name or workflow.name).strip(), workflow=workflow.name,
         definition=workflow.to_json(), inputs=resolve_inputs(workflow, body.inputs),
         kind=spec.kind, spec=spec.text, timezone=spec.timezone, next_at=first_fire(spec, now),
-        created_at=now,
+        created_at=now, trusted=False,
     )
     added = await _add(engine.store, principal, schedule, derived=body.name is None)
     response.headers["Location"] = f"/v1/schedules/{added.schedule_id}"

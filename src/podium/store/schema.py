@@ -120,8 +120,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 9: security: who caused each event (`actor`) and the audit hash chain over the event
     # log (`prev_hash`, `hash`; `audit_head` is the newest link, locked by each append);
-    # runs and schedules of API definitions (`trusted` 0); API keys (salted hashes only); the registry
-    # of definitions sent over the API
+    # runs and schedules of API definitions (`trusted` 0); API keys (salted hashes only);
+    # the registry of definitions sent over the API
     """
     ALTER TABLE events ADD COLUMN actor TEXT NOT NULL DEFAULT 'system';
     ALTER TABLE events ADD COLUMN prev_hash TEXT;
