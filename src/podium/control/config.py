@@ -18,7 +18,10 @@ from podium.model.workflow import CircuitPolicy, Limits
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # No `.inf`/`.nan`: they pass every `ge`/`le` bound silently.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class Capacities(_Section):
