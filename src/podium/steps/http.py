@@ -14,12 +14,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from podium.errors import NonRetryable, Retry, StepError
 from podium.model.workflow import Action, HttpAction
+from podium.redact import safe_url
 from podium.steps.base import StepContext, StepHost, StepResult
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -77,20 +77,6 @@ class HttpRunner(PooledClient):
         return await self.client().request(
             action.method, url, headers=_headers(action, ctx), json=json_body, timeout=ctx.timeout_s
         )
-
-
-def safe_url(url: str) -> str:
-    """The URL as errors may show it: scheme, host, port and path; no query or credentials."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<invalid url>"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def traceparent(run_id: str) -> str:

@@ -19,8 +19,9 @@ import httpx
 from podium.control.pricing import Pricing, active_pricing, missing_price
 from podium.errors import NonRetryable, PodiumError, Retry, StepError
 from podium.model.workflow import Action, LlmAction
+from podium.redact import safe_url
 from podium.steps.base import StepContext, StepHost, StepResult
-from podium.steps.http import PooledClient, map_httpx_errors, retry_after_s, safe_url
+from podium.steps.http import PooledClient, map_httpx_errors, retry_after_s
 
 BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
