@@ -50,7 +50,7 @@ def test_add_masks_a_value_learned_later() -> None:
 
 def test_blob_masks_raw_and_json_escaped_forms() -> None:
     secret = 'pa"ss\\wörd'
-    redactor = Redactor([secret])
+    redactor = Redactor([secret, SECRET])
     encoded = json.dumps({"k": secret, "ascii": False}).encode()
     assert secret.encode() not in redactor.blob(encoded)
     assert b"***" in redactor.blob(encoded)
