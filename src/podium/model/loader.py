@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from podium.errors import WorkflowInvalid
 from podium.model.messages import pydantic_problems
-from podium.model.validate import Problem, semantic_problems, show
+from podium.model.policy import TrustPolicy
+from podium.model.validate import WORKFLOW_SUFFIXES, Problem, semantic_problems, show
 from podium.model.workflow import Workflow, with_agent
 
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
@@ -24,7 +25,6 @@ MAX_DEPTH = 64  # nesting of mappings and lists; a real workflow uses a dozen
 MAX_ALIASES = 100  # YAML alias uses per document: enough for shared agents, not for a bomb
 MAX_NODES = 1_000_000  # values in a YAML document once its aliases are expanded
 _MIB = 1024 * 1024
-WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def load_workflow(path: str | Path, *, resolve_calls: bool = True) -> Workflow:
@@ -33,11 +33,17 @@ def load_workflow(path: str | Path, *, resolve_calls: bool = True) -> Workflow:
 
 
 def parse_workflow(
-    data: Any, source: str = "workflow", base_dir: Path | None = None, resolve_calls: bool = True
+    data: Any,
+    source: str = "workflow",
+    base_dir: Path | None = None,
+    resolve_calls: bool = True,
+    *,
+    policy: TrustPolicy | None = None,
 ) -> Workflow:
     """Validates already-parsed data; `source` names it in messages, `base_dir` anchors
-    sub-workflow files. Raises one WorkflowInvalid holding every problem found."""
-    return _parse(data, source, base_dir, resolve_calls, ())
+    sub-workflow files. `policy` judges an untrusted definition (None: trusted, as a local
+    file is). Raises one WorkflowInvalid holding every problem found."""
+    return _parse(data, source, base_dir, resolve_calls, (), policy)
 
 
 def read_document(path: Path, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
@@ -208,15 +214,22 @@ def _load(path: Path, resolve_calls: bool, chain: tuple[Path, ...]) -> Workflow:
 
 
 def _parse(
-    data: Any, source: str, base_dir: Path | None, resolve_calls: bool, chain: tuple[Path, ...]
+    data: Any,
+    source: str,
+    base_dir: Path | None,
+    resolve_calls: bool,
+    chain: tuple[Path, ...],
+    policy: TrustPolicy | None = None,
 ) -> Workflow:
     if not isinstance(data, dict):
         raise WorkflowInvalid([Problem("", _not_a_mapping(data)).line(source)])
     too_deep = check_depth(data, MAX_DEPTH)
     if too_deep is not None:  # data from the API did not come through the YAML/JSON readers
         raise WorkflowInvalid([Problem("", too_deep).line(source)])
-    data, problems = _include_children(data, base_dir or Path(), resolve_calls, chain)
-    problems += semantic_problems(data, resolve_calls=resolve_calls)
+    problems: list[Problem] = []
+    if policy is None:  # an untrusted definition never reads files: its problems say so
+        data, problems = _include_children(data, base_dir or Path(), resolve_calls, chain)
+    problems += semantic_problems(data, resolve_calls=resolve_calls, policy=policy)
     try:
         workflow = Workflow.model_validate(data)
     except ValidationError as exc:
