@@ -62,6 +62,7 @@ class HttpRunner(PooledClient):
     async def request(self, action: HttpAction, ctx: StepContext) -> httpx.Response:
         """Sends the action's request; a transport error or an unexpected status raises."""
         target = safe_url(action.url)
+        await check_egress(ctx, action.method, action.url)
         with map_httpx_errors(action.method, target, ctx.timeout_s):
             response = await self._send(action, ctx)
         if not _succeeded(action, response.status_code):
@@ -77,6 +78,16 @@ class HttpRunner(PooledClient):
         return await self.client().request(
             action.method, url, headers=_headers(action, ctx), json=json_body, timeout=ctx.timeout_s
         )
+
+
+async def check_egress(ctx: StepContext, method: str, url: str) -> None:
+    """Under a trust policy, refuses (NonRetryable, nothing sent) a URL whose host, or any
+    address it resolves to, the egress policy does not allow."""
+    if ctx.policy is None:
+        return
+    problem = await ctx.policy.egress.check_resolved(url)
+    if problem is not None:
+        raise NonRetryable(f"{method} {safe_url(url)} refused by the egress policy: {problem}")
 
 
 def traceparent(run_id: str) -> str:
