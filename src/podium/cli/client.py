@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 
 from podium import __version__
-from podium.cli.common import UsageProblem, parse_json_arg, safe_url
+from podium.cli.common import UsageProblem, parse_json_arg
 from podium.errors import PodiumError, WorkflowInvalid
 from podium.model.inputs import load_inputs_file, parse_cli_inputs, resolve_inputs
 from podium.model.workflow import Workflow
+from podium.redact import redact_url_password as safe_url
 from podium.store.records import RUN_FINAL
 
 URL_VAR, KEY_VAR = "PODIUM_URL", "PODIUM_API_KEY"

@@ -253,13 +253,6 @@ def local_actor() -> Actor:
     return Actor(f"cli:{user}@{socket.gethostname()}")
 
 
-def safe_url(url: str) -> str:
-    """A URL without its password, for messages."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}{creds.split(':')[0]}{at}{host}" if at else url
-
-
 async def drain_engine(engine: Engine, drain_s: float, hurry: asyncio.Event) -> None:
     """Lets in-flight runs finish for up to `drain_s` (or until `hurry` is set); the rest stay
     in the store, and the engine's shutdown releases their leases so the next start resumes

@@ -34,7 +34,6 @@ from podium.cli.common import (
     out,
     print_json,
     run_async,
-    safe_url,
     settings_for,
 )
 from podium.cli.render import new_table
@@ -47,6 +46,7 @@ from podium.control.schedules import (
     parse_spec,
 )
 from podium.errors import PodiumError
+from podium.redact import redact_url_password
 from podium.settings import Settings
 from podium.store.documents import schedule_json
 from podium.store.schedules import Schedule
@@ -257,7 +257,7 @@ async def _scheduler(settings: Settings, drain_s: float) -> None:
         hurry = asyncio.Event()
         _on_signals(scheduler, hurry)
         role = "runs execute here" if embedded else "workers execute runs"
-        note(f"podium scheduler started ({role}); store {safe_url(settings.store)}")
+        note(f"podium scheduler started ({role}); store {redact_url_password(settings.store)}")
         await scheduler.run()
         if embedded:
             await drain_engine(engine, drain_s, hurry)

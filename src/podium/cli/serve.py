@@ -23,10 +23,10 @@ from podium.cli.common import (
     note,
     open_engine,
     run_async,
-    safe_url,
     settings_for,
 )
 from podium.errors import PodiumError
+from podium.redact import redact_url_password
 from podium.settings import Settings
 
 if TYPE_CHECKING:
@@ -84,7 +84,8 @@ async def _serve(
         stopper = _Stopper(_own_signals_server(config), streams)
         stopper.install()
         role = "runs execute here" if embedded else "workers execute runs"
-        note(f"podium serve on http://{host}:{port} ({role}); store {safe_url(settings.store)}")
+        store = redact_url_password(settings.store)
+        note(f"podium serve on http://{host}:{port} ({role}); store {store}")
         # The scheduler stops with the HTTP side, before the drain: nothing new starts then.
         scheduling: contextlib.AbstractAsyncContextManager[object] = (
             Scheduler(engine) if schedules else contextlib.nullcontext()

@@ -26,9 +26,9 @@ from podium.cli.common import (
     out,
     print_json,
     run_async,
-    safe_url,
     settings_for,
 )
+from podium.redact import redact_url_password
 from podium.settings import Settings
 
 ALIVE_AFTER_S = 10.0  # a worker silent for longer is listed as lost
@@ -58,7 +58,7 @@ async def _work(settings: Settings, concurrency: int, drain_s: float) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)
-        where = safe_url(settings.store)
+        where = redact_url_password(settings.store)
         note(f"worker {engine.owner} started: concurrency {concurrency}, store {where}")
         await worker.run()
         note(f"worker {engine.owner} stopped")
@@ -111,4 +111,4 @@ def db_upgrade_command(store: StoreOption = None) -> None:
 async def _upgrade(settings: Settings) -> None:
     async with opened_store(settings):
         pass
-    note(f"{safe_url(settings.store)}: schema up to date")
+    note(f"{redact_url_password(settings.store)}: schema up to date")

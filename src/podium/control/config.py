@@ -18,7 +18,10 @@ from podium.model.workflow import CircuitPolicy, Limits
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # No `.inf`/`.nan`: they pass every `ge`/`le` bound silently.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class Capacities(_Section):
@@ -94,7 +97,9 @@ class Secrets(_Section):
     masked (`***`) wherever podium writes text. Nothing else of the environment is visible."""
 
     allow: list[str] = Field(default_factory=lambda: ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"])
-    file: Path | None = None  # TOML/JSON/YAML of NAME = value, read over the environment
+    # TOML/JSON/YAML of NAME = "value", read over the environment. Every name in the file is
+    # available (being in the file allows it); `allow` names what comes from the environment.
+    file: Path | None = None
 
 
 class Api(_Section):

@@ -91,13 +91,15 @@ class RunRuntime:
             if state.index >= 0 or state.step_id not in self.instances:
                 yield state
 
-    def context(self, st: StepState, attempt: int, env: Mapping[str, str]) -> dict[str, Any]:
-        """What `{{ }}` expressions of this step see."""
+    def context(
+        self, st: StepState, attempt: int, secrets: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """What `{{ }}` expressions of this step see; `secrets` holds only the allowed names."""
         ctx: dict[str, Any] = {
             "inputs": self.row.inputs,
             "steps": StepsView(self.steps),
             "run": {"id": self.run_id, "workflow": self.row.workflow, "attempt": attempt},
-            "env": env,
+            "secrets": secrets,
         }
         if st.index >= 0:
             ctx["item"] = self.items[st.step_id][st.index]

@@ -1,4 +1,4 @@
-"""Sandboxed `{{ ... }}` expressions over inputs, step outputs, item, index, run and env.
+"""Sandboxed `{{ ... }}` expressions over inputs, step outputs, item, index, run and secrets.
 
 A string that is exactly one expression keeps the value's type; any other string renders to text.
 """
@@ -10,11 +10,11 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, meta
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from podium.errors import ExpressionError
+from podium.model.bounds import BoundedEnvironment, RenderLimit, bounded, bounded_text
 
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 # `steps.a.output.items[0]`, `inputs['x']`: plain lookups, evaluated without Jinja (hot path).
@@ -23,7 +23,7 @@ _PATH_PART = re.compile(r"\.([A-Za-z][\w-]*)|\[(\d+)\]|\['([^']*)'\]")
 _STEP_REF = re.compile(r"\bsteps\.([A-Za-z0-9_][A-Za-z0-9_-]*)|\bsteps\[['\"]([^'\"]+)['\"]\]")
 
 
-class _Env(ImmutableSandboxedEnvironment):
+class _Env(BoundedEnvironment):
     """Dotted access looks up keys before attributes, so `output.items` is the key `items`."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -57,13 +57,23 @@ def compile_text(text: str) -> Evaluator:
         single = _SINGLE.match(text)
         if single is not None:
             expr = _ENV.compile_expression(single.group("expr"), undefined_to_none=False)
-            slow: Evaluator = lambda ctx: _defined(expr(**ctx))  # noqa: E731
+            slow: Evaluator = bounded(lambda ctx: _defined(expr(**ctx)))
             path = _PATH.match(single.group("expr"))
             return slow if path is None else _path_evaluator(path, slow)
         template = _ENV.from_string(text)
-        return lambda ctx: template.render(**ctx)
+        return bounded(lambda ctx: _render_text(template, ctx))
     except TemplateSyntaxError as exc:
         raise ExpressionError(f"bad expression {text!r}: {exc.message}") from None
+
+
+def _render_text(template: Template, ctx: Mapping[str, Any]) -> str:
+    # `Template.render` joins everything first; this stops at the size limit as it goes.
+    return bounded_text(template.root_render_func(template.new_context(dict(ctx))))
+
+
+def _short(text: str, limit: int = 80) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def _path_evaluator(path: re.Match[str], slow: Evaluator) -> Evaluator:
@@ -112,6 +122,8 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
             return compile_text(value)(context)
         except ExpressionError:
             raise
+        except RenderLimit as exc:
+            raise ExpressionError(f"expression {_short(value)} {exc}") from None
         except SecurityError as exc:
             raise ExpressionError(f"expression {value!r} is not allowed: {exc}") from None
         except UndefinedError as exc:
@@ -136,6 +148,11 @@ def check(value: Any) -> list[str]:
         except ExpressionError as exc:
             problems.append(str(exc))
             continue
+        if "env" in text and "env" in meta.find_undeclared_variables(_ENV.parse(text)):
+            problems.append(
+                f"expression {text!r}: `env` is not available; use secrets.NAME for names"
+                " allowed in [secrets] allow"
+            )
         if re.search(r"\.\s*_|\[\s*['\"]_", text):
             problems.append(
                 f"expression {text!r} reaches a private attribute, which the sandbox forbids"

@@ -16,12 +16,15 @@ from pydantic import ValidationError
 
 from podium.errors import WorkflowInvalid
 from podium.model.messages import pydantic_problems
-from podium.model.validate import Problem, semantic_problems, show
+from podium.model.policy import TrustPolicy
+from podium.model.validate import WORKFLOW_SUFFIXES, Problem, semantic_problems, show
 from podium.model.workflow import Workflow, with_agent
 
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
+MAX_DEPTH = 64  # nesting of mappings and lists; a real workflow uses a dozen
+MAX_ALIASES = 100  # YAML alias uses per document: enough for shared agents, not for a bomb
+MAX_NODES = 1_000_000  # values in a YAML document once its aliases are expanded
 _MIB = 1024 * 1024
-WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def load_workflow(path: str | Path, *, resolve_calls: bool = True) -> Workflow:
@@ -30,11 +33,17 @@ def load_workflow(path: str | Path, *, resolve_calls: bool = True) -> Workflow:
 
 
 def parse_workflow(
-    data: Any, source: str, base_dir: Path | None = None, resolve_calls: bool = True
+    data: Any,
+    source: str = "workflow",
+    base_dir: Path | None = None,
+    resolve_calls: bool = True,
+    *,
+    policy: TrustPolicy | None = None,
 ) -> Workflow:
     """Validates already-parsed data; `source` names it in messages, `base_dir` anchors
-    sub-workflow files. Raises one WorkflowInvalid holding every problem found."""
-    return _parse(data, source, base_dir, resolve_calls, ())
+    sub-workflow files. `policy` judges an untrusted definition (None: trusted, as a local
+    file is). Raises one WorkflowInvalid holding every problem found."""
+    return _parse(data, source, base_dir, resolve_calls, (), policy)
 
 
 def read_document(path: Path, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
@@ -60,8 +69,58 @@ def read_document(path: Path, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) ->
     return _parse_yaml(content, path)
 
 
+def check_depth(value: Any, max_depth: int) -> str | None:
+    """Why `value` nests mappings and lists deeper than `max_depth`, or None. Iterative, so
+    a hostile document cannot exhaust the stack here."""
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    seen: set[int] = set()  # YAML aliases share objects: visit each container once
+    while todo:
+        item, depth = todo.pop()
+        if not isinstance(item, dict | list) or id(item) in seen:
+            continue
+        if depth > max_depth:
+            return f"nests mappings and lists deeper than {max_depth} levels"
+        seen.add(id(item))
+        children = item.values() if isinstance(item, dict) else item
+        todo.extend((child, depth + 1) for child in children)
+    return None
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load, except that a key written twice is an error instead of a silent overwrite."""
+    """safe_load, except that a key written twice is an error instead of a silent overwrite,
+    and a document may use at most MAX_ALIASES aliases and nest MAX_DEPTH levels (counting
+    what an alias brings in): a 500-byte "billion laughs" otherwise expands to gigabytes."""
+
+    _aliases = 0
+    _depth = 0
+
+    def compose_document(self) -> yaml.Node | None:
+        self._aliases, self._depth = 0, 0
+        start = self.peek_event()  # type: ignore[no-untyped-call]
+        node: yaml.Node | None = super().compose_document()
+        # Few aliases can still multiply: nine lists of nine aliases each expand to 9**9 values.
+        if node is not None and (size := _measure(node)[1]) > MAX_NODES:
+            message = f"expands to {size} values through its aliases, over the limit of {MAX_NODES}"
+            raise _composer_error(message, start)
+        return node
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise _composer_error(f"more than {MAX_ALIASES} aliases in one document", event)
+            node: yaml.Node | None = super().compose_node(parent, index)
+            if node is not None and self._depth + _measure(node)[0] > MAX_DEPTH:
+                raise _composer_error(_too_deep(), event)
+            return node
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _composer_error(_too_deep(), event)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: set[str] = set()
@@ -74,6 +133,40 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key_node.value)
         return super().construct_mapping(node, deep=deep)
+
+
+def _too_deep() -> str:
+    return f"nests mappings and lists deeper than {MAX_DEPTH} levels"
+
+
+def _composer_error(message: str, event: yaml.Event) -> yaml.composer.ComposerError:
+    mark = event.start_mark if isinstance(event.start_mark, yaml.Mark) else None
+    return yaml.composer.ComposerError(None, None, message, mark)
+
+
+def _measure(node: yaml.Node) -> tuple[int, int]:
+    """(levels, values) of `node` with its aliases expanded; iterative, each shared node once."""
+    measured: dict[int, tuple[int, int]] = {}
+    todo: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while todo:
+        current, expanded = todo.pop()
+        children = _children(current)
+        if expanded:
+            parts = [measured[id(c)] for c in children]
+            height = 1 + max((h for h, _ in parts), default=0)
+            measured[id(current)] = (height, 1 + sum(n for _, n in parts))
+        elif id(current) not in measured:
+            todo.append((current, True))
+            todo.extend((c, False) for c in children if id(c) not in measured)
+    return measured[id(node)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def _parse_yaml(content: str, path: Path) -> Any:
@@ -101,12 +194,18 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _parse_json(content: str, path: Path) -> Any:
     try:
-        return json.loads(content, object_pairs_hook=_unique_keys)
+        data = json.loads(content, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise WorkflowInvalid([f"error: {path}: invalid JSON: {_too_deep()}"]) from None
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
         raise WorkflowInvalid([f"error: {path}: {where}: invalid JSON: {exc.msg}"]) from None
     except ValueError as exc:
         raise WorkflowInvalid([f"error: {path}: invalid JSON: {exc}"]) from None
+    problem = check_depth(data, MAX_DEPTH)
+    if problem is not None:
+        raise WorkflowInvalid([f"error: {path}: invalid JSON: {problem}"])
+    return data
 
 
 def _load(path: Path, resolve_calls: bool, chain: tuple[Path, ...]) -> Workflow:
@@ -115,12 +214,22 @@ def _load(path: Path, resolve_calls: bool, chain: tuple[Path, ...]) -> Workflow:
 
 
 def _parse(
-    data: Any, source: str, base_dir: Path | None, resolve_calls: bool, chain: tuple[Path, ...]
+    data: Any,
+    source: str,
+    base_dir: Path | None,
+    resolve_calls: bool,
+    chain: tuple[Path, ...],
+    policy: TrustPolicy | None = None,
 ) -> Workflow:
     if not isinstance(data, dict):
         raise WorkflowInvalid([Problem("", _not_a_mapping(data)).line(source)])
-    data, problems = _include_children(data, base_dir or Path(), resolve_calls, chain)
-    problems += semantic_problems(data, resolve_calls=resolve_calls)
+    too_deep = check_depth(data, MAX_DEPTH)
+    if too_deep is not None:  # data from the API did not come through the YAML/JSON readers
+        raise WorkflowInvalid([Problem("", too_deep).line(source)])
+    problems: list[Problem] = []
+    if policy is None:  # an untrusted definition never reads files: its problems say so
+        data, problems = _include_children(data, base_dir or Path(), resolve_calls, chain)
+    problems += semantic_problems(data, resolve_calls=resolve_calls, policy=policy)
     try:
         workflow = Workflow.model_validate(data)
     except ValidationError as exc:

@@ -5,6 +5,7 @@ Everything past the model works in seconds (`*_s`) and mebibytes (`*_mib`).
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -37,6 +38,8 @@ def parse_duration(value: Any) -> float:
         if match is None:
             raise ValueError(f"not a duration; use e.g. 250ms, 2s, 5m, 1h (got {value!r})")
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be a finite number (got {value!r})")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative (got {value!r})")
     return seconds
@@ -49,11 +52,15 @@ def parse_size_mib(value: Any) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"a size cannot be negative (got {value!r})")
-        return float(value) / (1024 * 1024)
-    match = _SIZE.match(str(value))
-    if match is None:
-        raise ValueError(f"not a size; use e.g. 256Mi, 1Gi (got {value!r})")
-    return float(match.group(1)) * _SIZE_MIB[match.group(2)]
+        mib = float(value) / (1024 * 1024)
+    else:
+        match = _SIZE.match(str(value))
+        if match is None:
+            raise ValueError(f"not a size; use e.g. 256Mi, 1Gi (got {value!r})")
+        mib = float(match.group(1)) * _SIZE_MIB[match.group(2)]
+    if not math.isfinite(mib):
+        raise ValueError(f"a size must be a finite number (got {value!r})")
+    return mib
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from podium.model import expressions
+from podium.model.policy import TrustPolicy
 from podium.model.workflow import STEP_POLICY_KEYS, split_action, with_agent
 
 # Action keys that hold no user expressions: the kind tag, an agent name, and a child workflow's
@@ -49,8 +50,11 @@ def show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def semantic_problems(data: Mapping[str, Any], *, resolve_calls: bool) -> list[Problem]:
-    """Every problem of `data` outside pydantic's reach, in step order."""
+def semantic_problems(
+    data: Mapping[str, Any], *, resolve_calls: bool, policy: TrustPolicy | None = None
+) -> list[Problem]:
+    """Every problem of `data` outside pydantic's reach, in step order; with a `policy`
+    (an untrusted definition), also what that policy forbids."""
     agents = _mapping(data.get("agents"))
     # Agent keys count as the step's own, as they will once the model merges them.
     raw_steps = _raw_steps(data)
@@ -63,7 +67,10 @@ def semantic_problems(data: Mapping[str, Any], *, resolve_calls: bool) -> list[P
         for part in _parts(step_id, raw_steps[step_id], merged, agents):
             problems += _agent_problems(part, agents)
             problems += _expression_problems(part, steps, upstream[step_id] | _self(part, step_id))
-            if resolve_calls:
+            trust = [] if policy is None else _trust_problems(part, policy)
+            problems += trust
+            # A module the policy forbids is never imported: importing runs its code.
+            if resolve_calls and not any(p.location == f"{part.prefix}.call" for p in trust):
                 problems += _call_problems(part)
             problems += _llm_problems(part)
     return problems + _input_default_problems(data)
@@ -226,6 +233,55 @@ def _call_problems(part: _Part) -> list[Problem]:
     except CallNotFound as exc:
         return [Problem(f"{part.prefix}.call", f"{exc} (got {call!r})")]
     return []
+
+
+_URL_FIELDS = {"http": "url", "n8n": "webhook", "llm": "base_url"}
+WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _trust_problems(part: _Part, policy: TrustPolicy) -> list[Problem]:
+    """What an untrusted definition may not do: call modules outside python_modules, name
+    workflow files or inline definitions, reach hosts outside egress, pick an API key."""
+    action, kind = part.action, part.action.get("kind")
+    problems: list[Problem] = []
+    call = action.get("call")
+    if kind == "python" and isinstance(call, str):
+        problem = (
+            "a templated call is not allowed for a definition from the API"
+            if expressions.has_template(call)
+            else policy.check_call(call)
+        )
+        if problem is not None:
+            problems.append(Problem(f"{part.prefix}.call", problem))
+    if kind == "workflow":
+        problems += _workflow_trust_problems(part)
+    url_field = _URL_FIELDS.get(str(kind))
+    url = action.get(url_field) if url_field else None
+    if isinstance(url, str) and not expressions.has_template(url):
+        problem = policy.egress.check_url(url)
+        if problem is not None:
+            problems.append(Problem(f"{part.prefix}.{url_field}", problem))
+    if kind == "llm" and action.get("api_key_env") is not None:
+        message = (
+            "api_key_env is not allowed for a definition from the API;"
+            " the provider's default key (from [secrets]) is used"
+        )
+        problems.append(Problem(f"{part.prefix}.api_key_env", message))
+    return problems
+
+
+def _workflow_trust_problems(part: _Part) -> list[Problem]:
+    target = part.action.get("workflow")
+    problems = []
+    if isinstance(target, str) and (
+        target.lower().endswith(WORKFLOW_SUFFIXES) or "/" in target or "\\" in target
+    ):
+        message = f"only registered workflow names may be used, not files (got {show(target)})"
+        problems.append(Problem(f"{part.prefix}.workflow", message))
+    if part.action.get("definition") is not None:
+        message = "an inline definition is not allowed for a definition from the API"
+        problems.append(Problem(f"{part.prefix}.definition", message))
+    return problems
 
 
 def _llm_problems(part: _Part) -> list[Problem]:

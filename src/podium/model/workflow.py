@@ -42,7 +42,10 @@ STEP_POLICY_KEYS = frozenset(
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # No `.inf`/`.nan` (or `1e400`) anywhere: they pass every `ge`/`le` bound silently.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class RetryPolicy(_Strict):

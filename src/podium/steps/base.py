@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from podium.model.policy import TrustPolicy
 from podium.model.workflow import Action
 
 
@@ -27,6 +28,8 @@ class StepContext:
     inputs: Mapping[str, Any]
     workflow: str
     timeout_s: float
+    # The run's trust policy (a definition from the API); None: trusted, as local files are.
+    policy: TrustPolicy | None = None
 
     @property
     def log(self) -> Any:

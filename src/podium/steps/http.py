@@ -14,12 +14,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from podium.errors import NonRetryable, Retry, StepError
 from podium.model.workflow import Action, HttpAction
+from podium.redact import safe_url
 from podium.steps.base import StepContext, StepHost, StepResult
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -62,6 +62,7 @@ class HttpRunner(PooledClient):
     async def request(self, action: HttpAction, ctx: StepContext) -> httpx.Response:
         """Sends the action's request; a transport error or an unexpected status raises."""
         target = safe_url(action.url)
+        await check_egress(ctx, action.method, action.url)
         with map_httpx_errors(action.method, target, ctx.timeout_s):
             response = await self._send(action, ctx)
         if not _succeeded(action, response.status_code):
@@ -79,18 +80,14 @@ class HttpRunner(PooledClient):
         )
 
 
-def safe_url(url: str) -> str:
-    """The URL as errors may show it: scheme, host, port and path; no query or credentials."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<invalid url>"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+async def check_egress(ctx: StepContext, method: str, url: str) -> None:
+    """Under a trust policy, refuses (NonRetryable, nothing sent) a URL whose host, or any
+    address it resolves to, the egress policy does not allow."""
+    if ctx.policy is None:
+        return
+    problem = await ctx.policy.egress.check_resolved(url)
+    if problem is not None:
+        raise NonRetryable(f"{method} {safe_url(url)} refused by the egress policy: {problem}")
 
 
 def traceparent(run_id: str) -> str:

@@ -19,8 +19,9 @@ import httpx
 from podium.control.pricing import Pricing, active_pricing, missing_price
 from podium.errors import NonRetryable, PodiumError, Retry, StepError
 from podium.model.workflow import Action, LlmAction
+from podium.redact import safe_url
 from podium.steps.base import StepContext, StepHost, StepResult
-from podium.steps.http import PooledClient, map_httpx_errors, retry_after_s, safe_url
+from podium.steps.http import PooledClient, check_egress, map_httpx_errors, retry_after_s
 
 BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -96,6 +97,15 @@ def _api_key(host: StepHost, env: str) -> ApiKey:
 
 
 
+async def _check_policy(action: LlmAction, request: LlmRequest, ctx: StepContext) -> None:
+    if action.api_key_env is not None:
+        raise NonRetryable(
+            "api_key_env is not allowed for a definition from the API;"
+            " the provider's default key is used"
+        )
+    await check_egress(ctx, "POST", request.base_url.rstrip("/") + WIRES[request.provider].path)
+
+
 class LlmRunner(PooledClient):
     """Calls the provider through one pooled `httpx.AsyncClient`; podium's retries apply."""
 
@@ -107,6 +117,8 @@ class LlmRunner(PooledClient):
         assert isinstance(action, LlmAction)
         pricing = self._pricing or active_pricing()
         request = build_request(action, pricing)
+        if ctx.policy is not None:
+            await _check_policy(action, request, ctx)
         key = _api_key(host, action.api_key_env or KEY_ENVS[request.provider])
         if action.cache_s is None:
             return await self._complete(request, key, ctx, pricing)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from podium.errors import StepError
+from podium.errors import NonRetryable, StepError
 from podium.model.workflow import Action, PythonAction
 from podium.steps.base import StepContext, StepHost, StepResult
 
@@ -59,6 +59,9 @@ def _call_in_subprocess(target: str, kwargs: dict[str, Any]) -> Any:
 class PythonRunner:
     async def run(self, action: Action, ctx: StepContext, host: StepHost) -> StepResult:
         assert isinstance(action, PythonAction)
+        problem = None if ctx.policy is None else ctx.policy.check_call(action.call)
+        if problem is not None:  # refused before the import: importing runs the module's code
+            raise NonRetryable(f"call {action.call!r} refused: {problem}")
         try:
             func = resolve_call(action.call)
         except CallNotFound as exc:

@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from podium.bus.events import Event
 from podium.errors import StoreUnavailable
+from podium.redact import redact_url_password
 from podium.store import audit, codec
 from podium.store import circuits as breaker
 from podium.store import pools as shares
@@ -350,21 +351,10 @@ def _pool_lock_key(schema: str | None, pool: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+redact = redact_url_password  # the name this module's callers and tests know
+
+
 # -- URLs and errors -------------------------------------------------------------------------
-
-
-def redact(url: str) -> str:
-    """The URL with its password (in the user part or the query) replaced by `***`."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    user, at, host = netloc.rpartition("@")
-    if at and ":" in user:
-        netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    query = parts.query
-    if "password=" in query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def parse_url(url: str) -> tuple[str, str | None]:
