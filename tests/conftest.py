@@ -73,5 +73,5 @@ def settings() -> Settings:
 
 @pytest.fixture
 async def engine(store: Store, bus: Bus, settings: Settings) -> AsyncIterator[Engine]:
-    async with Engine(store, bus, settings, env={"PODIUM_TEST_SECRET": "s3cr3t"}) as running:
+    async with Engine(store, bus, settings, secrets={"PODIUM_TEST_SECRET": "s3cr3t"}) as running:
         yield running

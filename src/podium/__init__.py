@@ -6,10 +6,12 @@ The public SDK: define or load a workflow, open a store and a bus, run it with a
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from podium.bus import Event, open_bus
+from podium.control.secrets import load_secrets
 from podium.engine.engine import Engine
 from podium.engine.summary import RunSummary
 from podium.errors import (
@@ -37,8 +39,9 @@ async def run_async(
 ) -> RunSummary:
     """Runs one workflow to the end on the configured store and bus; returns its summary."""
     settings = settings or Settings()
+    secrets = load_secrets(settings.control.secrets, os.environ)
     async with open_store(settings.store, durability=settings.durability) as store, \
-            open_bus(settings.bus) as bus, Engine(store, bus, settings) as engine:
+            open_bus(settings.bus) as bus, Engine(store, bus, settings, secrets=secrets) as engine:
         return await engine.run(workflow, inputs)
 
 

@@ -46,7 +46,7 @@ def settings_with(**budgets: Any) -> Settings:
 
 @asynccontextmanager
 async def engine_on(store: Store, settings: Settings, **env: str) -> AsyncIterator[Engine]:
-    async with open_bus("memory://") as bus, Engine(store, bus, settings, env=env) as engine:
+    async with open_bus("memory://") as bus, Engine(store, bus, settings, secrets=env) as engine:
         yield engine
 
 

@@ -25,7 +25,7 @@ BURST = 6000.0  # with burst_s 60,000 below
 async def engine(store: Store) -> AsyncIterator[Engine]:
     settings = settings_with(agents={"writer": AgentControl(limits=TPM)})
     async with open_bus("memory://") as bus, Engine(
-        store, bus, settings, env={"OPENAI_API_KEY": OPENAI_KEY}
+        store, bus, settings, secrets={"OPENAI_API_KEY": OPENAI_KEY}
     ) as running:
         running.control.buckets.burst_s = BURST / 0.1
         yield running

@@ -483,7 +483,7 @@ async def test_an_llm_step_runs_in_the_engine_and_the_summary_counts_cost_and_to
     async with (
         open_store(f"sqlite:///{tmp_path / 'podium.db'}") as store,
         open_bus("memory://") as bus,
-        Engine(store, bus, settings, env=KEYS) as engine,
+        Engine(store, bus, settings, secrets=KEYS) as engine,
     ):
         summary = await engine.run(wf, {"word": "hello"})
 
@@ -508,7 +508,7 @@ async def test_the_engine_answers_a_repeated_cached_llm_step_without_a_call_or_c
     async with (
         open_store(f"sqlite:///{tmp_path / 'podium.db'}") as store,
         open_bus("memory://") as bus,
-        Engine(store, bus, settings, env=KEYS) as engine,
+        Engine(store, bus, settings, secrets=KEYS) as engine,
     ):
         first = await engine.run(wf)
         second = await engine.run(wf)

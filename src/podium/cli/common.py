@@ -26,9 +26,11 @@ from podium import loop
 from podium.bus import open_bus
 from podium.bus.events import Actor
 from podium.control.config import load_control
+from podium.control.secrets import load_secrets
 from podium.errors import PodiumError, RunNotFound, WorkflowInvalid
 from podium.model.workflow import Workflow
 from podium.plan import Plan, build_plan
+from podium.redact import Redactor, structlog_processor
 from podium.settings import Settings
 from podium.store import RunState, Store, open_store
 
@@ -53,7 +55,9 @@ def _console(stderr: bool) -> Console:
 
 out = _console(stderr=False)
 err = _console(stderr=True)
-_verbose = [False]  # set by the global --verbose option, read when logging is configured
+_verbose = [False]
+# Every secret value this process knows, masked in what it prints and logs.
+REDACTOR = Redactor()  # set by the global --verbose option, read when logging is configured
 
 StoreOption = Annotated[
     str | None,
@@ -133,7 +137,7 @@ def _log_internal_error() -> None:
 
 def fail_lines(lines: list[str], code: int) -> None:
     for line in lines:
-        typer.echo(line, err=True)
+        typer.echo(REDACTOR.text(line), err=True)
     raise typer.Exit(code)
 
 
@@ -177,15 +181,22 @@ def settings_for(store: str | None, bus: str | None) -> Settings:
 
 @asynccontextmanager
 async def open_engine(settings: Settings) -> AsyncIterator[Engine]:
-    """Store, bus and engine for one command; the engine gets the environment for `{{ env }}`."""
+    """Store, bus and engine for one command; the engine gets the secrets `[secrets]` allows,
+    and this process masks their values in everything it prints or logs."""
     # Imported here: commands that only read the store skip the engine and its step kinds.
     from podium.engine.engine import Engine
 
+    try:
+        secrets = load_secrets(settings.control.secrets, os.environ)
+    except PodiumError as exc:
+        raise UsageProblem(str(exc)) from None
+    for value in secrets.values():
+        REDACTOR.add(value)
     configure_logging()
     async with (
         open_store(settings.store, durability=settings.durability) as store,
         open_bus(settings.bus) as bus,
-        Engine(store, bus, settings, env=dict(os.environ)) as engine,
+        Engine(store, bus, settings, secrets=secrets) as engine,
     ):
         yield engine
 
@@ -236,6 +247,15 @@ def configure_logging() -> None:
 
     level = logging.DEBUG if _verbose[0] else logging.WARNING
     structlog.configure(
+        processors=[
+            structlog_processor(REDACTOR),  # first: no later processor sees a secret
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.StackInfoRenderer(),
+            structlog.dev.set_exc_info,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+            structlog.dev.ConsoleRenderer(),
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         # Looked up per logger, so a live view that swaps sys.stderr still gets the lines.
         logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),

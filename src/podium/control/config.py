@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from podium.errors import PodiumError
+from podium.model.policy import EgressPolicy, TrustPolicy
 from podium.model.units import Duration, SizeMiB
 from podium.model.workflow import CircuitPolicy, Limits
 
@@ -90,6 +91,13 @@ class Security(_Section):
     block_private: bool = True
     max_request_bytes: int = Field(10 * 1024 * 1024, ge=1024)  # bigger request bodies: 413
     max_json_depth: int = Field(32, ge=4, le=200)  # deeper request JSON: 422
+
+    def policy(self) -> TrustPolicy:
+        """The rules an untrusted definition (from the API) is validated and run under."""
+        return TrustPolicy(
+            python_modules=tuple(self.python_modules),
+            egress=EgressPolicy(tuple(self.egress), block_private=self.block_private),
+        )
 
 
 class Secrets(_Section):

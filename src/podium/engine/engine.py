@@ -11,11 +11,11 @@ import contextlib
 import heapq
 import itertools
 import os
-import secrets
 import socket
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from secrets import token_hex
 from typing import Any
 
 import structlog
@@ -41,6 +41,7 @@ from podium.errors import (
 from podium.model.expressions import render
 from podium.model.inputs import resolve_inputs
 from podium.model.workflow import PRIORITY_RANK, Step, Workflow
+from podium.redact import Redactor
 from podium.settings import Settings
 from podium.steps import StepResult, close_runners
 from podium.store import codec
@@ -62,19 +63,24 @@ class Engine:
         bus: Bus,
         settings: Settings | None = None,
         *,
-        env: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.settings = settings or Settings()
         # Unique per engine, not per process (new_id's tail is the process's): two engines in
         # one process hold leases and capacity shares apart.
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{token_hex(6)}"
+        # The secrets steps may read ([secrets] allow); every value is masked in whatever the
+        # engine writes (outputs, errors, events), hence in the store, the API and the CLI.
+        self.secrets: Mapping[str, str] = dict(secrets or {})
+        self.redactor = Redactor(self.secrets.values())
         self.journal = Journal(
             store, bus, self.owner, on_failure=self._store_failed, on_lost=self._lost,
-            retry_s=self.settings.store_retry_s,
+            retry_s=self.settings.store_retry_s, redactor=self.redactor,
         )
-        self.host = EngineHost(self, env or {})
+        self.policy = self.settings.control.security.policy()
+        self.host = EngineHost(self, self.secrets)
         self.control = ControlPlane(self.settings.control, store, self.owner, self._emit_control)
         self.control.budgets.bind(
             self._run_budget, self.journal.after,
@@ -85,7 +91,9 @@ class Engine:
             self.journal,
             self._emit,
             self.host,
-            env or {},
+            self.secrets,
+            self.redactor,
+            self.policy,
             self.settings.max_output_bytes,
             self.control,
         )

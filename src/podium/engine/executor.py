@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from podium.control.guard import Call, CallOutcome, Guard
@@ -17,7 +17,9 @@ from podium.engine.rules import backoff_s
 from podium.engine.runtime import RunRuntime
 from podium.errors import NonRetryable, OutputTooLarge, Retry, StepError, StepTimedOut
 from podium.model.expressions import has_template, render
+from podium.model.policy import TrustPolicy
 from podium.model.workflow import Action, RetryPolicy, Step
+from podium.redact import Redactor
 from podium.steps import RUNNERS, StepContext, StepHost, StepResult
 from podium.store import codec
 from podium.store.records import StepState
@@ -68,7 +70,9 @@ class StepExecutor:
         journal: Journal,
         emit: Emit,
         host: StepHost,
-        env: Mapping[str, str],
+        secrets: Mapping[str, str],
+        redactor: Redactor,
+        policy: TrustPolicy,
         max_output_bytes: int,
         control: ControlPlane,
     ) -> None:
@@ -76,7 +80,9 @@ class StepExecutor:
         self._journal = journal
         self._emit = emit
         self._host = host
-        self._env = env
+        self._secrets = secrets
+        self._redactor = redactor
+        self._policy = policy  # for untrusted runs (definitions from the API)
         self._max_output_bytes = max_output_bytes
 
     async def run_step(self, rt: RunRuntime, st: StepState, step: Step) -> Outcome:
@@ -169,9 +175,10 @@ class StepExecutor:
             inputs=rt.row.inputs,
             workflow=rt.row.workflow,
             timeout_s=step.timeout_s,
+            policy=None if rt.row.trusted else self._policy,
         )
         try:
-            context = rt.context(st, attempt, self._env)
+            context = rt.context(st, attempt, self._secrets)
             rendered = render_action(action, context)
             guards = self._control.guards_for(step, action) if self._control.guards else ()
             if guards:
@@ -185,11 +192,20 @@ class StepExecutor:
                     result = await RUNNERS[action.kind].run(rendered, ctx, self._host)
         except TimeoutError:
             raise StepTimedOut(st.step_id, step.timeout_s) from None
-        except StepError:
-            raise
+        except StepError as exc:
+            raise self._masked(exc) from None
         except Exception as exc:  # a step body may raise anything: it is a failed attempt
-            raise StepError(f"{type(exc).__name__}: {exc}") from None
+            raise self._masked(StepError(f"{type(exc).__name__}: {exc}")) from None
+        if self._redactor:  # a secret a step echoes back is stored, shown and passed on masked
+            result = replace(result, output=self._redactor.value(result.output))
         return result, self.encode(st.step_id, result.output)
+
+    def _masked(self, exc: StepError) -> StepError:
+        """The error with every known secret masked in its message (an HTTP error body may
+        echo a request header): whatever shows or stores it gets `***`."""
+        if self._redactor and exc.args:
+            exc.args = (self._redactor.text(str(exc.args[0])), *exc.args[1:])
+        return exc
 
     async def _guarded(
         self, guards: tuple[Guard, ...], call: Call, ctx: StepContext, timeout_s: float

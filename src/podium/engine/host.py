@@ -25,14 +25,14 @@ Waiter = tuple[StepState, "asyncio.Future[Any]"]
 
 
 class EngineHost:
-    def __init__(self, engine: Engine, env: Mapping[str, str]) -> None:
+    def __init__(self, engine: Engine, secrets: Mapping[str, str]) -> None:
         self._engine = engine
-        self._env = env
+        self._secrets = secrets
         self._waiters: dict[tuple[str, str], list[Waiter]] = {}  # (run, signal) -> waiting steps
         self._claimed: set[int] = set()  # signals handed to a step, not yet committed as taken
 
     def secret(self, name: str) -> str | None:
-        return self._env.get(name)
+        return self._secrets.get(name)
 
     async def cache_get(self, key: str) -> Any | None:
         return await self._engine.store.cache_get(key)

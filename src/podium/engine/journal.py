@@ -14,6 +14,7 @@ import structlog
 from podium.bus.base import Bus
 from podium.bus.events import Event
 from podium.errors import StoreUnavailable
+from podium.redact import Redactor
 from podium.store.base import Store
 from podium.store.records import Batch, DlqEntry, RunState, StepState
 from podium.store.spend import SpendRow
@@ -30,7 +31,9 @@ class Journal:
         on_failure: Callable[[Exception], None],
         on_lost: Callable[[set[str]], None],
         retry_s: float = 60.0,
+        redactor: Redactor | None = None,
     ) -> None:
+        self._redactor = redactor or Redactor()
         self._store = store
         self._owner = owner
         self._on_failure = on_failure
@@ -45,14 +48,23 @@ class Journal:
         self.failure: Exception | None = None  # a store error stops the engine; restart recovers
 
     def run(self, run: RunState) -> None:
+        if self._redactor and run.error:
+            run.error = self._redactor.text(run.error)
         self._batch.runs[run.run_id] = run
         self._schedule()
 
     def step(self, step: StepState) -> None:
+        if self._redactor:
+            step.error = step.error and self._redactor.text(step.error)
+            step.compensation_error = (
+                step.compensation_error and self._redactor.text(step.compensation_error)
+            )
         self._batch.steps[step.key] = step
         self._schedule()
 
     def event(self, event: Event) -> None:
+        if self._redactor:  # errors and outputs quoted in payloads
+            event.payload = self._redactor.value(event.payload)
         self._batch.events.append(event)
         self._schedule()
 
