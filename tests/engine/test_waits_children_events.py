@@ -191,6 +191,7 @@ async def test_events_carry_the_envelope_and_are_committed_before_published(
         "source",
         "priority",
         "payload",
+        "actor",
     }
     assert envelope["correlation_id"] == summary.run_id
     assert envelope["causation_id"] == seen[-2][0].event_id
