@@ -22,6 +22,7 @@ from rich.console import Console
 
 from podium import loop
 from podium.bus import open_bus
+from podium.bus.events import Actor
 from podium.control.config import load_control
 from podium.errors import PodiumError, RunNotFound, WorkflowInvalid
 from podium.model.workflow import Workflow
@@ -254,3 +255,15 @@ async def drain_engine(engine: Engine, drain_s: float, hurry: asyncio.Event) -> 
     for task in [*waits, hurried]:
         task.cancel()
     await asyncio.gather(finished, hurried, return_exceptions=True)
+
+
+def cli_actor() -> Actor:
+    """Who a local command acts as in the audit log: `cli:<user>@<host>`."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = str(os.getuid())
+    return Actor(f"cli:{user}@{socket.gethostname()}")
