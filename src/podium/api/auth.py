@@ -63,6 +63,9 @@ class Principal:
 
 
 
+# The probes: no key, no Host check (a kubelet probes the pod's address), no detail in bodies.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
 # What a key scoped to a workflow pattern may still use: routes about runs and definitions,
 # which filter by workflow. System-wide routes (workers, keys, audit, queue...) answer 403.
 SCOPED_PERMISSIONS = frozenset({

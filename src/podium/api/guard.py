@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from podium.api.auth import Principal, Refused, unauthorized
+from podium.api.auth import PUBLIC_PATHS, Principal, Refused, unauthorized
 from podium.api.errors import error_response, status_for
 from podium.api.keys import VerifiedKeys, parse_token, verify
 from podium.bus.events import Actor, audit_event
@@ -28,7 +28,6 @@ from podium.store.records import ApiKeyRecord
 
 log = structlog.get_logger("podium.api")
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 ANONYMOUS = "anonymous"
 WINDOW_S = 60.0
 # Refusals written to the audit log per minute, all clients together: a flood of bad keys

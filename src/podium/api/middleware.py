@@ -14,6 +14,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from podium.api.auth import PUBLIC_PATHS
 from podium.api.errors import error_response
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -73,8 +74,9 @@ def host_name(host_header: str) -> str:
 
 class HostCheck:
     """Only the Host names the server was started for: a page on another site whose name
-    resolves to this server (DNS rebinding) gets 400. Starlette's TrustedHostMiddleware
-    splits `[::1]:8080` at the first colon and answers in plain text; this does neither."""
+    resolves to this server (DNS rebinding) gets 400; the probes are exempt. Starlette's
+    TrustedHostMiddleware splits `[::1]:8080` at the first colon and answers in plain text;
+    this does neither."""
 
     def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str]) -> None:
         self.app = app
@@ -83,7 +85,8 @@ class HostCheck:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and "*" not in self.allowed:
+        checked = scope["type"] in ("http", "websocket") and scope["path"] not in PUBLIC_PATHS
+        if checked and "*" not in self.allowed:
             host = host_name(Headers(scope=scope).get("host", ""))
             if host not in self.allowed:
                 message = f"the Host header {host!r} is not one this server answers to"
