@@ -106,8 +106,27 @@ def test_the_api_server_probes_healthz_and_readyz_on_its_port() -> None:
     assert box["args"][0] == "serve" and "0.0.0.0" in box["args"]
     (port,) = box["ports"]
     assert port["containerPort"] == 8080
-    assert box["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
-    assert box["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+    # The kubelet would send the pod's IP as Host, which the trusted-host check refuses.
+    host = [{"name": "Host", "value": "localhost"}]
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        expected = {"path": path, "port": port["name"], "httpHeaders": host}
+        assert box[probe]["httpGet"] == expected
+
+
+def test_the_api_server_accepts_the_host_names_of_its_service() -> None:
+    args = container(deployment("podium-serve"))["args"]
+    hosts = {args[i + 1] for i, arg in enumerate(args) if arg == "--allowed-host"}
+    service = next(s for s in of_kind("Service") if s["metadata"]["name"] == "podium-serve")
+    name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+    assert {name, f"{name}.{namespace}.svc"} <= hosts
+
+
+def test_clients_read_their_api_key_from_a_secret() -> None:
+    (job,) = of_kind("CronJob")
+    env = {e["name"]: e for e in job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+           ["containers"][0]["env"]}
+    assert env["PODIUM_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "podium-api-key"
+    assert "value" not in env["PODIUM_API_KEY"]
 
 
 def test_the_worker_outlives_its_drain_and_is_probed_without_a_port() -> None:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import getpass
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -231,6 +233,16 @@ def configure_logging() -> None:
         logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def local_actor() -> Actor:
+    """Who a local command acts as in events and the audit log: `cli:<user>@<host>`. Access
+    to the store is what authorises it, so there is no role."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
+        user = str(os.getuid())
+    return Actor(f"cli:{user}@{socket.gethostname()}")
 
 
 def safe_url(url: str) -> str:
