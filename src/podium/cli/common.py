@@ -268,14 +268,3 @@ async def drain_engine(engine: Engine, drain_s: float, hurry: asyncio.Event) -> 
         task.cancel()
     await asyncio.gather(finished, hurried, return_exceptions=True)
 
-
-def cli_actor() -> Actor:
-    """Who a local command acts as in the audit log: `cli:<user>@<host>`."""
-    import getpass
-    import socket
-
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (a bare container)
-        user = str(os.getuid())
-    return Actor(f"cli:{user}@{socket.gethostname()}")

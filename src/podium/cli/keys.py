@@ -18,8 +18,8 @@ from podium.cli.common import (
     JsonOption,
     StoreOption,
     UsageProblem,
-    cli_actor,
     guarded,
+    local_actor,
     note,
     opened_store,
     out,
@@ -59,7 +59,7 @@ def create_command(
         raise UsageProblem(f"--role: unknown role {role!r}; use one of {', '.join(ROLES)}")
     if not name.strip():
         raise UsageProblem("--name: give the key a name")
-    actor = cli_actor()
+    actor = local_actor()
     token, record = new_key(name, role, scope, expires_s, time.time(), actor.label)
     audit = audit_event(actor, "key.create", record.key_id, name=name, role=role, scope=scope)
     run_async(_add(settings_for(store, None), record, audit))
@@ -125,7 +125,7 @@ def revoke_command(
     store: StoreOption = None,
 ) -> None:
     """Revoke a key: refused from the next request on, by every server on this store."""
-    audit = audit_event(cli_actor(), "key.revoke", key_id)
+    audit = audit_event(local_actor(), "key.revoke", key_id)
     if not run_async(_revoke(settings_for(store, None), key_id, audit)):
         raise PodiumError(f"no unrevoked API key with id {key_id!r}; `podium keys list` shows them")
     note(f"revoked key {key_id}")
