@@ -174,3 +174,20 @@ async def test_every_answer_carries_the_security_headers(
     transport = httpx.ASGITransport(app=create_app(engine, options=ApiOptions(tls=True)))
     async with httpx.AsyncClient(transport=transport, base_url="https://localhost") as tls:
         assert "max-age" in (await tls.get("/healthz")).headers["strict-transport-security"]
+
+
+async def test_nul_characters_and_lone_surrogates_are_422_not_a_store_failure(
+    client: httpx.AsyncClient,
+) -> None:
+    answers = [
+        await client.post("/v1/runs", json={"workflow_name": "a\u0000b"}),
+        await client.post("/v1/runs", json={"workflow_name": "x", "inputs": {"\u0000": 1}}),
+        await client.post(
+            "/v1/runs", content=b'{"workflow_name": "\\udac6"}',
+            headers={"content-type": "application/json"},
+        ),
+        await client.get("/v1/workflows/a%00b"),
+        await client.get("/v1/runs", params={"workflow": "a\u0000b"}),
+    ]
+    assert [r.status_code for r in answers] == [422] * len(answers)
+    assert all("NUL" in r.json()["message"] for r in answers)

@@ -144,6 +144,9 @@ class BodyGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
+        if scope["type"] == "http" and _has_nul(scope):
+            await error_response(422, "invalid_request", NUL_MESSAGE)(scope, receive, send)
+            return
         if scope["type"] != "http" or not _has_body(headers):
             await self.app(scope, receive, send)
             return
@@ -178,6 +181,16 @@ class BodyGuard:
         return b"".join(chunks)
 
 
+# PostgreSQL text cannot hold NUL, nor UTF-8 a lone surrogate: refused here, as the client's
+# mistake, rather than failing later in the store as the server's.
+NUL_MESSAGE = "NUL characters are not accepted in paths, queries or JSON strings"
+
+
+def _has_nul(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
+
+
 def _too_large(max_bytes: int) -> Any:
     message = f"the request body is larger than the limit of {max_bytes} bytes"
     response = error_response(413, "request_too_large", message)
@@ -209,9 +222,7 @@ def json_problem(body: bytes, max_depth: int) -> str | None:
         return f"body: JSON nested deeper than {max_depth} levels"
     except ValueError as exc:  # a non-finite number, an int of thousands of digits, bad UTF-8
         return f"body: {exc}"
-    if _depth_exceeds(data, max_depth):
-        return f"body: JSON nested deeper than {max_depth} levels"
-    return None
+    return _shape_problem(data, max_depth)
 
 
 def _finite(text: str) -> float:
@@ -225,13 +236,30 @@ def _no_constant(text: str) -> float:
     raise ValueError(f"{text} is not a JSON number")
 
 
-def _depth_exceeds(data: Any, max_depth: int) -> bool:
+def _shape_problem(data: Any, max_depth: int) -> str | None:
+    """Too deep, or a string (value or key) that no store could keep."""
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, dict | list):
+        if isinstance(value, str):
+            if not _storable(value):
+                return f"body: {NUL_MESSAGE}, nor unpaired surrogates"
+        elif isinstance(value, dict | list):
             if depth > max_depth:
-                return True
-            children = value.values() if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children)
-    return False
+                return f"body: JSON nested deeper than {max_depth} levels"
+            if isinstance(value, dict):
+                stack.extend((key, depth) for key in value)
+                stack.extend((child, depth + 1) for child in value.values())
+            else:
+                stack.extend((child, depth + 1) for child in value)
+    return None
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
