@@ -6,14 +6,14 @@ A key is printed once, when it is made; the store keeps only a salted hash of it
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from podium.api.access import key_row
 from podium.api.auth import ROLES
 from podium.api.keys import new_key
-from podium.bus.events import audit_event
+from podium.bus.events import Event, audit_event
 from podium.cli.common import (
     JsonOption,
     StoreOption,
@@ -84,7 +84,7 @@ def _expiry(expires: str | None) -> float | None:
     return seconds
 
 
-async def _add(settings: Settings, record: ApiKeyRecord, audit: Any) -> None:
+async def _add(settings: Settings, record: ApiKeyRecord, audit: Event) -> None:
     async with opened_store(settings) as opened:
         await opened.add_key(record, audit)
 
@@ -131,6 +131,6 @@ def revoke_command(
     note(f"revoked key {key_id}")
 
 
-async def _revoke(settings: Settings, key_id: str, audit: Any) -> bool:
+async def _revoke(settings: Settings, key_id: str, audit: Event) -> bool:
     async with opened_store(settings) as opened:
         return await opened.revoke_key(key_id, time.time(), audit)

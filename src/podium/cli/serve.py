@@ -160,7 +160,9 @@ async def _serve(
     exposure = exposure or Exposure(host)
     async with open_engine(settings) as engine:
         await _check_keys(engine, exposure)
-        if not exposure.loopback and not exposure.allowed_hosts:
+        if not exposure.loopback and not (
+            exposure.allowed_hosts or settings.control.api.allowed_hosts
+        ):
             note(f"answering only to the Host names {', '.join(exposure.hosts)};"
                  " add the names clients use with --allowed-host")
         embedded = not engine.bus.distributed
@@ -169,8 +171,11 @@ async def _serve(
             if resumed:
                 note(f"resumed {len(resumed)} unfinished run(s)")
         streams = EventStreams()
+        # --allowed-host wins over `[api] allowed_hosts`; neither: the bind and loopback names.
+        hosts = (exposure.allowed_hosts or tuple(settings.control.api.allowed_hosts)
+                 or exposure.hosts)
         options = ApiOptions(
-            auth=exposure.auth, allowed_hosts=exposure.hosts, tls=exposure.tls_cert is not None
+            auth=exposure.auth, allowed_hosts=hosts, tls=exposure.tls_cert is not None
         )
         config = uvicorn.Config(
             create_app(engine, streams=streams, options=options), host=host, port=port,
