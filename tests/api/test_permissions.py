@@ -30,6 +30,10 @@ TEAM_A_WAIT = {
     "steps": {"approve": {"kind": "wait", "signal": "go", "timeout": "60s"}},
 }
 TEAM_A_QUICK = {"name": "team-a-quick", "steps": {"one": {"kind": "sim", "output": 1}}}
+TEAM_A_FAILING = {
+    "name": "team-a-failing",
+    "steps": {"boom": {"kind": "sim", "fail_rate": 1.0, "retry": {"attempts": 1}}},
+}
 SCOPE_OF_OTHER_TEAM = "team-b-*"
 
 
@@ -78,11 +82,38 @@ class World:
     store: Store
     admin: httpx.AsyncClient
     finished_run: str = ""
+    dead_run: str = ""
 
     async def waiting_run(self) -> str:
         response = await self.admin.post("/v1/runs", json={"workflow_name": "team-a-wait"})
         run_id: str = response.json()["run_id"]
         return run_id
+
+    async def finished(self, workflow: str) -> str:
+        response = await self.admin.post("/v1/runs", json={"workflow_name": workflow})
+        run_id: str = response.json()["run_id"]
+        async with asyncio.timeout(10):
+            while not (await self.store.get_run(run_id)).done:  # type: ignore[union-attr]
+                await asyncio.sleep(0.01)
+            while workflow == "team-a-failing" and await self.store.get_dlq(run_id) is None:
+                await asyncio.sleep(0.01)
+        return run_id
+
+    async def run(self, which: str) -> str:
+        if which == "finished":
+            return self.finished_run
+        if which == "dead":
+            return self.dead_run
+        if which == "fresh dead":
+            return await self.finished("team-a-failing")
+        return await self.waiting_run()
+
+    async def schedule(self) -> str:
+        response = await self.admin.post(
+            "/v1/schedules", json={"workflow": "team-a-quick", "every": "1h"}
+        )
+        name: str = response.json()["name"]
+        return name
 
     async def spare_key(self) -> str:
         return parse_token(await add_key(self.store, "viewer")).key_id  # type: ignore[union-attr]
@@ -91,15 +122,15 @@ class World:
 @dataclass(frozen=True)
 class Sample:
     """A request that succeeds for a caller allowed to make it. `touches`: what of team A's it
-    names: an existing run or workflow (another team's key gets 404), or a new definition
-    (403: a scoped key cannot register outside its scope)."""
+    names: an existing run or workflow (another team's key gets 404), a new definition (403: a
+    scoped key cannot register outside its scope), or every workflow's events (403)."""
 
     method: str
-    path: str  # may hold {run_id}, {key_id}
+    path: str  # may hold {run_id}, {key_id}, {schedule}
     json: Any = None
     params: dict[str, str] | None = None
-    touches: str | None = None  # "existing" | "new" | None
-    run: str = "waiting"  # which run fills {run_id}: a waiting one (fresh) or the finished one
+    touches: str | None = None  # "existing" | "new" | "everything" | None
+    run: str = "waiting"  # fills {run_id}: waiting (fresh), finished, dead, fresh dead
 
 
 SAMPLES: dict[tuple[str, str], Sample] = {
@@ -127,6 +158,27 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/v1/audit"): Sample("GET", "/v1/audit"),
     ("GET", "/v1/audit/head"): Sample("GET", "/v1/audit/head"),
     ("GET", "/openapi.json"): Sample("GET", "/openapi.json"),
+    ("GET", "/v1/runs/{run_id}/events"): Sample("GET", "/v1/runs/{run_id}/events",
+                                                touches="existing", run="finished"),
+    ("GET", "/v1/events/log"): Sample("GET", "/v1/events/log", touches="everything"),
+    ("GET", "/v1/dlq"): Sample("GET", "/v1/dlq"),
+    ("GET", "/v1/dlq/{run_id}"): Sample("GET", "/v1/dlq/{run_id}", run="dead"),
+    ("POST", "/v1/dlq/{run_id}/replay"): Sample("POST", "/v1/dlq/{run_id}/replay",
+                                                run="fresh dead"),
+    ("POST", "/v1/dlq/purge"): Sample("POST", "/v1/dlq/purge"),
+    ("GET", "/v1/pauses"): Sample("GET", "/v1/pauses"),
+    ("PUT", "/v1/pauses/{scope}/{name}"): Sample("PUT", "/v1/pauses/workflow/team-a-x"),
+    ("DELETE", "/v1/pauses/{scope}/{name}"): Sample("DELETE", "/v1/pauses/workflow/team-a-x"),
+    ("GET", "/v1/circuits"): Sample("GET", "/v1/circuits"),
+    ("POST", "/v1/circuits/{key:path}/open"): Sample("POST", "/v1/circuits/agent-x/open"),
+    ("POST", "/v1/circuits/{key:path}/close"): Sample("POST", "/v1/circuits/agent-x/close"),
+    ("GET", "/v1/schedules"): Sample("GET", "/v1/schedules"),
+    ("POST", "/v1/schedules"): Sample("POST", "/v1/schedules",
+                                      {"workflow": "team-a-quick", "every": "1h"}),
+    ("DELETE", "/v1/schedules/{key}"): Sample("DELETE", "/v1/schedules/{schedule}"),
+    ("GET", "/v1/queue"): Sample("GET", "/v1/queue"),
+    ("GET", "/v1/spend"): Sample("GET", "/v1/spend"),
+    ("GET", "/v1/budgets"): Sample("GET", "/v1/budgets"),
 }
 
 REFUSED_KEYS = ("anonymous", "bad key", "revoked", "expired")
@@ -154,7 +206,7 @@ class Case:
         if not all(c.permission in ROLE_PERMISSIONS[role] for c in checks):
             return 403
         if self.caller == SCOPED:
-            if any(c.system for c in checks) or self.sample.touches == "new":
+            if any(c.system for c in checks) or self.sample.touches in ("new", "everything"):
                 return 403
             if self.sample.touches == "existing":
                 return 404
@@ -188,24 +240,24 @@ async def caller_headers(store: Store) -> dict[str, dict[str, str]]:
 
 
 async def world_for(store: Store, admin: httpx.AsyncClient) -> World:
-    for definition in (TEAM_A_WAIT, TEAM_A_QUICK):
+    for definition in (TEAM_A_WAIT, TEAM_A_QUICK, TEAM_A_FAILING):
         assert (await admin.post("/v1/workflows", json={"definition": definition})).is_success
     world = World(store, admin)
-    world.finished_run = (await admin.post(
-        "/v1/runs", json={"workflow_name": "team-a-quick"})).json()["run_id"]
-    async with asyncio.timeout(10):
-        while not (await store.get_run(world.finished_run)).done:  # type: ignore[union-attr]
-            await asyncio.sleep(0.01)
+    world.finished_run = await world.finished("team-a-quick")
+    world.dead_run = await world.finished("team-a-failing")
     return world
 
 
 async def send(client: httpx.AsyncClient, case: Case, world: World) -> httpx.Response:
     sample = case.sample
-    run_id = world.finished_run if sample.run == "finished" else await world.waiting_run()
+    needs_run = "{run_id}" in sample.path or "{run_id}" in str(sample.params)
+    run_id = await world.run(sample.run) if needs_run else ""
     fill: Callable[[str], str] = lambda text: text.replace("{run_id}", run_id)  # noqa: E731
     path = fill(sample.path)
     if "{key_id}" in path:
         path = path.replace("{key_id}", await world.spare_key())
+    if "{schedule}" in path:
+        path = path.replace("{schedule}", await world.schedule())
     params = {k: fill(v) for k, v in (sample.params or {}).items()}
     return await client.request(sample.method, path, json=sample.json, params=params)
 

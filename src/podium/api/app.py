@@ -13,7 +13,20 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from podium.api import access, audit, events, health, runs, workflows
+from podium.api import (
+    access,
+    audit,
+    circuits,
+    dlq,
+    events,
+    health,
+    history,
+    pauses,
+    runs,
+    schedules,
+    system,
+    workflows,
+)
 from podium.api.errors import install_error_handlers
 from podium.api.guard import Authenticator, AuthMiddleware, install_auth
 from podium.api.middleware import (
@@ -26,7 +39,10 @@ from podium.api.middleware import (
 from podium.api.streams import EventStreams
 from podium.engine.engine import Engine
 
-ROUTERS = (runs, workflows, events, health, access, audit)
+ROUTERS = (
+    runs, history, workflows, events, dlq, pauses, circuits, schedules, system, health,
+    access, audit,
+)
 
 
 @dataclass(frozen=True)
@@ -85,7 +101,7 @@ def _middleware(engine: Engine, options: ApiOptions, auth: Authenticator) -> lis
     if control.api.cors_origins:
         stack.append(Middleware(
             CORSMiddleware, allow_origins=control.api.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         ))
     stack += [

@@ -19,6 +19,7 @@ from podium.store.audit import entry_json
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=ERROR_RESPONSES)
 AuditReader = Annotated[Principal, permit(Permission.AUDIT_READ)]
 MAX_LIST = 1000
+MAX_SEQ = 2**62  # a sequence number both stores can hold (a 64-bit integer)
 
 
 @router.get("")
@@ -29,7 +30,7 @@ async def list_audit(
     run_id: str | None = None,
     since: Annotated[str | None, Query(description="ISO 8601 time, e.g. 2026-01-31T12:00:00Z")]
     = None,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
 ) -> dict[str, list[dict[str, Any]]]:
     entries = await engine.store.audit_entries(

@@ -53,12 +53,20 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class NotFound(PodiumError):
+    """The DLQ entry, circuit, schedule or registered workflow a request names does not exist
+    (HTTP 404); the message says which, and where to look."""
+
+    code = "not_found"
+
+
 # First match wins, so subclasses come before their parents; anything else is the client's 400.
 STATUS_BY_ERROR: tuple[tuple[type[PodiumError], int], ...] = (
     (WorkflowInvalid, 422),
     (RunNotFound, 404),
     (WorkflowNotFound, 404),
     (KeyNotFound, 404),
+    (NotFound, 404),
     (RunFinished, 409),
     (StoreUnavailable, 503),  # the server's trouble, not the request's: a client may retry
 )

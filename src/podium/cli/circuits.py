@@ -1,19 +1,21 @@
 """`podium circuits [--json]`, `podium circuits open KEY`, `podium circuits close KEY`.
 
-Reads and forces the circuit breakers in the store, so every engine and worker sees the change.
+Reads and forces the circuit breakers in the store (or through the API), for every engine.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
 
-from podium.bus.events import Event, utc_iso
+from podium.cli.client import Client, RemoteError, client_for
 from podium.cli.common import (
     JsonOption,
+    ServerOption,
     StoreOption,
     UsageProblem,
     guarded,
@@ -24,9 +26,10 @@ from podium.cli.common import (
     run_async,
     settings_for,
 )
-from podium.control.circuits import half_open_at, transition_payload
+from podium.control.circuits import force_circuit
 from podium.settings import Settings
-from podium.store.records import Batch, CircuitRecord, CircuitResult
+from podium.store.documents import circuit_json
+from podium.store.records import CircuitRecord, CircuitResult
 
 circuits_app = typer.Typer(
     help="Circuit breakers: list them, or force one open or closed.",
@@ -40,57 +43,47 @@ KeyArgument = Annotated[
 @circuits_app.callback()
 @guarded
 def circuits_command(
-    ctx: typer.Context, json_output: JsonOption = False, store: StoreOption = None
+    ctx: typer.Context, json_output: JsonOption = False, store: StoreOption = None,
+    server: ServerOption = None,
 ) -> None:
     """List the circuit breakers every engine shares (without a sub-command)."""
     if ctx.invoked_subcommand is None:
-        _list(settings_for(store, None), json_output)
+        _list(store, server, json_output)
 
 
 @circuits_app.command("list")
 @guarded
-def list_command(json_output: JsonOption = False, store: StoreOption = None) -> None:
+def list_command(
+    json_output: JsonOption = False, store: StoreOption = None, server: ServerOption = None
+) -> None:
     """List the circuit breakers: state, failures, when an open one may half-open."""
-    _list(settings_for(store, None), json_output)
+    _list(store, server, json_output)
 
 
 @circuits_app.command("open")
 @guarded
 def open_command(key: KeyArgument, json_output: JsonOption = False,
-                 store: StoreOption = None) -> None:
+                 store: StoreOption = None, server: ServerOption = None) -> None:
     """Hold a circuit open (calls go to their fallback) until `podium circuits close KEY`."""
-    _force(settings_for(store, None), key, open_=True, json_output=json_output)
+    _force(store, server, key, open_=True, json_output=json_output)
 
 
 @circuits_app.command("close")
 @guarded
 def close_command(key: KeyArgument, json_output: JsonOption = False,
-                  store: StoreOption = None) -> None:
+                  store: StoreOption = None, server: ServerOption = None) -> None:
     """Close a circuit and reset its counts (also lifts an operator's `open`)."""
-    _force(settings_for(store, None), key, open_=False, json_output=json_output)
+    _force(store, server, key, open_=False, json_output=json_output)
 
 
-def circuit_json(record: CircuitRecord, now: float) -> dict[str, Any]:
-    at = half_open_at(record, record.cooldown_s)
-    return {
-        "key": record.key,
-        "state": record.state,
-        "failures": record.failures,
-        "successes": record.successes,
-        "trials": record.trials,
-        "opened_at": utc_iso(record.opened_at) if record.opened_at is not None else None,
-        "half_open_at": utc_iso(at) if at is not None else None,
-        "half_open_in_s": round(max(0.0, at - now), 3) if at is not None else None,
-        "cooldown_s": record.cooldown_s,
-        "forced": record.forced,
-        "updated_at": utc_iso(record.updated_at),
-    }
-
-
-def _list(settings: Settings, json_output: bool) -> None:
-    circuits = run_async(_read(settings))
-    now = time.time()
-    rows = [circuit_json(c, now) for c in circuits]
+def _list(store: str | None, server: str | None, json_output: bool) -> None:
+    client = client_for(server)
+    if client is not None:
+        with client:
+            rows: list[dict[str, Any]] = client.get("/v1/circuits")["circuits"]
+    else:
+        now = time.time()
+        rows = [circuit_json(c, now) for c in run_async(_read(settings_for(store, None)))]
     if json_output:
         print_json({"circuits": rows})
         return
@@ -121,35 +114,44 @@ async def _read(settings: Settings) -> list[CircuitRecord]:
         return await store.list_circuits()
 
 
-def _force(settings: Settings, key: str, *, open_: bool, json_output: bool) -> None:
+def _force(
+    store: str | None, server: str | None, key: str, *, open_: bool, json_output: bool
+) -> None:
     key = key.strip()
     if not key:
         raise UsageProblem("the circuit key is empty; `podium circuits` lists the keys")
-    result = run_async(_write(settings, key, open_=open_))
-    if json_output:
+    client = client_for(server)
+    if client is not None:
+        with client:
+            document = _remote_force(client, key, open_=open_)
+    else:
+        result = run_async(_write(settings_for(store, None), key, open_=open_))
         record = result.circuit
-        print_json({"circuit": circuit_json(record, time.time()) if record else None,
-                    "changed": result.transition is not None})
-    if result.circuit is None:
+        document = {"circuit": circuit_json(record, time.time()) if record else None,
+                    "changed": result.transition is not None}
+    if json_output:
+        print_json(document)
+    if document["circuit"] is None:
         note(f"circuit {key} has no recorded state (it is closed); nothing changed")
     elif open_:
-        held = "" if result.transition else " (it already was)"
+        held = "" if document["changed"] else " (it already was)"
         note(f"circuit {key} held open{held}; engines apply it within their poll interval")
     else:
         note(f"circuit {key} closed and reset; engines apply it within their poll interval")
 
 
+def _remote_force(client: Client, key: str, *, open_: bool) -> dict[str, Any]:
+    path = f"/v1/circuits/{quote(key, safe=':')}/{'open' if open_ else 'close'}"
+    try:
+        document: dict[str, Any] = client.post(path)
+    except RemoteError as exc:
+        if exc.status != 404:
+            raise
+        return {"circuit": None, "changed": False}  # as the store says of an unknown circuit
+    return document
+
+
 async def _write(settings: Settings, key: str, *, open_: bool) -> CircuitResult:
     """Forces the circuit, and logs the transition as a system event (no run)."""
     async with opened_store(settings) as store:
-        result = await store.force_circuit(key, open_=open_)
-        if result.circuit is not None and result.transition is not None:
-            verb = "open" if open_ else "close"
-            reason = f"forced by an operator (podium circuits {verb})"
-            payload = transition_payload(result.circuit, result.circuit.cooldown_s, reason)
-            event = Event(
-                event_type=f"system.circuit.{result.transition}", correlation_id="",
-                payload=payload, source="podium.cli",
-            )
-            await store.write(Batch(events=[event]))
-        return result
+        return await force_circuit(store, key, open_=open_, source="podium.cli")

@@ -84,6 +84,14 @@ InputsFileOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables")
 ]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server", metavar="URL",
+        help="Act through this podium API instead of the store (default: $PODIUM_URL);"
+        " the key comes from $PODIUM_API_KEY",
+    ),
+]
 
 
 class UsageProblem(Exception):

@@ -6,10 +6,20 @@ New steps of a paused workflow or agent wait (status `ready`); in-flight ones fi
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 import typer
 
-from podium.cli.common import StoreOption, guarded, note, opened_store, run_async, settings_for
+from podium.cli.client import client_for
+from podium.cli.common import (
+    ServerOption,
+    StoreOption,
+    guarded,
+    note,
+    opened_store,
+    run_async,
+    settings_for,
+)
 from podium.settings import Settings
 
 Scope = Annotated[Literal["workflow", "agent"], typer.Argument(help="workflow or agent")]
@@ -17,20 +27,35 @@ Name = Annotated[str, typer.Argument(help="The workflow's or agent's name")]
 
 
 @guarded
-def pause_command(scope: Scope, name: Name, store: StoreOption = None) -> None:
+def pause_command(
+    scope: Scope, name: Name, store: StoreOption = None, server: ServerOption = None
+) -> None:
     """Stop new steps of a workflow or an agent from starting (in-flight ones finish)."""
-    run_async(_set(settings_for(store, None), scope, name, paused=True))
+    _set(store, server, scope, name, paused=True)
 
 
 @guarded
-def resume_command(scope: Scope, name: Name, store: StoreOption = None) -> None:
+def resume_command(
+    scope: Scope, name: Name, store: StoreOption = None, server: ServerOption = None
+) -> None:
     """Let new steps of a paused workflow or agent start again."""
-    run_async(_set(settings_for(store, None), scope, name, paused=False))
+    _set(store, server, scope, name, paused=False)
 
 
-async def _set(settings: Settings, scope: str, name: str, *, paused: bool) -> None:
-    async with opened_store(settings) as store:
-        changed = await store.set_paused(scope, name, paused)
+def _set(store: str | None, server: str | None, scope: str, name: str, *, paused: bool) -> None:
+    client = client_for(server)
+    if client is not None:
+        path = f"/v1/pauses/{scope}/{quote(name, safe='')}"
+        with client:
+            document = client.put(path) if paused else client.delete(path)
+        changed = bool(document["changed"])
+    else:
+        changed = run_async(_store_set(settings_for(store, None), scope, name, paused=paused))
     state = "paused" if paused else "resumed"
     already = "" if changed else " (it already was)"
     note(f"{scope} {name} {state}{already}; engines apply it within their poll interval")
+
+
+async def _store_set(settings: Settings, scope: str, name: str, *, paused: bool) -> bool:
+    async with opened_store(settings) as store:
+        return await store.set_paused(scope, name, paused)

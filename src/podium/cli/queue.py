@@ -6,12 +6,14 @@ Reads the store, so it shows every engine's and worker's queue (DESIGN §3.7).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.table import Table
 
-from podium.bus.events import utc_iso
+from podium.cli.client import client_for
 from podium.cli.common import (
     JsonOption,
+    ServerOption,
     StoreOption,
     guarded,
     opened_store,
@@ -22,35 +24,24 @@ from podium.cli.common import (
 )
 from podium.model.workflow import PRIORITY_RANK
 from podium.settings import Settings
+from podium.store.documents import queue_json
 
 
 @guarded
-def queue_command(json_output: JsonOption = False, store: StoreOption = None) -> None:
+def queue_command(
+    json_output: JsonOption = False, store: StoreOption = None, server: ServerOption = None
+) -> None:
     """Show queue depth and oldest wait per priority, with the queue TTLs."""
-    run_async(_show(settings_for(store, None), json_output))
-
-
-async def _show(settings: Settings, json_output: bool) -> None:
-    async with opened_store(settings) as store:
-        stats = {s.priority: s for s in await store.queue_stats()}
-    now = time.time()
-    ttl = settings.control.queue.ttl
-    rows = []
-    for priority in PRIORITY_RANK:
-        stat = stats.get(priority)
-        oldest = stat.oldest_created_at if stat is not None else None
-        rows.append(
-            {
-                "priority": priority,
-                "depth": stat.depth if stat is not None else 0,
-                "oldest_queued_at": utc_iso(oldest) if oldest is not None else None,
-                "oldest_wait_s": round(now - oldest, 3) if oldest is not None else None,
-                "ttl_s": getattr(ttl, priority),
-            }
-        )
+    client = client_for(server)
+    if client is not None:
+        with client:
+            document: dict[str, Any] = client.get("/v1/queue")
+    else:
+        document = run_async(_read(settings_for(store, None)))
     if json_output:
-        print_json({"priorities": rows})
+        print_json(document)
         return
+    rows = document["priorities"]
     table = Table(title="queue")
     for column in ("priority", "queued", "oldest wait", "ttl"):
         table.add_column(column)
@@ -63,3 +54,10 @@ async def _show(settings: Settings, json_output: bool) -> None:
             f"{row['ttl_s']:g}s",
         )
     out.print(table)
+
+
+async def _read(settings: Settings) -> dict[str, Any]:
+    async with opened_store(settings) as store:
+        stats = await store.queue_stats()
+    ttl = settings.control.queue.ttl
+    return queue_json(stats, {p: getattr(ttl, p) for p in PRIORITY_RANK}, time.time())

@@ -1,6 +1,6 @@
-"""Tables and panels the commands print, and the JSON shapes of runs, events and DLQ entries.
+"""Tables and panels the commands print: runs, steps, events and DLQ entries.
 
-Pure functions: they build rich renderables or dicts; the caller owns the console.
+Pure functions of run summaries and JSON documents (podium.store.documents); the caller prints.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from podium.bus.events import Event, utc_iso
 from podium.engine.summary import RunSummary, StepSummary
 from podium.plan import Plan
 from podium.plan.render import format_seconds
-from podium.store.records import DlqEntry, RunState
 
 STATUS_STYLE = {
     "pending": "dim", "ready": "cyan", "queued": "dim", "running": "yellow",
@@ -153,72 +151,47 @@ def summaries_table(summaries: Sequence[RunSummary]) -> Table:
     return table
 
 
-# -- runs, events, DLQ ----------------------------------------------------------------------
+# -- runs, events, DLQ (drawn from their JSON documents, local or from the API) -------------
 
 
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else utc_iso(ts)
+def _when(iso: str) -> str:
+    return iso[:19].replace("T", " ")
 
 
-def run_duration_s(row: RunState) -> float | None:
-    if row.finished_at is None:
-        return None
-    return round(row.finished_at - (row.started_at or row.created_at), 6)
-
-
-def run_json(row: RunState) -> dict[str, Any]:
-    """One line of `podium runs --json`."""
-    return {
-        "run_id": row.run_id, "workflow": row.workflow,
-        "workflow_version": row.workflow_version, "status": row.status,
-        "created_at": utc_iso(row.created_at), "finished_at": _iso(row.finished_at),
-        "duration_s": run_duration_s(row), "error": row.error,
-    }
-
-
-def runs_table(rows: Sequence[RunState]) -> Table:
+def runs_table(runs: Sequence[dict[str, Any]]) -> Table:
+    """`run_json` documents as a table."""
     table = new_table("runs", ("run", "workflow", "status", "created", "duration", "error"))
-    for row in rows:
+    for run in runs:
         table.add_row(
-            row.run_id, f"{row.workflow} v{row.workflow_version}", status_text(row.status),
-            utc_iso(row.created_at)[:19].replace("T", " "), seconds(run_duration_s(row)),
-            clip(row.error or "", 50),
+            run["run_id"], f"{run['workflow']} v{run['workflow_version']}",
+            status_text(run["status"]), _when(run["created_at"]), seconds(run["duration_s"]),
+            clip(run["error"] or "", 50),
         )
     return table
 
 
-def event_json(seq: int, event: Event) -> dict[str, Any]:
-    return {"seq": seq, **event.to_json()}
-
-
-def events_table(events: Sequence[tuple[int, Event]], *, with_run: bool) -> Table:
+def events_table(events: Sequence[dict[str, Any]], *, with_run: bool) -> Table:
+    """`event_json` documents as a table."""
     columns = ["seq", "time (UTC)", *(["run"] if with_run else []), "event", "payload"]
     table = new_table("events", columns, right=("seq",))
-    for seq, event in events:
-        cells = [str(seq), utc_iso(event.timestamp)[11:23]]
+    for event in events:
+        cells = [str(event["seq"]), event["timestamp"][11:23]]
         if with_run:
-            cells.append(event.correlation_id)
-        payload = ", ".join(f"{k}={v}" for k, v in event.payload.items())
-        table.add_row(*cells, event.event_type, clip(payload, 80))
+            cells.append(event["correlation_id"])
+        payload = ", ".join(f"{k}={v}" for k, v in event["payload"].items())
+        table.add_row(*cells, event["event_type"], clip(payload, 80))
     return table
 
 
-def dlq_json(entry: DlqEntry) -> dict[str, Any]:
-    return {
-        "run_id": entry.run_id, "workflow": entry.workflow, "status": entry.status,
-        "error": entry.error, "failed_steps": list(entry.failed_steps),
-        "added_at": utc_iso(entry.added_at),
-    }
-
-
-def dlq_table(entries: Sequence[DlqEntry]) -> Table:
+def dlq_table(entries: Sequence[dict[str, Any]]) -> Table:
+    """`dlq_json` documents as a table."""
     table = new_table(
         "dead-letter queue", ("run", "workflow", "status", "failed steps", "added", "error")
     )
     for e in entries:
         table.add_row(
-            e.run_id, e.workflow, status_text(e.status), ", ".join(e.failed_steps) or "—",
-            utc_iso(e.added_at)[:19].replace("T", " "), clip(e.error or "", 50),
+            e["run_id"], e["workflow"], status_text(e["status"]),
+            ", ".join(e["failed_steps"]) or "—", _when(e["added_at"]), clip(e["error"] or "", 50),
         )
     return table
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from podium.bus.events import new_id
+from podium.cli.client import URL_VAR, Client, client_for, remote_inputs
 from podium.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -23,6 +24,7 @@ from podium.cli.common import (
     InputsJsonOption,
     InputsOption,
     JsonOption,
+    ServerOption,
     StoreOption,
     UsageProblem,
     guarded,
@@ -51,24 +53,63 @@ if TYPE_CHECKING:
     from podium.engine.engine import Engine
 
 FileArgument = Annotated[Path, typer.Argument(help="Workflow file (.yaml, .yml or .json)")]
+RunTarget = Annotated[
+    Path,
+    typer.Argument(metavar="FILE|NAME",
+                   help="Workflow file (.yaml, .yml or .json); with a server, a registered name"),
+]
 
 
 @guarded
 def run_command(
-    file: FileArgument,
+    file: RunTarget,
     inputs: InputsOption = None,
     inputs_json: InputsJsonOption = None,
     inputs_file: InputsFileOption = None,
     json_output: JsonOption = False,
     store: StoreOption = None,
     bus: BusOption = None,
+    server: ServerOption = None,
 ) -> None:
-    """Plan, admit and run a workflow to the end in this process, with live progress."""
+    """Plan, admit and run a workflow to the end in this process, with live progress; with a
+    server (PODIUM_URL or --server), run a workflow registered there by name and wait for it."""
+    client = client_for(server)
+    if client is not None:
+        name = registered_name(file, client)
+        with client:
+            code = _run_remote(client, name, inputs or [], inputs_json, inputs_file, json_output)
+        raise typer.Exit(code)
     settings = settings_for(store, bus)  # first: it loads the pricing table validation uses
     workflow = load_workflow(file)
     values = gather_inputs(workflow, inputs or [], inputs_json, inputs_file)
     code = run_async(_run(workflow, values, settings, json_output))
     raise typer.Exit(code)
+
+
+def registered_name(target: Path, client: Client) -> str:
+    """The registered workflow a remote command names; a local file cannot be sent as such."""
+    if target.is_file():
+        raise UsageProblem(
+            f"{target} is a local file, but commands act through the server at {client.where}:"
+            f" register it there and use its name, or unset {URL_VAR} to run it here"
+        )
+    return str(target)
+
+
+def _run_remote(
+    client: Client, name: str, pairs: list[str], inputs_json: str | None,
+    inputs_file: Path | None, json_output: bool,
+) -> int:
+    values = remote_inputs(client, name, pairs, inputs_json, inputs_file)
+    run_id: str = client.post("/v1/runs", {"workflow_name": name, "inputs": values})["run_id"]
+    note(f"run {run_id} of {name} submitted to {client.where}; waiting for it to end")
+    try:
+        summary = RunSummary.model_validate(client.wait_final(run_id))
+    except KeyboardInterrupt:
+        note(f"interrupted: run {run_id} goes on on the server; `podium cancel {run_id}` stops it")
+        return EXIT_FAILED
+    show_summary(summary, None, json_output)
+    return exit_code([summary])
 
 
 def load_workflow(file: Path) -> Workflow:

@@ -10,10 +10,12 @@ import signal
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import quote
 
 import typer
 
-from podium.bus.events import new_id, utc_iso
+from podium.bus.events import new_id
+from podium.cli.client import client_for, remote_inputs
 from podium.cli.common import (
     BusOption,
     DrainOption,
@@ -21,6 +23,7 @@ from podium.cli.common import (
     InputsJsonOption,
     InputsOption,
     JsonOption,
+    ServerOption,
     StoreOption,
     UsageProblem,
     drain_engine,
@@ -35,10 +38,17 @@ from podium.cli.common import (
     settings_for,
 )
 from podium.cli.render import new_table
-from podium.cli.run import FileArgument, gather_inputs, load_workflow
-from podium.control.schedules import ScheduleSpecInvalid, Spec, first_fire, parse_spec
+from podium.cli.run import FileArgument, gather_inputs, load_workflow, registered_name
+from podium.control.schedules import (
+    ScheduleSpecInvalid,
+    Spec,
+    candidate_names,
+    first_fire,
+    parse_spec,
+)
 from podium.errors import PodiumError
 from podium.settings import Settings
+from podium.store.documents import schedule_json
 from podium.store.schedules import Schedule
 
 if TYPE_CHECKING:
@@ -50,7 +60,6 @@ schedule_app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False,
 )
 KeyArgument = Annotated[str, typer.Argument(help="Schedule id or name")]
-_DERIVED_NAME_TRIES = 100  # workflow, workflow-2, ... before asking for --name
 
 
 @schedule_app.command("add")
@@ -83,26 +92,44 @@ def add_command(
     inputs_file: InputsFileOption = None,
     json_output: JsonOption = False,
     store: StoreOption = None,
+    server: ServerOption = None,
 ) -> None:
-    """Schedule a workflow: exactly one of --cron, --at, --every. Nothing is stored if invalid."""
-    settings = settings_for(store, None)
+    """Schedule a workflow: exactly one of --cron, --at, --every. Nothing is stored if invalid.
+    With a server, FILE is the name of a workflow registered there."""
     now = time.time()
     spec = _spec(cron, at, every, tz, now)
-    workflow = load_workflow(file)
-    values = gather_inputs(workflow, inputs or [], inputs_json, inputs_file)
     if name is not None and not name.strip():
         raise UsageProblem("--name: a schedule name cannot be empty")
+    client = client_for(server)
+    if client is not None:
+        workflow_name = registered_name(file, client)
+        with client:
+            values = remote_inputs(client, workflow_name, inputs or [], inputs_json, inputs_file)
+            body = {
+                "workflow": workflow_name, spec.kind: spec.text, "timezone": spec.timezone,
+                "inputs": values, "name": name,
+            }
+            document: dict[str, Any] = client.post("/v1/schedules", body)
+        _added(document, json_output)
+        return
+    settings = settings_for(store, None)
+    workflow = load_workflow(file)
+    values = gather_inputs(workflow, inputs or [], inputs_json, inputs_file)
     schedule = Schedule(
         schedule_id=new_id(), name=(name or workflow.name).strip(), workflow=workflow.name,
         definition=workflow.to_json(), inputs=values, kind=spec.kind, spec=spec.text,
         timezone=spec.timezone, next_at=first_fire(spec, now), created_at=now,
     )
     added = run_async(_add(settings, schedule, derived=name is None))
+    _added(schedule_json(added), json_output)
+
+
+def _added(s: dict[str, Any], json_output: bool) -> None:
     if json_output:
-        print_json(schedule_json(added))
+        print_json(s)
     else:
-        note(f"schedule {added.name} ({added.schedule_id}) added: {_describe(added)},"
-             f" first run {_when(added.next_at)}; `podium scheduler` or `podium serve` fires it")
+        note(f"schedule {s['name']} ({s['schedule_id']}) added: {_describe(s)},"
+             f" first run {_when(s['next_at'])}; `podium scheduler` or `podium serve` fires it")
 
 
 def _spec(cron: str | None, at: str | None, every: str | None, tz: str, now: float) -> Spec:
@@ -120,23 +147,28 @@ def _spec(cron: str | None, at: str | None, every: str | None, tz: str, now: flo
 async def _add(settings: Settings, schedule: Schedule, *, derived: bool) -> Schedule:
     """Adds the schedule; a derived name taken already becomes `name-2`, `name-3`..."""
     async with opened_store(settings) as store:
-        base = schedule.name
-        for attempt in range(1, _DERIVED_NAME_TRIES + 1 if derived else 2):
-            candidate = base if attempt == 1 else f"{base}-{attempt}"
-            named = replace(schedule, name=candidate)
+        for name in candidate_names(schedule.name, derived=derived):
+            named = replace(schedule, name=name)
             if await store.add_schedule(named):
                 return named
     hint = "give a --name" if derived else "pick another --name or `podium schedule remove` it"
-    raise UsageProblem(f"--name: a schedule named {base!r} exists already; {hint}")
+    raise UsageProblem(f"--name: a schedule named {schedule.name!r} exists already; {hint}")
 
 
 @schedule_app.command("list")
 @guarded
-def list_command(json_output: JsonOption = False, store: StoreOption = None) -> None:
+def list_command(
+    json_output: JsonOption = False, store: StoreOption = None, server: ServerOption = None
+) -> None:
     """List schedules: spec, next fire, last fire and last run."""
-    schedules = run_async(_list(settings_for(store, None)))
+    client = client_for(server)
+    if client is not None:
+        with client:
+            schedules: list[dict[str, Any]] = client.get("/v1/schedules")
+    else:
+        schedules = run_async(_list(settings_for(store, None)))
     if json_output:
-        print_json([schedule_json(s) for s in schedules])
+        print_json(schedules)
     elif schedules:
         table = new_table(
             "schedules",
@@ -144,29 +176,35 @@ def list_command(json_output: JsonOption = False, store: StoreOption = None) -> 
         )
         for s in schedules:
             table.add_row(
-                s.schedule_id, s.name, s.workflow, _describe(s), _when(s.next_at, done=s.done),
-                _when(s.last_fired_at), s.last_run_id or "—",
+                s["schedule_id"], s["name"], s["workflow"], _describe(s),
+                _when(s["next_at"], done=s["status"] == "done"), _when(s["last_fired_at"]),
+                s["last_run_id"] or "—",
             )
         out.print(table)
     else:
         note("no schedules; `podium schedule add FILE --cron EXPR` adds one")
 
 
-async def _list(settings: Settings) -> list[Schedule]:
+async def _list(settings: Settings) -> list[dict[str, Any]]:
     async with opened_store(settings) as store:
-        return await store.list_schedules()
+        return [schedule_json(s) for s in await store.list_schedules()]
 
 
 @schedule_app.command("remove")
 @guarded
 def remove_command(key: KeyArgument, json_output: JsonOption = False,
-                   store: StoreOption = None) -> None:
+                   store: StoreOption = None, server: ServerOption = None) -> None:
     """Remove a schedule (by id or name); runs it already started are not touched."""
-    removed = run_async(_remove(settings_for(store, None), key))
-    if json_output:
-        print_json(schedule_json(removed))
+    client = client_for(server)
+    if client is not None:
+        with client:
+            removed: dict[str, Any] = client.delete(f"/v1/schedules/{quote(key, safe='')}")
     else:
-        note(f"schedule {removed.name} ({removed.schedule_id}) removed")
+        removed = schedule_json(run_async(_remove(settings_for(store, None), key)))
+    if json_output:
+        print_json(removed)
+    else:
+        note(f"schedule {removed['name']} ({removed['schedule_id']}) removed")
 
 
 async def _remove(settings: Settings, key: str) -> Schedule:
@@ -177,31 +215,15 @@ async def _remove(settings: Settings, key: str) -> Schedule:
     return removed
 
 
-def schedule_json(s: Schedule) -> dict[str, Any]:
-    """One schedule as `schedule list --json` prints it."""
-    return {
-        "schedule_id": s.schedule_id, "name": s.name, "workflow": s.workflow,
-        "workflow_version": s.definition.get("version", 1), "kind": s.kind, "spec": s.spec,
-        "timezone": s.timezone, "inputs": s.inputs,
-        "status": "done" if s.done else ("firing" if s.pending_tick is not None else "active"),
-        "next_at": _iso(s.next_at), "last_fired_at": _iso(s.last_fired_at),
-        "last_run_id": s.last_run_id, "created_at": utc_iso(s.created_at),
-    }
+def _describe(s: dict[str, Any]) -> str:
+    zone = f" ({s['timezone']})" if s["kind"] == "cron" and s["timezone"] != "UTC" else ""
+    return f"{s['kind']} {s['spec']}{zone}"
 
 
-def _describe(s: Schedule) -> str:
-    zone = f" ({s.timezone})" if s.kind == "cron" and s.timezone != "UTC" else ""
-    return f"{s.kind} {s.spec}{zone}"
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else utc_iso(ts)
-
-
-def _when(ts: float | None, *, done: bool = False) -> str:
-    if ts is None:
+def _when(iso: str | None, *, done: bool = False) -> str:
+    if iso is None:
         return "done" if done else "—"
-    return utc_iso(ts)[:19].replace("T", " ")
+    return iso[:19].replace("T", " ")
 
 
 # -- podium scheduler --------------------------------------------------------------------------

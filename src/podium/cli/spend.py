@@ -11,9 +11,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from podium.bus.events import utc_iso
+from podium.cli.client import client_for
 from podium.cli.common import (
     JsonOption,
+    ServerOption,
     StoreOption,
     UsageProblem,
     guarded,
@@ -24,10 +25,11 @@ from podium.cli.common import (
     run_async,
     settings_for,
 )
-from podium.control.budgets import money, scope_title, windows_of
+from podium.control.budgets import money, windows_of
 from podium.model.units import parse_duration
 from podium.settings import Settings
-from podium.store.spend import SPEND_GROUPS, ScopeUsage, SpendGroup
+from podium.store.documents import budget_json, sorted_spend, spend_json
+from podium.store.spend import SPEND_GROUPS, ScopeUsage
 
 ByOption = Annotated[
     str,
@@ -48,6 +50,7 @@ def spend_command(
     workflow: WorkflowOption = None,
     json_output: JsonOption = False,
     store: StoreOption = None,
+    server: ServerOption = None,
 ) -> None:
     """Show what steps cost (USD, tokens, calls) from the spend ledger, grouped."""
     if by not in SPEND_GROUPS:
@@ -56,69 +59,56 @@ def spend_command(
         since_s = parse_duration(since)
     except ValueError as exc:
         raise UsageProblem(f"--since: {exc}") from None
-    start = time.time() - since_s
-    groups = run_async(_report(settings_for(store, None), by, start, workflow))
+    client = client_for(server)
+    if client is not None:
+        with client:
+            params = {"by": by, "since": since, "workflow": workflow}
+            document: dict[str, Any] = client.get("/v1/spend", params)
+    else:
+        start = time.time() - since_s
+        document = run_async(_report(settings_for(store, None), by, start, workflow))
     if json_output:
-        print_json(_report_json(by, start, workflow, groups))
-    elif groups:
-        out.print(_report_table(by, groups))
+        print_json(document)
+    elif document["groups"]:
+        out.print(_report_table(by, document["groups"]))
     else:
         note(f"nothing was spent in the last {since}")
 
 
 async def _report(
     settings: Settings, by: str, since: float, workflow: str | None
-) -> list[SpendGroup]:
+) -> dict[str, Any]:
     async with opened_store(settings) as store:
         groups = await store.spend_report(by, since, workflow)
-    if by in ("day", "hour"):
-        return sorted(groups, key=lambda g: g.key)
-    return sorted(groups, key=lambda g: (-g.usd, g.key))
+    return spend_json(by, since, workflow, sorted_spend(groups, by))
 
 
-def _group_json(group: SpendGroup) -> dict[str, Any]:
-    return {
-        "usd": round(group.usd, 9),
-        "tokens": {"input": group.tokens_in, "output": group.tokens_out},
-        "calls": group.calls,
-    }
-
-
-def _report_json(
-    by: str, since: float, workflow: str | None, groups: list[SpendGroup]
-) -> dict[str, Any]:
-    total = SpendGroup(
-        "total",
-        sum(g.usd for g in groups),
-        sum(g.tokens_in for g in groups),
-        sum(g.tokens_out for g in groups),
-        sum(g.calls for g in groups),
-    )
-    return {
-        "by": by,
-        "since": utc_iso(since),
-        "workflow": workflow,
-        "groups": [{"key": g.key, **_group_json(g)} for g in groups],
-        "total": _group_json(total),
-    }
-
-
-def _report_table(by: str, groups: list[SpendGroup]) -> Table:
+def _report_table(by: str, groups: list[dict[str, Any]]) -> Table:
     table = Table(title="spend")
     for column in (by, "usd", "tokens in", "tokens out", "calls"):
         table.add_column(column, justify="left" if column == by else "right")
     for g in groups:
-        table.add_row(g.key or "-", money(g.usd), str(g.tokens_in), str(g.tokens_out),
-                      str(g.calls))
+        table.add_row(g["key"] or "-", money(g["usd"]), str(g["tokens"]["input"]),
+                      str(g["tokens"]["output"]), str(g["calls"]))
     return table
 
 
 @guarded
-def budgets_command(json_output: JsonOption = False, store: StoreOption = None) -> None:
+def budgets_command(
+    json_output: JsonOption = False, store: StoreOption = None, server: ServerOption = None
+) -> None:
     """Show each budget scope of podium.toml: limit, spent in its rolling window, held by
     calls in flight, what remains, and the action at the limit."""
-    settings = settings_for(store, None)
-    rows = [_scope_json(u, settings) for u in run_async(_usage(settings))]
+    client = client_for(server)
+    if client is not None:
+        with client:
+            rows: list[dict[str, Any]] = client.get("/v1/budgets")["scopes"]
+    else:
+        settings = settings_for(store, None)
+        budgets = settings.control.budgets
+        rows = [
+            budget_json(u, budgets.warn_at, budgets.action) for u in run_async(_usage(settings))
+        ]
     if json_output:
         print_json({"scopes": rows})
     elif rows:
@@ -133,21 +123,6 @@ async def _usage(settings: Settings) -> list[ScopeUsage]:
         return []
     async with opened_store(settings) as store:
         return await store.budget_usage(scopes)
-
-
-def _scope_json(usage: ScopeUsage, settings: Settings) -> dict[str, Any]:
-    scope, budgets = usage.scope, settings.control.budgets
-    return {
-        "scope": scope.scope,
-        "title": scope_title(scope),
-        "window_s": scope.window_s,
-        "limit_usd": scope.limit_usd,
-        "spent_usd": round(usage.spent_usd, 9),
-        "held_usd": round(usage.held_usd, 9),
-        "remaining_usd": round(max(scope.limit_usd - usage.spent_usd - usage.held_usd, 0.0), 9),
-        "warn_at": budgets.warn_at,
-        "action": budgets.action,
-    }
 
 
 def _scopes_table(rows: list[dict[str, Any]]) -> Table:

@@ -21,11 +21,18 @@ from podium.control.pricing import Pricing, active_pricing
 from podium.errors import BudgetExceeded, PodiumError, StepError
 from podium.model.workflow import Action, Budget, LlmAction, SimAction, Step
 from podium.store.base import Store
-from podium.store.spend import EPSILON_USD, BudgetHold, ScopeUsage, WindowScope
+from podium.store.spend import (
+    DAY_S,
+    EPSILON_USD,
+    HOUR_S,
+    BudgetHold,
+    ScopeUsage,
+    WindowScope,
+    scope_title,
+)
 
 log = structlog.get_logger("podium.control")
 
-HOUR_S, DAY_S = 3600.0, 86400.0
 _WINDOWS = (("hourly", HOUR_S), ("daily", DAY_S))
 _RUN_NOTE, _HOLD_NOTE = "budget.run_usd", "budget.hold_id"
 
@@ -112,12 +119,6 @@ def window_scopes(config: Budgets, workflow: str) -> tuple[WindowScope, ...]:
             if (limit := getattr(own, f"{name}_usd")) is not None
         )
     return tuple(scopes)
-
-
-def scope_title(scope: WindowScope) -> str:
-    period = "hourly" if scope.window_s == HOUR_S else "daily"
-    owner = "global" if scope.workflow is None else f"workflow {scope.workflow}"
-    return f"{owner} {period} budget (rolling {'1h' if period == 'hourly' else '24h'})"
 
 
 def money(usd: float) -> str:

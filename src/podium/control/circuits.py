@@ -15,14 +15,14 @@ from typing import Any
 
 import structlog
 
-from podium.bus.events import utc_iso
+from podium.bus.events import SYSTEM, Event, utc_iso
 from podium.control.config import ControlConfig
 from podium.control.guard import Call, CallOutcome, Emit
 from podium.errors import CircuitOpen, PodiumError
 from podium.model.workflow import Action, CircuitPolicy, Step, Workflow
 from podium.store.base import Store
-from podium.store.circuits import CLOSED, HALF_OPEN, OPEN
-from podium.store.records import CircuitRecord, CircuitResult
+from podium.store.circuits import CLOSED, HALF_OPEN, OPEN, half_open_at
+from podium.store.records import Batch, CircuitRecord, CircuitResult
 
 log = structlog.get_logger("podium.control")
 
@@ -50,13 +50,6 @@ def resolve_policy(config: ControlConfig, step: Step) -> CircuitPolicy | None:
 def circuit_key(call: Call) -> str:
     """Per agent when the step names one, else per `kind:target` (`http:host:port`, ...)."""
     return call.agent or call.target
-
-
-def half_open_at(record: CircuitRecord, cooldown_s: float) -> float | None:
-    """When an open circuit may let a trial through (None: held open by an operator)."""
-    if record.state != OPEN or record.forced:
-        return None
-    return (record.opened_at or 0.0) + cooldown_s
 
 
 class CircuitGuard:
@@ -299,6 +292,24 @@ def transition_payload(record: CircuitRecord, cooldown_s: float, reason: str) ->
         "cooldown_s": cooldown_s,
         "reason": reason,
     }
+
+
+async def force_circuit(
+    store: Store, key: str, *, open_: bool, source: str, audit: Event | None = None
+) -> CircuitResult:
+    """The operator forces a circuit (`podium circuits open|close`, the API): the change,
+    with its audit entry, then the transition as a system event (no run), as engines log it."""
+    result = await store.force_circuit(key, open_=open_, audit=audit)
+    if result.circuit is not None and result.transition is not None:
+        verb = "open" if open_ else "close"
+        reason = f"forced by an operator (podium circuits {verb})"
+        payload = transition_payload(result.circuit, result.circuit.cooldown_s, reason)
+        event = Event(
+            event_type=f"system.circuit.{result.transition}", correlation_id="",
+            payload=payload, source=source, actor=audit.actor if audit is not None else SYSTEM,
+        )
+        await store.write(Batch(events=[event]))
+    return result
 
 
 def _refusal(key: str, state: CircuitRecord, policy: CircuitPolicy, now: float) -> CircuitOpen:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -20,6 +21,7 @@ from podium.model.units import parse_duration
 SpecKind = Literal["cron", "at", "every"]
 SPEC_KINDS: tuple[SpecKind, ...] = ("cron", "at", "every")
 # Every tick's run id is uuid5(this, "<schedule id>@<tick>"): the same tick, the same run.
+DERIVED_NAME_TRIES = 100  # workflow, workflow-2, ... before asking for a name
 _RUN_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "podium:schedule-tick")
 
 
@@ -83,6 +85,15 @@ def next_fire(spec: Spec, tick: float, now: float) -> float | None:
             following += spec.interval_s
         return following
     return _cron_after(spec, max(now, tick))
+
+
+def candidate_names(base: str, *, derived: bool) -> Iterator[str]:
+    """A schedule's name, then (for a name derived from its workflow's) `base-2`, `base-3`...
+    until one is free; a name the user chose is tried alone."""
+    yield base
+    if derived:
+        for attempt in range(2, DERIVED_NAME_TRIES + 1):
+            yield f"{base}-{attempt}"
 
 
 def tick_run_id(schedule_id: str, tick: float) -> str:

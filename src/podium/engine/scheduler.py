@@ -138,7 +138,9 @@ class Scheduler:
                 return None
             # Queued just before the submit's own rows, so it commits in the same batch.
             self.engine.control.emit(run_id, FIRED_EVENT, _fired_payload(schedule, tick, run_id))
-            await self.engine.submit(workflow, inputs, run_id=run_id)
+            await self.engine.submit(
+                workflow, inputs, run_id=run_id, trusted=schedule.trusted
+            )
         await self.store.finish_schedule_tick(schedule.schedule_id, tick, run_id, now)
         return run_id
 

@@ -22,6 +22,13 @@ CIRCUIT_COLS = (
 CircuitOp = Callable[[CircuitRecord | None, float], CircuitResult]
 
 
+def half_open_at(record: CircuitRecord, cooldown_s: float) -> float | None:
+    """When an open circuit may let a trial through (None: held open by an operator)."""
+    if record.state != OPEN or record.forced:
+        return None
+    return (record.opened_at or 0.0) + cooldown_s
+
+
 def circuit_from_row(row: tuple[Any, ...]) -> CircuitRecord:
     key, state, failures, successes, trials, opened_at, cooldown_s, forced, updated, until = row
     return CircuitRecord(

@@ -790,7 +790,7 @@ class PostgresStore:
     # -- schedules (`podium schedule`) --
 
     async def add_schedule(self, schedule: Schedule, audit: Event | None = None) -> bool:
-        marks = ", ".join(["%s"] * 14)
+        marks = ", ".join(["%s"] * 15)
         sql = (
             f"INSERT INTO schedules ({sched.SCHEDULE_COLS}) VALUES ({marks})"
             " ON CONFLICT DO NOTHING"

@@ -13,7 +13,7 @@ import orjson
 
 SCHEDULE_COLS = (
     "schedule_id, name, workflow, definition, inputs, kind, spec, timezone, next_at,"
-    " last_fired_at, last_run_id, created_at, pending_tick, pending_since"
+    " last_fired_at, last_run_id, created_at, pending_tick, pending_since, trusted"
 )
 
 
@@ -40,6 +40,8 @@ class Schedule:
     last_run_id: str | None = None
     pending_tick: float | None = None
     pending_since: float | None = None
+    # False for a schedule added over the API: its runs run under `[security]`'s rules.
+    trusted: bool = True
 
     @property
     def done(self) -> bool:
@@ -62,6 +64,7 @@ def schedule_params(s: Schedule) -> tuple[Any, ...]:
         s.created_at,
         s.pending_tick,
         s.pending_since,
+        s.trusted,
     )
 
 
@@ -81,6 +84,7 @@ def schedule_from_row(row: Sequence[Any]) -> Schedule:
         created_at=row[11],
         pending_tick=row[12],
         pending_since=row[13],
+        trusted=bool(row[14]),
     )
 
 

@@ -120,8 +120,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 9: security: who caused each event (`actor`) and the audit hash chain over the event
     # log (`prev_hash`, `hash`; `audit_head` is the newest link, locked by each append);
-    # runs of API definitions (`trusted` 0); API keys (salted hashes only); the registry
-    # of definitions sent over the API
+    # runs and schedules of API definitions (`trusted` 0); API keys (salted hashes only);
+    # the registry of definitions sent over the API
     """
     ALTER TABLE events ADD COLUMN actor TEXT NOT NULL DEFAULT 'system';
     ALTER TABLE events ADD COLUMN prev_hash TEXT;
@@ -131,6 +131,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO audit_head VALUES (1, 0, printf('%064d', 0));
     ALTER TABLE runs ADD COLUMN trusted INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE schedules ADD COLUMN trusted INTEGER NOT NULL DEFAULT 1;
     CREATE TABLE api_keys (
         key_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, scope TEXT,
         secret_hash TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL, revoked_at REAL,
@@ -293,6 +294,7 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO audit_head VALUES (1, 0, repeat('0', 64));
     ALTER TABLE runs ADD COLUMN trusted BOOLEAN NOT NULL DEFAULT true;
+    ALTER TABLE schedules ADD COLUMN trusted BOOLEAN NOT NULL DEFAULT true;
     CREATE TABLE api_keys (
         key_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, scope TEXT,
         secret_hash TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 # Float sums drift (0.1 + 0.2 > 0.3): a call that fits to the last nano-dollar fits.
 EPSILON_USD = 1e-9
 SPEND_GROUPS = ("workflow", "model", "run", "day", "hour")
+HOUR_S, DAY_S = 3600.0, 86400.0  # the budget windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +133,9 @@ def group_key(by: str, value: object) -> str:
     if by == "hour":
         return datetime.fromtimestamp(int(str(value)) * 3600, UTC).strftime("%Y-%m-%dT%H:00Z")
     return "" if value is None else str(value)
+
+
+def scope_title(scope: WindowScope) -> str:
+    period = "hourly" if scope.window_s == HOUR_S else "daily"
+    owner = "global" if scope.workflow is None else f"workflow {scope.workflow}"
+    return f"{owner} {period} budget (rolling {'1h' if period == 'hourly' else '24h'})"

@@ -573,7 +573,7 @@ class SQLiteStore:
     # -- schedules (`podium schedule`) --
 
     async def add_schedule(self, schedule: Schedule, audit: Event | None = None) -> bool:
-        marks = ",".join("?" * 14)
+        marks = ",".join("?" * 15)
         sql = f"INSERT OR IGNORE INTO schedules ({sched.SCHEDULE_COLS}) VALUES ({marks})"
         params = sched.schedule_params(schedule)
 
