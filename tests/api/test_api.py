@@ -1,6 +1,6 @@
-"""The HTTP API over a running engine: submit, inspect, control, errors, probes, SSE.
+"""The HTTP API over a running engine: register, submit, inspect, control, errors, probes, SSE.
 
-Requests go through httpx's ASGI transport on the test's own loop, beside the engine.
+Requests go through httpx's ASGI transport on the test's own loop, with an admin key.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from apilib import BASE_URL, bearer, register
 
 from podium.api import create_app
 from podium.api.streams import EventStreams, stream_events
@@ -42,14 +43,13 @@ APPROVAL: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-async def client(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(engine))
-    async with httpx.AsyncClient(transport=transport, base_url="http://podium") as opened:
-        yield opened
-
-
 async def submit(client: httpx.AsyncClient, body: dict[str, Any]) -> str:
+    """Registers `body["workflow"]` (if given) and starts it by name."""
+    body = dict(body)
+    if "workflow" in body:
+        definition = body.pop("workflow")
+        await register(client, definition)
+        body["workflow_name"] = definition["name"]
     response = await client.post("/v1/runs", json=body)
     assert response.status_code == 201, response.text
     run_id: str = response.json()["run_id"]
@@ -88,10 +88,13 @@ def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
 # -- submit and inspect -----------------------------------------------------------------------
 
 
-async def test_a_submitted_definition_runs_to_a_succeeded_summary(
+async def test_a_registered_definition_runs_by_name_to_a_succeeded_summary(
     client: httpx.AsyncClient,
 ) -> None:
-    response = await client.post("/v1/runs", json={"workflow": PIPELINE, "inputs": {"topic": "q"}})
+    await register(client, PIPELINE)
+    response = await client.post(
+        "/v1/runs", json={"workflow_name": "api-pipeline", "inputs": {"topic": "q"}}
+    )
     assert response.status_code == 201
     run_id = response.json()["run_id"]
     assert response.headers["location"] == f"/v1/runs/{run_id}"
@@ -103,14 +106,25 @@ async def test_a_submitted_definition_runs_to_a_succeeded_summary(
     assert set(summary) >= {"cost_usd", "tokens", "duration_s", "error", "steps", "outputs"}
 
 
-async def test_a_workflow_that_ran_before_can_be_started_by_name(
+async def test_a_run_starts_from_the_newest_registration_or_the_digest_asked_for(
     client: httpx.AsyncClient,
 ) -> None:
-    first = await submit(client, {"workflow": PIPELINE, "inputs": {"topic": "one"}})
-    await until_status(client, first, RUN_FINAL)
-    second = await submit(client, {"workflow_name": "api-pipeline", "inputs": {"topic": "two"}})
-    summary = await until_status(client, second, RUN_FINAL)
-    assert summary["outputs"]["draft"] == {"text": "two: ['a', 'b']"}
+    first = await register(client, PIPELINE)
+    newer = {**PIPELINE, "version": 2}
+    second = await register(client, newer)
+    assert first["created"] and second["created"] and first["digest"] != second["digest"]
+    again = await client.post("/v1/workflows", json={"definition": PIPELINE})
+    assert again.status_code == 200 and again.json()["created"] is False
+    latest = await submit(client, {"workflow_name": "api-pipeline", "inputs": {"topic": "two"}})
+    pinned = await submit(client, {
+        "workflow_name": "api-pipeline", "digest": first["digest"], "inputs": {"topic": "one"}
+    })
+    summaries = [await until_status(client, r, RUN_FINAL) for r in (latest, pinned)]
+    assert [s["outputs"]["draft"] for s in summaries] == [
+        {"text": "two: ['a', 'b']"}, {"text": "one: ['a', 'b']"}
+    ]
+    runs = (await client.get("/v1/runs")).json()["runs"]
+    assert {r["workflow_version"] for r in runs} == {"1", "2"}
 
 
 async def test_runs_are_listed_newest_first_and_filtered(client: httpx.AsyncClient) -> None:
@@ -134,7 +148,7 @@ async def test_an_invalid_workflow_is_422_with_one_line_per_problem_and_nothing_
     client: httpx.AsyncClient, store: Store
 ) -> None:
     bad = {"name": "broken", "steps": {"a": {"kind": "sim", "needs": ["ghost"], "colour": 1}}}
-    response = await client.post("/v1/runs", json={"workflow": bad})
+    response = await client.post("/v1/workflows", json={"definition": bad})
     assert response.status_code == 422
     body = response.json()
     assert body["error"] == "workflow_invalid"
@@ -142,13 +156,14 @@ async def test_an_invalid_workflow_is_422_with_one_line_per_problem_and_nothing_
     assert any("steps.a.needs" in p and "ghost" in p for p in problems)
     assert any("steps.a.colour" in p for p in problems)
     assert all(p.startswith("error: ") and "\n" not in p for p in problems)
-    assert await store.list_runs() == []
+    assert await store.list_registered() == []
 
 
 async def test_missing_inputs_are_422_and_nothing_is_stored(
     client: httpx.AsyncClient, store: Store
 ) -> None:
-    response = await client.post("/v1/runs", json={"workflow": PIPELINE, "inputs": {}})
+    await register(client, PIPELINE)
+    response = await client.post("/v1/runs", json={"workflow_name": "api-pipeline", "inputs": {}})
     assert response.status_code == 422
     assert any("topic" in p for p in response.json()["problems"])
     assert await store.list_runs() == []
@@ -157,18 +172,18 @@ async def test_missing_inputs_are_422_and_nothing_is_stored(
 async def test_a_malformed_request_is_422_with_a_one_line_message(
     client: httpx.AsyncClient,
 ) -> None:
-    both = await client.post("/v1/runs", json={"workflow": PIPELINE, "workflow_name": "x"})
+    inline = await client.post("/v1/runs", json={"workflow": PIPELINE, "workflow_name": "x"})
     neither = await client.post("/v1/runs", json={"inputs": {}})
     not_json = await client.post(
         "/v1/runs", content=b"{nope", headers={"content-type": "application/json"}
     )
     bad_status = await client.get("/v1/runs", params={"status": "sleeping"})
-    for response in (both, neither, not_json, bad_status):
+    for response in (inline, neither, not_json, bad_status):
         assert response.status_code == 422
         body = response.json()
         assert body["error"] == "invalid_request"
         assert body["message"] and "\n" not in body["message"]
-    assert "exactly one of workflow" in both.json()["message"]
+    assert "register it with POST /v1/workflows" in inline.json()["message"]
     assert "sleeping" in bad_status.json()["message"]
     assert not_json.json()["message"].startswith("body: not valid JSON")
 
@@ -179,12 +194,14 @@ async def test_unknown_runs_and_workflow_names_are_404(client: httpx.AsyncClient
         await client.post("/v1/runs/no-such-run/cancel"),
         await client.post("/v1/runs/no-such-run/signals/go", json={}),
         await client.get("/v1/events", params={"run_id": "no-such-run"}),
-        await client.post("/v1/runs", json={"workflow_name": "never-ran"}),
+        await client.post("/v1/runs", json={"workflow_name": "never-registered"}),
+        await client.get("/v1/workflows/never-registered"),
+        await client.delete("/v1/keys/000000000000"),
         await client.get("/v1/no-such-path"),
     ]
     assert [r.status_code for r in responses] == [404] * len(responses)
-    assert [r.json()["error"] for r in responses[:5]] == [
-        *["run_not_found"] * 4, "workflow_not_found"
+    assert [r.json()["error"] for r in responses[:7]] == [
+        *["run_not_found"] * 4, *["workflow_not_found"] * 2, "key_not_found"
     ]
 
 
@@ -200,14 +217,16 @@ async def test_signalling_or_cancelling_a_finished_run_is_409(client: httpx.Asyn
 
 
 async def test_an_unexpected_error_answers_500_without_traceback_or_detail(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, admin_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def broken(run_id: str) -> None:
         raise RuntimeError("password=hunter2")
 
     monkeypatch.setattr(engine, "summary", broken)
     transport = httpx.ASGITransport(app=create_app(engine), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://podium") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url=BASE_URL, headers=bearer(admin_key)
+    ) as client:
         response = await client.get("/v1/runs/any")
     assert response.status_code == 500
     assert response.json()["error"] == "internal_error"

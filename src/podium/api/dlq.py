@@ -11,13 +11,13 @@ from fastapi import APIRouter, Query
 
 from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
-from podium.api.errors import NotFound
+from podium.api.errors import ERROR_RESPONSES, NotFound
 from podium.bus.events import audit_event
 from podium.engine.engine import Engine
 from podium.store.documents import dlq_json
 from podium.store.records import DlqEntry
 
-router = APIRouter(prefix="/v1/dlq", tags=["dlq"])
+router = APIRouter(prefix="/v1/dlq", tags=["dlq"], responses=ERROR_RESPONSES)
 MAX_LIST = 1000
 
 Reader = Annotated[Principal, permit(Permission.SYSTEM_READ)]

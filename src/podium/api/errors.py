@@ -11,21 +11,46 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from podium.errors import PodiumError, RunFinished, RunNotFound, StoreUnavailable, WorkflowInvalid
 
 
 class WorkflowNotFound(PodiumError):
-    """`workflow_name` names no workflow this store has run (HTTP 404)."""
+    """`workflow_name` names no registered workflow (that the caller may see): HTTP 404."""
 
     code = "workflow_not_found"
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, digest: str | None = None) -> None:
+        which = f"{name!r} with digest {digest!r}" if digest else repr(name)
         super().__init__(
-            f"no workflow named {name!r} has run in this store; submit its definition once"
-            " with `workflow` instead of `workflow_name`"
+            f"no workflow {which} is registered; register its definition with"
+            " POST /v1/workflows, then run it by name"
         )
+
+
+class KeyNotFound(PodiumError):
+    code = "key_not_found"
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no unrevoked API key with id {key_id!r}; GET /v1/keys lists them")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable code, one sentence, and for invalid workflows each problem."""
+
+    error: str
+    message: str
+    problems: list[str] | None = None
+
+
+# Documented on every router, so the OpenAPI schema describes the errors actually sent
+# (FastAPI would otherwise document its own `{"detail": [...]}` 422 shape).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "refused: see `error` and `message`"},
+    "5XX": {"model": ErrorBody, "description": "the server's trouble; the log has details"},
+}
 
 
 class NotFound(PodiumError):
@@ -40,6 +65,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PodiumError], int], ...] = (
     (WorkflowInvalid, 422),
     (RunNotFound, 404),
     (WorkflowNotFound, 404),
+    (KeyNotFound, 404),
     (NotFound, 404),
     (RunFinished, 409),
     (StoreUnavailable, 503),  # the server's trouble, not the request's: a client may retry

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
+from podium.api.errors import ERROR_RESPONSES
 from podium.bus.events import utc_iso
 from podium.store.records import WorkerInfo
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=ERROR_RESPONSES)
 log = structlog.get_logger("podium.api")
 
 READY_TIMEOUT_S = 2.0  # well under a Kubernetes probe's default 1-10 s period
@@ -48,7 +50,9 @@ async def readyz(engine: EngineDep) -> JSONResponse:
 
 
 @router.get("/v1/workers")
-async def workers(engine: EngineDep) -> dict[str, list[dict[str, Any]]]:
+async def workers(
+    engine: EngineDep, principal: Annotated[Principal, permit(Permission.SYSTEM_READ)]
+) -> dict[str, list[dict[str, Any]]]:
     now = time.time()
     return {"workers": [_worker(w, now) for w in await engine.store.list_workers()]}
 

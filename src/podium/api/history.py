@@ -12,16 +12,20 @@ from fastapi import APIRouter, HTTPException, Query
 
 from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
+from podium.api.errors import ERROR_RESPONSES
 from podium.bus.events import Event
 from podium.errors import RunNotFound
 from podium.store.base import Store
 from podium.store.documents import event_json
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = APIRouter(prefix="/v1", tags=["events"], responses=ERROR_RESPONSES)
 PAGE = 1000
 MAX_LAST = 10_000
 
-AfterSeq = Annotated[int, Query(ge=0, description="Only events after this position in the log")]
+# Bounded so a huge number is the client's 422, not a store overflow (64-bit integers).
+AfterSeq = Annotated[
+    int, Query(ge=0, le=2**62, description="Only events after this position in the log")
+]
 Limit = Annotated[int, Query(ge=1, le=PAGE, description="At most this many events")]
 Last = Annotated[
     int | None,

@@ -11,9 +11,10 @@ from fastapi import APIRouter
 
 from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
+from podium.api.errors import ERROR_RESPONSES
 from podium.store.documents import pauses_json
 
-router = APIRouter(prefix="/v1/pauses", tags=["pauses"])
+router = APIRouter(prefix="/v1/pauses", tags=["pauses"], responses=ERROR_RESPONSES)
 
 Scope = Literal["workflow", "agent"]
 Writer = Annotated[Principal, permit(Permission.PAUSES_WRITE)]

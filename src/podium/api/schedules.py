@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
-from podium.api.errors import NotFound
+from podium.api.errors import ERROR_RESPONSES, NotFound
 from podium.bus.events import audit_event, new_id
 from podium.control.schedules import ScheduleSpecInvalid, Spec, candidate_names, first_fire
 from podium.control.schedules import parse_spec as _parse_spec
@@ -25,7 +25,7 @@ from podium.store.base import Store
 from podium.store.documents import schedule_json
 from podium.store.schedules import Schedule
 
-router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=ERROR_RESPONSES)
 
 Writer = Annotated[Principal, permit(Permission.SCHEDULES_WRITE)]
 

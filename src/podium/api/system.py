@@ -13,12 +13,13 @@ from fastapi.exceptions import RequestValidationError
 
 from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
+from podium.api.errors import ERROR_RESPONSES
 from podium.control.budgets import windows_of
 from podium.model.units import parse_duration
 from podium.model.workflow import PRIORITY_RANK
 from podium.store.documents import budget_json, queue_json, sorted_spend, spend_json
 
-router = APIRouter(prefix="/v1", tags=["system"])
+router = APIRouter(prefix="/v1", tags=["system"], responses=ERROR_RESPONSES)
 
 Reader = Annotated[Principal, permit(Permission.SYSTEM_READ)]
 SpendBy = Literal["workflow", "model", "run", "day", "hour"]

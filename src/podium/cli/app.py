@@ -12,6 +12,7 @@ import typer
 
 from podium.cli import audit as audit_cli
 from podium.cli import circuits, dlq, pause, queue, resources, run, runs, serve, worker
+from podium.cli import keys as keys_cli
 from podium.cli import schedule as schedule_cli
 from podium.cli import spend as spend_cli
 from podium.cli.common import set_verbose
@@ -48,6 +49,7 @@ app.add_typer(schedule_cli.schedule_app, name="schedule")
 app.command("scheduler")(schedule_cli.scheduler_command)
 app.add_typer(worker.db_app, name="db")
 app.add_typer(audit_cli.audit_app, name="audit")
+app.add_typer(keys_cli.keys_app, name="keys")
 
 
 @app.callback()

@@ -288,3 +288,4 @@ async def drain_engine(engine: Engine, drain_s: float, hurry: asyncio.Event) -> 
     for task in [*waits, hurried]:
         task.cancel()
     await asyncio.gather(finished, hurried, return_exceptions=True)
+

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -18,6 +22,7 @@ from podium.cli.common import (
     BusOption,
     DrainOption,
     StoreOption,
+    UsageProblem,
     drain_engine,
     guarded,
     note,
@@ -33,8 +38,40 @@ if TYPE_CHECKING:
     import uvicorn
 
     from podium.api.streams import EventStreams
+    from podium.engine.engine import Engine
 
 GRACE_S = 10  # how long open requests get to finish once the server stops listening
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+FIRST_KEY = "podium keys create --name admin --role admin --expires 90d"
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """Who may reach the server and how: `podium serve`'s security flags, checked once."""
+
+    host: str
+    auth: bool = True
+    allowed_hosts: tuple[str, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Host names answered to: those given, else the bind address and the loopback names."""
+        return self.allowed_hosts or tuple(dict.fromkeys((self.host, *LOOPBACK_NAMES)))
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 @guarded
@@ -52,40 +89,106 @@ def serve_command(
         typer.Option("--scheduler/--no-scheduler",
                      help="Also fire schedules (`podium schedule`) from this process"),
     ] = True,
+    allowed_hosts: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", metavar="NAME",
+        help="A Host name clients use to reach this server (repeatable; default: the bind"
+        " address, localhost, 127.0.0.1, ::1); other names get 400",
+    )] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        "--tls-cert", metavar="FILE", help="Serve HTTPS with this certificate (PEM)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        "--tls-key", metavar="FILE", help="The certificate's private key (PEM)")] = None,
+    insecure_no_auth: Annotated[bool, typer.Option(
+        "--insecure-no-auth",
+        help="No API keys: every request acts as an admin named anonymous (test networks only)",
+    )] = False,
     store: StoreOption = None,
     bus: BusOption = None,
 ) -> None:
     """Serve the HTTP API until SIGTERM; with an in-process bus, also run the workflows."""
+    exposure = _exposure(host, insecure_no_auth, allowed_hosts, tls_cert, tls_key)
     settings = settings_for(store, bus).model_copy(update={"max_active_runs": concurrency})
-    run_async(_serve(settings, host, port, drain_s, schedules))
+    run_async(_serve(settings, host, port, drain_s, schedules, exposure))
+
+
+def _exposure(
+    host: str, insecure: bool, allowed: list[str] | None, cert: Path | None, key: Path | None
+) -> Exposure:
+    if (cert is None) != (key is None):
+        raise UsageProblem("give both --tls-cert and --tls-key, or neither")
+    for path in (cert, key):
+        if path is not None and not path.is_file():
+            raise UsageProblem(f"no such file: {path}")
+    return Exposure(host, not insecure, tuple(allowed or ()), cert, key)
+
+
+async def _check_keys(engine: Engine, exposure: Exposure) -> None:
+    """Auth with no usable key is a server nobody can use; on a network, the usual way out
+    would be --insecure-no-auth by reflex, so it is refused with the right step instead."""
+    if not exposure.auth:
+        where = "on loopback only" if exposure.loopback else f"on {exposure.host}, a NETWORK"
+        note(f"WARNING: --insecure-no-auth: every request acts as an admin ({where})")
+        return
+    now = time.time()
+    usable = [
+        k for k in await engine.store.list_keys()
+        if k.revoked_at is None and (k.expires_at is None or k.expires_at > now)
+    ]
+    if usable:
+        return
+    if not exposure.loopback:
+        raise UsageProblem(
+            f"refusing to serve on {exposure.host} without auth: the store holds no usable API"
+            f" key; create one with `{FIRST_KEY}` (or pass --insecure-no-auth)"
+        )
+    note(f"no API key exists yet: every request but /healthz will get 401; create the first"
+         f" admin key with `{FIRST_KEY}`")
 
 
 async def _serve(
-    settings: Settings, host: str, port: int, drain_s: float, schedules: bool = True
+    settings: Settings, host: str, port: int, drain_s: float, schedules: bool = True,
+    exposure: Exposure | None = None,
 ) -> None:
     # Imported here: other commands should not pay for loading FastAPI and uvicorn.
     import uvicorn
 
     from podium.api import create_app
+    from podium.api.app import ApiOptions
     from podium.api.streams import EventStreams
     from podium.engine.scheduler import Scheduler
 
+    exposure = exposure or Exposure(host)
     async with open_engine(settings) as engine:
+        await _check_keys(engine, exposure)
+        if not exposure.loopback and not (
+            exposure.allowed_hosts or settings.control.api.allowed_hosts
+        ):
+            note(f"answering only to the Host names {', '.join(exposure.hosts)};"
+                 " add the names clients use with --allowed-host")
         embedded = not engine.bus.distributed
         if embedded:  # DESIGN §7: serve resumes unfinished runs when it executes them itself
             resumed = await engine.recover()
             if resumed:
                 note(f"resumed {len(resumed)} unfinished run(s)")
         streams = EventStreams()
+        # --allowed-host wins over `[api] allowed_hosts`; neither: the bind and loopback names.
+        hosts = (exposure.allowed_hosts or tuple(settings.control.api.allowed_hosts)
+                 or exposure.hosts)
+        options = ApiOptions(
+            auth=exposure.auth, allowed_hosts=hosts, tls=exposure.tls_cert is not None
+        )
         config = uvicorn.Config(
-            create_app(engine, streams=streams), host=host, port=port, lifespan="off",
-            timeout_graceful_shutdown=GRACE_S, log_level="info",
+            create_app(engine, streams=streams, options=options), host=host, port=port,
+            lifespan="off", timeout_graceful_shutdown=GRACE_S, log_level="info",
+            ssl_certfile=exposure.tls_cert, ssl_keyfile=exposure.tls_key,
         )
         stopper = _Stopper(_own_signals_server(config), streams)
         stopper.install()
         role = "runs execute here" if embedded else "workers execute runs"
-        store = redact_url_password(settings.store)
-        note(f"podium serve on http://{host}:{port} ({role}); store {store}")
+        scheme = "https" if exposure.tls_cert else "http"
+        shown = f"[{host}]" if ":" in host else host
+        note(f"podium serve on {scheme}://{shown}:{port} ({role});"
+             f" store {redact_url_password(settings.store)}")
         # The scheduler stops with the HTTP side, before the drain: nothing new starts then.
         scheduling: contextlib.AbstractAsyncContextManager[object] = (
             Scheduler(engine) if schedules else contextlib.nullcontext()

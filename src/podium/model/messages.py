@@ -159,7 +159,8 @@ def _kind_message(error: ErrorDetails) -> str:
 
 
 def _unknown_key_message(loc: Sequence[int | str], parts: Sequence[int | str]) -> str:
-    key = str(parts[-1])
+    # A key that looks like one of pydantic's internals leaves no user part: name it anyway.
+    key = str(parts[-1] if parts else loc[-1] if loc else "")
     known = _known_keys(loc, parts)
     close = difflib.get_close_matches(key, sorted(known), n=1)
     return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
@@ -170,6 +171,8 @@ def _known_keys(loc: Sequence[int | str], parts: Sequence[int | str]) -> set[str
     tags = (str(after) for part, after in pairwise(loc) if part in _TAGGED and after in _ACTIONS)
     kind = next(tags, None)
     parent = parts[-2] if len(parts) >= 2 else None
+    if not parts:
+        return set()
     if len(parts) == 1:
         return _keys(Workflow)
     if parts[0] == "inputs" and len(parts) == 3:
