@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 MIN_SECRET_CHARS = 4  # shorter values would mask ordinary text everywhere
@@ -30,13 +30,12 @@ class Redactor:
         if not isinstance(value, str) or len(value) < MIN_SECRET_CHARS or value in self._values:
             return
         self._values.add(value)
-        forms = sorted(self._values, key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(v) for v in forms))
-        # In encoded JSON a value may appear raw or escaped (quotes, backslashes, non-ASCII).
-        encoded = {f.encode() for f in forms}
-        encoded |= {_json_escaped(f, ascii_only) for f in forms for ascii_only in (True, False)}
-        ordered = sorted(encoded, key=len, reverse=True)
-        self._bytes_pattern = re.compile(b"|".join(re.escape(v) for v in ordered))
+        # A value may appear raw, JSON-escaped (a JSON body quoted inside text: quotes,
+        # backslashes, non-ASCII) or percent-encoded (a URL path or query).
+        forms = sorted({f for v in self._values for f in _forms(v)}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(f) for f in forms))
+        encoded = sorted({f.encode() for f in forms}, key=len, reverse=True)
+        self._bytes_pattern = re.compile(b"|".join(re.escape(f) for f in encoded))
 
     def __bool__(self) -> bool:
         return self._pattern is not None
@@ -76,10 +75,15 @@ class Redactor:
         return self._bytes_pattern.sub(MASK.encode(), data)
 
 
-def _json_escaped(value: str, ascii_only: bool) -> bytes:
+def _forms(value: str) -> set[str]:
     # JSON escapes `"`, `\\` and control characters; json.dumps also non-ASCII by default
     # (orjson does not).
-    return json.dumps(value, ensure_ascii=ascii_only)[1:-1].encode()
+    # A JSON body echoed inside a JSON reply is escaped twice.
+    escaped = json.dumps(value)[1:-1]
+    return {
+        value, escaped, json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(escaped)[1:-1],
+        quote(value, safe=""), quote(value), quote_plus(value),
+    }
 
 
 def safe_url(url: str) -> str:
