@@ -5,6 +5,7 @@ named by `podium audit verify` (an edit, a deletion, an insertion, a reordering,
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
@@ -224,3 +225,16 @@ def test_postgres_events_from_before_the_chain_are_linked_on_upgrade(postgres_ur
     asyncio.run(_record(postgres_url, count=2))
     verdict = asyncio.run(check(postgres_url))
     assert verdict.ok and verdict.checked == 5
+
+
+def test_local_operator_commands_are_audited_as_the_cli_user(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    runner = CliRunner()
+    assert runner.invoke(app, ["pause", "agent", "writer", "--store", url]).exit_code == 0
+    assert runner.invoke(app, ["circuits", "open", "llm:gpt", "--store", url]).exit_code == 0
+    listed = runner.invoke(app, ["audit", "list", "--json", "--actor", "cli:", "--store", url])
+    entries = json.loads(listed.stdout)["entries"]
+    assert [e["event_type"] for e in entries] == [
+        "audit.pause.set", "audit.circuit.open", "system.circuit.opened"]
+    assert all(e["actor"].startswith("cli:") and "@" in e["actor"] for e in entries)
+    assert runner.invoke(app, ["audit", "verify", "--store", url]).exit_code == 0

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import typer
 from rich.table import Table
 
+from podium.bus.events import audit_event
 from podium.cli.client import Client, RemoteError, client_for
 from podium.cli.common import (
     JsonOption,
@@ -19,6 +20,7 @@ from podium.cli.common import (
     StoreOption,
     UsageProblem,
     guarded,
+    local_actor,
     note,
     opened_store,
     out,
@@ -154,4 +156,6 @@ def _remote_force(client: Client, key: str, *, open_: bool) -> dict[str, Any]:
 async def _write(settings: Settings, key: str, *, open_: bool) -> CircuitResult:
     """Forces the circuit, and logs the transition as a system event (no run)."""
     async with opened_store(settings) as store:
-        return await force_circuit(store, key, open_=open_, source="podium.cli")
+        verb = "circuit.open" if open_ else "circuit.close"
+        audit = audit_event(local_actor(), verb, key)
+        return await force_circuit(store, key, open_=open_, source="podium.cli", audit=audit)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from podium.bus.events import audit_event
 from podium.cli.client import client_for
 from podium.cli.common import (
     EXIT_FAILED,
@@ -17,6 +18,7 @@ from podium.cli.common import (
     ServerOption,
     StoreOption,
     guarded,
+    local_actor,
     note,
     open_engine,
     opened_store,
@@ -124,7 +126,7 @@ async def _replay(settings: Settings, run_id: str, json_output: bool) -> int:
         open_engine(settings) as engine,
         Follower(engine.bus, pick_display(json_output)) as follower,
     ):
-        await engine.replay(run_id)
+        await engine.replay(run_id, local_actor())
         result = await follow_runs(engine, follower, [run_id])
     if result is None:
         return EXIT_FAILED
@@ -160,4 +162,4 @@ def purge_command(
 
 async def _purge(settings: Settings) -> int:
     async with opened_store(settings) as store:
-        return await store.purge_dlq()
+        return await store.purge_dlq(audit_event(local_actor(), "dlq.purge", "dlq"))

@@ -10,11 +10,13 @@ from urllib.parse import quote
 
 import typer
 
+from podium.bus.events import audit_event
 from podium.cli.client import client_for
 from podium.cli.common import (
     ServerOption,
     StoreOption,
     guarded,
+    local_actor,
     note,
     opened_store,
     run_async,
@@ -58,4 +60,6 @@ def _set(store: str | None, server: str | None, scope: str, name: str, *, paused
 
 async def _store_set(settings: Settings, scope: str, name: str, *, paused: bool) -> bool:
     async with opened_store(settings) as store:
-        return await store.set_paused(scope, name, paused)
+        action = "pause.set" if paused else "pause.clear"
+        audit = audit_event(local_actor(), action, f"{scope}:{name}")
+        return await store.set_paused(scope, name, paused, audit=audit)

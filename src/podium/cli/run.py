@@ -28,6 +28,7 @@ from podium.cli.common import (
     StoreOption,
     UsageProblem,
     guarded,
+    local_actor,
     note,
     open_engine,
     out,
@@ -165,7 +166,7 @@ async def _wait_or_cancel(engine: Engine, run_id: str) -> None:
         if not _interrupted():
             raise
         note("interrupted: cancelling the run (compensations run first; Ctrl-C again to quit now)")
-        await engine.cancel(run_id)
+        await engine.cancel(run_id, local_actor())
         await engine.wait_done(run_id)
 
 

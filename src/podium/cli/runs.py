@@ -23,6 +23,7 @@ from podium.cli.common import (
     StoreOption,
     UsageProblem,
     guarded,
+    local_actor,
     note,
     open_engine,
     opened_store,
@@ -244,7 +245,7 @@ async def _cancel(settings: Settings, run_id: str) -> None:
     async with open_engine(settings) as engine:
         # A run no live process holds is taken over first, so its compensations run here.
         await engine.recover([run_id])
-        if await engine.cancel(run_id):
+        if await engine.cancel(run_id, local_actor()):
             await engine.wait_done(run_id)
             row = await require_run(engine.store, run_id)
             out.print(f"run {run_id}: {row.status}", markup=False)
@@ -285,4 +286,4 @@ def signal_command(
 
 async def _signal(settings: Settings, run_id: str, name: str, payload: object) -> None:
     async with open_engine(settings) as engine:
-        await engine.signal(run_id, name, payload)
+        await engine.signal(run_id, name, payload, local_actor())

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import typer
 
-from podium.bus.events import new_id
+from podium.bus.events import audit_event, new_id
 from podium.cli.client import client_for, remote_inputs
 from podium.cli.common import (
     BusOption,
@@ -28,6 +28,7 @@ from podium.cli.common import (
     UsageProblem,
     drain_engine,
     guarded,
+    local_actor,
     note,
     open_engine,
     opened_store,
@@ -149,7 +150,9 @@ async def _add(settings: Settings, schedule: Schedule, *, derived: bool) -> Sche
     async with opened_store(settings) as store:
         for name in candidate_names(schedule.name, derived=derived):
             named = replace(schedule, name=name)
-            if await store.add_schedule(named):
+            audit = audit_event(local_actor(), "schedule.add", name, workflow=named.workflow,
+                                spec=named.spec)
+            if await store.add_schedule(named, audit=audit):
                 return named
     hint = "give a --name" if derived else "pick another --name or `podium schedule remove` it"
     raise UsageProblem(f"--name: a schedule named {schedule.name!r} exists already; {hint}")
@@ -209,7 +212,8 @@ def remove_command(key: KeyArgument, json_output: JsonOption = False,
 
 async def _remove(settings: Settings, key: str) -> Schedule:
     async with opened_store(settings) as store:
-        removed = await store.remove_schedule(key)
+        audit = audit_event(local_actor(), "schedule.remove", key)
+        removed = await store.remove_schedule(key, audit)
     if removed is None:
         raise PodiumError(f"no schedule with id or name {key!r}; `podium schedule list` lists them")
     return removed
