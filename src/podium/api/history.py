@@ -5,7 +5,6 @@ The same documents as `podium events [RUN] --json`; `/v1/events` streams live on
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -13,9 +12,8 @@ from fastapi import APIRouter, HTTPException, Query
 from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
 from podium.api.errors import ERROR_RESPONSES
-from podium.bus.events import Event
 from podium.errors import RunNotFound
-from podium.store.base import Store
+from podium.store.base import Store, tail_events
 from podium.store.documents import event_json
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=ERROR_RESPONSES)
@@ -72,17 +70,7 @@ async def _events(
     if last is None:
         page = await store.list_events(run_id, after_seq, limit)
     else:
-        page = await _tail(store, run_id, last)
+        page = await tail_events(store, run_id, last)
     return [event_json(seq, event) for seq, event in page]
 
 
-async def _tail(store: Store, run_id: str | None, last: int) -> list[tuple[int, Event]]:
-    """The last `last` events, oldest first: the store pages forwards only."""
-    kept: deque[tuple[int, Event]] = deque(maxlen=last)
-    after = 0
-    while True:
-        page = await store.list_events(run_id, after_seq=after, limit=PAGE)
-        kept.extend(page)
-        if len(page) < PAGE:
-            return list(kept)
-        after = page[-1][0]

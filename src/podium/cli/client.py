@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 
 from podium import __version__
-from podium.cli.common import UsageProblem, parse_json_arg
+from podium.cli.common import UsageProblem, file_and_json_inputs
 from podium.errors import PodiumError, WorkflowInvalid
-from podium.model.inputs import load_inputs_file, parse_cli_inputs, resolve_inputs
+from podium.model.inputs import parse_cli_inputs, resolve_inputs
 from podium.model.workflow import Workflow
 from podium.redact import redact_url_password as safe_url
 from podium.store.records import RUN_FINAL
@@ -149,17 +149,7 @@ def remote_inputs(
 ) -> dict[str, Any]:
     """Inputs for a registered workflow: `-i` values parsed by the types its definition
     declares (fetched from the server), as a local run parses them."""
-    given: dict[str, Any] = {}
-    if inputs_file is not None:
-        given.update(load_inputs_file(inputs_file))
-    if inputs_json is not None:
-        data = parse_json_arg(inputs_json, "--inputs-json")
-        if not isinstance(data, dict):
-            raise UsageProblem(
-                f"--inputs-json must be a JSON object of input names to values"
-                f" (got a {type(data).__name__})"
-            )
-        given.update(data)
+    given = file_and_json_inputs(inputs_json, inputs_file)
     definition = _definition(client, workflow)
     if definition is None:  # the server keeps no definition we can read: JSON, else text
         given.update(_untyped(pairs))

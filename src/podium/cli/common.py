@@ -28,6 +28,7 @@ from podium.bus.events import Actor
 from podium.control.config import load_control
 from podium.control.secrets import load_secrets
 from podium.errors import PodiumError, RunNotFound, WorkflowInvalid
+from podium.model.inputs import load_inputs_file
 from podium.model.workflow import Workflow
 from podium.plan import Plan, build_plan
 from podium.redact import Redactor, structlog_processor
@@ -235,6 +236,22 @@ def parse_json_arg(text: str, what: str) -> Any:
             f"{what} is not valid JSON: {exc.msg} at column {exc.colno} (got {text!r});"
             " quote it for the shell, e.g. '{\"approved\": true}'"
         ) from None
+
+
+def file_and_json_inputs(inputs_json: str | None, inputs_file: Path | None) -> dict[str, Any]:
+    """Inputs from --inputs-file, then --inputs-json over them (the -i pairs come last)."""
+    given: dict[str, Any] = {}
+    if inputs_file is not None:
+        given.update(load_inputs_file(inputs_file))
+    if inputs_json is not None:
+        data = parse_json_arg(inputs_json, "--inputs-json")
+        if not isinstance(data, dict):
+            raise UsageProblem(
+                f"--inputs-json must be a JSON object of input names to values"
+                f" (got a {type(data).__name__})"
+            )
+        given.update(data)
+    return given
 
 
 def set_verbose(verbose: bool) -> None:

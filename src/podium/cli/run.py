@@ -27,12 +27,12 @@ from podium.cli.common import (
     ServerOption,
     StoreOption,
     UsageProblem,
+    file_and_json_inputs,
     guarded,
     local_actor,
     note,
     open_engine,
     out,
-    parse_json_arg,
     print_json,
     require_run,
     run_async,
@@ -43,7 +43,7 @@ from podium.cli.progress import Follower, pick_display
 from podium.cli.render import summaries_table, summary_panel
 from podium.cli.view import RunView
 from podium.engine.summary import RunSummary
-from podium.model.inputs import load_inputs_file, parse_cli_inputs, resolve_inputs
+from podium.model.inputs import parse_cli_inputs, resolve_inputs
 from podium.model.loader import load_workflow as _load_workflow
 from podium.model.workflow import Workflow
 from podium.plan import Plan, build_plan
@@ -125,17 +125,7 @@ def gather_inputs(
     workflow: Workflow, pairs: list[str], inputs_json: str | None, inputs_file: Path | None
 ) -> dict[str, Any]:
     """File, then --inputs-json, then -i pairs (the most specific wins), checked at once."""
-    given: dict[str, Any] = {}
-    if inputs_file is not None:
-        given.update(load_inputs_file(inputs_file))
-    if inputs_json is not None:
-        data = parse_json_arg(inputs_json, "--inputs-json")
-        if not isinstance(data, dict):
-            raise UsageProblem(
-                f"--inputs-json must be a JSON object of input names to values"
-                f" (got a {type(data).__name__})"
-            )
-        given.update(data)
+    given = file_and_json_inputs(inputs_json, inputs_file)
     given.update(parse_cli_inputs(workflow, pairs))
     return resolve_inputs(workflow, given)
 

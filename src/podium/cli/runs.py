@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 from rich.console import Group
 
-from podium.bus.events import Event
 from podium.cli.client import Client, client_for
 from podium.cli.common import (
     BusOption,
@@ -39,13 +37,12 @@ from podium.cli.render import events_table, runs_table, status_view
 from podium.engine.summary import RunSummary, build_summary
 from podium.plan import Plan
 from podium.settings import Settings
-from podium.store.base import Store
+from podium.store.base import tail_events
 from podium.store.documents import event_json, run_json
 from podium.store.records import RUN_FINAL, RUN_STATUSES
 
 RunArgument = Annotated[str, typer.Argument(help="Run id")]
 CANCEL_WAIT_S = 10.0  # how long `cancel` watches a run another process is stopping
-EVENT_PAGE = 1000
 ALL_EVENTS = 10_000  # the most `GET /v1/runs/{id}/events?last=` hands out at once
 REMOTE_POLL_S = 0.2  # how often `cancel` through the API looks at the stopping run
 
@@ -163,20 +160,6 @@ async def _status(
         summary = build_summary(row, plan.order, await store.get_steps(run_id))
         events = await tail_events(store, run_id, None) if with_events else []
     return summary, plan, [event_json(seq, e) for seq, e in events]
-
-
-async def tail_events(
-    store: Store, run_id: str | None, limit: int | None
-) -> list[tuple[int, Event]]:
-    """The last `limit` events (all with None), oldest first: the store pages forwards."""
-    kept: deque[tuple[int, Event]] = deque(maxlen=limit)
-    after = 0
-    while True:
-        page = await store.list_events(run_id, after_seq=after, limit=EVENT_PAGE)
-        kept.extend(page)
-        if len(page) < EVENT_PAGE:
-            return list(kept)
-        after = page[-1][0]
 
 
 # -- events -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ SQLite (embedded) implements it; a PostgreSQL store drops in behind the same met
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -27,6 +28,23 @@ from podium.store.records import (
 )
 from podium.store.schedules import Schedule
 from podium.store.spend import BudgetHold, ScopeUsage, SpendGroup, WindowScope
+
+EVENT_PAGE = 1000
+
+
+async def tail_events(
+    store: Store, run_id: str | None, last: int | None
+) -> list[tuple[int, Event]]:
+    """The last `last` events (all with None) of a run or of the log, oldest first: the store
+    pages forwards only."""
+    kept: deque[tuple[int, Event]] = deque(maxlen=last)
+    after = 0
+    while True:
+        page = await store.list_events(run_id, after_seq=after, limit=EVENT_PAGE)
+        kept.extend(page)
+        if len(page) < EVENT_PAGE:
+            return list(kept)
+        after = page[-1][0]
 
 
 class Store(Protocol):
