@@ -15,8 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from podium.api import create_app
-from podium.api.app import ApiOptions
+from podium.api.app import ApiOptions, create_app
 from podium.api.keys import new_key
 from podium.bus import open_bus
 from podium.bus.events import SYSTEM_ACTOR, audit_event

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from apilib import BASE_URL, MakeKey, add_key, bearer
 
-from podium.api import create_app
+from podium.api.app import create_app
 from podium.engine.engine import Engine
 from podium.store.base import Store
 

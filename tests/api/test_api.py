@@ -14,7 +14,7 @@ import httpx
 import pytest
 from apilib import BASE_URL, bearer, register
 
-from podium.api import create_app
+from podium.api.app import create_app
 from podium.api.streams import EventStreams, stream_events
 from podium.bus.base import Bus
 from podium.bus.events import Event

@@ -12,8 +12,7 @@ import httpx
 import pytest
 from apilib import BASE_URL, MakeKey, bearer, register
 
-from podium.api import create_app
-from podium.api.app import ApiOptions
+from podium.api.app import ApiOptions, create_app
 from podium.api.guard import FailureWindow
 from podium.api.keys import hash_secret, new_key, parse_token, verify
 from podium.engine.engine import Engine

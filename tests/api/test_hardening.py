@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 from apilib import BASE_URL, bearer, register
 
-from podium.api import create_app
-from podium.api.app import ApiOptions
+from podium.api.app import ApiOptions, create_app
 from podium.api.middleware import host_name, json_problem
 from podium.engine.engine import Engine
 from podium.store.base import Store

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from podium.api import create_app
+from podium.api.app import create_app
 from podium.api.keys import new_key
 from podium.bus.events import SYSTEM_ACTOR, audit_event
 from podium.engine.engine import Engine

@@ -18,7 +18,7 @@ from apilib import BASE_URL, add_key, bearer
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from podium.api import create_app
+from podium.api.app import create_app
 from podium.api.auth import PUBLIC_PATHS, ROLE_PERMISSIONS, declared_checks
 from podium.api.keys import new_key, parse_token
 from podium.bus.events import SYSTEM_ACTOR, audit_event

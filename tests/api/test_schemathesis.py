@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from podium.api import create_app
+from podium.api.app import create_app
 from podium.engine.engine import Engine
 
 EXAMPLES_PER_OPERATION = 20

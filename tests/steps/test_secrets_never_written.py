@@ -21,8 +21,7 @@ import psycopg
 import pytest
 from fake_providers import OPENAI_KEY, running
 
-from podium.api import create_app
-from podium.api.app import ApiOptions
+from podium.api.app import ApiOptions, create_app
 from podium.bus import open_bus
 from podium.engine.engine import Engine
 from podium.settings import Settings

@@ -1,10 +1,4 @@
-"""The HTTP API (DESIGN §1 `api`): FastAPI routes over one running engine.
+"""The HTTP API: FastAPI routes over one running engine (`podium.api.app.create_app`).
 
-`create_app(engine)` builds the app; `podium serve` runs it with uvicorn on the engine's loop.
+Nothing is imported here, so the CLI can use the key and role modules without FastAPI.
 """
-
-from __future__ import annotations
-
-from podium.api.app import create_app
-
-__all__ = ["create_app"]

@@ -16,9 +16,9 @@ from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
 from podium.api.errors import ERROR_RESPONSES, KeyNotFound
 from podium.api.keys import new_key
-from podium.bus.events import audit_event, utc_iso
+from podium.bus.events import audit_event
 from podium.model.units import parse_duration
-from podium.store.records import ApiKeyRecord
+from podium.store.documents import key_json
 
 router = APIRouter(prefix="/v1", tags=["access"], responses=ERROR_RESPONSES)
 KeysAdmin = Annotated[Principal, permit(Permission.KEYS_ADMIN)]
@@ -41,21 +41,9 @@ class CreateKey(BaseModel):
         return value
 
 
-def key_row(key: ApiKeyRecord) -> dict[str, Any]:
-    """A key as listings show it: never the key, never its hash."""
-    def when(ts: float | None) -> str | None:
-        return None if ts is None else utc_iso(ts)
-
-    return {
-        "key_id": key.key_id, "name": key.name, "role": key.role, "scope": key.scope,
-        "created_at": when(key.created_at), "expires_at": when(key.expires_at),
-        "revoked_at": when(key.revoked_at), "created_by": key.created_by,
-    }
-
-
 @router.get("/keys")
 async def list_keys(engine: EngineDep, principal: KeysAdmin) -> dict[str, list[dict[str, Any]]]:
-    return {"keys": [key_row(k) for k in await engine.store.list_keys()]}
+    return {"keys": [key_json(k) for k in await engine.store.list_keys()]}
 
 
 @router.post("/keys", status_code=201)
@@ -68,7 +56,7 @@ async def create_key(body: CreateKey, engine: EngineDep, principal: KeysAdmin) -
     audit = audit_event(principal.actor, "key.create", record.key_id, name=record.name,
                         role=record.role, scope=record.scope)
     await engine.store.add_key(record, audit)
-    return {**key_row(record), "key": token}
+    return {**key_json(record), "key": token}
 
 
 @router.delete("/keys/{key_id}")

@@ -13,7 +13,7 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from podium.api.auth import ROLE_PERMISSIONS
+from podium.api.roles import ROLE_PERMISSIONS
 from podium.store.records import ApiKeyRecord
 
 PREFIX = "pdm"

@@ -10,9 +10,8 @@ from typing import Annotated
 
 import typer
 
-from podium.api.access import key_row
-from podium.api.auth import ROLES
 from podium.api.keys import new_key
+from podium.api.roles import ROLES
 from podium.bus.events import Event, audit_event
 from podium.cli.common import (
     JsonOption,
@@ -31,6 +30,7 @@ from podium.cli.render import new_table
 from podium.errors import PodiumError
 from podium.model.units import parse_duration
 from podium.settings import Settings
+from podium.store.documents import key_json
 from podium.store.records import ApiKeyRecord
 
 keys_app = typer.Typer(
@@ -64,7 +64,7 @@ def create_command(
     audit = audit_event(actor, "key.create", record.key_id, name=name, role=role, scope=scope)
     run_async(_add(settings_for(store, None), record, audit))
     if json_output:
-        row = key_row(record)
+        row = key_json(record)
         print_json({k: row[k] for k in ("key_id", "name", "role", "scope", "expires_at")}
                    | {"key": token})
         return
@@ -93,7 +93,7 @@ async def _add(settings: Settings, record: ApiKeyRecord, audit: Event) -> None:
 @guarded
 def list_command(json_output: JsonOption = False, store: StoreOption = None) -> None:
     """The keys: id, name, role, scope, expiry; never a key or its hash."""
-    rows = [key_row(k) for k in run_async(_list(settings_for(store, None)))]
+    rows = [key_json(k) for k in run_async(_list(settings_for(store, None)))]
     if json_output:
         print_json({"keys": rows})
         return

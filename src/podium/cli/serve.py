@@ -152,8 +152,7 @@ async def _serve(
     # Imported here: other commands should not pay for loading FastAPI and uvicorn.
     import uvicorn
 
-    from podium.api import create_app
-    from podium.api.app import ApiOptions
+    from podium.api.app import ApiOptions, create_app
     from podium.api.streams import EventStreams
     from podium.engine.scheduler import Scheduler
 

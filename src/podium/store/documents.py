@@ -11,7 +11,7 @@ from typing import Any
 from podium.bus.events import Event, utc_iso
 from podium.model.workflow import PRIORITY_RANK
 from podium.store.circuits import half_open_at
-from podium.store.records import CircuitRecord, DlqEntry, QueueStat, RunState
+from podium.store.records import ApiKeyRecord, CircuitRecord, DlqEntry, QueueStat, RunState
 from podium.store.schedules import Schedule
 from podium.store.spend import ScopeUsage, SpendGroup, scope_title
 
@@ -164,4 +164,16 @@ def schedule_json(s: Schedule) -> dict[str, Any]:
         "timezone": s.timezone, "inputs": s.inputs, "status": schedule_status(s),
         "next_at": iso(s.next_at), "last_fired_at": iso(s.last_fired_at),
         "last_run_id": s.last_run_id, "created_at": utc_iso(s.created_at),
+    }
+
+
+def key_json(key: ApiKeyRecord) -> dict[str, Any]:
+    """A key as listings show it: never the key, never its hash."""
+    def when(ts: float | None) -> str | None:
+        return None if ts is None else utc_iso(ts)
+
+    return {
+        "key_id": key.key_id, "name": key.name, "role": key.role, "scope": key.scope,
+        "created_at": when(key.created_at), "expires_at": when(key.expires_at),
+        "revoked_at": when(key.revoked_at), "created_by": key.created_by,
     }
