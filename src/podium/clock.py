@@ -9,6 +9,7 @@ on how busy the machine is. This module imports nothing of podium.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -49,6 +50,25 @@ class SystemClock:
 
 
 SYSTEM_CLOCK: Clock = SystemClock()
+
+
+async def sleep_unless(clock: Clock, event: asyncio.Event, seconds: float) -> bool:
+    """Sleeps `seconds` on `clock`, or less if `event` is set first; returns whether it was
+    (a stoppable wait for background loops)."""
+    if event.is_set():
+        return True
+    if isinstance(clock, SystemClock):  # the real clock: exactly `wait_for`, as before
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        return event.is_set()
+    waiter = asyncio.ensure_future(event.wait())
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        sleeper.cancel()
+    return event.is_set()
 
 
 class FakeClock:
@@ -135,4 +155,4 @@ class FakeClock:
         return f"FakeClock(now={self.now()}, monotonic={self.monotonic()})"
 
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock", "sleep_unless"]
