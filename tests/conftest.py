@@ -1,6 +1,8 @@
 """Shared fixtures: a store per test (SQLite and PostgreSQL), a bus, a running engine.
 
 Each test gets its own SQLite file or PostgreSQL schema: isolation by name, not by flushing.
+`clock` is a FakeClock and `clocked_store` a store keeping time by it: a test that is about
+time (TTLs, refills, cool-downs, windows) advances the clock instead of sleeping.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 from psycopg import sql
 
 from podium.bus import Bus, open_bus
+from podium.clock import FakeClock
 from podium.engine.engine import Engine
 from podium.settings import Settings
 from podium.store import Store, open_store
@@ -57,6 +60,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[Store]:
     async with open_store(store_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def clocked_store(store_url: str, clock: FakeClock) -> AsyncIterator[Store]:
+    """The test's store, keeping time by `clock` (an Engine on it does too)."""
+    async with open_store(store_url, clock=clock) as opened:
         yield opened
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from podium.clock import FakeClock
 from podium.control.circuits import CircuitGuard, resolve_policy
 from podium.control.config import AgentControl, Circuits, ControlConfig
 from podium.control.guard import Call, pass_guard
@@ -65,10 +66,16 @@ async def test_a_failure_while_half_open_reopens(store: Store) -> None:
     assert (result.circuit.state, result.circuit.trials) == ("open", 0)
 
 
-async def test_trial_slots_held_past_their_lease_are_presumed_lost(store: Store) -> None:
+async def test_trial_slots_held_past_their_lease_are_presumed_lost(
+    clocked_store: Store, clock: FakeClock
+) -> None:
+    store = clocked_store
     await store.circuit_failure(KEY, failures=1, cooldown_s=0)
-    await store.take_circuit_trial(KEY, cooldown_s=0, half_open_max=1, lease_s=0.05)
-    await asyncio.sleep(0.1)  # the slot's holder "died"
+    await store.take_circuit_trial(KEY, cooldown_s=0, half_open_max=1, lease_s=0.5)
+    clock.advance(0.5)  # the slot's holder "died": at its lease's end, still held
+    held = await store.take_circuit_trial(KEY, cooldown_s=0, half_open_max=1, lease_s=60)
+    assert not held.allowed
+    clock.advance(0.25)
     result = await store.take_circuit_trial(KEY, cooldown_s=0, half_open_max=1, lease_s=60)
     assert result.allowed and result.circuit is not None and result.circuit.trials == 1
 

@@ -1,14 +1,21 @@
-"""The store side of capacity pools and token buckets, on SQLite and PostgreSQL."""
+"""The store side of capacity pools and token buckets, on SQLite and PostgreSQL.
+
+The store keeps time by a FakeClock: expiry and refill are driven by advancing it, exactly."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
+from podium.clock import FakeClock
 from podium.store import Store, open_store
 from podium.store.pools import ShareRequest
+
+
+@pytest.fixture
+def store(clocked_store: Store) -> Store:
+    return clocked_store
 
 
 def ask(pool: str, amount: float, capacity: float = 5, in_use: float = 0) -> ShareRequest:
@@ -41,18 +48,24 @@ async def test_concurrent_holders_on_two_connections_never_overbook(store_url: s
     assert sum(g[0].granted for g in grants) == 10
 
 
-async def test_an_unrenewed_share_expires_and_frees_its_capacity(store: Store) -> None:
-    await store.set_shares("dead", [ask("p", 5)], 0.2)
+async def test_an_unrenewed_share_expires_and_frees_its_capacity(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.set_shares("dead", [ask("p", 5)], 0.25)
     [before] = await store.set_shares("alive", [ask("p", 5)], 30)
-    await asyncio.sleep(0.3)
+    clock.advance(0.25)  # not past its expiry yet: still held
+    [still] = await store.set_shares("alive", [ask("p", 5)], 30)
+    clock.advance(0.125)
     [after] = await store.set_shares("alive", [ask("p", 5)], 30)
-    assert (before.granted, after.granted) == (0, 5)
+    assert (before.granted, still.granted, after.granted) == (0, 0, 5)
 
 
-async def test_renew_keeps_and_drop_hands_back_every_share(store: Store) -> None:
-    await store.set_shares("A", [ask("p", 2), ask("q", 1)], 0.2)
+async def test_renew_keeps_and_drop_hands_back_every_share(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.set_shares("A", [ask("p", 2), ask("q", 1)], 0.25)
     await store.renew_shares("A", 30)
-    await asyncio.sleep(0.3)
+    clock.advance(29.5)
     assert {s.pool for s in await store.list_shares()} == {"p", "q"}
     await store.drop_shares("A")
     assert await store.list_shares() == []
@@ -61,21 +74,24 @@ async def test_renew_keeps_and_drop_hands_back_every_share(store: Store) -> None
 
 
 async def test_a_bucket_starts_full_refills_with_time_and_caps_at_its_burst(
-    store: Store,
+    store: Store, clock: FakeClock
 ) -> None:
     assert await store.take_tokens("k", 10, 5, 4) == 4
-    assert await store.take_tokens("k", 10, 5, 4) == pytest.approx(1, abs=0.1)
-    await asyncio.sleep(0.2)  # 2 tokens come back
-    assert await store.take_tokens("k", 10, 5, 4) == pytest.approx(2, abs=0.3)
-    await asyncio.sleep(1.0)
+    assert await store.take_tokens("k", 10, 5, 4) == 1  # no time passed: nothing refilled
+    assert await store.take_tokens("k", 10, 5, 4) == 0
+    clock.advance(0.25)  # 2.5 tokens come back
+    assert await store.take_tokens("k", 10, 5, 4) == 2.5
+    clock.advance(1.0)
     assert await store.take_tokens("k", 10, 5, 100) == 5  # never more than the burst
 
 
-async def test_debt_goes_negative_and_giving_back_is_capped(store: Store) -> None:
+async def test_debt_goes_negative_and_giving_back_is_capped(
+    store: Store, clock: FakeClock
+) -> None:
     assert await store.take_tokens("d", 0.001, 100, 150, allow_debt=True) == 150
     [level] = await store.list_buckets()
-    assert level.tokens == pytest.approx(-50, abs=0.1)
+    assert level.tokens == -50
     assert await store.take_tokens("d", 0.001, 100, 10) == 0  # in debt: nothing to take
     assert await store.take_tokens("d", 0.001, 100, -500) == -500
     [level] = await store.list_buckets()
-    assert level.tokens == pytest.approx(100) and level.level_at(time.time()) <= 100
+    assert level.tokens == pytest.approx(100) and level.level_at(clock.now()) <= 100

@@ -1,5 +1,8 @@
 """`tpm`: tokens reserved from an estimate before the call, reconciled with real usage after
-(excess handed back, shortfall taken as debt); which rules apply to a call. Both stores."""
+(excess handed back, shortfall taken as debt); which rules apply to a call. Both stores.
+
+The store and the engine keep time by a FakeClock that is never advanced: no refill, no
+background tick settling a debt while the test reads the level, so levels are exact."""
 
 from __future__ import annotations
 
@@ -17,8 +20,13 @@ from podium.model.workflow import Limits, Workflow
 from podium.settings import Settings
 from podium.store import Store
 
-TPM = Limits(tpm=6)  # 0.1 token a second: refill is negligible within a test
+TPM = Limits(tpm=6)  # 0.1 token a second (the clock stands still: no refill at all)
 BURST = 6000.0  # with burst_s 60,000 below
+
+
+@pytest.fixture
+def store(clocked_store: Store) -> Store:
+    return clocked_store
 
 
 @pytest.fixture
@@ -50,11 +58,11 @@ async def test_tpm_reserves_the_estimate_and_keeps_only_what_was_used(
     estimate = estimate_tokens(call.action)
     assert estimate == len("usage 7 3") // 4 + 1000
     await pass_guard(engine.control.limits, call)
-    assert await _level(store) == pytest.approx(BURST - estimate, abs=1)  # reserved
+    assert await _level(store) == BURST - estimate  # reserved
     call.tokens_in, call.tokens_out = 7, 3
     engine.control.limits.exit(call, "ok")
     await engine.control.buckets.close()  # hands the unused reservation back now
-    assert await _level(store) == pytest.approx(BURST - 10, abs=1)
+    assert await _level(store) == BURST - 10
 
 
 async def test_usage_above_the_estimate_is_taken_as_debt(engine: Engine, store: Store) -> None:
@@ -64,7 +72,7 @@ async def test_usage_above_the_estimate_is_taken_as_debt(engine: Engine, store: 
     await engine.control.buckets.close()
     assert (low.status, high.status) == ("succeeded", "succeeded")
     assert (high.tokens.input, high.tokens.output) == (500, 500)
-    assert await _level(store) == pytest.approx(BURST - 1010, abs=1)
+    assert await _level(store) == BURST - 1010
 
 
 async def test_a_refused_call_gives_its_tokens_back(engine: Engine, store: Store) -> None:
@@ -72,7 +80,7 @@ async def test_a_refused_call_gives_its_tokens_back(engine: Engine, store: Store
     await pass_guard(engine.control.limits, call)
     engine.control.limits.exit(call, "refused")
     await engine.control.buckets.close()
-    assert await _level(store) == pytest.approx(BURST, abs=1)
+    assert await _level(store) == BURST
 
 
 def test_operator_limits_win_over_the_steps_and_providers_add_their_own(store: Store) -> None:

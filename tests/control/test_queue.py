@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from podium.bus import open_bus
 from podium.bus.base import Bus
 from podium.cli.app import app
+from podium.clock import FakeClock
 from podium.control.config import ControlConfig, Queue, QueueTtl
 from podium.engine.engine import Engine
 from podium.model.workflow import Workflow
@@ -66,16 +67,25 @@ async def test_queued_runs_start_by_priority_then_fifo(store: Store, bus: Bus) -
     assert await _start_order(store, submitted) == expected
 
 
-async def test_a_run_waiting_past_its_ttl_expires_into_the_dlq(store: Store, bus: Bus) -> None:
+async def test_a_run_waiting_past_its_ttl_expires_into_the_dlq(
+    clocked_store: Store, clock: FakeClock, bus: Bus
+) -> None:
+    store = clocked_store  # the engine, its queue TTLs and the sim latency run on `clock`
     async with Engine(store, bus, _settings(normal=0.2)) as engine:
         blocker = await engine.submit(_blocker(1.5))
         late = await engine.submit(_quick("normal"))
         kept = await engine.submit(_quick("high"))
-        summary = await asyncio.wait_for(engine.wait(late), 1.2)  # expires while blocked
+        waiting = asyncio.ensure_future(engine.wait(late))
+        await clock.run_for(0.15)
+        assert not waiting.done()  # within its TTL
+        await clock.run_for(0.25)
+        summary = await asyncio.wait_for(waiting, 10)  # expired while blocked
         assert summary.status == "expired"
         assert "queue TTL of 0.2s" in (summary.error or "")
         assert (await store.get_run(blocker)).status == "running"  # type: ignore[union-attr]
-        assert (await engine.wait(kept)).status == "succeeded"  # high: 5 min TTL
+        finished = asyncio.ensure_future(engine.wait(kept))
+        await clock.run_for(1.5)  # the blocker is done: `kept` (high: 5 min TTL) runs
+        assert (await asyncio.wait_for(finished, 10)).status == "succeeded"
     entry = await store.get_dlq(late)
     assert entry is not None and entry.status == "expired"
     types = [e.event_type for _, e in await store.list_events(late)]
@@ -84,8 +94,9 @@ async def test_a_run_waiting_past_its_ttl_expires_into_the_dlq(store: Store, bus
 
 
 async def test_overdue_runs_nobody_holds_expire_on_a_sweep(
-    store: Store, bus: Bus
+    clocked_store: Store, clock: FakeClock, bus: Bus
 ) -> None:
+    store = clocked_store
     # An engine queues two runs and stops (its leases are released, as after a drain):
     # the runs wait in the store, as they do behind a backlog in distributed mode.
     async with Engine(store, bus, _settings()) as first:
@@ -93,7 +104,7 @@ async def test_overdue_runs_nobody_holds_expire_on_a_sweep(
         waiting = await first.submit(_quick("normal"))
         fresh = await first.submit(_quick("high"))
         await first.journal.committed()
-    await asyncio.sleep(0.3)
+    clock.advance(0.25)
     async with Engine(store, bus, _settings(normal=0.2)) as sweeper:
         assert await sweeper.expire_overdue() == [waiting]
         assert await sweeper.expire_overdue() == []
@@ -103,13 +114,15 @@ async def test_overdue_runs_nobody_holds_expire_on_a_sweep(
     assert await store.get_dlq(waiting) is not None
 
 
-async def test_a_replayed_run_waits_a_fresh_ttl(store: Store, bus: Bus) -> None:
-    async with Engine(store, bus, _settings(max_active=4, normal=0.5)) as engine:
+async def test_a_replayed_run_waits_a_fresh_ttl(
+    clocked_store: Store, clock: FakeClock, bus: Bus
+) -> None:
+    async with Engine(clocked_store, bus, _settings(max_active=4, normal=0.5)) as engine:
         wf = make_workflow({"a": {"kind": "sim", "latency": 0, "fail_rate": 1.0,
                                   "retry": {"attempts": 1}}})
         run_id = await engine.submit(wf)
         assert (await engine.wait(run_id)).status == "failed"
-        await asyncio.sleep(0.6)  # older than the TTL by now
+        clock.advance(0.75)  # older than the TTL by now
         await engine.replay(run_id)
         summary = await engine.wait(run_id)
         assert summary.status == "failed"  # it ran again (and failed), it did not expire

@@ -5,7 +5,6 @@ A key is shown once, in the answer that creates it; listings never hold a key or
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
@@ -51,7 +50,7 @@ async def create_key(body: CreateKey, engine: EngineDep, principal: KeysAdmin) -
     """The new key is in `key`, this once: the store keeps only a hash of it."""
     expires_s = None if body.expires is None else parse_duration(body.expires)
     token, record = new_key(
-        body.name, body.role, body.scope, expires_s, time.time(), principal.actor.label
+        body.name, body.role, body.scope, expires_s, engine.clock.now(), principal.actor.label
     )
     audit = audit_event(principal.actor, "key.create", record.key_id, name=record.name,
                         role=record.role, scope=record.scope)
@@ -63,7 +62,7 @@ async def create_key(body: CreateKey, engine: EngineDep, principal: KeysAdmin) -
 async def revoke_key(key_id: str, engine: EngineDep, principal: KeysAdmin) -> dict[str, Any]:
     """Effective on the next request, in every server on this store."""
     audit = audit_event(principal.actor, "key.revoke", key_id)
-    if not await engine.store.revoke_key(key_id, time.time(), audit):
+    if not await engine.store.revoke_key(key_id, engine.clock.now(), audit):
         raise KeyNotFound(key_id)
     return {"key_id": key_id, "revoked": True}
 

@@ -5,7 +5,6 @@ Keys may hold `:` and `/` (`http:api.example.com/v1`), hence the path converter.
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter
@@ -28,7 +27,7 @@ async def list_circuits(
     engine: EngineDep, principal: Annotated[Principal, permit(Permission.SYSTEM_READ)]
 ) -> dict[str, Any]:
     """`{"circuits": [...]}`, as `podium circuits --json`."""
-    now = time.time()
+    now = engine.clock.now()
     return {"circuits": [circuit_json(c, now) for c in await engine.store.list_circuits()]}
 
 
@@ -54,6 +53,6 @@ async def _force(engine: Engine, principal: Principal, key: str, *, open_: bool)
     )
     record = result.circuit
     return {
-        "circuit": circuit_json(record, time.time()) if record is not None else None,
+        "circuit": circuit_json(record, engine.clock.now()) if record is not None else None,
         "changed": result.transition is not None,
     }

@@ -6,7 +6,6 @@ Probe bodies name no URL or error detail: the log has those, a probe is often pu
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Annotated, Any
 
 import structlog
@@ -53,7 +52,7 @@ async def readyz(engine: EngineDep) -> JSONResponse:
 async def workers(
     engine: EngineDep, principal: Annotated[Principal, permit(Permission.SYSTEM_READ)]
 ) -> dict[str, list[dict[str, Any]]]:
-    now = time.time()
+    now = engine.clock.now()
     return {"workers": [_worker(w, now) for w in await engine.store.list_workers()]}
 
 

@@ -5,7 +5,6 @@ Documents match `podium schedule list --json`; adding and removing are audited.
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -56,7 +55,7 @@ async def add_schedule(
     body: AddSchedule, engine: EngineDep, principal: Writer, response: Response
 ) -> dict[str, Any]:
     """Adds it; nothing is stored if the spec, the workflow or the inputs are invalid."""
-    now = time.time()
+    now = engine.clock.now()
     spec = _spec(body, now)
     if body.name is not None and not body.name.strip():
         raise _invalid("name", "a schedule name cannot be empty")

@@ -5,7 +5,6 @@ Each answer is the document of `podium queue|spend|budgets --json`, for every en
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -30,7 +29,7 @@ async def queue(engine: EngineDep, principal: Reader) -> dict[str, Any]:
     """Queued runs per priority, the oldest wait, and each priority's TTL."""
     ttl = engine.settings.control.queue.ttl
     stats = await engine.store.queue_stats()
-    return queue_json(stats, {p: getattr(ttl, p) for p in PRIORITY_RANK}, time.time())
+    return queue_json(stats, {p: getattr(ttl, p) for p in PRIORITY_RANK}, engine.clock.now())
 
 
 @router.get("/spend")
@@ -43,7 +42,7 @@ async def spend(
 ) -> dict[str, Any]:
     """What steps cost, grouped `by`, over the last `since`."""
     try:
-        start = time.time() - parse_duration(since)
+        start = engine.clock.now() - parse_duration(since)
     except ValueError as exc:
         raise RequestValidationError(
             [{"loc": ("query", "since"), "type": "value_error", "msg": str(exc)}]

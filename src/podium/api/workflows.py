@@ -6,7 +6,6 @@ A definition is validated under `[security]`'s trust policy before it is kept.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -53,7 +52,7 @@ async def register_workflow(
         raise forbidden(f"a key scoped to {principal.scope!r} cannot register {workflow.name!r}")
     compiled = Compiled.of(workflow)
     entry = RegisteredWorkflow(
-        workflow.name, str(workflow.version), compiled.digest, time.time(),
+        workflow.name, str(workflow.version), compiled.digest, engine.clock.now(),
         principal.actor.label,
     )
     audit = audit_event(

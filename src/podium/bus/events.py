@@ -32,6 +32,8 @@ def new_id() -> str:
     Ids sort by creation (B-tree inserts stay local) and cost one format call: this runs
     twice per step, so the obvious uuid.UUID-based version showed up at 7% of engine time.
     """
+    # Real time on purpose, not a Clock: ids must stay unique and sortable across processes
+    # whatever clock an engine keeps (tests/test_clock.py allows it).
     ms = time.time_ns() // 1_000_000
     clock = _clock
     if ms != clock["ms"]:
@@ -56,6 +58,8 @@ class Event:
     causation_id: str | None = None
     source: str = "podium.engine"
     priority: str = "normal"
+    # When the event was recorded, on real time: a record, not timekeeping (nothing waits
+    # or expires by it), so it does not follow an engine's Clock.
     timestamp: float = field(default_factory=time.time)
     event_id: str = field(default_factory=new_id)
     version: int = EVENT_VERSION

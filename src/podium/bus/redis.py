@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
@@ -33,6 +32,7 @@ from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from podium.bus.base import Dispatch
 from podium.bus.events import Event
+from podium.clock import SYSTEM_CLOCK, Clock, sleep_unless
 from podium.errors import PodiumError
 
 T = TypeVar("T")
@@ -72,7 +72,9 @@ class RedisBus:
         connect_deadline_s: float = 5.0,  # __aenter__ gives up after this long
         flush_timeout_s: float = 5.0,  # __aexit__ waits this long for queued events
         max_queued: int = 100_000,  # events kept while Redis is down; the oldest go first
+        clock: Clock = SYSTEM_CLOCK,  # retry backoff and reclaim scans
     ) -> None:
+        self.clock = clock
         client_url, prefix, self._where = _parse_url(url)
         try:
             # redis-py's own retries would hide outages from _call's backoff and double XADDs.
@@ -329,7 +331,7 @@ class RedisBus:
     async def _call(
         self, op: Callable[[], Awaitable[T]], what: str, *, deadline_s: float | None = None
     ) -> T:
-        give_up_at = None if deadline_s is None else time.monotonic() + deadline_s
+        give_up_at = None if deadline_s is None else self.clock.monotonic() + deadline_s
         delay_s, regroup = BACKOFF_MIN_S, False
         while True:
             if self._closed.is_set():
@@ -341,7 +343,7 @@ class RedisBus:
             except _FATAL as exc:
                 raise PodiumError(f"Redis at {self._where} refused {what}: {exc}") from exc
             except _TRANSIENT as exc:
-                if give_up_at is not None and time.monotonic() + delay_s > give_up_at:
+                if give_up_at is not None and self.clock.monotonic() + delay_s > give_up_at:
                     raise
                 self._warn_retry(what, exc, delay_s)
             except ResponseError as exc:
@@ -369,8 +371,7 @@ class RedisBus:
             )
 
     async def _pause(self, delay_s: float) -> None:
-        with contextlib.suppress(TimeoutError):  # closing the bus cuts the wait short
-            await asyncio.wait_for(self._closed.wait(), delay_s)
+        await sleep_unless(self.clock, self._closed, delay_s)  # closing cuts the wait short
 
 
 class _Claimer:
@@ -397,7 +398,7 @@ class _Claimer:
         Scanned again only a quarter of idle_ms after a scan that found nothing: an entry
         cannot become abandoned faster than that, and the scan costs four round trips.
         """
-        if time.monotonic() < self._next_reclaim:
+        if self._bus.clock.monotonic() < self._next_reclaim:
             return None
         for priority in PRIORITIES:
             for _ in range(SCAN_CALLS):
@@ -408,7 +409,7 @@ class _Claimer:
                     return await self._pending(priority, claimed[0])
                 if self._cursors[priority] == b"0-0":  # scanned the whole backlog
                     break
-        self._next_reclaim = time.monotonic() + self._idle_ms / 4000
+        self._next_reclaim = self._bus.clock.monotonic() + self._idle_ms / 4000
         return None
 
     async def _autoclaim(self, priority: str) -> list[Entry]:

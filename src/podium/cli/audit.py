@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -26,6 +25,7 @@ from podium.cli.common import (
     settings_for,
 )
 from podium.cli.render import clip, new_table
+from podium.clock import SYSTEM_CLOCK
 from podium.model.units import parse_duration
 from podium.settings import Settings
 from podium.store.audit import Verdict, entry_json, verify
@@ -105,7 +105,7 @@ def list_command(
     start = None
     if since is not None:
         try:
-            start = time.time() - parse_duration(since)
+            start = SYSTEM_CLOCK.now() - parse_duration(since)
         except ValueError as exc:
             raise UsageProblem(f"--since: {exc}") from None
     entries = run_async(_list(settings_for(store, None), actor, run_id, start, limit))

@@ -5,7 +5,6 @@ Reads and forces the circuit breakers in the store (or through the API), for eve
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -28,6 +27,7 @@ from podium.cli.common import (
     run_async,
     settings_for,
 )
+from podium.clock import SYSTEM_CLOCK
 from podium.control.circuits import force_circuit
 from podium.settings import Settings
 from podium.store.documents import circuit_json
@@ -84,7 +84,7 @@ def _list(store: str | None, server: str | None, json_output: bool) -> None:
         with client:
             rows: list[dict[str, Any]] = client.get("/v1/circuits")["circuits"]
     else:
-        now = time.time()
+        now = SYSTEM_CLOCK.now()
         rows = [circuit_json(c, now) for c in run_async(_read(settings_for(store, None)))]
     if json_output:
         print_json({"circuits": rows})
@@ -129,7 +129,7 @@ def _force(
     else:
         result = run_async(_write(settings_for(store, None), key, open_=open_))
         record = result.circuit
-        document = {"circuit": circuit_json(record, time.time()) if record else None,
+        document = {"circuit": circuit_json(record, SYSTEM_CLOCK.now()) if record else None,
                     "changed": result.transition is not None}
     if json_output:
         print_json(document)

@@ -5,7 +5,6 @@ A key is printed once, when it is made; the store keeps only a salted hash of it
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import typer
@@ -27,6 +26,7 @@ from podium.cli.common import (
     settings_for,
 )
 from podium.cli.render import new_table
+from podium.clock import SYSTEM_CLOCK
 from podium.errors import PodiumError
 from podium.model.units import parse_duration
 from podium.settings import Settings
@@ -60,7 +60,7 @@ def create_command(
     if not name.strip():
         raise UsageProblem("--name: give the key a name")
     actor = local_actor()
-    token, record = new_key(name, role, scope, expires_s, time.time(), actor.label)
+    token, record = new_key(name, role, scope, expires_s, SYSTEM_CLOCK.now(), actor.label)
     audit = audit_event(actor, "key.create", record.key_id, name=name, role=role, scope=scope)
     run_async(_add(settings_for(store, None), record, audit))
     if json_output:
@@ -110,7 +110,7 @@ def list_command(json_output: JsonOption = False, store: StoreOption = None) -> 
 def _now_iso() -> str:
     from podium.bus.events import utc_iso
 
-    return utc_iso(time.time())
+    return utc_iso(SYSTEM_CLOCK.now())
 
 
 async def _list(settings: Settings) -> list[ApiKeyRecord]:
@@ -133,4 +133,4 @@ def revoke_command(
 
 async def _revoke(settings: Settings, key_id: str, audit: Event) -> bool:
     async with opened_store(settings) as opened:
-        return await opened.revoke_key(key_id, time.time(), audit)
+        return await opened.revoke_key(key_id, SYSTEM_CLOCK.now(), audit)

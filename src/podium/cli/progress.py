@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import time
 
 from rich.console import Group, RenderableType
 from rich.live import Live
@@ -17,6 +16,7 @@ from podium.bus.base import Bus
 from podium.bus.events import Event
 from podium.cli.common import err
 from podium.cli.view import RunView, run_line, run_table, step_line
+from podium.clock import SYSTEM_CLOCK
 from podium.store.base import Store
 
 MAX_BUFFERED = 10_000  # events of runs not tracked yet; other runs' events must not pile up
@@ -76,14 +76,15 @@ class Follower:
             self._apply(view, event)
 
     def renderable(self) -> RenderableType:
-        now = time.time()
+        now = SYSTEM_CLOCK.now()
         return Group(*(run_table(view, now) for view in list(self._views.values())))
 
     async def settle(self, store: Store) -> None:
         """After the runs ended: lets their last events arrive, else reads the final state."""
-        deadline = time.monotonic() + SETTLE_S
-        while not all(v.finished for v in self._views.values()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        clock = SYSTEM_CLOCK
+        deadline = clock.monotonic() + SETTLE_S
+        while not all(v.finished for v in self._views.values()) and clock.monotonic() < deadline:
+            await clock.sleep(0.01)
         for view in self._views.values():
             if not view.finished:
                 row = await store.get_run(view.run_id)

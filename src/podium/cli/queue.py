@@ -5,7 +5,6 @@ Reads the store, so it shows every engine's and worker's queue (DESIGN §3.7).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.table import Table
@@ -22,6 +21,7 @@ from podium.cli.common import (
     run_async,
     settings_for,
 )
+from podium.clock import SYSTEM_CLOCK
 from podium.model.workflow import PRIORITY_RANK
 from podium.settings import Settings
 from podium.store.documents import queue_json
@@ -60,4 +60,4 @@ async def _read(settings: Settings) -> dict[str, Any]:
     async with opened_store(settings) as store:
         stats = await store.queue_stats()
     ttl = settings.control.queue.ttl
-    return queue_json(stats, {p: getattr(ttl, p) for p in PRIORITY_RANK}, time.time())
+    return queue_json(stats, {p: getattr(ttl, p) for p in PRIORITY_RANK}, SYSTEM_CLOCK.now())

@@ -4,7 +4,6 @@ and rate limits (configured rate and burst, each bucket's level now), as the sto
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.table import Table
@@ -20,6 +19,7 @@ from podium.cli.common import (
     run_async,
     settings_for,
 )
+from podium.clock import SYSTEM_CLOCK
 from podium.control.admission import RESOURCES, pool_name
 from podium.control.config import ControlConfig
 from podium.control.limits import GLOBAL_POOL
@@ -34,7 +34,7 @@ def resources_command(json_output: JsonOption = False, store: StoreOption = None
     """Capacity pools and rate limits every engine shares: who holds what, and how full."""
     settings = settings_for(store, None)
     shares, buckets = run_async(_read(settings))
-    document = resources_json(settings.control, shares, buckets, time.time())
+    document = resources_json(settings.control, shares, buckets, SYSTEM_CLOCK.now())
     if json_output:
         print_json(document)
         return

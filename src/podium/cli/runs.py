@@ -5,7 +5,6 @@ Locally, reads go to the store and changes through an engine; with a server, thr
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
 from typing import Annotated, Any
@@ -34,6 +33,7 @@ from podium.cli.common import (
     stored_plan,
 )
 from podium.cli.render import events_table, runs_table, status_view
+from podium.clock import SYSTEM_CLOCK
 from podium.engine.summary import RunSummary, build_summary
 from podium.plan import Plan
 from podium.settings import Settings
@@ -212,9 +212,9 @@ def cancel_command(
         return
     with client:
         client.post(f"/v1/runs/{run_id}/cancel")
-        deadline = time.monotonic() + CANCEL_WAIT_S
+        deadline = SYSTEM_CLOCK.monotonic() + CANCEL_WAIT_S
         status = client.get(f"/v1/runs/{run_id}")["status"]
-        while status not in RUN_FINAL and time.monotonic() < deadline:
+        while status not in RUN_FINAL and SYSTEM_CLOCK.monotonic() < deadline:
             time.sleep(REMOTE_POLL_S)
             status = client.get(f"/v1/runs/{run_id}")["status"]
     if status in RUN_FINAL:
@@ -234,13 +234,13 @@ async def _cancel(settings: Settings, run_id: str) -> None:
             out.print(f"run {run_id}: {row.status}", markup=False)
             return
         note(f"cancel requested; run {run_id} is held by another process, which will stop it")
-        deadline = time.monotonic() + CANCEL_WAIT_S
-        while time.monotonic() < deadline:
+        deadline = SYSTEM_CLOCK.monotonic() + CANCEL_WAIT_S
+        while SYSTEM_CLOCK.monotonic() < deadline:
             row = await require_run(engine.store, run_id)
             if row.done:
                 out.print(f"run {run_id}: {row.status}", markup=False)
                 return
-            await asyncio.sleep(settings.poll_interval_s)
+            await SYSTEM_CLOCK.sleep(settings.poll_interval_s)
         out.print(f"run {run_id}: still stopping; `podium status {run_id}` shows when it ends",
                   markup=False)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
@@ -39,6 +38,7 @@ from podium.cli.common import (
 )
 from podium.cli.render import new_table
 from podium.cli.run import FileArgument, gather_inputs, load_workflow, registered_name
+from podium.clock import SYSTEM_CLOCK
 from podium.control.schedules import (
     ScheduleSpecInvalid,
     Spec,
@@ -97,7 +97,7 @@ def add_command(
 ) -> None:
     """Schedule a workflow: exactly one of --cron, --at, --every. Nothing is stored if invalid.
     With a server, FILE is the name of a workflow registered there."""
-    now = time.time()
+    now = SYSTEM_CLOCK.now()
     spec = _spec(cron, at, every, tz, now)
     if name is not None and not name.strip():
         raise UsageProblem("--name: a schedule name cannot be empty")

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import ipaddress
 import signal
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from podium.cli.common import (
     run_async,
     settings_for,
 )
+from podium.clock import SYSTEM_CLOCK
 from podium.errors import PodiumError
 from podium.redact import redact_url_password
 from podium.settings import Settings
@@ -129,7 +129,7 @@ async def _check_keys(engine: Engine, exposure: Exposure) -> None:
         where = "on loopback only" if exposure.loopback else f"on {exposure.host}, a NETWORK"
         note(f"WARNING: --insecure-no-auth: every request acts as an admin ({where})")
         return
-    now = time.time()
+    now = SYSTEM_CLOCK.now()
     usable = [
         k for k in await engine.store.list_keys()
         if k.revoked_at is None and (k.expires_at is None or k.expires_at > now)

@@ -5,7 +5,6 @@ Both read the spend ledger in the store, so they show every engine's and worker'
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +24,7 @@ from podium.cli.common import (
     run_async,
     settings_for,
 )
+from podium.clock import SYSTEM_CLOCK
 from podium.control.budgets import money, windows_of
 from podium.model.units import parse_duration
 from podium.settings import Settings
@@ -65,7 +65,7 @@ def spend_command(
             params = {"by": by, "since": since, "workflow": workflow}
             document: dict[str, Any] = client.get("/v1/spend", params)
     else:
-        start = time.time() - since_s
+        start = SYSTEM_CLOCK.now() - since_s
         document = run_async(_report(settings_for(store, None), by, start, workflow))
     if json_output:
         print_json(document)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from typing import Annotated
 
 import typer
@@ -28,6 +27,7 @@ from podium.cli.common import (
     run_async,
     settings_for,
 )
+from podium.clock import SYSTEM_CLOCK
 from podium.redact import redact_url_password
 from podium.settings import Settings
 
@@ -73,7 +73,7 @@ def workers_command(json_output: JsonOption = False, store: StoreOption = None) 
 async def _list_workers(settings: Settings, json_output: bool) -> None:
     async with opened_store(settings) as store:
         workers = await store.list_workers()
-    now = time.time()
+    now = SYSTEM_CLOCK.now()
     rows = [
         {
             "worker_id": w.worker_id, "host": w.host, "pid": w.pid,

@@ -7,7 +7,6 @@ real cost reaches the spend ledger with the step's result, and the hold goes aft
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from podium.clock import Clock
 from podium.control.config import Budgets
 from podium.control.guard import Call, CallOutcome, Emit
 from podium.control.pricing import Pricing, active_pricing
@@ -143,9 +143,13 @@ class BudgetGuard:
     """The first Guard: refuses (`block`) or holds back (`throttle`) a call that would take a
     scope past its limit. Calls with no estimated cost pass after a kind check."""
 
-    def __init__(self, config: Budgets, store: Store, owner: str, emit: Emit) -> None:
+    def __init__(
+        self, config: Budgets, store: Store, owner: str, emit: Emit, *,
+        clock: Clock | None = None,
+    ) -> None:
         self._config = config
         self._store = store
+        self.clock = store.clock if clock is None else clock
         self._owner = owner
         self._emit = emit
         self._runs: RunLookup = lambda run_id: None
@@ -220,7 +224,7 @@ class BudgetGuard:
                     "limit_usd": blocking.limit_usd, "spent_usd": round(blocking.spent_usd, 9),
                     "held_usd": round(blocking.held_usd, 9), "estimate_usd": round(estimate, 9),
                 })
-            await asyncio.sleep(self.poll_s)
+            await self.clock.sleep(self.poll_s)
 
     async def _try(
         self, call: Call, estimate: float, scopes: Sequence[WindowScope]
@@ -271,7 +275,7 @@ class BudgetGuard:
             workflow=call.workflow,
             usd=estimate,
             holder=self._owner,
-            expires_at=time.time() + self.hold_ttl_s,
+            expires_at=self.clock.now() + self.hold_ttl_s,
         )
         # Holds handed back but maybe not yet deleted would count twice: the ones not sent yet
         # go in this transaction, and a delete under way is waited for.
@@ -351,7 +355,7 @@ class BudgetGuard:
 
     async def tick(self) -> None:
         """Keeps this engine's holds alive (a third of their life before they would run out)."""
-        now = time.time()
+        now = self.clock.now()
         for scope in [s for s in self._warned if s.startswith("run/")]:
             if self._runs(scope[4:]) is None:
                 self._warned.discard(scope)

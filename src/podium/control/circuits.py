@@ -7,7 +7,6 @@ no store round trip. Failures, and calls meeting an open or half-open circuit, g
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -16,6 +15,7 @@ from typing import Any
 import structlog
 
 from podium.bus.events import SYSTEM, Event, utc_iso
+from podium.clock import Clock
 from podium.control.config import ControlConfig
 from podium.control.guard import Call, CallOutcome, Emit
 from podium.errors import CircuitOpen, PodiumError
@@ -55,9 +55,12 @@ def circuit_key(call: Call) -> str:
 class CircuitGuard:
     """The Guard of circuit breakers; only primary calls pass through it (fallbacks do not)."""
 
-    def __init__(self, config: ControlConfig, store: Store, emit: Emit) -> None:
+    def __init__(
+        self, config: ControlConfig, store: Store, emit: Emit, *, clock: Clock | None = None
+    ) -> None:
         self._config = config
         self._store = store
+        self.clock = store.clock if clock is None else clock
         self._emit = emit
         self._states: dict[str, CircuitRecord] = {}  # the store's rows, as last seen
         self._changes = 0  # counts local changes to _states...
@@ -176,7 +179,7 @@ class CircuitGuard:
     ) -> bool:
         """An open or half-open circuit: refuse at once while it cools down, else ask the store
         for a trial slot (in the circuit's order). Returns whether the call holds one."""
-        now = time.time()
+        now = self.clock.now()
         until = half_open_at(state, policy.cooldown_s)
         if state.state == OPEN and (until is None or now < until):
             raise _refusal(key, state, policy, now)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import structlog
 
+from podium.clock import Clock
 from podium.control.admission import Admission, pool_name
 from podium.control.budgets import BudgetGuard, windows_of
 from podium.control.circuits import CircuitGuard
@@ -25,15 +26,20 @@ log = structlog.get_logger("podium.control")
 
 
 class ControlPlane:
-    def __init__(self, config: ControlConfig, store: Store, owner: str, emit: Emit) -> None:
+    def __init__(
+        self, config: ControlConfig, store: Store, owner: str, emit: Emit, *,
+        clock: Clock | None = None,
+    ) -> None:
         self.config = config
         self.store = store
+        self.clock = store.clock if clock is None else clock  # passed to every guard
         self.owner = owner  # the engine's id: holder of its reservations in the store
         self.emit = emit
-        self.pools = SharePools(store, owner)  # concurrency slots and resources (pools.py)
-        self.buckets = TokenBuckets(store)  # rpm / tpm (ratelimit.py)
-        self.budgets = BudgetGuard(config.budgets, store, owner, emit)
-        self.circuits = CircuitGuard(config, store, emit)
+        # concurrency slots and resources (pools.py)
+        self.pools = SharePools(store, owner, clock=self.clock)
+        self.buckets = TokenBuckets(store, clock=self.clock)  # rpm / tpm (ratelimit.py)
+        self.budgets = BudgetGuard(config.budgets, store, owner, emit, clock=self.clock)
+        self.circuits = CircuitGuard(config, store, emit, clock=self.clock)
         self.limits = LimitsGuard(config, self.pools, self.buckets)
         self.admission = Admission(config.resources, self.pools)  # whole runs, at start
         # The order a call passes them: refuse cheaply (a budget, an open circuit) before

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
+from podium.clock import Clock
 from podium.errors import PodiumError
 from podium.store.base import Store
 from podium.store.pools import EPSILON, ShareGrant, ShareRequest
@@ -48,7 +48,7 @@ class Pool:
     waiting: float = 0.0  # the sum asked by `waiters`
     waiters: deque[Waiter] = field(default_factory=deque)
     peak: float = 0.0  # the highest use since `window_at`
-    window_at: float = field(default_factory=time.monotonic)
+    window_at: float = 0.0  # on the pools' clock (monotonic)
     starved: bool = False  # the last grow got less than asked: retried on tick, not at once
     limit: float = 0.0  # min(share, entitled): what this engine may use now (kept by `set`)
 
@@ -88,8 +88,11 @@ class Pool:
 class SharePools:
     """Every pool this engine uses; `ops` counts store operations (tests, bench)."""
 
-    def __init__(self, store: Store, owner: str, *, ttl_s: float = 30.0) -> None:
+    def __init__(
+        self, store: Store, owner: str, *, ttl_s: float = 30.0, clock: Clock | None = None
+    ) -> None:
         self.store = store
+        self.clock = store.clock if clock is None else clock
         self.owner = owner
         self.ttl_s = ttl_s  # a share not renewed for this long is free again (crashed holder)
         self.linger_s = LINGER_S
@@ -100,13 +103,13 @@ class SharePools:
         # One round at a time: two answers crossing could leave a local share the store no
         # longer grants.
         self._lock = asyncio.Lock()
-        self._renewed_at = time.monotonic()
+        self._renewed_at = self.clock.monotonic()
         self._closed = False
 
     def pool(self, name: str, capacity: float) -> Pool:
         pool = self._pools.get(name)
         if pool is None:
-            pool = self._pools[name] = Pool(name, capacity)
+            pool = self._pools[name] = Pool(name, capacity, window_at=self.clock.monotonic())
         pool.capacity = capacity
         return pool
 
@@ -251,7 +254,7 @@ class SharePools:
         """Learns other engines' demand, then grows, shrinks and renews shares as needed."""
         if not self._pools:
             return
-        now = time.monotonic()
+        now = self.clock.monotonic()
         held = [p for p in self._pools.values() if p.share > EPSILON]
         if held:
             self.ops += 1

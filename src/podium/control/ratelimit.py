@@ -8,12 +8,12 @@ what it left unused for `GIVE_BACK_S`. Debts (real usage above an estimate) sett
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from dataclasses import dataclass, field
 
 import structlog
 
+from podium.clock import Clock
 from podium.control.pools import Waiter
 from podium.errors import PodiumError
 from podium.store.base import Store
@@ -41,15 +41,16 @@ class Bucket:
     tokens: float = 0.0  # granted to this engine, not spent yet; negative: a debt to settle
     waiting: float = 0.0
     waiters: deque[Waiter] = field(default_factory=deque)
-    used_at: float = field(default_factory=time.monotonic)
+    used_at: float = 0.0  # on the buckets' clock (monotonic)
     filler: asyncio.Task[None] | None = None
 
 
 class TokenBuckets:
     """The buckets this engine spends from; `ops` counts store operations."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, clock: Clock | None = None) -> None:
         self.store = store
+        self.clock = store.clock if clock is None else clock
         self.burst_s = BURST_S  # seconds of its rate a bucket holds
         self.ops = 0
         self._buckets: dict[str, Bucket] = {}
@@ -58,7 +59,9 @@ class TokenBuckets:
     def bucket(self, key: str, rate_per_s: float, burst: float) -> Bucket:
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = Bucket(key, rate_per_s, burst)
+            bucket = self._buckets[key] = Bucket(
+                key, rate_per_s, burst, used_at=self.clock.monotonic()
+            )
         bucket.rate_per_s, bucket.burst = rate_per_s, burst
         return bucket
 
@@ -68,13 +71,13 @@ class TokenBuckets:
         if bucket is None or bucket.waiters or bucket.tokens + EPSILON < amount:
             return False
         bucket.tokens -= amount
-        bucket.used_at = time.monotonic()
+        bucket.used_at = self.clock.monotonic()
         return True
 
     async def take(self, key: str, rate_per_s: float, burst: float, amount: float) -> None:
         """Waits (first come, first served) until `amount` tokens are this engine's."""
         bucket = self.bucket(key, rate_per_s, burst)
-        bucket.used_at = time.monotonic()
+        bucket.used_at = self.clock.monotonic()
         if not bucket.waiters and bucket.tokens + EPSILON >= amount:
             bucket.tokens -= amount
             return
@@ -102,7 +105,7 @@ class TokenBuckets:
             if bucket.tokens <= EPSILON and bucket.filler is None and not self._closed:
                 self.ops += 1
                 bucket.tokens += await self.store.take_tokens(key, rate, burst, CHUNK * burst)
-                bucket.used_at = time.monotonic()
+                bucket.used_at = self.clock.monotonic()
                 self._wake(bucket)
 
     def give_back(self, key: str, amount: float) -> None:
@@ -141,10 +144,10 @@ class TokenBuckets:
                 self._wake(bucket)
                 if bucket.waiters:
                     short = bucket.waiters[0].amount - bucket.tokens
-                    await asyncio.sleep(min(max(short / bucket.rate_per_s, 0.005), MAX_WAIT_S))
+                    await self.clock.sleep(min(max(short / bucket.rate_per_s, 0.005), MAX_WAIT_S))
         except PodiumError as exc:
             log.warning("taking rate-limit tokens failed", bucket=bucket.key, error=str(exc))
-            await asyncio.sleep(MAX_WAIT_S)  # then the next caller starts another filler
+            await self.clock.sleep(MAX_WAIT_S)  # then the next caller starts another filler
         finally:
             bucket.filler = None
             if bucket.waiters and not self._closed:
@@ -152,7 +155,7 @@ class TokenBuckets:
 
     async def tick(self) -> None:
         """Settles debts and hands back tokens left unused for GIVE_BACK_S."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for bucket in list(self._buckets.values()):
             if bucket.waiters or bucket.filler is not None:
                 continue

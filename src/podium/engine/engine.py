@@ -7,12 +7,10 @@ only after the commit that marked them running. The store/bus pair decides embed
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import os
 import socket
-import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from secrets import token_hex
@@ -22,6 +20,7 @@ import structlog
 
 from podium.bus.base import Bus
 from podium.bus.events import SYSTEM_ACTOR, Actor, Event, audit_event, new_id
+from podium.clock import Clock, sleep_unless
 from podium.control.admission import Admitted
 from podium.control.budgets import RunBudget
 from podium.control.plane import ControlPlane
@@ -64,8 +63,11 @@ class Engine:
         settings: Settings | None = None,
         *,
         secrets: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
+        # The time it keeps (leases, queue TTLs, timestamps, polls): the store's by default.
+        self.clock = store.clock if clock is None else clock
         self.bus = bus
         self.settings = settings or Settings()
         # Unique per engine, not per process (new_id's tail is the process's): two engines in
@@ -77,11 +79,13 @@ class Engine:
         self.redactor = Redactor(self.secrets.values())
         self.journal = Journal(
             store, bus, self.owner, on_failure=self._store_failed, on_lost=self._lost,
-            retry_s=self.settings.store_retry_s, redactor=self.redactor,
+            retry_s=self.settings.store_retry_s, redactor=self.redactor, clock=self.clock,
         )
         self.policy = self.settings.control.security.policy()
         self.host = EngineHost(self, self.secrets)
-        self.control = ControlPlane(self.settings.control, store, self.owner, self._emit_control)
+        self.control = ControlPlane(
+            self.settings.control, store, self.owner, self._emit_control, clock=self.clock
+        )
         self.control.budgets.bind(
             self._run_budget, self.journal.after,
             hold_ttl_s=self.settings.lease_s, poll_s=self.settings.poll_interval_s,
@@ -96,6 +100,7 @@ class Engine:
             self.policy,
             self.settings.max_output_bytes,
             self.control,
+            clock=self.clock,
         )
         self._compiled: dict[str, Compiled] = {}
         self._compiled_by_obj: dict[int, Compiled] = {}
@@ -133,9 +138,7 @@ class Engine:
 
     async def _pause_s(self, seconds: float) -> bool:
         """Sleeps between two rounds of a background duty; False once the engine stops."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        return not self._stopping.is_set()
+        return not await sleep_unless(self.clock, self._stopping, seconds)
 
     async def shutdown(self) -> None:
         """Stops without finishing runs: their committed state stays for `recover`."""
@@ -218,7 +221,7 @@ class Engine:
             self.control.admission.check_possible(workflow, compiled.plan)
             if workflow.on_constrained == "reject":
                 await self.control.admission.check_free(workflow, compiled.plan)
-        now = time.time()
+        now = self.clock.now()
         row = RunState(
             run_id=run_id or new_id(),
             workflow=workflow.name,
@@ -313,7 +316,7 @@ class Engine:
         audit = audit_event(actor, "run.cancel", run_id, run_id=run_id)
         if run_id in self._queued:
             rt = self._queued.pop(run_id)
-            rt.row.status, rt.row.finished_at = "cancelled", time.time()
+            rt.row.status, rt.row.finished_at = "cancelled", self.clock.now()
             rt.row.error = f"cancelled before it started by {actor.label}"
             self.journal.event(audit)
             self._finalize(rt)
@@ -369,8 +372,8 @@ class Engine:
         if not claimed:
             raise PodiumError(f"run {run_id} is being replayed by another process already")
         row.status, row.stopping, row.error, row.finished_at = "queued", None, None, None
-        row.created_at = time.time()  # queued anew: its queue TTL counts from now
-        row.owner, row.lease_until = self.owner, time.time() + self.settings.lease_s
+        row.created_at = self.clock.now()  # queued anew: its queue TTL counts from now
+        row.owner, row.lease_until = self.owner, self.clock.now() + self.settings.lease_s
         if self.bus.distributed:
             row.owner, row.lease_until = None, None
         rt = self._runtime(row, compiled, states)
@@ -415,7 +418,7 @@ class Engine:
         self.journal.after(self._pump)
 
     def _pump(self) -> None:
-        now = time.time()
+        now = self.clock.now()
         while self._queue and len(self._active) < self.settings.max_active_runs:
             rank, seq, run_id = heapq.heappop(self._queue)
             rt = self._queued.pop(run_id, None)
@@ -455,7 +458,7 @@ class Engine:
 
     def _expire_queued(self) -> None:
         """Expires overdue runs still waiting in this engine's queue (nothing pumps them)."""
-        now = time.time()
+        now = self.clock.now()
         oldest_allowed = {p: now - ttl for p, ttl in self._ttl_s.items()}
         overdue = [
             rt for rt in self._queued.values()
@@ -476,7 +479,7 @@ class Engine:
             if row is None or row.status != "queued" or self.knows(run_id):
                 continue
             compiled = await self._compiled_for(row.definition_digest)
-            self._expire(self._runtime(row, compiled, []), time.time())
+            self._expire(self._runtime(row, compiled, []), self.clock.now())
             expired.append(run_id)
         await self.journal.committed()
         return expired
@@ -498,7 +501,7 @@ class Engine:
 
     def _start_run(self, rt: RunRuntime) -> None:
         self._active[rt.run_id] = rt
-        rt.row.status, rt.row.started_at = "running", time.time()
+        rt.row.status, rt.row.started_at = "running", self.clock.now()
         self.journal.run(rt.row)
         self._emit(rt, "run.started", {})
         self._arm_timeout(rt)
@@ -509,7 +512,7 @@ class Engine:
         limit = rt.workflow.timeout_s
         if limit is None or rt.row.started_at is None:
             return
-        remaining = max(0.0, rt.row.started_at + limit - time.time())
+        remaining = max(0.0, rt.row.started_at + limit - self.clock.now())
         rt.timer = asyncio.get_running_loop().call_later(
             remaining, self._stop, rt, "timed_out", f"the run timed out after {limit:g}s"
         )
@@ -556,7 +559,7 @@ class Engine:
             self._fail_now(rt, st, str(exc))
             return
         rt.items[st.step_id] = items
-        st.status, st.started_at, st.attempts = "running", time.time(), 1
+        st.status, st.started_at, st.attempts = "running", self.clock.now(), 1
         self.journal.step(st)
         self._emit(rt, "agent.task.started", {"step": st.step_id, "instances": len(items)})
         rt.instances[st.step_id] = [StepState(rt.run_id, st.step_id, i) for i in range(len(items))]
@@ -580,7 +583,7 @@ class Engine:
             self._hold(rt, st)
             return
         st.status, st.attempts = "running", st.attempts + 1
-        st.started_at = st.started_at or time.time()
+        st.started_at = st.started_at or self.clock.now()
         self.journal.step(st)
         self._emit(
             rt,
@@ -611,7 +614,7 @@ class Engine:
     def _finish(self, rt: RunRuntime, st: StepState, outcome: Outcome) -> None:
         if st.status != "running" or rt.row.done or rt.lost:
             return  # cancelled, timed out or taken over meanwhile: a late result is ignored
-        st.finished_at = time.time()
+        st.finished_at = self.clock.now()
         payload: dict[str, Any] = {
             "step": st.step_id,
             "index": st.index,
@@ -650,7 +653,7 @@ class Engine:
         if st.index < 0 and rt.compiled.step(st.step_id).for_each is not None:
             return
         self.journal.spend(SpendRow(
-            st.run_id, st.step_id, st.index, st.finished_at or time.time(), rt.row.workflow,
+            st.run_id, st.step_id, st.index, st.finished_at or self.clock.now(), rt.row.workflow,
             result.model, result.tokens_in, result.tokens_out, result.cost_usd,
         ))
 
@@ -666,7 +669,7 @@ class Engine:
     def _fail_now(self, rt: RunRuntime, st: StepState, error: str) -> None:
         """Fails a step before any attempt (a bad `when` or `for_each`)."""
         st.status, st.error = "running", None
-        st.started_at = st.started_at or time.time()
+        st.started_at = st.started_at or self.clock.now()
         self._finish(rt, st, Outcome(error=error))
 
     def _instance_done(self, rt: RunRuntime, inst: StepState) -> None:
@@ -706,12 +709,12 @@ class Engine:
         self._advance(rt, rt.compiled.plan.dependents[st.step_id])
 
     def _skip(self, rt: RunRuntime, st: StepState, reason: str) -> None:
-        st.status, st.finished_at = "skipped", time.time()
+        st.status, st.finished_at = "skipped", self.clock.now()
         self.journal.step(st)
         self._emit(rt, "agent.task.skipped", {"step": st.step_id, "reason": reason})
 
     def _cancel_step(self, rt: RunRuntime, st: StepState, reason: str) -> None:
-        st.status, st.finished_at, st.error = "cancelled", time.time(), reason
+        st.status, st.finished_at, st.error = "cancelled", self.clock.now(), reason
         self.journal.step(st)
         self._emit(
             rt, "agent.task.cancelled", {"step": st.step_id, "index": st.index, "reason": reason}
@@ -803,7 +806,7 @@ class Engine:
         row.status = final_status(
             row.stopping, degraded=degraded, compensations_ran=ran, compensations_failed=failed
         )
-        row.finished_at = time.time()
+        row.finished_at = self.clock.now()
         row.cost_usd = sum(s.cost_usd for s in parents)
         row.tokens_in = sum(s.tokens_in for s in parents)
         row.tokens_out = sum(s.tokens_out for s in parents)
@@ -813,7 +816,7 @@ class Engine:
 
     def _finalize(self, rt: RunRuntime) -> None:
         row = rt.row
-        row.finished_at = row.finished_at or time.time()
+        row.finished_at = row.finished_at or self.clock.now()
         self.journal.run(row)
         self._emit(
             rt,
@@ -961,7 +964,7 @@ class Engine:
 
     async def _tick_control(self) -> None:
         while await self._pause_s(self.settings.poll_interval_s):
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if self._queued and now >= self._expiry_scan_at:
                 self._expiry_scan_at = now + self._expiry_every_s
                 self._expire_queued()

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from podium.clock import SYSTEM_CLOCK, Clock
 from podium.control.guard import Call, CallOutcome, Guard
 from podium.control.plane import ControlPlane
 from podium.engine.journal import Journal
@@ -75,7 +76,10 @@ class StepExecutor:
         policy: TrustPolicy,
         max_output_bytes: int,
         control: ControlPlane,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._control = control
         self._journal = journal
         self._emit = emit
@@ -146,7 +150,7 @@ class StepExecutor:
                         "delay_s": round(delay, 3),
                     },
                 )
-                await asyncio.sleep(delay)
+                await self._clock.sleep(delay)
                 attempt += 1
                 if counted:
                     st.attempts = attempt

@@ -6,7 +6,6 @@ Kept apart from the state machine: these services talk to the store and wait; th
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ Waiter = tuple[StepState, "asyncio.Future[Any]"]
 class EngineHost:
     def __init__(self, engine: Engine, secrets: Mapping[str, str]) -> None:
         self._engine = engine
+        self.clock = engine.clock
         self._secrets = secrets
         self._waiters: dict[tuple[str, str], list[Waiter]] = {}  # (run, signal) -> waiting steps
         self._claimed: set[int] = set()  # signals handed to a step, not yet committed as taken
@@ -96,13 +96,15 @@ class EngineHost:
     def wake_at(self, ctx: StepContext, delay_s: float | None, until: str | None) -> float:
         st = self._state(ctx)
         if st.wake_at is None:
-            st.wake_at = time.time() + delay_s if delay_s is not None else _parse_time(until)
+            now = self._engine.clock.now()
+            st.wake_at = now + delay_s if delay_s is not None else _parse_time(until, now)
             self._engine.journal.step(st)
         return st.wake_at
 
     async def sleep_until(self, ctx: StepContext, wake_at: float) -> None:
         await self._engine.journal.committed()  # the deadline survives a restart
-        await asyncio.sleep(max(0.0, wake_at - time.time()))
+        clock = self._engine.clock
+        await clock.sleep(max(0.0, wake_at - clock.now()))
 
     # -- child runs ----------------------------------------------------------------------------
 
@@ -161,9 +163,9 @@ class EngineHost:
         return rt.steps[ctx.step_id] if ctx.index is None else rt.instances[ctx.step_id][ctx.index]
 
 
-def _parse_time(text: str | None) -> float:
+def _parse_time(text: str | None, now: float) -> float:
     if text is None:
-        return time.time()
+        return now
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

@@ -6,13 +6,13 @@ After the commit, the batch's events are published and its follow-up actions run
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 import structlog
 
 from podium.bus.base import Bus
 from podium.bus.events import Event
+from podium.clock import SYSTEM_CLOCK, Clock
 from podium.errors import StoreUnavailable
 from podium.redact import Redactor
 from podium.store.base import Store
@@ -32,7 +32,9 @@ class Journal:
         on_lost: Callable[[set[str]], None],
         retry_s: float = 60.0,
         redactor: Redactor | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._redactor = redactor or Redactor()
         self._store = store
         self._owner = owner
@@ -144,16 +146,16 @@ class Journal:
 
         Retrying is safe: a batch is upserts keyed by run and step, and events by their id.
         """
-        delay_s, deadline = 0.2, time.monotonic() + self.retry_s
+        delay_s, deadline = 0.2, self._clock.monotonic() + self.retry_s
         while True:
             try:
                 # Shielded: cancelling the engine must not cut a commit in half.
                 return await asyncio.shield(self._store.write(batch))
             except StoreUnavailable as exc:
-                if time.monotonic() + delay_s > deadline:
+                if self._clock.monotonic() + delay_s > deadline:
                     raise
                 log.warning("store write failed; retrying", error=str(exc), retry_in_s=delay_s)
-                await asyncio.sleep(delay_s)
+                await self._clock.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
 
     def _follow_up(self, batch: Batch, after: list[Callable[[], None]]) -> None:

@@ -7,14 +7,13 @@ exactly one of them submits it, under a run id derived from (schedule, tick).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import ValidationError
 
 from podium.bus.events import utc_iso
+from podium.clock import sleep_unless
 from podium.control.schedules import load_spec, next_fire, tick_run_id
 from podium.errors import PodiumError, WorkflowInvalid
 from podium.model.inputs import resolve_inputs
@@ -48,6 +47,7 @@ class Scheduler:
     ) -> None:
         self.engine = engine
         self.store = engine.store
+        self.clock = engine.clock
         self.poll_interval_s = poll_interval_s or engine.settings.poll_interval_s
         self.claim_timeout_s = claim_timeout_s or engine.settings.lease_s
         self._stopping = asyncio.Event()
@@ -83,13 +83,12 @@ class Scheduler:
                 log.warning("firing schedules failed", error=str(exc))
             delay_s = self.poll_interval_s
             if wake_at is not None:
-                delay_s = min(delay_s, wake_at - time.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), max(delay_s, _MIN_SLEEP_S))
+                delay_s = min(delay_s, wake_at - self.clock.now())
+            await sleep_unless(self.clock, self._stopping, max(delay_s, _MIN_SLEEP_S))
 
     async def tick(self, now: float | None = None) -> list[str]:
         """One round: fires every due tick this scheduler wins; returns the runs it submitted."""
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
         submitted: list[str] = []
         for schedule in await self.store.due_schedules(now, now - self.claim_timeout_s):
             if self._stopping.is_set():
@@ -137,7 +136,8 @@ class Scheduler:
                 await self.store.finish_schedule_tick(schedule.schedule_id, tick, None, now)
                 return None
             # Queued just before the submit's own rows, so it commits in the same batch.
-            self.engine.control.emit(run_id, FIRED_EVENT, _fired_payload(schedule, tick, run_id))
+            payload = _fired_payload(schedule, tick, run_id, self.clock.now())
+            self.engine.control.emit(run_id, FIRED_EVENT, payload)
             await self.engine.submit(
                 workflow, inputs, run_id=run_id, trusted=schedule.trusted
             )
@@ -152,11 +152,11 @@ class Scheduler:
         return workflow
 
 
-def _fired_payload(schedule: Schedule, tick: float, run_id: str) -> dict[str, Any]:
+def _fired_payload(schedule: Schedule, tick: float, run_id: str, now: float) -> dict[str, Any]:
     return {
         "schedule": schedule.name,
         "schedule_id": schedule.schedule_id,
         "tick": utc_iso(tick),
         "run_id": run_id,
-        "late_s": round(max(0.0, time.time() - tick), 3),
+        "late_s": round(max(0.0, now - tick), 3),
     }

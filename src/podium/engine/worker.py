@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import os
 import socket
-import time
 from collections.abc import AsyncIterator
 
 import structlog
 
 from podium.bus.base import Bus, Dispatch
+from podium.clock import sleep_unless
 from podium.engine.engine import Engine
 from podium.errors import PodiumError
 from podium.store.base import Store
@@ -40,7 +40,8 @@ class Worker:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._handling: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
-        self.started_at = time.time()
+        self.clock = engine.clock
+        self.started_at = self.clock.now()
 
     @property
     def lease_s(self) -> float:
@@ -114,9 +115,7 @@ class Worker:
     async def _sweep(self) -> None:
         """Claims runs nobody holds (a lease ran out, or the bus lost their dispatch)."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.lease_s / 2)
-            if self._stopping.is_set():
+            if await sleep_unless(self.clock, self._stopping, self.lease_s / 2):
                 return
             try:
                 await self.engine.expire_overdue()  # needs no slot: it runs no step
@@ -157,13 +156,13 @@ class Worker:
                 self.stop()  # nothing can be committed any more: drain and exit
                 return
             await self._beat("running")
-            await asyncio.sleep(self.heartbeat_s)
+            await self.clock.sleep(self.heartbeat_s)
 
     async def _beat(self, state: str) -> None:
         info = WorkerInfo(
             worker_id=self.engine.owner, host=socket.gethostname(), pid=os.getpid(),
             concurrency=self.concurrency, active=len(self._running), state=state,
-            started_at=self.started_at, heartbeat_at=time.time(),
+            started_at=self.started_at, heartbeat_at=self.clock.now(),
         )
         try:
             await self.store.heartbeat(info)

@@ -42,6 +42,8 @@ class _Budget:
 
     def __init__(self) -> None:
         self.ops = 0
+        # Real CPU-bound time on purpose: a guard against a runaway template, not a Clock's
+        # (a fake clock would never end a render that loops).
         self.deadline = time.monotonic() + MAX_RENDER_S
 
     def charge(self) -> None:

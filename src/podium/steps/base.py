@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from podium.clock import Clock
 from podium.model.policy import TrustPolicy
 from podium.model.workflow import Action
 
@@ -50,6 +51,8 @@ class StepResult:
 
 class StepHost(Protocol):
     """Engine services that some kinds need (signals, timers, child runs, secrets)."""
+
+    clock: Clock  # the engine's time: what a kind that waits (`sim` latency) sleeps on
 
     def secret(self, name: str) -> str | None:
         """An environment value (API key...) for a runner; never log or store it."""

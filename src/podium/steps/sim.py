@@ -5,7 +5,6 @@ It calls nothing; every output it gives is labelled as simulated in the step's l
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 
@@ -32,7 +31,7 @@ class SimRunner:
         rng = random.Random(seed)
         delay = _latency_s(action, rng)
         if delay > 0:
-            await asyncio.sleep(delay)
+            await host.clock.sleep(delay)
         if ctx.attempt <= action.fail_times:
             raise StepError(
                 f"simulated failure (attempt {ctx.attempt} of fail_times {action.fail_times})"

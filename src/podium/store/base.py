@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from podium.bus.events import Event
+from podium.clock import Clock
 from podium.store.pools import BucketLevel, PoolShare, ShareGrant, ShareRequest
 from podium.store.records import (
     ApiKeyRecord,
@@ -49,6 +50,7 @@ async def tail_events(
 
 class Store(Protocol):
     url: str
+    clock: Clock  # the time leases, TTLs, buckets and windows are kept by
 
     async def __aenter__(self) -> Store: ...
 

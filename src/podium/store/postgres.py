@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple
@@ -25,6 +24,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from podium.bus.events import Event
+from podium.clock import SYSTEM_CLOCK, Clock
 from podium.errors import StoreUnavailable
 from podium.redact import redact_url_password
 from podium.store import audit, codec
@@ -402,8 +402,11 @@ def _lock_key(schema: str | None) -> int:
 
 
 class PostgresStore:
-    def __init__(self, url: str, *, max_connections: int = 10) -> None:
+    def __init__(
+        self, url: str, *, max_connections: int = 10, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.url = url
+        self.clock = clock
         self.safe_url = redact(url)
         self._conninfo, self._schema = parse_url(url)
         password = conninfo_to_dict(self._conninfo).get("password")
@@ -584,7 +587,7 @@ class PostgresStore:
     ) -> list[str]:
         if run_ids is not None and not run_ids:
             return []
-        now = time.time()
+        now = self.clock.now()
         params = {
             "owner": owner,
             "now": now,
@@ -599,7 +602,7 @@ class PostgresStore:
         claimed = await self._execute(
             "UPDATE runs SET owner = %s, lease_until = %s"
             f" WHERE run_id = %s AND status NOT IN {_UNFINISHED}",
-            (owner, time.time() + lease_s, run_id),
+            (owner, self.clock.now() + lease_s, run_id),
         )
         return claimed == 1
 
@@ -608,7 +611,7 @@ class PostgresStore:
     ) -> bool:
         if paused:
             sql = "INSERT INTO pauses VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
-            params: tuple[Any, ...] = (scope, name, time.time())
+            params: tuple[Any, ...] = (scope, name, self.clock.now())
         else:
             sql, params = "DELETE FROM pauses WHERE scope = %s AND name = %s", (scope, name)
 
@@ -622,7 +625,8 @@ class PostgresStore:
 
     async def cache_get(self, key: str) -> Any | None:
         rows = await self._fetch(
-            "SELECT value FROM llm_cache WHERE key = %s AND expires_at > %s", (key, time.time())
+            "SELECT value FROM llm_cache WHERE key = %s AND expires_at > %s",
+            (key, self.clock.now()),
         )
         return codec.decode(bytes(rows[0][0])) if rows else None
 
@@ -630,7 +634,7 @@ class PostgresStore:
         await self._execute(
             "INSERT INTO llm_cache VALUES (%s, %s, %s) ON CONFLICT (key) DO UPDATE"
             " SET value = excluded.value, expires_at = excluded.expires_at",
-            (key, codec.encode(value), time.time() + ttl_s),
+            (key, codec.encode(value), self.clock.now() + ttl_s),
         )
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
@@ -643,7 +647,7 @@ class PostgresStore:
     async def renew_leases(self, owner: str, lease_s: float) -> None:
         await self._execute(
             f"UPDATE runs SET lease_until = %s WHERE owner = %s AND status IN {_UNFINISHED}",
-            (time.time() + lease_s, owner),
+            (self.clock.now() + lease_s, owner),
         )
 
     async def release_leases(self, owner: str) -> None:
@@ -682,7 +686,7 @@ class PostgresStore:
         self, run_id: str, name: str, payload: Any, audit: Event | None = None
     ) -> None:
         sql = "INSERT INTO signals (run_id, name, payload, created_at) VALUES (%s, %s, %b, %s)"
-        params = (run_id, name, orjson.dumps(payload), time.time())
+        params = (run_id, name, orjson.dumps(payload), self.clock.now())
 
         async def change(conn: Conn) -> None:
             await conn.execute(sql, params)
@@ -720,7 +724,7 @@ class PostgresStore:
     # -- the priority queue (DESIGN §3.7) --
 
     async def overdue_queued(self, ttl_s: Mapping[str, float], limit: int) -> list[str]:
-        now = time.time()
+        now = self.clock.now()
         overdue = " OR ".join("(priority = %s AND created_at < %s)" for _ in ttl_s)
         params = [v for p, ttl in ttl_s.items() for v in (p, now - ttl)]
         rows = await self._fetch(
@@ -765,14 +769,16 @@ class PostgresStore:
         self, key: str, *, open_: bool, audit: Event | None = None
     ) -> CircuitResult:
         op = breaker.forced(key, open_=open_)
-        return await self._audited(audit, lambda conn: _circuit_change(conn, key, op))
+        return await self._audited(
+            audit, lambda conn: _circuit_change(conn, key, op, self.clock.now())
+        )
 
     async def _circuit_txn(self, key: str, op: breaker.CircuitOp) -> CircuitResult:
         """Reads, changes and writes one circuit's row, locked FOR UPDATE in one transaction."""
 
         async def work(conn: Conn) -> CircuitResult:
             async with conn.transaction():
-                return await _circuit_change(conn, key, op)
+                return await _circuit_change(conn, key, op, self.clock.now())
 
         return await self._run("write to", work)
 
@@ -867,7 +873,7 @@ class PostgresStore:
     async def hold_budget(
         self, hold: BudgetHold, scopes: Sequence[WindowScope], release: Sequence[str] = ()
     ) -> tuple[bool, list[ScopeUsage]]:
-        statement, params = _hold_statement(hold, scopes, time.time())
+        statement, params = _hold_statement(hold, scopes, self.clock.now())
         locks = sorted({_budget_lock_key(self._schema, s.lock_name) for s in scopes})
 
         async def work(conn: Conn) -> list[Row]:
@@ -890,13 +896,13 @@ class PostgresStore:
         )
         await self._execute(
             "DELETE FROM budget_holds WHERE expires_at < %s AND holder <> %s",
-            (time.time(), holder),
+            (self.clock.now(), holder),
         )
 
     async def budget_usage(self, scopes: Sequence[WindowScope]) -> list[ScopeUsage]:
         if not scopes:
             return []
-        usage, params = _usage_union(scopes, time.time())
+        usage, params = _usage_union(scopes, self.clock.now())
         rows = await self._fetch(
             f"SELECT i, spent, held FROM ({usage}) AS u (i, lim, spent, held) ORDER BY i", params
         )
@@ -920,7 +926,7 @@ class PostgresStore:
         ordered = sorted(requests, key=lambda r: r.pool)
 
         async def work(conn: Conn) -> list[shares.ShareGrant]:
-            now = time.time()
+            now = self.clock.now()
             grants: dict[str, shares.ShareGrant] = {}
             async with conn.transaction():
                 for request in ordered:
@@ -967,14 +973,14 @@ class PostgresStore:
         rows = await self._fetch(
             "SELECT pool, holder, amount, wanted FROM pool_shares"
             " WHERE expires_at >= %s AND pool = ANY(%s)",
-            (time.time(), list(pools)),
+            (self.clock.now(), list(pools)),
         )
         return shares.contention(holder, pools, rows)
 
     async def renew_shares(self, holder: str, ttl_s: float) -> None:
         await self._execute(
             "UPDATE pool_shares SET expires_at = %s WHERE holder = %s",
-            (time.time() + ttl_s, holder),
+            (self.clock.now() + ttl_s, holder),
         )
 
     async def drop_shares(self, holder: str) -> None:
@@ -984,7 +990,7 @@ class PostgresStore:
         rows = await self._fetch(
             f"SELECT {shares.SHARE_COLS} FROM pool_shares WHERE expires_at >= %s"
             " ORDER BY pool, holder",
-            (time.time(),),
+            (self.clock.now(),),
         )
         return [shares.PoolShare(*r) for r in rows]
 
@@ -992,7 +998,7 @@ class PostgresStore:
         self, key: str, rate_per_s: float, burst: float, amount: float, *, allow_debt: bool = False
     ) -> float:
         async def work(conn: Conn) -> float:
-            now = time.time()
+            now = self.clock.now()
             async with conn.transaction():
                 await conn.execute(
                     f"INSERT INTO buckets ({shares.BUCKET_COLS}) VALUES (%s, %s, %s, %s, %s)"
@@ -1160,7 +1166,9 @@ async def _nothing(conn: Conn) -> None:
     return None
 
 
-async def _circuit_change(conn: Conn, key: str, op: breaker.CircuitOp) -> CircuitResult:
+async def _circuit_change(
+    conn: Conn, key: str, op: breaker.CircuitOp, now: float
+) -> CircuitResult:
     """Reads, changes and writes one circuit's row, locked FOR UPDATE (inside the caller's
     transaction)."""
     select = f"SELECT {breaker.CIRCUIT_COLS} FROM circuits WHERE key = %s FOR UPDATE"
@@ -1169,7 +1177,6 @@ async def _circuit_change(conn: Conn, key: str, op: breaker.CircuitOp) -> Circui
         row = await (await conn.execute(select, (key,))).fetchone()
         return breaker.circuit_from_row(row) if row else None
 
-    now = time.time()
     old = await locked()
     result = op(old, now)
     if old is None and result.circuit is not None:

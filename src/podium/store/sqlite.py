@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 import orjson
 
 from podium.bus.events import Event
+from podium.clock import SYSTEM_CLOCK, Clock
 from podium.errors import StoreUnavailable
 from podium.store import audit, codec
 from podium.store import circuits as breaker
@@ -176,8 +176,11 @@ def _scope_usage(db: sqlite3.Connection, scope: WindowScope, now: float) -> Scop
 
 
 class SQLiteStore:
-    def __init__(self, path: str, *, durability: str = "process") -> None:
+    def __init__(
+        self, path: str, *, durability: str = "process", clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.url = f"sqlite:///{path}"
+        self.clock = clock
         self._path = path
         self._synchronous = "FULL" if durability == "full" else "NORMAL"
         self._db: sqlite3.Connection | None = None  # reads and small writes, on the loop
@@ -344,7 +347,7 @@ class SQLiteStore:
     ) -> list[str]:
         if run_ids is not None and not run_ids:
             return []
-        now = time.time()
+        now = self.clock.now()
         only = f" AND run_id IN ({','.join('?' * len(run_ids))})" if run_ids else ""
         with self._immediate() as db:
             rows = db.execute(
@@ -364,7 +367,7 @@ class SQLiteStore:
             cursor = db.execute(
                 f"UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ?"
                 f" AND status NOT IN {_UNFINISHED}",
-                (owner, time.time() + lease_s, run_id),
+                (owner, self.clock.now() + lease_s, run_id),
             )
         return cursor.rowcount == 1
 
@@ -407,7 +410,7 @@ class SQLiteStore:
         params: tuple[Any, ...]
         if paused:
             sql = "INSERT OR IGNORE INTO pauses VALUES (?, ?, ?)"
-            params = (scope, name, time.time())
+            params = (scope, name, self.clock.now())
         else:
             sql, params = "DELETE FROM pauses WHERE scope = ? AND name = ?", (scope, name)
         return await self._audited(audit, lambda db: db.execute(sql, params).rowcount == 1)
@@ -417,14 +420,14 @@ class SQLiteStore:
 
     async def cache_get(self, key: str) -> Any | None:
         rows = self._query(
-            "SELECT value FROM llm_cache WHERE key = ? AND expires_at > ?", (key, time.time())
+            "SELECT value FROM llm_cache WHERE key = ? AND expires_at > ?", (key, self.clock.now())
         )
         return codec.decode(rows[0][0]) if rows else None
 
     async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
         self._execute(
             "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?)",
-            (key, codec.encode(value), time.time() + ttl_s),
+            (key, codec.encode(value), self.clock.now() + ttl_s),
         )
 
     async def list_workers(self) -> list[WorkerInfo]:
@@ -434,7 +437,7 @@ class SQLiteStore:
     async def renew_leases(self, owner: str, lease_s: float) -> None:
         self._execute(
             f"UPDATE runs SET lease_until = ? WHERE owner = ? AND status IN {_UNFINISHED}",
-            (time.time() + lease_s, owner),
+            (self.clock.now() + lease_s, owner),
         )
 
     async def release_leases(self, owner: str) -> None:
@@ -471,7 +474,7 @@ class SQLiteStore:
         self, run_id: str, name: str, payload: Any, audit: Event | None = None
     ) -> None:
         sql = "INSERT INTO signals (run_id, name, payload, created_at) VALUES (?, ?, ?, ?)"
-        params = (run_id, name, orjson.dumps(payload), time.time())
+        params = (run_id, name, orjson.dumps(payload), self.clock.now())
         await self._audited(audit, lambda db: db.execute(sql, params))
 
     async def pending_signals(self, run_ids: Sequence[str]) -> list[Signal]:
@@ -501,7 +504,7 @@ class SQLiteStore:
     # -- the priority queue (DESIGN §3.7) --
 
     async def overdue_queued(self, ttl_s: Mapping[str, float], limit: int) -> list[str]:
-        now = time.time()
+        now = self.clock.now()
         overdue = " OR ".join("(priority = ? AND created_at < ?)" for _ in ttl_s)
         params = [v for p, ttl in ttl_s.items() for v in (p, now - ttl)]
         rows = self._query(
@@ -555,7 +558,7 @@ class SQLiteStore:
     def _circuit_change(
         self, db: sqlite3.Connection, key: str, op: breaker.CircuitOp
     ) -> CircuitResult:
-        now = time.time()
+        now = self.clock.now()
         rows = db.execute(
             f"SELECT {breaker.CIRCUIT_COLS} FROM circuits WHERE key = ?", (key,)
         ).fetchall()
@@ -655,7 +658,7 @@ class SQLiteStore:
         self, hold: BudgetHold, scopes: Sequence[WindowScope], release: Sequence[str] = ()
     ) -> tuple[bool, list[ScopeUsage]]:
         # Under SQLite's write lock: of two engines after the last dollar, one sees the other.
-        now = time.time()
+        now = self.clock.now()
         with self._immediate() as db:
             db.executemany("DELETE FROM budget_holds WHERE hold_id = ?", [(i,) for i in release])
             found = [_scope_usage(db, scope, now) for scope in scopes]
@@ -676,10 +679,10 @@ class SQLiteStore:
             db.execute(
                 "UPDATE budget_holds SET expires_at = ? WHERE holder = ?", (expires_at, holder)
             )
-            db.execute("DELETE FROM budget_holds WHERE expires_at < ?", (time.time(),))
+            db.execute("DELETE FROM budget_holds WHERE expires_at < ?", (self.clock.now(),))
 
     async def budget_usage(self, scopes: Sequence[WindowScope]) -> list[ScopeUsage]:
-        now = time.time()
+        now = self.clock.now()
         try:
             return [_scope_usage(self.db, scope, now) for scope in scopes]
         except sqlite3.Error as exc:
@@ -700,7 +703,7 @@ class SQLiteStore:
         self, holder: str, requests: Sequence[shares.ShareRequest], ttl_s: float
     ) -> list[shares.ShareGrant]:
         def work(db: sqlite3.Connection) -> list[shares.ShareGrant]:
-            now = time.time()
+            now = self.clock.now()
             grants = []
             for request in requests:
                 db.execute(
@@ -733,7 +736,7 @@ class SQLiteStore:
         rows = self._query(
             "SELECT pool, holder, amount, wanted FROM pool_shares WHERE expires_at >= ?"
             f" AND pool IN ({','.join('?' * len(pools))})",
-            [time.time(), *pools],
+            [self.clock.now(), *pools],
         )
         return shares.contention(holder, pools, rows)
 
@@ -741,7 +744,7 @@ class SQLiteStore:
         def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE pool_shares SET expires_at = ? WHERE holder = ?",
-                (time.time() + ttl_s, holder),
+                (self.clock.now() + ttl_s, holder),
             )
 
         await self._on_writer(work)
@@ -753,7 +756,7 @@ class SQLiteStore:
         rows = self._query(
             f"SELECT {shares.SHARE_COLS} FROM pool_shares WHERE expires_at >= ?"
             " ORDER BY pool, holder",
-            (time.time(),),
+            (self.clock.now(),),
         )
         return [shares.PoolShare(*r) for r in rows]
 
@@ -766,7 +769,7 @@ class SQLiteStore:
             ).fetchall()
             level = shares.BucketLevel(*rows[0]) if rows else None
             granted, new = shares.take(
-                level, time.time(), rate_per_s, burst, amount, allow_debt
+                level, self.clock.now(), rate_per_s, burst, amount, allow_debt
             )
             db.execute(
                 f"INSERT OR REPLACE INTO buckets ({shares.BUCKET_COLS}) VALUES (?, ?, ?, ?, ?)",

@@ -1,0 +1,151 @@
+"""The injectable clock: FakeClock's behaviour, and no direct time calls left in src/podium.
+
+Everything that keeps time takes a `podium.clock.Clock`; a direct `time.time()` elsewhere
+would make the code it is in untestable without waiting, so a scan keeps them out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from podium.clock import SYSTEM_CLOCK, Clock, FakeClock, SystemClock, sleep_unless
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "podium"
+DIRECT = re.compile(r"\btime\.time\(|\btime\.monotonic\(|\btime\.time_ns\(|\basyncio\.sleep\(")
+# `await asyncio.sleep(0)` only hands the loop a turn: no time is kept or waited for.
+YIELD = re.compile(r"\basyncio\.sleep\(0\)")
+# Justified exceptions, by file and the exact call:
+ALLOWED = {
+    # the clock itself
+    "clock.py": {"time.time(", "time.monotonic(", "asyncio.sleep("},
+    # event ids (unique and sortable across processes) and event timestamps (records):
+    # real time on purpose, whatever clock an engine keeps
+    "bus/events.py": {"time.time_ns("},
+    # the render time limit guards against a runaway template: real CPU time on purpose
+    "model/bounds.py": {"time.monotonic("},
+}
+
+
+def _offenders() -> list[str]:
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = YIELD.sub("", line.split("#", 1)[0])
+            for match in DIRECT.finditer(code):
+                if match.group(0) not in ALLOWED.get(rel, set()):
+                    found.append(f"{rel}:{number}: {line.strip()}")
+    return found
+
+
+def test_no_direct_time_calls_outside_the_clock() -> None:
+    offenders = _offenders()
+    assert not offenders, "use an injected podium.clock.Clock instead:\n" + "\n".join(offenders)
+
+
+def test_the_scan_finds_what_it_looks_for() -> None:
+    line = "x = time.time() + 1; await asyncio.sleep(0.5); await asyncio.sleep(0)"
+    assert [m.group(0) for m in DIRECT.finditer(YIELD.sub("", line))] == [
+        "time.time(", "asyncio.sleep(",
+    ]
+
+
+def test_the_system_clock_is_real_time() -> None:
+    assert isinstance(SYSTEM_CLOCK, SystemClock) and isinstance(SYSTEM_CLOCK, Clock)
+    assert abs(SYSTEM_CLOCK.now() - time.time()) < 5
+    assert SYSTEM_CLOCK.monotonic() <= time.monotonic()
+
+
+async def test_a_fake_clock_stands_still_until_advanced() -> None:
+    clock = FakeClock(start=1000.0, monotonic_start=5.0)
+    assert isinstance(clock, Clock)
+    assert (clock.now(), clock.monotonic()) == (1000.0, 5.0)
+    await asyncio.sleep(0.01)
+    assert (clock.now(), clock.monotonic()) == (1000.0, 5.0)
+    clock.advance(2.5)
+    assert (clock.now(), clock.monotonic()) == (1002.5, 7.5)
+    with pytest.raises(ValueError):
+        clock.advance(-1)
+
+
+async def test_sleepers_wake_in_deadline_order_once_their_time_has_come() -> None:
+    clock = FakeClock()
+    woken: list[str] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woken.append(name)
+
+    tasks = [asyncio.ensure_future(sleeper(n, s)) for n, s in
+             (("c", 3.0), ("a", 1.0), ("b", 2.0), ("a2", 1.0))]
+    await clock.settle()
+    assert clock.sleepers == 4 and clock.next_deadline() == 1.0
+    clock.advance(0.5)
+    await clock.settle()
+    assert woken == []
+    clock.advance(0.5)  # exactly at the deadline: due
+    await clock.settle()
+    assert woken == ["a", "a2"]
+    clock.advance(10)
+    await clock.settle()
+    assert woken == ["a", "a2", "b", "c"] and clock.sleepers == 0
+    await asyncio.gather(*tasks)
+
+
+async def test_sleep_zero_yields_once_and_waits_for_no_advance() -> None:
+    clock = FakeClock()
+    order: list[str] = []
+
+    async def other() -> None:
+        order.append("other")
+
+    task = asyncio.ensure_future(other())
+    await clock.sleep(0)
+    order.append("after")
+    await clock.sleep(-1)
+    assert order == ["other", "after"] and clock.sleepers == 0
+    await task
+
+
+async def test_a_cancelled_sleeper_is_skipped() -> None:
+    clock = FakeClock()
+    task = asyncio.ensure_future(clock.sleep(1))
+    await clock.settle()
+    task.cancel()
+    await clock.settle()
+    assert clock.sleepers == 0 and clock.next_deadline() is None
+    clock.advance(2)
+    assert task.cancelled()
+
+
+async def test_run_for_stops_at_each_deadline_so_loops_go_round() -> None:
+    clock = FakeClock()
+    ticks: list[float] = []
+
+    async def loop() -> None:
+        while True:
+            await clock.sleep(0.25)
+            ticks.append(clock.monotonic())
+
+    task = asyncio.ensure_future(loop())
+    await clock.run_for(1.0)
+    task.cancel()
+    assert ticks == [0.25, 0.5, 0.75, 1.0] and clock.monotonic() == 1.0
+
+
+async def test_sleep_unless_returns_early_when_the_event_is_set() -> None:
+    clock, event = FakeClock(), asyncio.Event()
+    waiting = asyncio.ensure_future(sleep_unless(clock, event, 10))
+    await clock.settle()
+    event.set()
+    assert await waiting is True and clock.sleepers == 0
+    event.clear()
+    waiting = asyncio.ensure_future(sleep_unless(clock, event, 10))
+    await clock.run_for(10)
+    assert await waiting is False
+    assert await sleep_unless(SYSTEM_CLOCK, event, 0.001) is False
