@@ -4,7 +4,8 @@ PodiumError
  ├── WorkflowInvalid        bad definition or inputs (CLI exit 2, HTTP 422)
  ├── RunNotFound            no run with that id (HTTP 404)
  ├── RunFinished            signal/cancel sent to a run that already ended
- ├── StoreUnavailable       the store cannot be opened or written
+ ├── StoreError             the store failed for good: not retried (HTTP 500)
+ │    └── StoreUnavailable  for now: a lost connection, a busy database; retried (HTTP 503)
  ├── AdmissionRejected      a run's resources cannot be had (now, or ever): not submitted
  ├── OutputTooLarge         a step output exceeds the configured maximum
  └── StepError              raised inside a step attempt
@@ -50,8 +51,20 @@ class RunFinished(PodiumError):
         super().__init__(f"cannot {action} run {run_id}: it already ended with status {status}")
 
 
-class StoreUnavailable(PodiumError):
+class StoreError(PodiumError):
+    """A store failure that trying again will not mend: a constraint violated, a missing
+    definition, a closed store, a bad schema name. The message names the cause."""
+
+    code = "store_error"
+    transient = False
+
+
+class StoreUnavailable(StoreError):
+    """A store failure that may pass: a lost connection, a serialization failure, a locked
+    database. The journal retries these (for `store_retry_s`); nothing else does."""
+
     code = "store_unavailable"
+    transient = True
 
 
 class AdmissionRejected(PodiumError):
