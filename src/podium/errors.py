@@ -96,6 +96,10 @@ class StepError(PodiumError):
 
     code = "step_error"
     retryable = True
+    # Set by the executor on a failed attempt: the exception's type (the step body's own, for
+    # an exception it raised) and its traceback, truncated and with secrets masked.
+    error_type: str | None = None
+    traceback: str | None = None
 
 
 class StepTimedOut(StepError):

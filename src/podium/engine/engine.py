@@ -553,7 +553,7 @@ class Engine:
                 return
             items = _items(step, rt.context(st, 1, {}))
         except ExpressionError as exc:
-            self._fail_now(rt, st, str(exc))
+            self._fail_now(rt, st, str(exc), type(exc).__name__)
             return
         rt.items[st.step_id] = items
         st.status, st.started_at, st.attempts = "running", time.time(), 1
@@ -621,6 +621,7 @@ class Engine:
         if outcome.ok and outcome.result is not None:
             result = outcome.result
             st.status, st.error, st.fallback_used = "succeeded", None, outcome.fallback_used
+            st.error_type = st.traceback = None
             st.output, st.output_blob = result.output, outcome.blob
             st.cost_usd, st.tokens_in, st.tokens_out = (
                 result.cost_usd,
@@ -634,7 +635,14 @@ class Engine:
             self._emit(rt, "agent.task.completed", payload)
         else:
             st.status, st.error = "failed", outcome.error
-            self._emit(rt, "agent.task.failed", {**payload, "error": outcome.error})
+            st.error_type, st.traceback = outcome.error_type, outcome.traceback
+            detail = {"error": outcome.error, "error_type": st.error_type}
+            self._emit(rt, "agent.task.failed", {**payload, **detail, "traceback": st.traceback})
+            log.warning(
+                "step failed", run_id=rt.run_id, step=st.step_id, index=st.index,
+                attempt=st.attempts, **self.redactor.value(detail),
+                traceback=st.traceback and self.redactor.text(st.traceback),
+            )
         signal_id = rt.signal_ids.pop((st.step_id, st.index), None)
         if signal_id is not None:
             self.journal.signal_taken(signal_id)
@@ -663,11 +671,13 @@ class Engine:
             return None
         return RunBudget(budget, sum(s.cost_usd for s in rt.compensation_units()))
 
-    def _fail_now(self, rt: RunRuntime, st: StepState, error: str) -> None:
+    def _fail_now(
+        self, rt: RunRuntime, st: StepState, error: str, error_type: str | None = None
+    ) -> None:
         """Fails a step before any attempt (a bad `when` or `for_each`)."""
         st.status, st.error = "running", None
         st.started_at = st.started_at or time.time()
-        self._finish(rt, st, Outcome(error=error))
+        self._finish(rt, st, Outcome(error=error, error_type=error_type))
 
     def _instance_done(self, rt: RunRuntime, inst: StepState) -> None:
         parent = rt.steps[inst.step_id]
@@ -678,7 +688,9 @@ class Engine:
             for other in rt.instances[inst.step_id]:
                 if other.status == "running":
                     self._cancel_step(rt, other, f"instance {inst.index} failed")
-            self._finish(rt, parent, Outcome(error=f"instance {inst.index} failed: {inst.error}"))
+            error = f"instance {inst.index} failed: {inst.error}"
+            outcome = Outcome(error=error, error_type=inst.error_type, traceback=inst.traceback)
+            self._finish(rt, parent, outcome)
             return
         self._fill_instances(rt, parent, step)
 
@@ -688,7 +700,7 @@ class Engine:
         try:
             blob = self._executor.encode(parent.step_id, output)
         except StepError as exc:
-            self._finish(rt, parent, Outcome(error=str(exc)))
+            self._finish(rt, parent, Outcome(error=str(exc), error_type=type(exc).__name__))
             return
         result = StepResult(
             output=output,
@@ -882,7 +894,7 @@ class Engine:
             try:
                 rt.items[st.step_id] = _items(step, rt.context(st, 1, {}))
             except ExpressionError as exc:
-                self._finish(rt, st, Outcome(error=str(exc)))
+                self._finish(rt, st, Outcome(error=str(exc), error_type=type(exc).__name__))
                 continue
             kept = {i.index: i for i in rt.instances.get(st.step_id, [])}
             rt.instances[st.step_id] = [

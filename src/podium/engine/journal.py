@@ -56,6 +56,7 @@ class Journal:
     def step(self, step: StepState) -> None:
         if self._redactor:
             step.error = step.error and self._redactor.text(step.error)
+            step.traceback = step.traceback and self._redactor.text(step.traceback)
             step.compensation_error = (
                 step.compensation_error and self._redactor.text(step.compensation_error)
             )

@@ -97,7 +97,8 @@ _RUN_COLS, _RUN_TYPES = _columns_of(
 _STEP_COLS, _STEP_TYPES = _columns_of(
     "run_id text, step_id text, idx int4, status text, attempts int4, started_at float8,"
     " finished_at float8, error text, fallback_used bool, completed_seq int4, wake_at float8,"
-    " compensation_error text, cost_usd float8, tokens_in int8, tokens_out int8, output bytea"
+    " compensation_error text, cost_usd float8, tokens_in int8, tokens_out int8, output bytea,"
+    " error_type text, traceback text"
 )
 _EVENT_COLS, _EVENT_TYPES = _columns_of(
     "event_id text, event_type text, ts float8, run_id text, causation_id text, source text,"

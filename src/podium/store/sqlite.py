@@ -62,7 +62,8 @@ _RUN_COLS = (
 )
 _STEP_COLS = (
     "run_id, step_id, idx, status, attempts, started_at, finished_at, error, fallback_used,"
-    " completed_seq, wake_at, compensation_error, cost_usd, tokens_in, tokens_out, output"
+    " completed_seq, wake_at, compensation_error, cost_usd, tokens_in, tokens_out, output,"
+    " error_type, traceback"
 )
 _UNFINISHED = "('queued', 'running')"
 _BY_PRIORITY = (
@@ -81,7 +82,7 @@ _UPSERT_RUN = (
     " cancel_requested=CASE WHEN excluded.status IN"
     f" {_UNFINISHED} THEN cancel_requested ELSE 0 END"
 )
-_UPSERT_STEP = f"INSERT OR REPLACE INTO steps ({_STEP_COLS}) VALUES ({','.join('?' * 16)})"
+_UPSERT_STEP = f"INSERT OR REPLACE INTO steps ({_STEP_COLS}) VALUES ({','.join('?' * 18)})"
 _EVENT_COLS = (
     "event_id, event_type, ts, run_id, causation_id, source, priority, version, payload, actor"
 )
