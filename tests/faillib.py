@@ -1,4 +1,4 @@
-"""Step bodies that fail inside helpers, for the failure-detail tests."""
+"""Step bodies that fail inside helpers, for the failure-detail tests (engine, API, CLI)."""
 
 from __future__ import annotations
 
