@@ -6,6 +6,7 @@ PodiumError
  ├── RunFinished            signal/cancel sent to a run that already ended
  ├── StoreError             the store failed for good: not retried (HTTP 500)
  │    └── StoreUnavailable  for now: a lost connection, a busy database; retried (HTTP 503)
+ ├── EngineStopped          a background duty of the engine failed unexpectedly: it stopped
  ├── AdmissionRejected      a run's resources cannot be had (now, or ever): not submitted
  ├── OutputTooLarge         a step output exceeds the configured maximum
  └── StepError              raised inside a step attempt
@@ -65,6 +66,22 @@ class StoreUnavailable(StoreError):
 
     code = "store_unavailable"
     transient = True
+
+
+class EngineStopped(PodiumError):
+    """A background duty of the engine (lease renewal, request polling, control upkeep)
+    ended with an unexpected exception: the engine stopped, its runs wait in the store for
+    a restart to recover them."""
+
+    code = "engine_stopped"
+
+    def __init__(self, duty: str, cause: BaseException) -> None:
+        self.duty = duty
+        text = " ".join(str(cause).split())
+        super().__init__(
+            f"the engine stopped: its background duty {duty} failed with"
+            f" {type(cause).__name__}: {text}; a restart recovers its runs"
+        )
 
 
 class AdmissionRejected(PodiumError):

@@ -9,7 +9,6 @@ back capacity left idle for `linger_s`, and yields to other engines' unmet deman
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections import deque
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from podium.engine.supervisor import Supervisor
 from podium.errors import PodiumError
 from podium.store.base import Store
 from podium.store.pools import EPSILON, ShareGrant, ShareRequest
@@ -97,6 +97,7 @@ class SharePools:
         self.ops = 0
         self._pools: dict[str, Pool] = {}
         self._grower: asyncio.Task[None] | None = None
+        self._tasks = Supervisor("pools")
         # One round at a time: two answers crossing could leave a local share the store no
         # longer grants.
         self._lock = asyncio.Lock()
@@ -208,7 +209,7 @@ class SharePools:
 
     def _grow_soon(self) -> None:
         if self._grower is None and not self._closed:
-            self._grower = asyncio.get_running_loop().create_task(self._grow())
+            self._grower = self._tasks.start(self._grow(), name="grow-shares")
 
     async def _grow(self) -> None:
         try:
@@ -293,10 +294,7 @@ class SharePools:
     async def close(self) -> None:
         """Hands back every share (engine shutdown); waiters are left to their cancellation."""
         self._closed = True
-        if self._grower is not None:
-            self._grower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._grower
+        await self._tasks.close()  # the grower, cancelled and awaited
         if self._pools:
             self.ops += 1
             await self.store.drop_shares(self.owner)
