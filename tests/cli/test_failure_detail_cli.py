@@ -56,3 +56,31 @@ async def test_status_shows_the_type_and_traceback_of_a_failed_step(store_url: s
     assert "traceback: order (ValueError)" in text.stdout
     assert "_parse_amount" in text.stdout
     assert "could not convert string to float" in text.stdout
+
+
+BROKEN_DUTY = """
+name: broken-duty
+steps:
+  wait:
+    kind: python
+    call: faillib:break_control_upkeep
+    timeout: 60s
+    retry: {attempts: 1}
+"""
+
+
+def test_a_failing_background_duty_makes_run_exit_1_with_one_line(
+    store_url: str, tmp_path: Path,
+) -> None:
+    definition = tmp_path / "broken.yaml"
+    definition.write_text(BROKEN_DUTY)
+
+    result = podium("run", str(definition), "--store", store_url)
+
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: the engine stopped: its background duty engine:tick-control failed with"
+        " ZeroDivisionError: upkeep divided by zero; a restart recovers its runs"
+    ]
+    assert result.stderr.rstrip().endswith(errors[0])  # the last line says why

@@ -154,7 +154,6 @@ class Engine:
     def _duty_failed(self, duty: str, exc: BaseException) -> None:
         """A background duty died of an unexpected exception: the engine stops as after a
         store failure (runs stay in the store), and every waiter learns why."""
-        log.error("a background duty failed; the engine stops", duty=duty, error=str(exc))
         self._stopping.set()
         self.halted.set()
         self._store_failed(EngineStopped(duty, exc))

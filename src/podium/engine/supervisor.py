@@ -50,7 +50,8 @@ class Supervisor:
         if exc is None:
             return
         log.error(
-            "task failed", task=task.get_name(), critical=critical,
+            "a critical task failed; its owner stops" if critical else "a task failed",
+            task=task.get_name(),
             error_type=type(exc).__name__, error=str(exc), exc_info=exc,
         )
         if critical and self.fatal is None:
