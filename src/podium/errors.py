@@ -4,7 +4,9 @@ PodiumError
  ├── WorkflowInvalid        bad definition or inputs (CLI exit 2, HTTP 422)
  ├── RunNotFound            no run with that id (HTTP 404)
  ├── RunFinished            signal/cancel sent to a run that already ended
- ├── StoreUnavailable       the store cannot be opened or written
+ ├── StoreError             the store failed for good: not retried (HTTP 500)
+ │    └── StoreUnavailable  for now: a lost connection, a busy database; retried (HTTP 503)
+ ├── EngineStopped          a background duty of the engine failed unexpectedly: it stopped
  ├── AdmissionRejected      a run's resources cannot be had (now, or ever): not submitted
  ├── OutputTooLarge         a step output exceeds the configured maximum
  └── StepError              raised inside a step attempt
@@ -50,8 +52,36 @@ class RunFinished(PodiumError):
         super().__init__(f"cannot {action} run {run_id}: it already ended with status {status}")
 
 
-class StoreUnavailable(PodiumError):
+class StoreError(PodiumError):
+    """A store failure that trying again will not mend: a constraint violated, a missing
+    definition, a closed store, a bad schema name. The message names the cause."""
+
+    code = "store_error"
+    transient = False
+
+
+class StoreUnavailable(StoreError):
+    """A store failure that may pass: a lost connection, a serialization failure, a locked
+    database. The journal retries these (for `store_retry_s`); nothing else does."""
+
     code = "store_unavailable"
+    transient = True
+
+
+class EngineStopped(PodiumError):
+    """A background duty of the engine (lease renewal, request polling, control upkeep)
+    ended with an unexpected exception: the engine stopped, its runs wait in the store for
+    a restart to recover them."""
+
+    code = "engine_stopped"
+
+    def __init__(self, duty: str, cause: BaseException) -> None:
+        self.duty = duty
+        text = " ".join(str(cause).split())
+        super().__init__(
+            f"the engine stopped: its background duty {duty} failed with"
+            f" {type(cause).__name__}: {text}; a restart recovers its runs"
+        )
 
 
 class AdmissionRejected(PodiumError):
@@ -83,6 +113,10 @@ class StepError(PodiumError):
 
     code = "step_error"
     retryable = True
+    # Set by the executor on a failed attempt: the exception's type (the step body's own, for
+    # an exception it raised) and its traceback, truncated and with secrets masked.
+    error_type: str | None = None
+    traceback: str | None = None
 
 
 class StepTimedOut(StepError):

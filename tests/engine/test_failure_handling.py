@@ -12,7 +12,7 @@ from steplib import make_workflow
 from podium.bus.base import Bus
 from podium.engine.engine import Engine
 from podium.engine.rules import backoff_s
-from podium.errors import StoreUnavailable
+from podium.errors import StoreError
 from podium.model.workflow import RetryPolicy
 from podium.settings import Settings
 from podium.store.base import Store
@@ -327,5 +327,5 @@ async def test_a_store_failure_ends_waits_with_the_error_instead_of_hanging(
     async with Engine(store, bus, settings) as engine:
         run_id = await engine.submit(make_workflow({"a": py("slow", name="a", seconds=0.2)}))
         await store.__aexit__(None, None, None)  # the database went away under the engine
-        with pytest.raises(StoreUnavailable, match="closed"):
+        with pytest.raises(StoreError, match="closed"):
             await asyncio.wait_for(engine.wait_done(run_id), 5)

@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 
 from podium.bus.events import Event
-from podium.errors import StoreUnavailable
+from podium.errors import StoreError, StoreUnavailable
 from podium.store import Batch, RunState, StepState, open_store
 from podium.store.postgres import PostgresStore, parse_url, redact
 from podium.store.schema import POSTGRES_MIGRATIONS
@@ -40,7 +40,7 @@ def test_the_url_names_the_schema_and_hides_the_password() -> None:
 
 
 def test_a_schema_name_that_is_not_an_identifier_is_refused() -> None:
-    with pytest.raises(StoreUnavailable, match="invalid schema name"):
+    with pytest.raises(StoreError, match="invalid schema name"):
         parse_url("postgresql://h/db?schema=a;drop")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from podium.bus.events import Event
-from podium.errors import StoreUnavailable
+from podium.errors import StoreError
 from podium.store import Batch, DlqEntry, RunState, StepState, Store, open_store
 from podium.store.codec import decode, encode
 from podium.store.records import WorkerInfo
@@ -45,7 +45,7 @@ async def test_a_batch_with_a_bad_row_leaves_nothing_behind(store: Store) -> Non
     bad: Any = None  # NOT NULL in both schemas: the last statement of the batch fails
     batch.dlq_add.append(DlqEntry("r1", bad, "failed", None, (), time.time()))
 
-    with pytest.raises(StoreUnavailable, match="cannot write"):
+    with pytest.raises(StoreError, match="cannot write"):
         await store.write(batch)
 
     assert await store.get_run("r1") is None
@@ -127,7 +127,7 @@ async def test_runs_list_newest_first_filtered_by_status_and_workflow(store: Sto
 
 
 async def test_a_missing_definition_is_a_clear_error(store: Store) -> None:
-    with pytest.raises(StoreUnavailable, match="no workflow definition nope"):
+    with pytest.raises(StoreError, match="no workflow definition nope"):
         await store.get_definition("nope")
 
 

@@ -14,7 +14,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from podium.errors import PodiumError, RunFinished, RunNotFound, StoreUnavailable, WorkflowInvalid
+from podium.errors import (
+    PodiumError,
+    RunFinished,
+    RunNotFound,
+    StoreError,
+    StoreUnavailable,
+    WorkflowInvalid,
+)
 
 
 class WorkflowNotFound(PodiumError):
@@ -69,6 +76,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PodiumError], int], ...] = (
     (NotFound, 404),
     (RunFinished, 409),
     (StoreUnavailable, 503),  # the server's trouble, not the request's: a client may retry
+    (StoreError, 500),  # the server's trouble for good (a missing definition): no retry helps
 )
 
 

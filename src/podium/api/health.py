@@ -27,10 +27,12 @@ ALIVE_AFTER_S = 10.0  # a worker silent for longer is listed as lost (as `podium
 
 @router.get("/healthz")
 async def healthz(engine: EngineDep) -> JSONResponse:
-    """200 while the process can do its job. After a failed commit the engine stops for good
-    (its runs wait in the store for recovery), so only a restart helps: 503 asks for one."""
-    if engine.journal.failure is not None:
-        reason = "the engine stopped after a store failure; a restart recovers its runs"
+    """200 while the process can do its job. After a failed commit or a background duty's
+    unexpected exception the engine stops for good (its runs wait in the store for
+    recovery), so only a restart helps: 503 asks for one."""
+    if engine.failure is not None:
+        cause = "a store failure" if engine.journal.failure else "a background duty failed"
+        reason = f"the engine stopped after {cause}; a restart recovers its runs"
         return JSONResponse({"status": "failed", "reason": reason}, status_code=503)
     return JSONResponse({"status": "ok"})
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TextIO, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -271,13 +271,21 @@ def configure_logging() -> None:
             structlog.processors.StackInfoRenderer(),
             structlog.dev.set_exc_info,
             structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
-            structlog.dev.ConsoleRenderer(),
+            structlog.dev.ConsoleRenderer(
+                exception_formatter=structlog.dev.plain_traceback if _verbose[0] else _briefly
+            ),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         # Looked up per logger, so a live view that swaps sys.stderr still gets the lines.
         logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def _briefly(out: TextIO, exc_info: Any) -> None:
+    """A logged exception, without --verbose: its one line, not its traceback."""
+    exc = exc_info[1]
+    out.write(f"\n{type(exc).__name__}: {' '.join(str(exc).split())} (podium -v: traceback)")
 
 
 def local_actor() -> Actor:

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from podium.engine.summary import RunSummary, StepSummary
+from podium.engine.tracebacks import shorten
 from podium.plan import Plan
 from podium.plan.render import format_seconds
 
@@ -197,4 +198,15 @@ def dlq_table(entries: Sequence[dict[str, Any]]) -> Table:
 
 
 def status_view(summary: RunSummary, plan: Plan | None) -> RenderableType:
-    return Group(summary_panel(summary, plan), steps_table(summary, plan))
+    return Group(summary_panel(summary, plan), steps_table(summary, plan), *_tracebacks(summary))
+
+
+def _tracebacks(summary: RunSummary) -> list[RenderableType]:
+    """Each failed step's traceback, its last lines (`--json` has the whole)."""
+    panels: list[RenderableType] = []
+    for step_id, step in summary.steps.items():
+        if step.status == "failed" and step.traceback:
+            title = f"traceback: {step_id} ({step.error_type or 'error'})"
+            panels.append(Panel(Text(shorten(step.traceback)), title=title, title_align="left",
+                                expand=False, border_style="red"))
+    return panels

@@ -183,6 +183,8 @@ async def _serve(
         )
         stopper = _Stopper(_own_signals_server(config), streams)
         stopper.install()
+        # A background duty's failure stops the engine: serve stops too, and exits 1 naming it.
+        engine.tasks.start(_stop_when_halted(engine, stopper), name="serve-watch")
         role = "runs execute here" if embedded else "workers execute runs"
         scheme = "https" if exposure.tls_cert else "http"
         shown = f"[{host}]" if ":" in host else host
@@ -197,6 +199,11 @@ async def _serve(
         if embedded:
             await drain_engine(engine, drain_s, stopper.hurry)
         note("podium serve stopped")
+
+
+async def _stop_when_halted(engine: Engine, stopper: _Stopper) -> None:
+    await engine.halted.wait()
+    stopper.stop()
 
 
 def _own_signals_server(config: uvicorn.Config) -> uvicorn.Server:

@@ -30,6 +30,7 @@ from podium.store.spend import (
     WindowScope,
     scope_title,
 )
+from podium.supervisor import Supervisor
 
 log = structlog.get_logger("podium.control")
 
@@ -161,6 +162,7 @@ class BudgetGuard:
         self._holds: set[str] = set()  # hold ids placed here and not yet handed back
         self._releasing: list[str] = []
         self._releaser: asyncio.Task[None] | None = None
+        self._tasks = Supervisor("budgets")
         self._warned: set[str] = set()  # scopes past their warning threshold
         self._renewed_at = 0.0
 
@@ -343,7 +345,7 @@ class BudgetGuard:
         self._holds.difference_update(hold_ids)
         self._releasing.extend(hold_ids)
         if self._releaser is None or self._releaser.done():
-            self._releaser = asyncio.get_running_loop().create_task(self._release_queued())
+            self._releaser = self._tasks.start(self._release_queued(), name="release-holds")
 
     async def _release_queued(self) -> None:
         while self._releasing:
@@ -368,8 +370,7 @@ class BudgetGuard:
         """Hands back every hold (the engine is stopping; its calls were cancelled)."""
         self._releasing.extend(self._holds)
         self._holds.clear()
-        if self._releaser is not None:
-            await self._releaser
+        await self._tasks.join()  # the releaser finishes its round
         await self._release_queued()
 
 

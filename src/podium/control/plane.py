@@ -21,6 +21,7 @@ from podium.control.pools import SharePools
 from podium.control.ratelimit import TokenBuckets
 from podium.model.workflow import Action, Step, Workflow
 from podium.store.base import Store
+from podium.supervisor import Supervisor
 
 log = structlog.get_logger("podium.control")
 
@@ -52,7 +53,7 @@ class ControlPlane:
         self.guards: tuple[Guard, ...] = ()
         # id(action) -> (the action, kept so its id stays its own; the guards that apply)
         self._for_action: dict[int, tuple[Action, tuple[Guard, ...]]] = {}
-        self._priming: set[asyncio.Task[None]] = set()
+        self._tasks = Supervisor("control")  # priming capacity ahead of calls
         if windows_of(config.budgets):
             self._turn_on(self.budgets)
         if config.circuits.default is not None:
@@ -100,7 +101,7 @@ class ControlPlane:
         if not pools and not buckets:
             return
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:  # prepared outside the engine's loop (tests): calls take them
             return
 
@@ -111,9 +112,7 @@ class ControlPlane:
             except Exception as exc:  # the calls will ask again themselves
                 log.warning("taking capacity ahead failed", error=str(exc))
 
-        task = loop.create_task(prime())
-        self._priming.add(task)
-        task.add_done_callback(self._priming.discard)
+        self._tasks.start(prime(), name=f"prime:{workflow.name}")
 
     async def start(self) -> None:
         """Loads shared state before the first call."""
@@ -138,8 +137,7 @@ class ControlPlane:
 
     async def close(self) -> None:
         """On shutdown: hands back everything this engine holds."""
-        if self._priming:
-            await asyncio.wait(self._priming)
+        await self._tasks.join()
         await self.circuits.close()
         await self.budgets.close()
         await self.buckets.close()

@@ -9,7 +9,6 @@ back capacity left idle for `linger_s`, and yields to other engines' unmet deman
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from podium.clock import Clock
 from podium.errors import PodiumError
 from podium.store.base import Store
 from podium.store.pools import EPSILON, ShareGrant, ShareRequest
+from podium.supervisor import Supervisor
 
 log = structlog.get_logger("podium.control")
 
@@ -100,6 +100,7 @@ class SharePools:
         self.ops = 0
         self._pools: dict[str, Pool] = {}
         self._grower: asyncio.Task[None] | None = None
+        self._tasks = Supervisor("pools")
         # One round at a time: two answers crossing could leave a local share the store no
         # longer grants.
         self._lock = asyncio.Lock()
@@ -211,7 +212,7 @@ class SharePools:
 
     def _grow_soon(self) -> None:
         if self._grower is None and not self._closed:
-            self._grower = asyncio.get_running_loop().create_task(self._grow())
+            self._grower = self._tasks.start(self._grow(), name="grow-shares")
 
     async def _grow(self) -> None:
         try:
@@ -296,10 +297,7 @@ class SharePools:
     async def close(self) -> None:
         """Hands back every share (engine shutdown); waiters are left to their cancellation."""
         self._closed = True
-        if self._grower is not None:
-            self._grower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._grower
+        await self._tasks.close()  # the grower, cancelled and awaited
         if self._pools:
             self.ops += 1
             await self.store.drop_shares(self.owner)

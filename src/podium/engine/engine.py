@@ -31,6 +31,7 @@ from podium.engine.rules import CLEANUP_TRIGGERS, Gate, final_status, trigger_ga
 from podium.engine.runtime import Compiled, RunRuntime
 from podium.engine.summary import RunSummary, build_summary
 from podium.errors import (
+    EngineStopped,
     ExpressionError,
     PodiumError,
     RunFinished,
@@ -47,6 +48,7 @@ from podium.store import codec
 from podium.store.base import Store
 from podium.store.records import RUN_DEAD, DlqEntry, RunState, StepState
 from podium.store.spend import SpendRow
+from podium.supervisor import Supervisor
 
 log = structlog.get_logger("podium.engine")
 _OPEN = frozenset({"pending", "ready", "running"})
@@ -112,6 +114,10 @@ class Engine:
         self._stopping = asyncio.Event()
         self._paused: set[tuple[str, str]] = set()  # ("workflow" | "agent", name)
         self._held: list[tuple[RunRuntime, StepState]] = []  # steps a pause keeps from starting
+        # Every task the engine starts (steps, compensations, background duties): kept,
+        # named, failures logged; a background duty's unexpected end stops the engine.
+        self.tasks = Supervisor("engine", on_fatal=self._duty_failed)
+        self.halted = asyncio.Event()  # set when a background duty failed (see `failure`)
         self._background: list[asyncio.Task[None]] = []
         self._completions: dict[str, list[asyncio.Future[None]]] = {}
         self._completion_watch: asyncio.Task[None] | None = None
@@ -127,14 +133,35 @@ class Engine:
         self._paused = set(await self.store.list_paused())
         await self.control.start()
         self._background = [
-            asyncio.create_task(self._renew_leases()),
-            asyncio.create_task(self._poll_requests()),
-            asyncio.create_task(self._tick_control()),
+            self.tasks.start(self._renew_leases(), name="renew-leases", critical=True),
+            self.tasks.start(self._poll_requests(), name="poll-requests", critical=True),
+            self.tasks.start(self._tick_control(), name="tick-control", critical=True),
         ]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
+        fatal = self.tasks.fatal
+        if exc[0] is None and fatal is not None:  # nobody learned of it yet: the caller does
+            raise EngineStopped(self.tasks.fatal_task or "?", fatal) from fatal
+
+    @property
+    def failure(self) -> Exception | None:
+        """Why the engine stopped for good, if it did: a store failure (nothing more can be
+        committed) or a background duty's unexpected exception. A restart recovers its runs."""
+        if self.journal.failure is not None:
+            return self.journal.failure
+        fatal = self.tasks.fatal
+        if fatal is None:
+            return None
+        return EngineStopped(self.tasks.fatal_task or "?", fatal)
+
+    def _duty_failed(self, duty: str, exc: BaseException) -> None:
+        """A background duty died of an unexpected exception: the engine stops as after a
+        store failure (runs stay in the store), and every waiter learns why."""
+        self._stopping.set()
+        self.halted.set()
+        self._store_failed(EngineStopped(duty, exc))
 
     async def _pause_s(self, seconds: float) -> bool:
         """Sleeps between two rounds of a background duty; False once the engine stops."""
@@ -147,18 +174,13 @@ class Engine:
         self._stopping.set()
         if self._background:
             await asyncio.wait(self._background, timeout=10)
-        if self._completion_watch is not None:
-            self._background.append(self._completion_watch)
-            self._completion_watch = None
-        for task in self._background:
-            task.cancel()
+        self._completion_watch = None
         for rt in list(self._active.values()):
             if rt.timer:
                 rt.timer.cancel()
-            for task in list(rt.tasks.values()):
-                task.cancel()
-        tasks = [t for rt in self._active.values() for t in rt.tasks.values()]
-        await asyncio.gather(*self._background, *tasks, return_exceptions=True)
+        # Step tasks, compensations, the completion watchers and whatever duty is left:
+        # cancelled and awaited, so nothing of this engine runs on after it.
+        await self.tasks.close()
         self._background = []
         if self.journal.failure is None:
             await self.control.close()  # first: its last events go through the journal
@@ -174,6 +196,11 @@ class Engine:
     def _store_failed(self, exc: Exception) -> None:
         """Nothing more can be committed: every waiter learns why instead of hanging.
         The runs stay unfinished in the store, and `recover` resumes them later."""
+        for futures in self._completions.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: the waiter may have gone
         for rt in [*self._active.values(), *self._queued.values()]:
             for task in list(rt.tasks.values()):
                 task.cancel()
@@ -276,8 +303,12 @@ class Engine:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._completions.setdefault(run_id, []).append(future)
         if self._completion_watch is None:
-            self._completion_watch = asyncio.create_task(self._watch_completions())
-            self._background.append(asyncio.create_task(self._poll_completions()))
+            self._completion_watch = self.tasks.start(
+                self._watch_completions(), name="watch-completions", critical=True
+            )
+            self._background.append(
+                self.tasks.start(self._poll_completions(), name="poll-completions", critical=True)
+            )
         return future
 
     def _completed(self, run_id: str) -> None:
@@ -556,7 +587,7 @@ class Engine:
                 return
             items = _items(step, rt.context(st, 1, {}))
         except ExpressionError as exc:
-            self._fail_now(rt, st, str(exc))
+            self._fail_now(rt, st, str(exc), type(exc).__name__)
             return
         rt.items[st.step_id] = items
         st.status, st.started_at, st.attempts = "running", self.clock.now(), 1
@@ -598,8 +629,8 @@ class Engine:
 
     def _spawn(self, rt: RunRuntime, st: StepState) -> None:
         if st.status == "running" and not rt.row.done and rt.run_id in self._active:
-            task = asyncio.get_running_loop().create_task(self._execute(rt, st))
-            rt.tasks[(st.step_id, st.index)] = task
+            name = f"step:{rt.run_id}/{st.step_id}" + (f"[{st.index}]" if st.index >= 0 else "")
+            rt.tasks[(st.step_id, st.index)] = self.tasks.start(self._execute(rt, st), name=name)
 
     async def _execute(self, rt: RunRuntime, st: StepState) -> None:
         step = rt.compiled.step(st.step_id)
@@ -624,6 +655,7 @@ class Engine:
         if outcome.ok and outcome.result is not None:
             result = outcome.result
             st.status, st.error, st.fallback_used = "succeeded", None, outcome.fallback_used
+            st.error_type = st.traceback = None
             st.output, st.output_blob = result.output, outcome.blob
             st.cost_usd, st.tokens_in, st.tokens_out = (
                 result.cost_usd,
@@ -637,7 +669,14 @@ class Engine:
             self._emit(rt, "agent.task.completed", payload)
         else:
             st.status, st.error = "failed", outcome.error
-            self._emit(rt, "agent.task.failed", {**payload, "error": outcome.error})
+            st.error_type, st.traceback = outcome.error_type, outcome.traceback
+            detail = {"error": outcome.error, "error_type": st.error_type}
+            self._emit(rt, "agent.task.failed", {**payload, **detail, "traceback": st.traceback})
+            log.warning(
+                "step failed", run_id=rt.run_id, step=st.step_id, index=st.index,
+                attempt=st.attempts, **self.redactor.value(detail),
+                traceback=st.traceback and self.redactor.text(st.traceback),
+            )
         signal_id = rt.signal_ids.pop((st.step_id, st.index), None)
         if signal_id is not None:
             self.journal.signal_taken(signal_id)
@@ -666,11 +705,13 @@ class Engine:
             return None
         return RunBudget(budget, sum(s.cost_usd for s in rt.compensation_units()))
 
-    def _fail_now(self, rt: RunRuntime, st: StepState, error: str) -> None:
+    def _fail_now(
+        self, rt: RunRuntime, st: StepState, error: str, error_type: str | None = None
+    ) -> None:
         """Fails a step before any attempt (a bad `when` or `for_each`)."""
         st.status, st.error = "running", None
         st.started_at = st.started_at or self.clock.now()
-        self._finish(rt, st, Outcome(error=error))
+        self._finish(rt, st, Outcome(error=error, error_type=error_type))
 
     def _instance_done(self, rt: RunRuntime, inst: StepState) -> None:
         parent = rt.steps[inst.step_id]
@@ -681,7 +722,9 @@ class Engine:
             for other in rt.instances[inst.step_id]:
                 if other.status == "running":
                     self._cancel_step(rt, other, f"instance {inst.index} failed")
-            self._finish(rt, parent, Outcome(error=f"instance {inst.index} failed: {inst.error}"))
+            error = f"instance {inst.index} failed: {inst.error}"
+            outcome = Outcome(error=error, error_type=inst.error_type, traceback=inst.traceback)
+            self._finish(rt, parent, outcome)
             return
         self._fill_instances(rt, parent, step)
 
@@ -691,7 +734,7 @@ class Engine:
         try:
             blob = self._executor.encode(parent.step_id, output)
         except StepError as exc:
-            self._finish(rt, parent, Outcome(error=str(exc)))
+            self._finish(rt, parent, Outcome(error=str(exc), error_type=type(exc).__name__))
             return
         result = StepResult(
             output=output,
@@ -748,7 +791,7 @@ class Engine:
             pending = self._to_compensate(rt)
             if pending:
                 rt.compensating = True
-                asyncio.get_running_loop().create_task(self._compensate(rt, pending))
+                self.tasks.start(self._compensate(rt, pending), name=f"compensate:{rt.run_id}")
                 return
         self._complete(rt)
 
@@ -885,7 +928,7 @@ class Engine:
             try:
                 rt.items[st.step_id] = _items(step, rt.context(st, 1, {}))
             except ExpressionError as exc:
-                self._finish(rt, st, Outcome(error=str(exc)))
+                self._finish(rt, st, Outcome(error=str(exc), error_type=type(exc).__name__))
                 continue
             kept = {i.index: i for i in rt.instances.get(st.step_id, [])}
             rt.instances[st.step_id] = [

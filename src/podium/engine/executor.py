@@ -16,6 +16,7 @@ from podium.control.plane import ControlPlane
 from podium.engine.journal import Journal
 from podium.engine.rules import backoff_s
 from podium.engine.runtime import RunRuntime
+from podium.engine.tracebacks import format_traceback
 from podium.errors import NonRetryable, OutputTooLarge, Retry, StepError, StepTimedOut
 from podium.model.expressions import has_template, render
 from podium.model.policy import TrustPolicy
@@ -34,6 +35,8 @@ class Outcome:
     blob: bytes | None = None
     error: str | None = None
     fallback_used: bool = False
+    error_type: str | None = None  # a failure's exception type, and its (masked) traceback
+    traceback: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -94,7 +97,7 @@ class StepExecutor:
             result, blob = await self._with_retries(rt, st, step, step.action, step.retry)
             return Outcome(result, blob)
         except StepError as exc:
-            return await self._with_fallback(rt, st, step, str(exc))
+            return await self._with_fallback(rt, st, step, exc)
 
     async def run_compensation(self, rt: RunRuntime, st: StepState, step: Step) -> Outcome:
         assert step.compensate is not None
@@ -104,20 +107,21 @@ class StepExecutor:
             )
             return Outcome(result, blob)
         except StepError as exc:
-            return Outcome(error=str(exc))
+            return _failed(exc)
 
     async def _with_fallback(
-        self, rt: RunRuntime, st: StepState, step: Step, error: str
+        self, rt: RunRuntime, st: StepState, step: Step, failure: StepError
     ) -> Outcome:
+        error = str(failure)
         if step.fallback is None:
-            return Outcome(error=error)
+            return _failed(failure)
         self._emit(
             rt, "agent.task.fallback", {"step": st.step_id, "index": st.index, "error": error}
         )
         try:
             result, blob = await self._attempt(rt, st, step, step.fallback, st.attempts)
-        except StepError as exc:
-            return Outcome(error=f"{error}; the fallback failed too: {exc}")
+        except StepError as exc:  # the detail kept is the primary action's
+            return _failed(failure, f"{error}; the fallback failed too: {exc}")
         return Outcome(result, blob, fallback_used=True)
 
     async def _with_retries(
@@ -195,20 +199,28 @@ class StepExecutor:
                 async with asyncio.timeout(step.timeout_s):
                     result = await RUNNERS[action.kind].run(rendered, ctx, self._host)
         except TimeoutError:
-            raise StepTimedOut(st.step_id, step.timeout_s) from None
+            timed_out = StepTimedOut(st.step_id, step.timeout_s)
+            timed_out.error_type = type(timed_out).__name__
+            raise timed_out from None  # the cause is the cancellation: nothing of the step's
         except StepError as exc:
-            raise self._masked(exc) from None
+            raise self._masked(exc, exc)  # noqa: B904 (it is the step's own error, as raised)
         except Exception as exc:  # a step body may raise anything: it is a failed attempt
-            raise self._masked(StepError(f"{type(exc).__name__}: {exc}")) from None
+            raise self._masked(StepError(f"{type(exc).__name__}: {exc}"), exc) from exc
         if self._redactor:  # a secret a step echoes back is stored, shown and passed on masked
             result = replace(result, output=self._redactor.value(result.output))
         return result, self.encode(st.step_id, result.output)
 
-    def _masked(self, exc: StepError) -> StepError:
-        """The error with every known secret masked in its message (an HTTP error body may
-        echo a request header): whatever shows or stores it gets `***`."""
-        if self._redactor and exc.args:
-            exc.args = (self._redactor.text(str(exc.args[0])), *exc.args[1:])
+    def _masked(self, exc: StepError, cause: BaseException) -> StepError:
+        """The error, with the type and traceback of `cause` (what the step raised), every
+        known secret masked in its message and traceback (an HTTP error body may echo a
+        request header): whatever shows or stores it gets `***`."""
+        exc.error_type = exc.error_type or type(cause).__name__
+        if exc.traceback is None:
+            exc.traceback = format_traceback(cause)
+        if self._redactor:
+            if exc.args:
+                exc.args = (self._redactor.text(str(exc.args[0])), *exc.args[1:])
+            exc.traceback = self._redactor.text(exc.traceback)
         return exc
 
     async def _guarded(
@@ -252,6 +264,14 @@ class StepExecutor:
             raise NonRetryable(
                 f"output of step {step_id} is not JSON-serialisable: {exc}"
             ) from None
+
+
+def _failed(exc: StepError, error: str | None = None) -> Outcome:
+    return Outcome(
+        error=str(exc) if error is None else error,
+        error_type=exc.error_type or type(exc).__name__,
+        traceback=exc.traceback,
+    )
 
 
 def _idempotency_key(st: StepState) -> str:

@@ -58,6 +58,7 @@ class Journal:
     def step(self, step: StepState) -> None:
         if self._redactor:
             step.error = step.error and self._redactor.text(step.error)
+            step.traceback = step.traceback and self._redactor.text(step.traceback)
             step.compensation_error = (
                 step.compensation_error and self._redactor.text(step.compensation_error)
             )
@@ -132,8 +133,9 @@ class Journal:
             return
         try:
             lost = await self._write_retrying(batch)
-        except Exception as exc:  # the store wraps its errors; past the retries it is fatal
-            log.error("store write failed; the engine stops", error=str(exc))
+        except Exception as exc:  # permanent, or transient past the retries: it is fatal
+            kind = type(exc).__name__
+            log.error("store write failed; the engine stops", error=str(exc), error_type=kind)
             self.failure = exc
             self._on_failure(exc)
             return
@@ -145,6 +147,8 @@ class Journal:
         """Writes the batch, riding out a store restart: nothing moves on until it is in.
 
         Retrying is safe: a batch is upserts keyed by run and step, and events by their id.
+        Only transient errors (StoreUnavailable) are retried; a permanent StoreError (a
+        constraint violated, a closed store) propagates at once.
         """
         delay_s, deadline = 0.2, self._clock.monotonic() + self.retry_s
         while True:

@@ -23,6 +23,8 @@ class StepSummary(BaseModel):
     duration_s: float | None
     output: Any
     error: str | None
+    error_type: str | None = None  # a failed step's exception type
+    traceback: str | None = None  # its traceback: user frames, truncated, secrets masked
     fallback_used: bool = False
     compensation_error: str | None = None
     instances: list[StepSummary] | None = None
@@ -73,6 +75,8 @@ def step_summary(state: StepState, instances: Sequence[StepState] | None = None)
         duration_s=_span(state.started_at, state.finished_at),
         output=_output(state),
         error=state.error,
+        error_type=state.error_type,
+        traceback=state.traceback,
         fallback_used=state.fallback_used,
         compensation_error=state.compensation_error,
         instances=None if instances is None else [step_summary(i) for i in instances],

@@ -60,7 +60,7 @@ class Worker:
         ]
         await self._stopping.wait()
         log.info("draining", in_flight=len(self._running))
-        failure = self.engine.journal.failure
+        failure = self.engine.failure
         # The dispatch loop waits on Redis and can be cancelled; the sweeper talks to the store,
         # so it stops between rounds (a query cancelled midway can wedge a pooled connection).
         duties[0].cancel()
@@ -72,7 +72,7 @@ class Worker:
         # Runs still in flight stay unfinished in the store; `Engine.shutdown` releases their
         # leases so another worker's sweeper resumes them at once (a rolling restart).
         if failure is not None:
-            raise failure  # the store stayed down: exit non-zero so a supervisor restarts us
+            raise failure  # the store stayed down, or a duty died: exit non-zero, to be restarted
 
     async def _take_dispatches(self) -> None:
         claims: AsyncIterator[Dispatch] = self.bus.claims(self.engine.owner, self.lease_s)
@@ -152,7 +152,7 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         while True:
-            if self.engine.journal.failure is not None:
+            if self.engine.failure is not None:
                 self.stop()  # nothing can be committed any more: drain and exit
                 return
             await self._beat("running")

@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from podium.bus.events import Event
 from podium.clock import SYSTEM_CLOCK, Clock
-from podium.errors import StoreUnavailable
+from podium.errors import StoreError, StoreUnavailable
 from podium.redact import redact_url_password
 from podium.store import audit, codec
 from podium.store import circuits as breaker
@@ -97,7 +97,8 @@ _RUN_COLS, _RUN_TYPES = _columns_of(
 _STEP_COLS, _STEP_TYPES = _columns_of(
     "run_id text, step_id text, idx int4, status text, attempts int4, started_at float8,"
     " finished_at float8, error text, fallback_used bool, completed_seq int4, wake_at float8,"
-    " compensation_error text, cost_usd float8, tokens_in int8, tokens_out int8, output bytea"
+    " compensation_error text, cost_usd float8, tokens_in int8, tokens_out int8, output bytea,"
+    " error_type text, traceback text"
 )
 _EVENT_COLS, _EVENT_TYPES = _columns_of(
     "event_id text, event_type text, ts float8, run_id text, causation_id text, source text,"
@@ -365,13 +366,13 @@ def parse_url(url: str) -> tuple[str, str | None]:
     try:
         options = str(conninfo_to_dict(base).get("options") or "")
     except psycopg.Error as exc:
-        raise StoreUnavailable(f"invalid store URL {redact(url)}: {_one_line(exc)}") from None
+        raise StoreError(f"invalid store URL {redact(url)}: {_one_line(exc)}") from None
     schema = dict(query).get("schema")
     if schema is None:
         found = _SEARCH_PATH_OPTION.search(options)
         return base, found.group(1) if found else None
     if not _SCHEMA_NAME.fullmatch(schema):
-        raise StoreUnavailable(
+        raise StoreError(
             f"invalid schema name {schema!r} in the store URL; use letters, digits and _"
         )
     # Appended: of two `-c search_path=` options, the server keeps the last.
@@ -383,6 +384,19 @@ def _one_line(exc: BaseException, secret: str | None = None) -> str:
     if secret:
         text = text.replace(secret, "***")
     return text[:500]
+
+
+# Operational errors that no retry mends: bad credentials, a missing database.
+_PERMANENT_SQLSTATES = ("28", "3D")
+
+
+def _transient(exc: psycopg.Error) -> bool:
+    """The one place psycopg errors are classified for the journal: lost connections, a busy
+    pool, serialization failures and deadlocks pass; constraint violations, bad SQL and bad
+    credentials do not."""
+    if not isinstance(exc, psycopg.OperationalError):  # PoolTimeout is one too
+        return False
+    return exc.sqlstate is None or not exc.sqlstate.startswith(_PERMANENT_SQLSTATES)
 
 
 def _retryable(exc: psycopg.Error) -> bool:
@@ -448,7 +462,7 @@ class PostgresStore:
     @property
     def pool(self) -> AsyncConnectionPool[Conn]:
         if self._pool is None:
-            raise StoreUnavailable("the store is closed")
+            raise StoreError("the store is closed")
         return self._pool
 
     @contextmanager
@@ -458,7 +472,11 @@ class PostgresStore:
             yield
         except psycopg.Error as exc:
             reason = _one_line(exc, self._password)
-            raise StoreUnavailable(f"cannot {action} the store {self.safe_url}: {reason}") from None
+            message = f"cannot {action} the store {self.safe_url}: {reason}"
+            if _transient(exc):
+                raise StoreUnavailable(message) from None
+            kind = exc.sqlstate or type(exc).__name__
+            raise StoreError(f"{message} ({kind}; not retried)") from None
 
     async def _migrate(self) -> None:
         conn = await psycopg.AsyncConnection.connect(
@@ -480,7 +498,7 @@ class PostgresStore:
 
     async def _apply_migrations(self, conn: Conn, current: int) -> None:
         if current > len(POSTGRES_MIGRATIONS):
-            raise StoreUnavailable(
+            raise StoreError(
                 f"the store {self.safe_url} has schema version {current}, newer than this podium"
                 f" ({len(POSTGRES_MIGRATIONS)}); upgrade podium"
             )
@@ -545,7 +563,7 @@ class PostgresStore:
     async def get_definition(self, digest: str) -> dict[str, Any]:
         rows = await self._fetch("SELECT body FROM definitions WHERE digest = %s", (digest,))
         if not rows:
-            raise StoreUnavailable(f"the store has no workflow definition {digest}")
+            raise StoreError(f"the store has no workflow definition {digest}")
         result: dict[str, Any] = orjson.loads(rows[0][0])
         return result
 

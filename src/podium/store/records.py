@@ -60,6 +60,8 @@ class StepState:
     tokens_out: int = 0
     output_blob: bytes | None = None  # the encoded output, as stored
     output: Any = None  # the decoded output (not stored twice)
+    error_type: str | None = None  # a failed step's exception type (`ValueError`, `StepTimedOut`)
+    traceback: str | None = None  # its traceback: user frames, truncated, secrets masked
 
     @property
     def key(self) -> tuple[str, str, int]:

@@ -62,6 +62,8 @@ def step_params(s: StepState) -> tuple[Any, ...]:
         s.tokens_in,
         s.tokens_out,
         s.output_blob,
+        s.error_type,
+        s.traceback,
     )
 
 
@@ -127,6 +129,8 @@ def step_from_row(row: Sequence[Any]) -> StepState:
         tokens_in=row[13],
         tokens_out=row[14],
         output_blob=row[15],
+        error_type=row[16],
+        traceback=row[17],
     )
 
 

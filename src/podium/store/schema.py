@@ -143,6 +143,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX workflows_newest ON workflows (name, registered_at);
     """,
+    # 10: a failed step's detail: the exception type and a truncated, masked traceback
+    """
+    ALTER TABLE steps ADD COLUMN error_type TEXT;
+    ALTER TABLE steps ADD COLUMN traceback TEXT;
+    """,
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -345,5 +350,10 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         UPDATE audit_head SET seq = head_seq, hash = head_hash WHERE id = 1;
     END
     $$;
+    """,
+    # 10: a failed step's detail, as MIGRATIONS[9]
+    """
+    ALTER TABLE steps ADD COLUMN error_type TEXT;
+    ALTER TABLE steps ADD COLUMN traceback TEXT;
     """,
 )

@@ -18,7 +18,7 @@ import orjson
 
 from podium.bus.events import Event
 from podium.clock import SYSTEM_CLOCK, Clock
-from podium.errors import StoreUnavailable
+from podium.errors import StoreError, StoreUnavailable
 from podium.store import audit, codec
 from podium.store import circuits as breaker
 from podium.store import pools as shares
@@ -62,7 +62,8 @@ _RUN_COLS = (
 )
 _STEP_COLS = (
     "run_id, step_id, idx, status, attempts, started_at, finished_at, error, fallback_used,"
-    " completed_seq, wake_at, compensation_error, cost_usd, tokens_in, tokens_out, output"
+    " completed_seq, wake_at, compensation_error, cost_usd, tokens_in, tokens_out, output,"
+    " error_type, traceback"
 )
 _UNFINISHED = "('queued', 'running')"
 _BY_PRIORITY = (
@@ -81,13 +82,26 @@ _UPSERT_RUN = (
     " cancel_requested=CASE WHEN excluded.status IN"
     f" {_UNFINISHED} THEN cancel_requested ELSE 0 END"
 )
-_UPSERT_STEP = f"INSERT OR REPLACE INTO steps ({_STEP_COLS}) VALUES ({','.join('?' * 16)})"
+_UPSERT_STEP = f"INSERT OR REPLACE INTO steps ({_STEP_COLS}) VALUES ({','.join('?' * 18)})"
 _EVENT_COLS = (
     "event_id, event_type, ts, run_id, causation_id, source, priority, version, payload, actor"
 )
 _INSERT_EVENT = (
     f"INSERT INTO events (seq, {_EVENT_COLS}, prev_hash, hash) VALUES ({','.join('?' * 13)})"
 )
+
+
+# SQLite's errors that pass: another connection or process holds the lock, or the disk hiccuped.
+_TRANSIENT = ("database is locked", "database table is locked", "database is busy", "disk i/o")
+
+
+def _store_error(doing: str, exc: sqlite3.Error) -> StoreError:
+    """The one place SQLite errors are classified: transient ones (retried by the journal)
+    or permanent ones (a constraint, a missing table: retrying cannot help)."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and any(t in text.lower() for t in _TRANSIENT):
+        return StoreUnavailable(f"{doing}: {text}")
+    return StoreError(f"{doing}: {text} ({type(exc).__name__}; not retried)")
 
 
 # (SQL, rows, index of the run id in a row for fencing, or None if rows are not per run)
@@ -202,9 +216,12 @@ class SQLiteStore:
             self._migrate()
             self._writer = self._connect()
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="podium-sqlite")
+        except StoreError:
+            self.close()
+            raise
         except (sqlite3.Error, OSError) as exc:
             self.close()
-            raise StoreUnavailable(f"cannot open the store {self.url}: {exc}") from None
+            raise StoreUnavailable(f"cannot open the store {self.url}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
         # ":memory:" is shared between our two connections through SQLite's shared cache.
@@ -231,7 +248,7 @@ class SQLiteStore:
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            raise StoreUnavailable("the store is closed")
+            raise StoreError("the store is closed")
         return self._db
 
     def _migrate(self) -> None:
@@ -242,7 +259,7 @@ class SQLiteStore:
             row = db.execute("SELECT max(version) FROM schema_version").fetchone()
             current = row[0] or 0
             if current > len(MIGRATIONS):
-                raise StoreUnavailable(
+                raise StoreError(
                     f"the store {self.url} has schema version {current}, newer than this podium"
                     f" ({len(MIGRATIONS)}); upgrade podium"
                 )
@@ -278,13 +295,13 @@ class SQLiteStore:
         try:
             return self.db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot read the store {self.url}: {exc}") from None
+            raise _store_error(f"cannot read the store {self.url}", exc) from exc
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
             return self.db.execute(sql, params).rowcount
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot write to the store {self.url}: {exc}") from None
+            raise _store_error(f"cannot write to the store {self.url}", exc) from exc
 
     async def get_run(self, run_id: str) -> RunState | None:
         rows = self._query(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,))
@@ -299,7 +316,7 @@ class SQLiteStore:
     async def get_definition(self, digest: str) -> dict[str, Any]:
         rows = self._query("SELECT body FROM definitions WHERE digest = ?", (digest,))
         if not rows:
-            raise StoreUnavailable(f"the store has no workflow definition {digest}")
+            raise StoreError(f"the store has no workflow definition {digest}")
         result: dict[str, Any] = orjson.loads(rows[0][0])
         return result
 
@@ -387,7 +404,7 @@ class SQLiteStore:
                 raise
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot write to the store {self.url}: {exc}") from None
+            raise _store_error(f"cannot write to the store {self.url}", exc) from exc
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
         self._execute(
@@ -686,7 +703,7 @@ class SQLiteStore:
         try:
             return [_scope_usage(self.db, scope, now) for scope in scopes]
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot read the store {self.url}: {exc}") from None
+            raise _store_error(f"cannot read the store {self.url}", exc) from exc
 
     async def spend_report(
         self, by: str, since: float, workflow: str | None = None
@@ -887,12 +904,12 @@ class SQLiteStore:
         """Runs `work` in one write transaction on the writer thread: waiting there for the
         write lock (a batch committing) does not stall the event loop, as `_immediate` would."""
         if self._write_thread is None:
-            raise StoreUnavailable("the store is closed")
+            raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._write_thread, self._writer_txn, work)
 
     def _writer_txn(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._writer is None:
-            raise StoreUnavailable("the store is closed")
+            raise StoreError("the store is closed")
         with self._transaction(self._writer) as db:
             return work(db)
