@@ -179,7 +179,8 @@ def test_a_schedule_added_by_one_process_is_fired_by_a_scheduler_started_later(
 
 
 def test_an_at_schedule_fires_once_then_lists_as_done(podium: Podium) -> None:
-    at = datetime.fromtimestamp(time.time() + 1.5, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Far enough ahead that a slow `schedule add` on a busy machine still adds a future time.
+    at = datetime.fromtimestamp(time.time() + 4, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     added = podium("schedule", "add", "greet.yaml", "--at", at, "-i", "who=ada", "--json")
     assert added.code == 0, added.stderr
     scheduler = podium.start("scheduler")

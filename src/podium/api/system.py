@@ -32,6 +32,9 @@ async def queue(engine: EngineDep, principal: Reader) -> dict[str, Any]:
     return queue_json(stats, {p: getattr(ttl, p) for p in PRIORITY_RANK}, engine.clock.now())
 
 
+MAX_SINCE_S = 100 * 365 * 86400.0  # further back than any ledger: a date still formats
+
+
 @router.get("/spend")
 async def spend(
     engine: EngineDep,
@@ -42,7 +45,10 @@ async def spend(
 ) -> dict[str, Any]:
     """What steps cost, grouped `by`, over the last `since`."""
     try:
-        start = engine.clock.now() - parse_duration(since)
+        window_s = parse_duration(since)
+        if window_s > MAX_SINCE_S:
+            raise ValueError(f"at most {MAX_SINCE_S // 86400:.0f} days back (got {since!r})")
+        start = engine.clock.now() - window_s
     except ValueError as exc:
         raise RequestValidationError(
             [{"loc": ("query", "since"), "type": "value_error", "msg": str(exc)}]
