@@ -5,6 +5,7 @@ Imported by the tests and their conftest (`tests/api` is on the path, as `stepli
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,3 +42,11 @@ async def register(client: httpx.AsyncClient, definition: dict[str, Any]) -> dic
     assert response.status_code in (200, 201), response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0) -> None:
+    """Waits until `check()` holds: the engine commits asynchronously. Polls a condition; no
+    assertion depends on how long it took."""
+    async with asyncio.timeout(timeout_s):
+        while not await check():
+            await asyncio.sleep(0.01)

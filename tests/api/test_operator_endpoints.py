@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from apilib import eventually
 
 from podium.api.app import create_app
 from podium.api.keys import new_key
@@ -77,8 +78,11 @@ async def dead_lettered_run(engine: Engine) -> str:
     run_id = await engine.submit(parse_workflow(FAILING, "workflow"), {})
     async with asyncio.timeout(DEADLINE_S):
         await engine.wait_done(run_id)
-        while await engine.store.get_dlq(run_id) is None:
-            await asyncio.sleep(0.01)
+
+    async def dead_lettered() -> bool:
+        return await engine.store.get_dlq(run_id) is not None
+
+    await eventually(dead_lettered, DEADLINE_S)
     return run_id
 
 

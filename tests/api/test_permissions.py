@@ -6,7 +6,6 @@ route's declared permission and the role table, then checked against real keys i
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from apilib import BASE_URL, add_key, bearer
+from apilib import BASE_URL, add_key, bearer, eventually
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
@@ -92,11 +91,12 @@ class World:
     async def finished(self, workflow: str) -> str:
         response = await self.admin.post("/v1/runs", json={"workflow_name": workflow})
         run_id: str = response.json()["run_id"]
-        async with asyncio.timeout(10):
-            while not (await self.store.get_run(run_id)).done:  # type: ignore[union-attr]
-                await asyncio.sleep(0.01)
-            while workflow == "team-a-failing" and await self.store.get_dlq(run_id) is None:
-                await asyncio.sleep(0.01)
+        async def settled() -> bool:
+            row = await self.store.get_run(run_id)
+            dead = workflow != "team-a-failing" or await self.store.get_dlq(run_id) is not None
+            return row is not None and row.done and dead
+
+        await eventually(settled)
         return run_id
 
     async def run(self, which: str) -> str:

@@ -4,14 +4,13 @@ and run by name, under the trust policy, never as local code.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
-from apilib import register
+from apilib import eventually, register
 
 from podium.store.base import Store
 
@@ -70,12 +69,14 @@ WAITER: dict[str, Any] = {
 
 
 async def _events_of(store: Store, run_id: str, wanted: str) -> list[Any]:
-    for _ in range(500):  # the engine commits asynchronously: wait for the event to land
-        found = [e for _, e in await store.list_events(run_id) if e.event_type == wanted]
-        if found:
-            return found
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no {wanted} event in run {run_id}")
+    async def found() -> list[Any]:
+        return [e for _, e in await store.list_events(run_id) if e.event_type == wanted]
+
+    async def landed() -> bool:
+        return bool(await found())
+
+    await eventually(landed)
+    return await found()
 
 
 async def test_cancel_and_signal_over_the_api_name_their_actor(
