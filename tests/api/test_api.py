@@ -20,9 +20,9 @@ from podium.bus.base import Bus
 from podium.bus.events import Event
 from podium.engine.engine import Engine
 from podium.model.loader import parse_workflow
+from podium.model.status import RUN_FINAL
 from podium.model.workflow import Workflow
 from podium.store.base import Store
-from podium.store.records import RUN_FINAL
 
 DEADLINE_S = 10.0
 

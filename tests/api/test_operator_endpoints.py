@@ -20,9 +20,10 @@ from podium.bus.events import SYSTEM_ACTOR, audit_event
 from podium.engine.engine import Engine
 from podium.engine.runtime import Compiled
 from podium.model.loader import parse_workflow
+from podium.model.status import RUN_FINAL
 from podium.store.base import Store
 from podium.store.documents import circuit_json, dlq_json, event_json, schedule_json
-from podium.store.records import RUN_FINAL, RegisteredWorkflow
+from podium.store.records import RegisteredWorkflow
 
 DEADLINE_S = 10.0
 

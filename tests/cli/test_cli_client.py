@@ -23,8 +23,9 @@ from podium.api.keys import new_key
 from podium.bus.events import SYSTEM_ACTOR, audit_event
 from podium.engine.runtime import Compiled
 from podium.model.loader import parse_workflow
+from podium.model.status import RUN_FINAL
 from podium.store import open_store
-from podium.store.records import RUN_FINAL, RegisteredWorkflow
+from podium.store.records import RegisteredWorkflow
 
 DEADLINE_S = 30.0
 BLOCKER = Path(__file__)  # a file, so no directory can be made under it: the store cannot open

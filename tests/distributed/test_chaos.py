@@ -27,8 +27,8 @@ import cluster
 import pytest
 
 from podium.errors import PodiumError
+from podium.model.status import RUN_FINAL
 from podium.model.workflow import Workflow
-from podium.store.records import RUN_FINAL
 
 RUNS = int(os.environ.get("PODIUM_CHAOS_RUNS", "2000"))
 WORKERS, CONCURRENCY = 3, 50

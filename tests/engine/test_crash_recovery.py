@@ -14,8 +14,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from podium.model.status import RUN_FINAL
 from podium.store import open_store
-from podium.store.records import RUN_FINAL
 
 HERE = Path(__file__).parent
 RUNS = 20

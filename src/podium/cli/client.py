@@ -19,9 +19,9 @@ from podium import __version__
 from podium.cli.common import UsageProblem, file_and_json_inputs
 from podium.errors import PodiumError, WorkflowInvalid
 from podium.model.inputs import parse_cli_inputs, resolve_inputs
+from podium.model.status import RUN_FINAL
 from podium.model.workflow import Workflow
 from podium.redact import redact_url_password as safe_url
-from podium.store.records import RUN_FINAL
 
 URL_VAR, KEY_VAR = "PODIUM_URL", "PODIUM_API_KEY"
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)

@@ -35,11 +35,12 @@ from podium.cli.common import (
 from podium.cli.render import events_table, runs_table, status_view
 from podium.clock import SYSTEM_CLOCK
 from podium.engine.summary import RunSummary, build_summary
+from podium.model.status import RUN_FINAL
 from podium.plan import Plan
 from podium.settings import Settings
 from podium.store.base import tail_events
 from podium.store.documents import event_json, run_json
-from podium.store.records import RUN_FINAL, RUN_STATUSES
+from podium.store.records import RUN_STATUSES
 
 RunArgument = Annotated[str, typer.Argument(help="Run id")]
 CANCEL_WAIT_S = 10.0  # how long `cancel` watches a run another process is stopping

@@ -14,8 +14,9 @@ from rich.text import Text
 
 from podium.bus.events import Event
 from podium.cli.render import clip, seconds, status_text
+from podium.model.status import STEP_FINAL
 from podium.plan import Plan
-from podium.store.records import STEP_FINAL, RunState, StepState
+from podium.store.records import RunState, StepState
 
 
 @dataclass

@@ -6,14 +6,14 @@ It returns an Outcome and never decides what the run does next; the engine does 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, Protocol
 
 from podium.clock import SYSTEM_CLOCK, Clock
 from podium.control.guard import Call, CallOutcome, Guard
 from podium.control.plane import ControlPlane
-from podium.engine.journal import Journal
+from podium.engine.machine import Outcome
 from podium.engine.rules import backoff_s
 from podium.engine.runtime import RunRuntime
 from podium.engine.tracebacks import format_traceback
@@ -26,21 +26,18 @@ from podium.steps import RUNNERS, StepContext, StepHost, StepResult
 from podium.store import codec
 from podium.store.records import StepState
 
-Emit = Callable[[RunRuntime, str, dict[str, Any]], None]
 
+class AttemptReporter(Protocol):
+    """What the executor tells the engine between attempts (each becomes a machine input)."""
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    result: StepResult | None = None
-    blob: bytes | None = None
-    error: str | None = None
-    fallback_used: bool = False
-    error_type: str | None = None  # a failure's exception type, and its (masked) traceback
-    traceback: str | None = None
+    def retrying(
+        self, rt: RunRuntime, st: StepState, attempt: int, error: str, delay_s: float
+    ) -> None: ...
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+    async def next_attempt(self, rt: RunRuntime, st: StepState, attempt: int) -> None:
+        """Records the attempt count and returns once it is committed (survives a crash)."""
+
+    def falling_back(self, rt: RunRuntime, st: StepState, error: str) -> None: ...
 
 
 # id -> (action, fields); holding the action keeps its id from being reused by another object.
@@ -71,8 +68,7 @@ def render_action(action: Action, context: Mapping[str, Any]) -> Action:
 class StepExecutor:
     def __init__(
         self,
-        journal: Journal,
-        emit: Emit,
+        reporter: AttemptReporter,
         host: StepHost,
         secrets: Mapping[str, str],
         redactor: Redactor,
@@ -84,8 +80,7 @@ class StepExecutor:
     ) -> None:
         self._clock = clock
         self._control = control
-        self._journal = journal
-        self._emit = emit
+        self._reporter = reporter
         self._host = host
         self._secrets = secrets
         self._redactor = redactor
@@ -115,9 +110,7 @@ class StepExecutor:
         error = str(failure)
         if step.fallback is None:
             return _failed(failure)
-        self._emit(
-            rt, "agent.task.fallback", {"step": st.step_id, "index": st.index, "error": error}
-        )
+        self._reporter.falling_back(rt, st, error)
         try:
             result, blob = await self._attempt(rt, st, step, step.fallback, st.attempts)
         except StepError as exc:  # the detail kept is the primary action's
@@ -143,32 +136,11 @@ class StepExecutor:
                     raise
                 after = exc.after if isinstance(exc, Retry) else None
                 delay = backoff_s(policy, attempt) if after is None else after
-                self._emit(
-                    rt,
-                    "agent.task.retrying",
-                    {
-                        "step": st.step_id,
-                        "index": st.index,
-                        "attempt": attempt,
-                        "error": str(exc),
-                        "delay_s": round(delay, 3),
-                    },
-                )
+                self._reporter.retrying(rt, st, attempt, str(exc), delay)
                 await self._clock.sleep(delay)
                 attempt += 1
                 if counted:
-                    st.attempts = attempt
-                    self._journal.step(st)
-                    self._emit(
-                        rt,
-                        "agent.task.started",
-                        {
-                            "step": st.step_id,
-                            "index": st.index,
-                            "attempt": attempt,
-                        },
-                    )
-                    await self._journal.committed()  # the attempt count survives a crash
+                    await self._reporter.next_attempt(rt, st, attempt)
 
     async def _attempt(
         self, rt: RunRuntime, st: StepState, step: Step, action: Action, attempt: int

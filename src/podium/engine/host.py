@@ -9,22 +9,63 @@ import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from podium.bus.events import SYSTEM_ACTOR, Actor
+from podium.clock import Clock
+from podium.engine.journal import Journal
+from podium.engine.runtime import RunRuntime
+from podium.engine.summary import RunSummary
 from podium.errors import NonRetryable
 from podium.model.workflow import Workflow
 from podium.steps import StepContext
+from podium.store.base import Store
 from podium.store.records import StepState
-
-if TYPE_CHECKING:
-    from podium.engine.engine import Engine
 
 _CHILD_NAMESPACE = uuid.UUID("6f1c7a3e-5d0b-4c41-9b7e-0d3c2f6a9e11")
 Waiter = tuple[StepState, "asyncio.Future[Any]"]
 
 
+class EngineServices(Protocol):
+    """What the host needs of the engine (the engine is one; the host never imports it)."""
+
+    store: Store
+    clock: Clock
+    journal: Journal
+
+    def runtime(self, run_id: str) -> RunRuntime: ...
+
+    def knows(self, run_id: str) -> bool: ...
+
+    def emit_for(self, run_id: str, event_type: str, payload: dict[str, Any]) -> None: ...
+
+    async def submit(
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        parent_run_id: str | None = None,
+        priority: str | None = None,
+        trusted: bool = True,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> str: ...
+
+    async def recover(
+        self, run_ids: Sequence[str] | None = None, *, limit: int | None = None
+    ) -> list[str]: ...
+
+    async def wait_done(self, run_id: str) -> None: ...
+
+    async def cancel(self, run_id: str, actor: Actor = SYSTEM_ACTOR) -> bool: ...
+
+    async def summary(self, run_id: str) -> RunSummary: ...
+
+    async def definition(self, digest: str) -> Workflow: ...
+
+
 class EngineHost:
-    def __init__(self, engine: Engine, secrets: Mapping[str, str]) -> None:
+    def __init__(self, engine: EngineServices, secrets: Mapping[str, str]) -> None:
         self._engine = engine
         self.clock = engine.clock
         self._secrets = secrets

@@ -1,6 +1,7 @@
 """Group commit: state changes made during one loop turn are committed in one transaction.
 
-After the commit, the batch's events are published and its follow-up actions run, in order.
+After the commit, the observers see the batch's events and transitions, then its follow-up
+actions run, in order.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from collections.abc import Callable
 
 import structlog
 
-from podium.bus.base import Bus
 from podium.bus.events import Event
 from podium.clock import SYSTEM_CLOCK, Clock
+from podium.engine.observers import Commit, Observers
+from podium.engine.transitions import Transition
 from podium.errors import StoreUnavailable
 from podium.redact import Redactor
 from podium.store.base import Store
@@ -26,7 +28,7 @@ class Journal:
     def __init__(
         self,
         store: Store,
-        bus: Bus,
+        observers: Observers,
         owner: str,
         on_failure: Callable[[Exception], None],
         on_lost: Callable[[set[str]], None],
@@ -40,8 +42,9 @@ class Journal:
         self._owner = owner
         self._on_failure = on_failure
         self._on_lost = on_lost
-        self._bus = bus
+        self._observers = observers
         self._batch = Batch(owner=owner)
+        self._transitions: list[Transition] = []
         self._after: list[Callable[[], None]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -70,6 +73,10 @@ class Journal:
             event.payload = self._redactor.value(event.payload)
         self._batch.events.append(event)
         self._schedule()
+
+    def transition(self, transition: Transition) -> None:
+        """A status change made in this batch, for the observers (the rows carry the state)."""
+        self._transitions.append(transition)
 
     def definition(self, digest: str, body: bytes) -> None:
         self._batch.definitions[digest] = body
@@ -116,10 +123,11 @@ class Journal:
     async def _flush(self) -> None:
         while self._batch or self._after or self._waiters:
             batch, after, waiters = self._batch, self._after, self._waiters
+            transitions, self._transitions = self._transitions, []
             self._batch, self._after, self._waiters = Batch(owner=self._owner), [], []
             await self._commit(batch)
             if self.failure is None:
-                self._follow_up(batch, after)
+                self._follow_up(Commit(batch.events, transitions), after)
             for waiter in waiters:
                 if waiter.done():
                     continue
@@ -162,9 +170,9 @@ class Journal:
                 await self._clock.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
 
-    def _follow_up(self, batch: Batch, after: list[Callable[[], None]]) -> None:
-        if batch.events:
-            self._bus.publish(batch.events)
+    def _follow_up(self, commit: Commit, after: list[Callable[[], None]]) -> None:
+        if commit.events or commit.transitions:
+            self._observers.notify(commit)
         for action in after:
             try:
                 action()

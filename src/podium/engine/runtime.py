@@ -1,11 +1,10 @@
-"""In-memory state of one active run: its definition, plan, steps, tasks and stop reason.
+"""In-memory state of one active run: its definition, plan, steps and for_each items.
 
-The store holds the durable copy; this is what the engine reads to decide, without queries.
+The store holds the durable copy; this is what the state machine reads to decide, without queries.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -63,14 +62,10 @@ class RunRuntime:
     steps: dict[str, StepState]
     instances: dict[str, list[StepState]] = field(default_factory=dict)
     items: dict[str, list[Any]] = field(default_factory=dict)
-    tasks: dict[tuple[str, int], asyncio.Task[None]] = field(default_factory=dict)
     signal_ids: dict[tuple[str, int], int] = field(default_factory=dict)
     completed: int = 0
     compensating: bool = False
-    timer: asyncio.TimerHandle | None = None
-    done: asyncio.Future[None] | None = None
     last_event_id: str | None = None  # the causation of the next event
-    lost: bool = False  # another engine holds the run now: do nothing more for it
 
     @property
     def run_id(self) -> str:

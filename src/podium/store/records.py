@@ -9,34 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podium.bus.events import Event
+from podium.model.status import RUN_FINAL, STEP_FINAL, RunStatus, StepStatus
 from podium.store.spend import SpendRow
 
-STEP_STATUSES = (
-    "pending",
-    "ready",
-    "running",
-    "succeeded",
-    "failed",
-    "skipped",
-    "cancelled",
-    "compensated",
-)
-STEP_FINAL = frozenset({"succeeded", "failed", "skipped", "cancelled", "compensated"})
-RUN_STATUSES = (
-    "queued",
-    "running",
-    "succeeded",
-    "degraded",
-    "failed",
-    "compensated",
-    "cancelled",
-    "timed_out",
-    "expired",
-)
-RUN_FINAL = frozenset(
-    {"succeeded", "degraded", "failed", "compensated", "cancelled", "timed_out", "expired"}
-)
-RUN_DEAD = frozenset({"failed", "compensated", "timed_out", "expired"})  # go to the DLQ
+STEP_STATUSES = tuple(StepStatus)
+RUN_STATUSES = tuple(RunStatus)
 
 
 @dataclass(slots=True, eq=False)
