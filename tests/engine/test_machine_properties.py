@@ -6,7 +6,9 @@ and recoveries, compensations in any order); every history must keep the machine
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -253,3 +255,16 @@ def test_every_final_status_is_reachable_and_none_is_left() -> None:
     assert set(RUN_FINAL) <= reachable
     final_sources = {source for source, _ in STEP_EDGES if source in STEP_FINAL}
     assert final_sources == {StepStatus.SUCCEEDED}  # only compensation undoes a result
+
+
+def test_no_engine_code_but_the_transition_table_assigns_a_status() -> None:
+    engine_dir = Path(__file__).resolve().parents[2] / "src" / "podium" / "engine"
+    assigns = re.compile(r"\.status\s*(=[^=]|,[^=\n]*=[^=])")
+    offenders = [
+        f"{path.name}:{n}: {line.strip()}"
+        for path in sorted(engine_dir.glob("*.py"))
+        if path.name != "transitions.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if assigns.search(line.split("#", 1)[0])
+    ]
+    assert not offenders, "change a status through transitions.move_*:\n" + "\n".join(offenders)
