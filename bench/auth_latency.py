@@ -18,8 +18,8 @@ import httpx
 from podium.api.app import ApiOptions, create_app
 from podium.api.keys import new_key
 from podium.bus import open_bus
-from podium.bus.events import SYSTEM_ACTOR, audit_event
 from podium.engine.engine import Engine
+from podium.events import SYSTEM_ACTOR, audit_event
 from podium.model.loader import parse_workflow
 from podium.settings import Settings
 from podium.store import open_store

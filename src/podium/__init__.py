@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from podium.bus import Event, open_bus
+from podium.bus import open_bus
 from podium.control.secrets import load_secrets
 from podium.engine.engine import Engine
 from podium.engine.summary import RunSummary
@@ -24,6 +24,7 @@ from podium.errors import (
     StepTimedOut,
     WorkflowInvalid,
 )
+from podium.events import Event
 from podium.model import Step, Workflow, load_workflow, parse_workflow
 from podium.plan import Plan, build_plan
 from podium.settings import Settings

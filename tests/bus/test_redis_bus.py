@@ -16,9 +16,10 @@ import pytest
 import redis
 from structlog.testing import capture_logs
 
-from podium.bus import Dispatch, Event, open_bus
+from podium.bus import Dispatch, open_bus
 from podium.bus.redis import RedisBus
 from podium.errors import PodiumError
+from podium.events import Event
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 PROBE = "test.probe"

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from podium.api.auth import Permission, Principal, forbidden, permit
 from podium.api.deps import EngineDep
 from podium.api.errors import ERROR_RESPONSES, WorkflowNotFound
-from podium.bus.events import audit_event, utc_iso
 from podium.engine.runtime import Compiled
+from podium.events import audit_event, utc_iso
 from podium.model.loader import parse_workflow
 from podium.model.policy import TrustPolicy
 from podium.model.workflow import Workflow

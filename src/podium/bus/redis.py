@@ -31,9 +31,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from podium.bus.base import Dispatch
-from podium.bus.events import Event
 from podium.clock import SYSTEM_CLOCK, Clock, sleep_unless
 from podium.errors import PodiumError
+from podium.events import Event
 
 T = TypeVar("T")
 Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry: (id, fields); replies are bytes

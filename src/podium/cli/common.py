@@ -24,10 +24,10 @@ from rich.console import Console
 
 from podium import loop
 from podium.bus import open_bus
-from podium.bus.events import Actor
 from podium.control.config import load_control
 from podium.control.secrets import load_secrets
 from podium.errors import PodiumError, RunNotFound, WorkflowInvalid
+from podium.events import Actor
 from podium.model.inputs import load_inputs_file
 from podium.model.workflow import Workflow
 from podium.plan import Plan, build_plan

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from podium.bus.events import new_id
 from podium.cli.client import URL_VAR, Client, client_for, remote_inputs
 from podium.cli.common import (
     EXIT_FAILED,
@@ -43,6 +42,7 @@ from podium.cli.progress import Follower, pick_display
 from podium.cli.render import summaries_table, summary_panel
 from podium.cli.view import RunView
 from podium.engine.summary import RunSummary
+from podium.events import new_id
 from podium.model.inputs import parse_cli_inputs, resolve_inputs
 from podium.model.loader import load_workflow as _load_workflow
 from podium.model.workflow import Workflow

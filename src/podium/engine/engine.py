@@ -19,7 +19,6 @@ from typing import Any
 import structlog
 
 from podium.bus.base import Bus
-from podium.bus.events import SYSTEM_ACTOR, Actor, Event, audit_event, new_id
 from podium.clock import Clock, sleep_unless
 from podium.control.admission import Admitted
 from podium.control.budgets import RunBudget
@@ -38,6 +37,7 @@ from podium.errors import (
     RunNotFound,
     StepError,
 )
+from podium.events import SYSTEM_ACTOR, Actor, Event, audit_event, new_id
 from podium.model.expressions import render
 from podium.model.inputs import resolve_inputs
 from podium.model.workflow import PRIORITY_RANK, Step, Workflow
