@@ -114,7 +114,7 @@ def add_command(
         _added(document, json_output)
         return
     settings = settings_for(store, None)
-    workflow = load_workflow(file)
+    workflow = load_workflow(file, settings)
     values = gather_inputs(workflow, inputs or [], inputs_json, inputs_file)
     schedule = Schedule(
         schedule_id=new_id(), name=(name or workflow.name).strip(), workflow=workflow.name,
