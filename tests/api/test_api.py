@@ -17,9 +17,9 @@ from apilib import BASE_URL, bearer, register
 from podium.api.app import create_app
 from podium.api.streams import EventStreams, stream_events
 from podium.bus.base import Bus
+from podium.check import parse_workflow
 from podium.engine.engine import Engine
 from podium.events import Event
-from podium.model.loader import parse_workflow
 from podium.model.workflow import Workflow
 from podium.store.base import Store
 from podium.store.records import RUN_FINAL

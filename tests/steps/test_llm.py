@@ -13,17 +13,17 @@ import pytest
 from fake_providers import ANTHROPIC_KEY, OPENAI_KEY, FakeServer, running
 
 from podium.bus import open_bus
-from podium.control.pricing import default_pricing, load_pricing
+from podium.check import parse_workflow
 from podium.engine.engine import Engine
 from podium.errors import NonRetryable, Retry, StepError, WorkflowInvalid
-from podium.model import parse_workflow
+from podium.model.llm import compress
+from podium.model.pricing import DEFAULT_PRICING, Pricing, load_pricing
 from podium.model.workflow import LlmAction, Workflow
 from podium.settings import Settings
 from podium.steps.base import StepContext, StepResult
-from podium.steps.llm import CACHE_STATS, LlmRunner, compress
+from podium.steps.llm import CACHE_STATS, LlmRunner
 from podium.store import open_store
 
-PRICING = default_pricing()
 KEYS = {"OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY}
 
 
@@ -53,7 +53,7 @@ def server() -> Iterator[FakeServer]:
 
 @pytest.fixture
 async def runner() -> AsyncIterator[LlmRunner]:
-    llm = LlmRunner(PRICING)
+    llm = LlmRunner()
     try:
         yield llm
     finally:
@@ -65,10 +65,11 @@ def host() -> FakeHost:
     return FakeHost(dict(KEYS))
 
 
-def _ctx(timeout_s: float = 5) -> StepContext:
+def _ctx(timeout_s: float = 5, pricing: Pricing = DEFAULT_PRICING) -> StepContext:
     return StepContext(
         run_id="run-1", step_id="ask", attempt=1, index=None, item=None,
         idempotency_key="run-1/ask", inputs={}, workflow="w", timeout_s=timeout_s,
+        pricing=pricing,
     )
 
 
@@ -86,10 +87,11 @@ def _spec(server: FakeServer, provider: str = "openai", **keys: Any) -> dict[str
 
 
 async def _run(
-    runner: LlmRunner, host: FakeHost, spec: dict[str, Any], timeout_s: float = 5
+    runner: LlmRunner, host: FakeHost, spec: dict[str, Any], timeout_s: float = 5,
+    pricing: Pricing = DEFAULT_PRICING,
 ) -> StepResult:
     action = LlmAction.model_validate({"kind": "llm", **spec})
-    return await runner.run(action, _ctx(timeout_s), host)  # type: ignore[arg-type]
+    return await runner.run(action, _ctx(timeout_s, pricing), host)  # type: ignore[arg-type]
 
 
 # -- replies, usage, cost ---------------------------------------------------------------------
@@ -305,11 +307,11 @@ async def test_a_pricing_file_overrides_a_tier(
     path.write_text(
         '[models.local-llama]\ninput = 0\noutput = 0\n[tiers.openai]\nsimple = "local-llama"\n'
     )
-    llm = LlmRunner(load_pricing(path))
+    llm = LlmRunner()
     try:
         spec = _spec(server, tier="simple")
         del spec["model"]
-        result = await _run(llm, host, spec)
+        result = await _run(llm, host, spec, pricing=load_pricing(path))
     finally:
         await llm.aclose()
     assert server.requests[0]["body"]["model"] == "local-llama"
