@@ -17,7 +17,7 @@ import httpx
 from podium.errors import NonRetryable, PodiumError, Retry, StepError
 from podium.model.llm import LlmRequest, as_text, build_request
 from podium.model.workflow import Action, LlmAction
-from podium.redact import safe_url
+from podium.redact import Redactor, safe_url
 from podium.steps.base import StepContext, StepHost, StepResult
 from podium.steps.http import PooledClient, check_egress, map_httpx_errors, retry_after_s
 
@@ -382,5 +382,5 @@ def _detail(response: httpx.Response, key: str) -> str:
         error = {"message": error}
     error = _mapping(error) or data
     parts = [str(p) for p in (error.get("type"), error.get("message")) if p]
-    text = ": ".join(parts).replace(key, "***")
+    text = Redactor([key]).text(": ".join(parts))
     return f": {' '.join(text.split())[:_MAX_DETAIL]}" if text else ""
