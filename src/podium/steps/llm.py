@@ -1,7 +1,7 @@
 """The `llm` kind: one chat completion per attempt, from an OpenAI-compatible API or Anthropic.
 
-Tokens and cost come from the reply's usage and the pricing table; errors never quote the key,
-the prompt or the headers.
+Tokens and cost come from the reply's usage and the engine's pricing table (`ctx.pricing`);
+errors never quote the key, the prompt or the headers.
 """
 
 from __future__ import annotations
