@@ -55,7 +55,7 @@ def semantic_problems(data: Mapping[str, Any], policy: TrustPolicy | None = None
     # Agent keys count as the step's own, as they will once the model merges them.
     raw_steps = _raw_steps(data)
     steps = {step_id: with_agent(raw, agents) for step_id, raw in raw_steps.items()}
-    needs = {step_id: _needs_of(merged) for step_id, merged in steps.items()}
+    needs = step_needs(data)
     upstream = _upstream(needs)
     problems = list(_needs_problems(needs))
     for step_id, merged in steps.items():
@@ -267,7 +267,7 @@ def _workflow_trust_problems(part: Part) -> list[Problem]:
 
 
 def _llm_problems(part: Part) -> list[Problem]:
-    """What the message and model of an `llm` step need (the model's price is checked above)."""
+    """What the message and model of an `llm` step need (its price is podium.check's)."""
     action = part.action
     if action.get("kind") != "llm":
         return []
