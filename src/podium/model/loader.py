@@ -26,16 +26,13 @@ MAX_ALIASES = 100  # YAML alias uses per document: enough for shared agents, not
 MAX_NODES = 1_000_000  # values in a YAML document once its aliases are expanded
 _MIB = 1024 * 1024
 
-# Whole-workflow checks from above this layer: the raw data and the problems found so far in,
-# more problems out. Each file of a workflow (sub-workflow files too) goes through it.
+# Whole-workflow checks from above this layer (podium.check's, so they are never forgotten by
+# default): the raw data and the problems found so far in, more problems out. Each file of a
+# workflow (sub-workflow files too) goes through it.
 Check = Callable[[Mapping[str, Any], Sequence[Problem]], list[Problem]]
 
 
-def _no_check(data: Mapping[str, Any], found: Sequence[Problem]) -> list[Problem]:
-    return []
-
-
-def load_workflow(path: str | Path, *, check: Check = _no_check) -> Workflow:
+def load_workflow(path: str | Path, *, check: Check) -> Workflow:
     """Reads and validates a `.yaml`/`.yml`/`.json` workflow; raises WorkflowInvalid."""
     return _load(Path(path), check, ())
 
@@ -45,8 +42,8 @@ def parse_workflow(
     source: str = "workflow",
     base_dir: Path | None = None,
     *,
+    check: Check,
     policy: TrustPolicy | None = None,
-    check: Check = _no_check,
 ) -> Workflow:
     """Validates already-parsed data; `source` names it in messages, `base_dir` anchors
     sub-workflow files. `policy` judges an untrusted definition (None: trusted, as a local
