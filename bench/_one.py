@@ -19,7 +19,6 @@ from bench.measure import BenchError
 from bench.runner import run_workload
 from bench.workloads import NAMES, build, with_control
 from podium import loop as podium_loop
-from podium.control.config import load_control
 from podium.settings import Settings
 
 CONTROL_TOML = Path(__file__).with_name("control.toml")
@@ -60,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     if args.control:
         spec = replace(spec, workflow=with_control(spec.workflow))
-        settings = Settings(control=load_control(CONTROL_TOML))
+        settings = Settings(config=CONTROL_TOML)
     try:
         if args.config == "distributed":
             from bench.distributed import run_distributed

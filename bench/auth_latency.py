@@ -15,12 +15,12 @@ from pathlib import Path
 
 import httpx
 
+import podium
 from podium.api.app import ApiOptions, create_app
 from podium.api.keys import new_key
 from podium.bus import open_bus
-from podium.bus.events import SYSTEM_ACTOR, audit_event
 from podium.engine.engine import Engine
-from podium.model.loader import parse_workflow
+from podium.events import SYSTEM_ACTOR, audit_event
 from podium.settings import Settings
 from podium.store import open_store
 
@@ -38,11 +38,12 @@ async def timings(client: httpx.AsyncClient, path: str, n: int) -> list[float]:
 
 
 async def main(requests: int, store_url: str) -> None:
+    settings = Settings()
     async with (
         open_store(store_url) as store, open_bus("memory://") as bus,
-        Engine(store, bus, Settings()) as engine,
+        Engine(store, bus, settings) as engine,
     ):
-        run_id = await engine.submit(parse_workflow(QUICK, "bench"))
+        run_id = await engine.submit(podium.parse_workflow(QUICK, "bench", settings=settings))
         await engine.wait(run_id)
         token, record = new_key("bench", "viewer", None, None, time.time(), "bench")
         await store.add_key(record, audit_event(SYSTEM_ACTOR, "key.create", record.key_id))

@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from podium.bus import Event, open_bus
+from podium import check
+from podium.bus import open_bus
 from podium.control.secrets import load_secrets
 from podium.engine.engine import Engine
 from podium.engine.summary import RunSummary
@@ -24,7 +26,9 @@ from podium.errors import (
     StepTimedOut,
     WorkflowInvalid,
 )
-from podium.model import Step, Workflow, load_workflow, parse_workflow
+from podium.events import Event
+from podium.model import Step, Workflow
+from podium.model.policy import TrustPolicy
 from podium.plan import Plan, build_plan
 from podium.settings import Settings
 from podium.steps import StepContext, StepResult
@@ -33,11 +37,37 @@ from podium.store import open_store
 __version__ = "0.1.0"
 
 
+def load_workflow(
+    path: str | Path, *, settings: Settings | None = None, resolve_calls: bool = True
+) -> Workflow:
+    """Reads and validates a workflow file, pricing its models as `settings` (default:
+    `Settings()`, the environment's) say; raises WorkflowInvalid with every problem."""
+    pricing = (settings or Settings()).control.pricing
+    return check.load_workflow(path, pricing=pricing, resolve_calls=resolve_calls)
+
+
+def parse_workflow(
+    data: Any,
+    source: str = "workflow",
+    base_dir: Path | None = None,
+    resolve_calls: bool = True,
+    *,
+    policy: TrustPolicy | None = None,
+    settings: Settings | None = None,
+) -> Workflow:
+    """Validates a workflow given as data (a dict), as `load_workflow` does a file."""
+    pricing = (settings or Settings()).control.pricing
+    return check.parse_workflow(
+        data, source, base_dir, resolve_calls, policy=policy, pricing=pricing
+    )
+
+
 async def run_async(
     workflow: Workflow, inputs: Mapping[str, Any] | None = None, *,
     settings: Settings | None = None,
 ) -> RunSummary:
-    """Runs one workflow to the end on the configured store and bus; returns its summary."""
+    """Runs one workflow to the end on the configured store and bus; returns its summary.
+    Without `settings`, `Settings()`: PODIUM_* variables, PODIUM_CONFIG, PODIUM_PRICING_FILE."""
     settings = settings or Settings()
     secrets = load_secrets(settings.control.secrets, os.environ)
     async with open_store(settings.store, durability=settings.durability) as store, \

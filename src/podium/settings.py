@@ -1,6 +1,6 @@
-"""podium's configuration: one pydantic-settings object, read from PODIUM_* variables.
+"""podium's configuration: PODIUM_* variables, the control config file and the pricing file.
 
-It is built once at the edge (CLI, API, bench) and passed down; nothing deeper reads the env.
+`Settings()` reads all three, so every edge (CLI, API, worker, bench, SDK) sees the same.
 """
 
 from __future__ import annotations
@@ -8,10 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from podium.control.config import ControlConfig
+from podium.control.config import ControlConfig, load_control
+from podium.model.pricing import load_pricing
+
+DEFAULT_CONFIG = Path("podium.toml")  # read from the working directory when it exists
 
 
 class Settings(BaseSettings):
@@ -42,7 +45,7 @@ class Settings(BaseSettings):
     pricing_file: Path | None = Field(
         None,
         description="TOML, YAML or JSON file of model prices (USD per 1M tokens) and tier"
-        " models, merged over the built-in list prices (podium.control.pricing)",
+        " models, merged over the built-in list prices (podium.model.pricing)",
     )
     config: Path | None = Field(
         None,
@@ -50,8 +53,20 @@ class Settings(BaseSettings):
         " budgets); default ./podium.toml when it exists",
     )
     control: ControlConfig = Field(
-        # Not read here: `load_control` reads the file and its PODIUM_<SECTION>__<KEY> overrides.
+        # Not read from the env directly: `_read_files` reads the file and its overrides.
         default_factory=ControlConfig.model_construct,
         exclude=True,
-        description="loaded from `config` by load_control",
+        description="read from `config` and PODIUM_<SECTION>__<KEY>, priced by `pricing_file`",
     )
+
+    @model_validator(mode="after")
+    def _read_files(self) -> Settings:
+        """The control config (file, then PODIUM_<SECTION>__<KEY>) and the pricing table, unless
+        given: raises PodiumError naming a file that cannot be read or is invalid."""
+        if "control" not in self.model_fields_set:
+            config = self.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+            self.control = load_control(config)
+        if self.pricing_file is not None and "pricing" not in self.control.model_fields_set:
+            pricing = load_pricing(self.pricing_file)
+            self.control = self.control.model_copy(update={"pricing": pricing})
+        return self

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from podium.api.keys import new_key
-from podium.bus.events import SYSTEM_ACTOR, audit_event
+from podium.events import SYSTEM_ACTOR, audit_event
 from podium.store.base import Store
 
 BASE_URL = "http://localhost"

@@ -17,9 +17,9 @@ from apilib import BASE_URL, bearer, register
 from podium.api.app import create_app
 from podium.api.streams import EventStreams, stream_events
 from podium.bus.base import Bus
-from podium.bus.events import Event
+from podium.check import parse_workflow
 from podium.engine.engine import Engine
-from podium.model.loader import parse_workflow
+from podium.events import Event
 from podium.model.status import RUN_FINAL
 from podium.model.workflow import Workflow
 from podium.store.base import Store

@@ -16,10 +16,10 @@ from apilib import eventually
 
 from podium.api.app import create_app
 from podium.api.keys import new_key
-from podium.bus.events import SYSTEM_ACTOR, audit_event
+from podium.check import parse_workflow
 from podium.engine.engine import Engine
 from podium.engine.runtime import Compiled
-from podium.model.loader import parse_workflow
+from podium.events import SYSTEM_ACTOR, audit_event
 from podium.model.status import RUN_FINAL
 from podium.store.base import Store
 from podium.store.documents import circuit_json, dlq_json, event_json, schedule_json

@@ -20,8 +20,8 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from podium.api.app import create_app
 from podium.api.auth import PUBLIC_PATHS, ROLE_PERMISSIONS, declared_checks
 from podium.api.keys import new_key, parse_token
-from podium.bus.events import SYSTEM_ACTOR, audit_event
 from podium.engine.engine import Engine
+from podium.events import SYSTEM_ACTOR, audit_event
 from podium.store.base import Store
 
 TEAM_A_WAIT = {

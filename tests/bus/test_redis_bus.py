@@ -16,9 +16,10 @@ import pytest
 import redis
 from structlog.testing import capture_logs
 
-from podium.bus import Dispatch, Event, open_bus
+from podium.bus import Dispatch, open_bus
 from podium.bus.redis import RedisBus
 from podium.errors import PodiumError
+from podium.events import Event
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 PROBE = "test.probe"
@@ -299,7 +300,7 @@ async def test_ack_removes_the_dispatch_for_good(
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("redis://:pw@127.0.0.1:port/0", "invalid bus URL: Port could not be cast"),
+        ("redis://:pw@127.0.0.1:port/0", "invalid bus URL .*Port could not be cast"),
         ("redis://:pw@127.0.0.1:6379/0?socket_timeout=soon", "'socket_timeout'"),
         ("redis://:pw@127.0.0.1:6379/0?prefix=", "prefix is empty"),
     ],
@@ -341,7 +342,7 @@ async def test_opening_a_bus_on_an_unreachable_redis_fails_clearly_without_the_p
     with capture_logs() as logs, pytest.raises(PodiumError) as caught:
         await bus.__aenter__()
     assert time.monotonic() - started < 5
-    assert str(caught.value).startswith("cannot reach Redis at 127.0.0.1:1: ")
+    assert str(caught.value).startswith("cannot reach Redis at redis://127.0.0.1:1")
     assert "s3cr3t-pw" not in str(caught.value)
     assert logs and all("s3cr3t-pw" not in repr(entry) for entry in logs)
 

@@ -20,9 +20,9 @@ import pytest
 from cli_support import CLI, Result, check_output, cli_env
 
 from podium.api.keys import new_key
-from podium.bus.events import SYSTEM_ACTOR, audit_event
+from podium.check import parse_workflow
 from podium.engine.runtime import Compiled
-from podium.model.loader import parse_workflow
+from podium.events import SYSTEM_ACTOR, audit_event
 from podium.model.status import RUN_FINAL
 from podium.store import open_store
 from podium.store.records import RegisteredWorkflow

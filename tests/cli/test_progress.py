@@ -9,12 +9,12 @@ import pytest
 import typer
 from rich.console import Console
 
-from podium.bus.events import Event
 from podium.cli.common import UsageProblem, guarded
 from podium.cli.render import retries, summary_panel
 from podium.cli.view import RunView, run_table, step_line
 from podium.engine.summary import RunSummary, StepSummary, Tokens
 from podium.errors import RunNotFound, WorkflowInvalid
+from podium.events import Event
 from podium.model.workflow import Workflow
 from podium.plan import build_plan
 

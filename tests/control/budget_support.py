@@ -15,9 +15,9 @@ from types import ModuleType
 from typing import Any
 
 from podium.bus import open_bus
-from podium.bus.events import Event
 from podium.control.config import Budgets, ControlConfig
 from podium.engine.engine import Engine
+from podium.events import Event
 from podium.model.workflow import Workflow
 from podium.settings import Settings
 from podium.store import Store

@@ -9,8 +9,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from podium.bus.events import new_id
 from podium.control.schedules import Spec, first_fire
+from podium.events import new_id
 from podium.model.workflow import Workflow
 from podium.steps import StepContext
 from podium.store.schedules import Schedule

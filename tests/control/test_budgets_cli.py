@@ -13,9 +13,9 @@ import pytest
 import yaml
 from budget_support import add_old_spend, chain, engine_on, settings_with, sim
 
+from podium.check import parse_workflow
 from podium.control.config import load_control
 from podium.errors import PodiumError, WorkflowInvalid
-from podium.model import parse_workflow
 from podium.store import Store
 
 CLI = [sys.executable, "-m", "podium.cli.app"]

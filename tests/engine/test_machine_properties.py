@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from podium.bus.events import SYSTEM_ACTOR
+from podium.check import parse_workflow
 from podium.engine.machine import Effects, Outcome, RunMachine
 from podium.engine.rules import CLEANUP_TRIGGERS, Gate, trigger_gate
 from podium.engine.runtime import Compiled, RunRuntime
@@ -27,7 +27,7 @@ from podium.engine.transitions import (
     move_run,
     move_step,
 )
-from podium.model.loader import parse_workflow
+from podium.events import SYSTEM_ACTOR
 from podium.model.status import RUN_FINAL, STEP_FINAL, RunStatus, StepStatus
 from podium.steps import StepResult
 from podium.store.records import RunState, StepState

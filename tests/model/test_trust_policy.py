@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from podium.check import parse_workflow
 from podium.errors import WorkflowInvalid
-from podium.model.loader import parse_workflow
 from podium.model.policy import EgressPolicy, TrustPolicy
 
 POLICY = TrustPolicy(

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from podium.check import load_workflow, parse_workflow
 from podium.errors import WorkflowInvalid
-from podium.model import Workflow, load_workflow, parse_workflow
+from podium.model import Workflow
 from podium.model.workflow import HttpAction, PythonAction, SimAction, WorkflowAction
 
 # DESIGN §2's example, with the kinds not built yet swapped: `llm` -> `sim`, `n8n` -> `http`.
@@ -323,9 +324,10 @@ def test_every_problem_is_reported_at_once() -> None:
         "error: wf.yaml: steps.b.timeout: not a duration; use e.g. 250ms, 2s, 5m, 1h (got 'soon')",
         "error: wf.yaml: colour: unknown key",
         "error: wf.yaml: steps.b.needs: names no step (got 'ghost')",
-        "error: wf.yaml: steps: cycle c -> d -> c",
         "error: wf.yaml: steps.b.input: reads steps.c, which is not among its needs; add it there",
         "error: wf.yaml: steps.d.agent: unknown agent (got 'nobody'); agents: none are defined",
+        # the whole-workflow checks (podium.check) come after what the definition says alone
+        "error: wf.yaml: steps: cycle c -> d -> c",
     ]
 
 

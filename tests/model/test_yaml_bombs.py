@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from podium.check import load_workflow, parse_workflow
 from podium.errors import WorkflowInvalid
-from podium.model.loader import MAX_DEPTH, check_depth, load_workflow, parse_workflow
+from podium.model.loader import MAX_DEPTH, check_depth
 
 BILLION_LAUGHS = """\
 name: bomb

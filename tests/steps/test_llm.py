@@ -12,18 +12,19 @@ from typing import Any
 import pytest
 from fake_providers import ANTHROPIC_KEY, OPENAI_KEY, FakeServer, running
 
+import podium
 from podium.bus import open_bus
-from podium.control.pricing import default_pricing, load_pricing
+from podium.check import parse_workflow
 from podium.engine.engine import Engine
 from podium.errors import NonRetryable, Retry, StepError, WorkflowInvalid
-from podium.model import parse_workflow
+from podium.model.llm import compress
+from podium.model.pricing import DEFAULT_PRICING, Pricing, load_pricing
 from podium.model.workflow import LlmAction, Workflow
 from podium.settings import Settings
 from podium.steps.base import StepContext, StepResult
-from podium.steps.llm import CACHE_STATS, LlmRunner, compress
+from podium.steps.llm import CACHE_STATS, LlmRunner
 from podium.store import open_store
 
-PRICING = default_pricing()
 KEYS = {"OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY}
 
 
@@ -53,7 +54,7 @@ def server() -> Iterator[FakeServer]:
 
 @pytest.fixture
 async def runner() -> AsyncIterator[LlmRunner]:
-    llm = LlmRunner(PRICING)
+    llm = LlmRunner()
     try:
         yield llm
     finally:
@@ -65,10 +66,11 @@ def host() -> FakeHost:
     return FakeHost(dict(KEYS))
 
 
-def _ctx(timeout_s: float = 5) -> StepContext:
+def _ctx(timeout_s: float = 5, pricing: Pricing = DEFAULT_PRICING) -> StepContext:
     return StepContext(
         run_id="run-1", step_id="ask", attempt=1, index=None, item=None,
         idempotency_key="run-1/ask", inputs={}, workflow="w", timeout_s=timeout_s,
+        pricing=pricing,
     )
 
 
@@ -86,10 +88,11 @@ def _spec(server: FakeServer, provider: str = "openai", **keys: Any) -> dict[str
 
 
 async def _run(
-    runner: LlmRunner, host: FakeHost, spec: dict[str, Any], timeout_s: float = 5
+    runner: LlmRunner, host: FakeHost, spec: dict[str, Any], timeout_s: float = 5,
+    pricing: Pricing = DEFAULT_PRICING,
 ) -> StepResult:
     action = LlmAction.model_validate({"kind": "llm", **spec})
-    return await runner.run(action, _ctx(timeout_s), host)  # type: ignore[arg-type]
+    return await runner.run(action, _ctx(timeout_s, pricing), host)  # type: ignore[arg-type]
 
 
 # -- replies, usage, cost ---------------------------------------------------------------------
@@ -305,11 +308,11 @@ async def test_a_pricing_file_overrides_a_tier(
     path.write_text(
         '[models.local-llama]\ninput = 0\noutput = 0\n[tiers.openai]\nsimple = "local-llama"\n'
     )
-    llm = LlmRunner(load_pricing(path))
+    llm = LlmRunner()
     try:
         spec = _spec(server, tier="simple")
         del spec["model"]
-        result = await _run(llm, host, spec)
+        result = await _run(llm, host, spec, pricing=load_pricing(path))
     finally:
         await llm.aclose()
     assert server.requests[0]["body"]["model"] == "local-llama"
@@ -517,3 +520,44 @@ async def test_the_engine_answers_a_repeated_cached_llm_step_without_a_call_or_c
     assert first.cost_usd > 0 and first.outputs["ask"]["cached"] is False
     assert second.outputs["ask"] == {**first.outputs["ask"], "cached": True}
     assert (second.cost_usd, second.tokens.input, second.tokens.output) == (0, 0, 0)
+
+
+async def test_two_engines_in_one_process_price_calls_each_by_its_own_table(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    wf = Workflow.model_validate({"name": "ask", "steps": {"ask": {
+        "kind": "llm", "model": "gpt-4o-mini", "base_url": f"{server.url}/v1", "prompt": "say: hi",
+    }}})
+    path = tmp_path / "prices.toml"
+    path.write_text("[models.gpt-4o-mini]\ninput = 1000\noutput = 2000\n")
+    cheap = Settings(poll_interval_s=0.02, lease_s=5)
+    dear = Settings(poll_interval_s=0.02, lease_s=5, pricing_file=path)
+    async with (
+        open_store(f"sqlite:///{tmp_path / 'podium.db'}") as store,
+        open_bus("memory://") as bus,
+        Engine(store, bus, cheap, secrets=KEYS) as first,
+        Engine(store, bus, dear, secrets=KEYS) as second,
+    ):
+        listed, filed = await first.run(wf), await second.run(wf)
+    tokens = (filed.tokens.input, filed.tokens.output)
+    assert (listed.tokens.input, listed.tokens.output) == tokens
+    assert filed.cost_usd == pytest.approx((tokens[0] * 1000 + tokens[1] * 2000) / 1e6)
+    assert listed.cost_usd < 1e-5  # gpt-4o-mini's list price: under a millionth of the file's
+
+
+def test_the_sdk_prices_a_run_from_the_pricing_file(
+    server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "prices.yaml"
+    path.write_text("models:\n  house-model: {input: 1000, output: 2000}\n")
+    monkeypatch.setenv("PODIUM_PRICING_FILE", str(path))
+    monkeypatch.setenv("PODIUM_STORE", f"sqlite:///{tmp_path / 'podium.db'}")
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    wf = podium.parse_workflow({"name": "ask", "steps": {"ask": {
+        "kind": "llm", "model": "house-model", "base_url": f"{server.url}/v1", "prompt": "say: hi",
+    }}})
+    summary = podium.run(wf)
+    assert summary.status == "succeeded", summary.error
+    tokens_in, tokens_out = summary.tokens.input, summary.tokens.output
+    assert summary.cost_usd == pytest.approx((tokens_in * 1000 + tokens_out * 2000) / 1e6)
+    assert summary.cost_usd > 0

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fake_providers import FakeServer, running
 
+from podium.check import parse_workflow
 from podium.errors import NonRetryable, StepError
-from podium.model import parse_workflow
 from podium.model.workflow import N8nAction
 from podium.steps import RUNNERS
 from podium.steps.base import StepContext, StepResult

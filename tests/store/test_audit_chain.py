@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from podium.bus import open_bus
-from podium.bus.events import Actor, Event, audit_event
 from podium.cli.app import app
 from podium.engine.engine import Engine
+from podium.events import Actor, Event, audit_event
 from podium.model.workflow import Workflow
 from podium.settings import Settings
 from podium.store import Batch, Store, open_store

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from podium.bus.events import Event
 from podium.errors import StoreError, StoreUnavailable
+from podium.events import Event
 from podium.store import Batch, RunState, StepState, open_store
 from podium.store.postgres import PostgresStore, parse_url, redact
 from podium.store.schema import POSTGRES_MIGRATIONS

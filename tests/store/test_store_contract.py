@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from podium.bus.events import Event
 from podium.errors import StoreError
+from podium.events import Event
 from podium.store import Batch, DlqEntry, RunState, StepState, Store, open_store
 from podium.store.codec import decode, encode
 from podium.store.records import WorkerInfo

@@ -15,7 +15,7 @@ from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
 from podium.api.errors import ERROR_RESPONSES, KeyNotFound
 from podium.api.keys import new_key
-from podium.bus.events import audit_event
+from podium.events import audit_event
 from podium.model.units import parse_duration
 from podium.store.documents import key_json
 

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import Depends, Request
 
 from podium.api.roles import ROLE_PERMISSIONS, ROLES, Permission
-from podium.bus.events import Actor
+from podium.events import Actor
 
 __all__ = [
     "PUBLIC_PATHS", "ROLES", "ROLE_PERMISSIONS", "SCOPED_PERMISSIONS", "Permission",

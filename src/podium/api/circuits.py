@@ -12,9 +12,9 @@ from fastapi import APIRouter
 from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
 from podium.api.errors import ERROR_RESPONSES, NotFound
-from podium.bus.events import audit_event
 from podium.control.circuits import force_circuit
 from podium.engine.engine import Engine
+from podium.events import audit_event
 from podium.store.documents import circuit_json
 
 router = APIRouter(prefix="/v1/circuits", tags=["circuits"], responses=ERROR_RESPONSES)

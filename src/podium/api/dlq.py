@@ -12,8 +12,8 @@ from fastapi import APIRouter, Query
 from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
 from podium.api.errors import ERROR_RESPONSES, NotFound
-from podium.bus.events import audit_event
 from podium.engine.engine import Engine
+from podium.events import audit_event
 from podium.store.documents import dlq_json
 from podium.store.records import DlqEntry
 

@@ -21,8 +21,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from podium.api.auth import PUBLIC_PATHS, Principal, Refused, unauthorized
 from podium.api.errors import error_response, status_for
 from podium.api.keys import VerifiedKeys, parse_token, verify
-from podium.bus.events import Actor, audit_event
 from podium.errors import PodiumError
+from podium.events import Actor, audit_event
 from podium.store.base import Store
 from podium.store.records import ApiKeyRecord
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
 from podium.api.errors import ERROR_RESPONSES
-from podium.bus.events import utc_iso
+from podium.events import utc_iso
 from podium.store.records import WorkerInfo
 
 router = APIRouter(tags=["health"], responses=ERROR_RESPONSES)

@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
 from podium.api.errors import ERROR_RESPONSES, WorkflowNotFound
-from podium.bus.events import utc_iso
 from podium.engine.summary import RunSummary
 from podium.errors import RunNotFound
+from podium.events import utc_iso
 from podium.model.workflow import Workflow
 from podium.store.base import Store
 from podium.store.records import RUN_STATUSES, RunState

@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
 from podium.api.errors import ERROR_RESPONSES, NotFound
-from podium.bus.events import audit_event, new_id
 from podium.control.schedules import ScheduleSpecInvalid, Spec, candidate_names, first_fire
 from podium.control.schedules import parse_spec as _parse_spec
+from podium.events import audit_event, new_id
 from podium.model.inputs import resolve_inputs
 from podium.model.workflow import Workflow
 from podium.store.base import Store

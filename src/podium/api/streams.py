@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from podium.bus.base import Bus
-from podium.bus.events import Event
+from podium.events import Event
 from podium.store.base import Store
 
 KEEPALIVE_S = 15.0  # idle proxies and load balancers cut silent connections after 30-60 s

@@ -11,13 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from podium import check
 from podium.api.auth import Permission, Principal, forbidden, permit
 from podium.api.deps import EngineDep
 from podium.api.errors import ERROR_RESPONSES, WorkflowNotFound
-from podium.bus.events import audit_event, utc_iso
 from podium.engine.runtime import Compiled
-from podium.model.loader import parse_workflow
+from podium.events import audit_event, utc_iso
 from podium.model.policy import TrustPolicy
+from podium.model.pricing import Pricing
 from podium.model.workflow import Workflow
 from podium.store.records import RegisteredWorkflow
 
@@ -31,10 +32,10 @@ class RegisterWorkflow(BaseModel):
     definition: dict[str, Any] = Field(description="a workflow definition, as JSON")
 
 
-def parse_untrusted(data: dict[str, Any], policy: TrustPolicy) -> Workflow:
+def parse_untrusted(data: dict[str, Any], policy: TrustPolicy, pricing: Pricing) -> Workflow:
     """Validates a definition from the network under `[security]`'s rules: nothing outside
     `python_modules` is imported, no file is read, static targets must pass the egress list."""
-    return parse_workflow(data, "definition", policy=policy)
+    return check.parse_workflow(data, "definition", policy=policy, pricing=pricing)
 
 
 @router.post("", status_code=201, responses={200: {"description": "already registered"}})
@@ -47,7 +48,8 @@ async def register_workflow(
     """201 for a new definition (or version), 200 if this exact one is registered already."""
     policy = engine.policy
     # Off the loop: validation is CPU work, and may look up the modules `call:` names.
-    workflow = await asyncio.to_thread(parse_untrusted, body.definition, policy)
+    pricing = engine.settings.control.pricing
+    workflow = await asyncio.to_thread(parse_untrusted, body.definition, policy, pricing)
     if not principal.sees(workflow.name):
         raise forbidden(f"a key scoped to {principal.scope!r} cannot register {workflow.name!r}")
     compiled = Compiled.of(workflow)

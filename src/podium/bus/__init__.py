@@ -1,4 +1,4 @@
-"""Event envelope and transport: in-process (embedded) or Redis Streams (distributed).
+"""Event transport: in-process (embedded) or Redis Streams (distributed).
 
 Both sit behind the same `Bus` interface; `open_bus(url)` picks one by the URL's scheme.
 """
@@ -6,7 +6,6 @@ Both sit behind the same `Bus` interface; `open_bus(url)` picks one by the URL's
 from __future__ import annotations
 
 from podium.bus.base import Bus, Dispatch
-from podium.bus.events import Event, new_id, utc_iso
 from podium.errors import PodiumError
 
 
@@ -25,4 +24,4 @@ def open_bus(url: str = "memory://") -> Bus:
     )
 
 
-__all__ = ["Bus", "Dispatch", "Event", "new_id", "open_bus", "utc_iso"]
+__all__ = ["Bus", "Dispatch", "open_bus"]

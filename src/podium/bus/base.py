@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from podium.bus.events import Event
+from podium.events import Event
 
 
 @dataclass(frozen=True, slots=True)

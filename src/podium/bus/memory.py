@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from podium.bus.base import Dispatch
-from podium.bus.events import Event
+from podium.events import Event
 
 _CLOSED = None
 

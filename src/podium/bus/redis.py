@@ -31,9 +31,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from podium.bus.base import Dispatch
-from podium.bus.events import Event
 from podium.clock import SYSTEM_CLOCK, Clock, sleep_unless
 from podium.errors import PodiumError
+from podium.events import Event
+from podium.redact import safe_url
 
 T = TypeVar("T")
 Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry: (id, fields); replies are bytes
@@ -471,18 +472,15 @@ class _Claimer:
 
 
 def _parse_url(url: str) -> tuple[str, str, str]:
-    """The URL for redis-py (without `prefix`), the key prefix, and host:port for messages."""
+    """The URL for redis-py (without `prefix`), the key prefix, and the URL for messages."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     prefix = next((v for k, v in query if k == "prefix"), "podium")
     if not prefix:
         raise PodiumError("the bus URL's prefix is empty; use ?prefix=NAME or leave it out")
     rest = urlencode([(k, v) for k, v in query if k != "prefix"])
-    try:
-        where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"  # never the password
-    except ValueError as exc:  # a port that is not a number
-        raise PodiumError(f"invalid bus URL: {exc}") from exc
-    return urlunsplit(parts._replace(query=rest)), prefix, where
+    client_url = urlunsplit(parts._replace(query=rest))
+    return client_url, prefix, safe_url(client_url)
 
 
 def _stream_entries(reply: Any) -> list[tuple[bytes, Entry]]:

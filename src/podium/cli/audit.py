@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-from podium.bus.events import utc_iso
 from podium.cli.common import (
     EXIT_FAILED,
     JsonOption,
@@ -26,6 +25,7 @@ from podium.cli.common import (
 )
 from podium.cli.render import clip, new_table
 from podium.clock import SYSTEM_CLOCK
+from podium.events import utc_iso
 from podium.model.units import parse_duration
 from podium.settings import Settings
 from podium.store.audit import Verdict, entry_json, verify

@@ -11,7 +11,6 @@ from urllib.parse import quote
 import typer
 from rich.table import Table
 
-from podium.bus.events import audit_event
 from podium.cli.client import Client, RemoteError, client_for
 from podium.cli.common import (
     JsonOption,
@@ -29,6 +28,7 @@ from podium.cli.common import (
 )
 from podium.clock import SYSTEM_CLOCK
 from podium.control.circuits import force_circuit
+from podium.events import audit_event
 from podium.settings import Settings
 from podium.store.documents import circuit_json
 from podium.store.records import CircuitRecord, CircuitResult

@@ -21,7 +21,7 @@ from podium.errors import PodiumError, WorkflowInvalid
 from podium.model.inputs import parse_cli_inputs, resolve_inputs
 from podium.model.status import RUN_FINAL
 from podium.model.workflow import Workflow
-from podium.redact import redact_url_password as safe_url
+from podium.redact import redact_url_password
 
 URL_VAR, KEY_VAR = "PODIUM_URL", "PODIUM_API_KEY"
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -40,7 +40,7 @@ class Client:
     """One podium server, one key; every call returns the response's JSON document."""
 
     def __init__(self, url: str, key: str | None) -> None:
-        self.where = safe_url(url.rstrip("/"))
+        self.where = redact_url_password(url.rstrip("/"))
         headers = {"User-Agent": f"podium-cli/{__version__}", "Accept": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
@@ -138,7 +138,7 @@ def client_for(server: str | None) -> Client | None:
         source = "--server" if server else URL_VAR
         raise UsageProblem(
             f"{source} must be an http:// or https:// URL of `podium serve`"
-            f" (got {safe_url(url)!r})"
+            f" (got {redact_url_password(url)!r})"
         )
     return Client(url, os.environ.get(KEY_VAR, "").strip() or None)
 

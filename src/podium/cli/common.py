@@ -24,10 +24,9 @@ from rich.console import Console
 
 from podium import loop
 from podium.bus import open_bus
-from podium.bus.events import Actor
-from podium.control.config import load_control
 from podium.control.secrets import load_secrets
 from podium.errors import PodiumError, RunNotFound, WorkflowInvalid
+from podium.events import Actor
 from podium.model.inputs import load_inputs_file
 from podium.model.workflow import Workflow
 from podium.plan import Plan, build_plan
@@ -116,9 +115,9 @@ def guarded(func: Callable[P, None]) -> Callable[P, None]:
             # The problems already read `error: FILE: where: what`.
             fail_lines(exc.problems, EXIT_USAGE)
         except UsageProblem as exc:
-            fail_lines([f"error: {exc}"], EXIT_USAGE)
+            fail_lines(error_lines(exc), EXIT_USAGE)
         except PodiumError as exc:
-            fail_lines([f"error: {exc}"], EXIT_FAILED)
+            fail_lines(error_lines(exc), EXIT_FAILED)
         except KeyboardInterrupt:
             fail_lines(["error: interrupted"], EXIT_FAILED)
         except Exception as exc:
@@ -134,6 +133,11 @@ def _log_internal_error() -> None:
 
     configure_logging()
     structlog.get_logger("podium.cli").debug("internal error", exc_info=True)
+
+
+def error_lines(exc: Exception) -> list[str]:
+    """`error: ...` for each line of the message (a file's problems come one per line)."""
+    return [f"error: {line}" for line in str(exc).splitlines() or [""]]
 
 
 def fail_lines(lines: list[str], code: int) -> None:
@@ -156,28 +160,19 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 
 
 def settings_for(store: str | None, bus: str | None) -> Settings:
-    """Settings from PODIUM_* variables, with --store/--bus given on the command line winning."""
+    """The settings (PODIUM_* variables, config and pricing files), with --store/--bus given on
+    the command line winning."""
+    overrides: dict[str, Any] = {n: v for n, v in (("store", store), ("bus", bus)) if v}
     try:
-        settings = Settings()
+        return Settings(**overrides)
     except ValidationError as exc:
         wrong = "; ".join(
             f"PODIUM_{'_'.join(map(str, e['loc'])).upper()} {e['msg'].lower()}"
             for e in exc.errors()
         )
         raise UsageProblem(f"bad settings in the environment: {wrong}") from None
-    overrides: dict[str, Any] = {
-        name: value for name, value in (("store", store), ("bus", bus)) if value
-    }
-    config = settings.config or (Path("podium.toml") if Path("podium.toml").is_file() else None)
-    try:
-        overrides["control"] = load_control(config)
-    except PodiumError as exc:
+    except PodiumError as exc:  # a config or pricing file that cannot be read or is invalid
         raise UsageProblem(str(exc)) from None
-    if settings.pricing_file is not None:  # before any workflow is validated against it
-        from podium.control.pricing import load_pricing, use_pricing
-
-        use_pricing(load_pricing(settings.pricing_file))
-    return settings.model_copy(update=overrides)
 
 
 @asynccontextmanager

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from podium.bus.events import audit_event
 from podium.cli.client import client_for
 from podium.cli.common import (
     EXIT_FAILED,
@@ -34,6 +33,7 @@ from podium.cli.render import dlq_table, status_view
 from podium.cli.run import exit_code, follow_runs, show_summary
 from podium.engine.summary import RunSummary, build_summary
 from podium.errors import PodiumError
+from podium.events import audit_event
 from podium.plan import Plan
 from podium.settings import Settings
 from podium.store.documents import dlq_json

@@ -11,7 +11,6 @@ import typer
 
 from podium.api.keys import new_key
 from podium.api.roles import ROLES
-from podium.bus.events import Event, audit_event
 from podium.cli.common import (
     JsonOption,
     StoreOption,
@@ -28,6 +27,7 @@ from podium.cli.common import (
 from podium.cli.render import new_table
 from podium.clock import SYSTEM_CLOCK
 from podium.errors import PodiumError
+from podium.events import Event, audit_event
 from podium.model.units import parse_duration
 from podium.settings import Settings
 from podium.store.documents import key_json
@@ -108,7 +108,7 @@ def list_command(json_output: JsonOption = False, store: StoreOption = None) -> 
 
 
 def _now_iso() -> str:
-    from podium.bus.events import utc_iso
+    from podium.events import utc_iso
 
     return utc_iso(SYSTEM_CLOCK.now())
 

@@ -10,7 +10,6 @@ from urllib.parse import quote
 
 import typer
 
-from podium.bus.events import audit_event
 from podium.cli.client import client_for
 from podium.cli.common import (
     ServerOption,
@@ -22,6 +21,7 @@ from podium.cli.common import (
     run_async,
     settings_for,
 )
+from podium.events import audit_event
 from podium.settings import Settings
 
 Scope = Annotated[Literal["workflow", "agent"], typer.Argument(help="workflow or agent")]

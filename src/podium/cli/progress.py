@@ -13,10 +13,10 @@ from rich.live import Live
 from rich.text import Text
 
 from podium.bus.base import Bus
-from podium.bus.events import Event
 from podium.cli.common import err
 from podium.cli.view import RunView, run_line, run_table, step_line
 from podium.clock import SYSTEM_CLOCK
+from podium.events import Event
 from podium.store.base import Store
 
 MAX_BUFFERED = 10_000  # events of runs not tracked yet; other runs' events must not pile up

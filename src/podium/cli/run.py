@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from podium.bus.events import new_id
+from podium import check
 from podium.cli.client import URL_VAR, Client, client_for, remote_inputs
 from podium.cli.common import (
     EXIT_FAILED,
@@ -43,8 +43,8 @@ from podium.cli.progress import Follower, pick_display
 from podium.cli.render import summaries_table, summary_panel
 from podium.cli.view import RunView
 from podium.engine.summary import RunSummary
+from podium.events import new_id
 from podium.model.inputs import parse_cli_inputs, resolve_inputs
-from podium.model.loader import load_workflow as _load_workflow
 from podium.model.workflow import Workflow
 from podium.plan import Plan, build_plan
 from podium.plan.render import render_plan
@@ -80,8 +80,8 @@ def run_command(
         with client:
             code = _run_remote(client, name, inputs or [], inputs_json, inputs_file, json_output)
         raise typer.Exit(code)
-    settings = settings_for(store, bus)  # first: it loads the pricing table validation uses
-    workflow = load_workflow(file)
+    settings = settings_for(store, bus)
+    workflow = load_workflow(file, settings)
     values = gather_inputs(workflow, inputs or [], inputs_json, inputs_file)
     code = run_async(_run(workflow, values, settings, json_output))
     raise typer.Exit(code)
@@ -113,12 +113,13 @@ def _run_remote(
     return exit_code([summary])
 
 
-def load_workflow(file: Path) -> Workflow:
-    """Loads a workflow; python steps may live beside it, as Airflow's dags folder allows."""
+def load_workflow(file: Path, settings: Settings) -> Workflow:
+    """Loads and checks a workflow, pricing its models from the settings; python steps may live
+    beside it, as Airflow's dags folder allows."""
     folder = str(file.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(1, folder)
-    return _load_workflow(file)
+    return check.load_workflow(file, pricing=settings.control.pricing)
 
 
 def gather_inputs(
@@ -252,8 +253,7 @@ async def _recover(run_ids: list[str], settings: Settings, json_output: bool) ->
 @guarded
 def plan_command(file: FileArgument, json_output: JsonOption = False) -> None:
     """Show the execution plan: order, parallel groups, critical path, estimate, peak resources."""
-    settings_for(None, None)
-    workflow = load_workflow(file)
+    workflow = load_workflow(file, settings_for(None, None))
     plan = build_plan(workflow)
     if json_output:
         print_json(plan.to_json())
@@ -264,7 +264,6 @@ def plan_command(file: FileArgument, json_output: JsonOption = False) -> None:
 @guarded
 def validate_command(file: FileArgument) -> None:
     """Check a workflow file: exit 0, or 2 with every problem, one line each."""
-    settings_for(None, None)
-    workflow = load_workflow(file)
+    workflow = load_workflow(file, settings_for(None, None))
     count = len(workflow.steps)
     out.print(f"{file}: valid ({count} step{'s' if count != 1 else ''})", markup=False)

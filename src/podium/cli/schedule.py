@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 import typer
 
-from podium.bus.events import audit_event, new_id
 from podium.cli.client import client_for, remote_inputs
 from podium.cli.common import (
     BusOption,
@@ -47,6 +46,7 @@ from podium.control.schedules import (
     parse_spec,
 )
 from podium.errors import PodiumError
+from podium.events import audit_event, new_id
 from podium.redact import redact_url_password
 from podium.settings import Settings
 from podium.store.documents import schedule_json
@@ -114,7 +114,7 @@ def add_command(
         _added(document, json_output)
         return
     settings = settings_for(store, None)
-    workflow = load_workflow(file)
+    workflow = load_workflow(file, settings)
     values = gather_inputs(workflow, inputs or [], inputs_json, inputs_file)
     schedule = Schedule(
         schedule_id=new_id(), name=(name or workflow.name).strip(), workflow=workflow.name,

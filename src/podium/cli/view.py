@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from rich.table import Table
 from rich.text import Text
 
-from podium.bus.events import Event
 from podium.cli.render import clip, seconds, status_text
+from podium.events import Event
 from podium.model.status import STEP_FINAL
 from podium.plan import Plan
 from podium.store.records import RunState, StepState

@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from podium.bus.events import utc_iso
 from podium.cli.common import (
     BusOption,
     DrainOption,
@@ -28,6 +27,7 @@ from podium.cli.common import (
     settings_for,
 )
 from podium.clock import SYSTEM_CLOCK
+from podium.events import utc_iso
 from podium.redact import redact_url_password
 from podium.settings import Settings
 

@@ -1,4 +1,4 @@
-"""The control layer: what limits and accounts for work (pricing, budgets, breakers, slots).
+"""The control layer: what limits and accounts for work (budgets, breakers, slots).
 
 Each concern lives in its own module; nothing is re-exported here yet.
 """

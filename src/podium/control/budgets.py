@@ -17,8 +17,9 @@ import structlog
 from podium.clock import Clock
 from podium.control.config import Budgets
 from podium.control.guard import Call, CallOutcome, Emit
-from podium.control.pricing import Pricing, active_pricing
 from podium.errors import BudgetExceeded, PodiumError, StepError
+from podium.model.llm import build_request, estimate_tokens
+from podium.model.pricing import Pricing
 from podium.model.workflow import Action, Budget, LlmAction, SimAction, Step
 from podium.store.base import Store
 from podium.store.spend import (
@@ -90,8 +91,6 @@ def _sim_estimate(action: SimAction, pricing: Pricing) -> float:
 
 def _llm_estimate(action: LlmAction, pricing: Pricing) -> float:
     """The prompt at four characters a token, and every token `max_tokens` allows out."""
-    from podium.steps.llm import build_request, estimate_tokens  # the step kinds load late
-
     try:
         request = build_request(action, pricing)
     except PodiumError:
@@ -145,10 +144,11 @@ class BudgetGuard:
     scope past its limit. Calls with no estimated cost pass after a kind check."""
 
     def __init__(
-        self, config: Budgets, store: Store, owner: str, emit: Emit, *,
+        self, config: Budgets, pricing: Pricing, store: Store, owner: str, emit: Emit, *,
         clock: Clock | None = None,
     ) -> None:
         self._config = config
+        self._pricing = pricing
         self._store = store
         self.clock = store.clock if clock is None else clock
         self._owner = owner
@@ -181,7 +181,7 @@ class BudgetGuard:
         kind = call.action.kind
         if kind != "llm" and kind != "sim":
             return None
-        estimate = estimate_usd(call.action, active_pricing())
+        estimate = estimate_usd(call.action, self._pricing)
         if estimate <= 0:
             return None
         scopes = self._scopes.get(call.workflow)

@@ -14,11 +14,11 @@ from typing import Any
 
 import structlog
 
-from podium.bus.events import SYSTEM, Event, utc_iso
 from podium.clock import Clock
 from podium.control.config import ControlConfig
 from podium.control.guard import Call, CallOutcome, Emit
 from podium.errors import CircuitOpen, PodiumError
+from podium.events import SYSTEM, Event, utc_iso
 from podium.model.workflow import Action, CircuitPolicy, Step, Workflow
 from podium.store.base import Store
 from podium.store.circuits import CLOSED, HALF_OPEN, OPEN, half_open_at

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from podium.errors import PodiumError
 from podium.model.policy import EgressPolicy, TrustPolicy
+from podium.model.pricing import DEFAULT_PRICING, Pricing
 from podium.model.units import Duration, SizeMiB
 from podium.model.workflow import CircuitPolicy, Limits
 
@@ -120,7 +121,8 @@ class Api(_Section):
 
 class ControlConfig(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="PODIUM_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix="PODIUM_", env_nested_delimiter="__", extra="forbid", frozen=True,
+        arbitrary_types_allowed=True,
     )
 
     resources: Capacities = Field(default_factory=Capacities)
@@ -133,7 +135,8 @@ class ControlConfig(BaseSettings):
     security: Security = Field(default_factory=Security)
     secrets: Secrets = Field(default_factory=Secrets)
     api: Api = Field(default_factory=Api)
-
+    # Not a section of the file: read from its own file (PODIUM_PRICING_FILE) by the settings.
+    pricing: Pricing = Field(default_factory=lambda: DEFAULT_PRICING, exclude=True)
 
     @classmethod
     def settings_customise_sources(

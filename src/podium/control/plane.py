@@ -39,7 +39,9 @@ class ControlPlane:
         # concurrency slots and resources (pools.py)
         self.pools = SharePools(store, owner, clock=self.clock)
         self.buckets = TokenBuckets(store, clock=self.clock)  # rpm / tpm (ratelimit.py)
-        self.budgets = BudgetGuard(config.budgets, store, owner, emit, clock=self.clock)
+        self.budgets = BudgetGuard(
+            config.budgets, config.pricing, store, owner, emit, clock=self.clock
+        )
         self.circuits = CircuitGuard(config, store, emit, clock=self.clock)
         self.limits = LimitsGuard(config, self.pools, self.buckets)
         self.admission = Admission(config.resources, self.pools)  # whole runs, at start

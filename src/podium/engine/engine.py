@@ -21,7 +21,6 @@ from typing import Any
 import structlog
 
 from podium.bus.base import Bus
-from podium.bus.events import SYSTEM_ACTOR, Actor, Event, audit_event, new_id
 from podium.clock import Clock, sleep_unless
 from podium.control.admission import Admitted
 from podium.control.budgets import RunBudget
@@ -34,6 +33,7 @@ from podium.engine.observers import BusPublisher, Observers
 from podium.engine.runtime import Compiled, RunRuntime
 from podium.engine.summary import RunSummary, build_summary
 from podium.errors import EngineStopped, PodiumError, RunFinished, RunNotFound
+from podium.events import SYSTEM_ACTOR, Actor, Event, audit_event, new_id
 from podium.model.inputs import resolve_inputs
 from podium.model.status import RunStatus, StepStatus
 from podium.model.workflow import PRIORITY_RANK, Workflow

@@ -156,6 +156,7 @@ class StepExecutor:
             workflow=rt.row.workflow,
             timeout_s=step.timeout_s,
             policy=None if rt.row.trusted else self._policy,
+            pricing=self._control.config.pricing,
         )
         try:
             context = rt.context(st, attempt, self._secrets)

@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from podium.bus.events import SYSTEM_ACTOR, Actor
 from podium.clock import Clock
 from podium.engine.journal import Journal
 from podium.engine.runtime import RunRuntime
 from podium.engine.summary import RunSummary
 from podium.errors import NonRetryable
+from podium.events import SYSTEM_ACTOR, Actor
 from podium.model.workflow import Workflow
 from podium.steps import StepContext
 from podium.store.base import Store

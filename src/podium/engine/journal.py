@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import structlog
 
-from podium.bus.events import Event
 from podium.clock import SYSTEM_CLOCK, Clock
 from podium.engine.observers import Commit, Observers
 from podium.engine.transitions import Transition
 from podium.errors import StoreUnavailable
+from podium.events import Event
 from podium.redact import Redactor
 from podium.store.base import Store
 from podium.store.records import Batch, DlqEntry, RunState, StepState

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from podium.bus.events import SYSTEM_ACTOR, Actor
 from podium.engine.rules import CLEANUP_TRIGGERS, Gate, final_status, trigger_gate
 from podium.engine.runtime import RunRuntime
 from podium.engine.transitions import Transition, move_run, move_step
 from podium.errors import ExpressionError, StepError
+from podium.events import SYSTEM_ACTOR, Actor
 from podium.model.expressions import render
 from podium.model.status import RUN_DEAD, STEP_OPEN, RunStatus, StepStatus
 from podium.model.workflow import Step

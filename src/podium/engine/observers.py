@@ -12,8 +12,8 @@ from typing import Protocol
 import structlog
 
 from podium.bus.base import Bus
-from podium.bus.events import Event
 from podium.engine.transitions import Transition
+from podium.events import Event
 
 log = structlog.get_logger("podium.observers")
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
-from podium.bus.events import utc_iso
 from podium.clock import sleep_unless
 from podium.control.schedules import load_spec, next_fire, tick_run_id
 from podium.errors import PodiumError, WorkflowInvalid
+from podium.events import utc_iso
 from podium.model.inputs import resolve_inputs
 from podium.model.workflow import Workflow
 from podium.store.schedules import Schedule

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from podium.bus.events import utc_iso
+from podium.events import utc_iso
 from podium.store import codec
 from podium.store.records import RunState, StepState
 

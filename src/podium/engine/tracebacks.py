@@ -11,12 +11,13 @@ import asyncio
 import traceback
 from pathlib import Path
 
-import podium
-
 LIMIT = 30  # frames per exception in the chain, the innermost kept
 MAX_CHARS = 8 * 1024
 _HEADER = "Traceback (most recent call last):"
-_INTERNAL = tuple(str(Path(m.__file__).parent) for m in (podium, asyncio) if m.__file__)
+# podium's package directory from this file's place in it: importing `podium` (the SDK, above
+# every layer) from here would point the layers the wrong way.
+_PODIUM_DIR = Path(__file__).parent.parent
+_INTERNAL = tuple(str(d) for d in (_PODIUM_DIR, Path(asyncio.__file__).parent))
 
 
 def _is_internal(filename: str) -> bool:

@@ -6,7 +6,6 @@ Everything here is pure: nothing is written anywhere, whatever the definition sa
 from __future__ import annotations
 
 from podium.model.inputs import load_inputs_file, parse_cli_inputs, resolve_inputs
-from podium.model.loader import load_workflow, parse_workflow
 from podium.model.units import parse_duration, parse_size_mib
 from podium.model.workflow import Step, Workflow
 
@@ -14,10 +13,8 @@ __all__ = [
     "Step",
     "Workflow",
     "load_inputs_file",
-    "load_workflow",
     "parse_cli_inputs",
     "parse_duration",
     "parse_size_mib",
-    "parse_workflow",
     "resolve_inputs",
 ]

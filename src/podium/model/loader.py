@@ -6,7 +6,7 @@ Each problem is one line, `error: FILE: steps.<id>.<field>: what is wrong (got V
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,24 +26,29 @@ MAX_ALIASES = 100  # YAML alias uses per document: enough for shared agents, not
 MAX_NODES = 1_000_000  # values in a YAML document once its aliases are expanded
 _MIB = 1024 * 1024
 
+# Whole-workflow checks from above this layer (podium.check's, so they are never forgotten by
+# default): the raw data and the problems found so far in, more problems out. Each file of a
+# workflow (sub-workflow files too) goes through it.
+Check = Callable[[Mapping[str, Any], Sequence[Problem]], list[Problem]]
 
-def load_workflow(path: str | Path, *, resolve_calls: bool = True) -> Workflow:
+
+def load_workflow(path: str | Path, *, check: Check) -> Workflow:
     """Reads and validates a `.yaml`/`.yml`/`.json` workflow; raises WorkflowInvalid."""
-    return _load(Path(path), resolve_calls, ())
+    return _load(Path(path), check, ())
 
 
 def parse_workflow(
     data: Any,
     source: str = "workflow",
     base_dir: Path | None = None,
-    resolve_calls: bool = True,
     *,
+    check: Check,
     policy: TrustPolicy | None = None,
 ) -> Workflow:
     """Validates already-parsed data; `source` names it in messages, `base_dir` anchors
     sub-workflow files. `policy` judges an untrusted definition (None: trusted, as a local
     file is). Raises one WorkflowInvalid holding every problem found."""
-    return _parse(data, source, base_dir, resolve_calls, (), policy)
+    return _parse(data, source, base_dir, check, (), policy)
 
 
 def read_document(path: Path, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
@@ -208,16 +213,16 @@ def _parse_json(content: str, path: Path) -> Any:
     return data
 
 
-def _load(path: Path, resolve_calls: bool, chain: tuple[Path, ...]) -> Workflow:
+def _load(path: Path, check: Check, chain: tuple[Path, ...]) -> Workflow:
     data = read_document(path, "a workflow definition")
-    return _parse(data, str(path), path.parent, resolve_calls, (*chain, path.resolve()))
+    return _parse(data, str(path), path.parent, check, (*chain, path.resolve()))
 
 
 def _parse(
     data: Any,
     source: str,
     base_dir: Path | None,
-    resolve_calls: bool,
+    check: Check,
     chain: tuple[Path, ...],
     policy: TrustPolicy | None = None,
 ) -> Workflow:
@@ -228,8 +233,9 @@ def _parse(
         raise WorkflowInvalid([Problem("", too_deep).line(source)])
     problems: list[Problem] = []
     if policy is None:  # an untrusted definition never reads files: its problems say so
-        data, problems = _include_children(data, base_dir or Path(), resolve_calls, chain)
-    problems += semantic_problems(data, resolve_calls=resolve_calls, policy=policy)
+        data, problems = _include_children(data, base_dir or Path(), check, chain)
+    problems += semantic_problems(data, policy)
+    problems += check(data, problems)
     try:
         workflow = Workflow.model_validate(data)
     except ValidationError as exc:
@@ -254,12 +260,12 @@ class _Includes:
     """Where sub-workflow files are found, and the files being loaded (to refuse a loop)."""
 
     base_dir: Path
-    resolve_calls: bool
+    check: Check
     chain: tuple[Path, ...]
 
 
 def _include_children(
-    data: dict[str, Any], base_dir: Path, resolve_calls: bool, chain: tuple[Path, ...]
+    data: dict[str, Any], base_dir: Path, check: Check, chain: tuple[Path, ...]
 ) -> tuple[dict[str, Any], list[Problem]]:
     """`data` with each `workflow` step that names a file given that file's `definition`.
 
@@ -269,7 +275,7 @@ def _include_children(
     if not isinstance(steps, dict):
         return data, []
     agents: dict[str, Any] = data["agents"] if isinstance(data.get("agents"), dict) else {}
-    includes = _Includes(base_dir, resolve_calls, chain)
+    includes = _Includes(base_dir, check, chain)
     problems: list[Problem] = []
     included: dict[Any, Any] = {}
     for step_id, raw in steps.items():
@@ -315,7 +321,7 @@ def _child_definition(
         problems.append(Problem(f"{prefix}.workflow", f"workflow files include each other: {loop}"))
         return None
     try:
-        return _load(path, includes.resolve_calls, includes.chain).to_json()
+        return _load(path, includes.check, includes.chain).to_json()
     except WorkflowInvalid as exc:
         for line in exc.problems:
             problems.append(Problem(f"{prefix}.workflow", line.removeprefix("error: ")))

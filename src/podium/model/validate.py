@@ -1,12 +1,11 @@
-"""Checks of a raw workflow mapping that pydantic cannot make: graph, agents, expressions, calls.
+"""Checks of a raw workflow mapping that pydantic cannot make: needs, agents, expressions, trust.
 
-They read the raw data, so they run even when pydantic fails and every problem comes out at once.
+Read from the raw data, so they run when pydantic fails too; cycles, calls, prices: podium.check.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,6 @@ from podium.model.workflow import STEP_POLICY_KEYS, split_action, with_agent
 # Action keys that hold no user expressions: the kind tag, an agent name, and a child workflow's
 # own definition (its templates are the child's, checked when the child is loaded).
 _NOT_EXPRESSIONS = frozenset({"kind", "definition", "agent"})
-_CALL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class Problem:
 
 
 @dataclass(frozen=True)
-class _Part:
+class Part:
     """A step's own action, its fallback or its compensation, merged with its agent."""
 
     prefix: str  # `steps.draft` or `steps.draft.fallback`
@@ -50,30 +48,39 @@ def show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def semantic_problems(
-    data: Mapping[str, Any], *, resolve_calls: bool, policy: TrustPolicy | None = None
-) -> list[Problem]:
+def semantic_problems(data: Mapping[str, Any], policy: TrustPolicy | None = None) -> list[Problem]:
     """Every problem of `data` outside pydantic's reach, in step order; with a `policy`
     (an untrusted definition), also what that policy forbids."""
     agents = _mapping(data.get("agents"))
     # Agent keys count as the step's own, as they will once the model merges them.
     raw_steps = _raw_steps(data)
     steps = {step_id: with_agent(raw, agents) for step_id, raw in raw_steps.items()}
-    needs = {step_id: _needs_of(merged) for step_id, merged in steps.items()}
+    needs = step_needs(data)
     upstream = _upstream(needs)
-    problems = [*_needs_problems(needs), *_cycle_problems(needs)]
+    problems = list(_needs_problems(needs))
     for step_id, merged in steps.items():
         problems += _policy_problems(step_id, merged, steps, upstream[step_id])
         for part in _parts(step_id, raw_steps[step_id], merged, agents):
             problems += _agent_problems(part, agents)
             problems += _expression_problems(part, steps, upstream[step_id] | _self(part, step_id))
-            trust = [] if policy is None else _trust_problems(part, policy)
-            problems += trust
-            # A module the policy forbids is never imported: importing runs its code.
-            if resolve_calls and not any(p.location == f"{part.prefix}.call" for p in trust):
-                problems += _call_problems(part)
+            if policy is not None:
+                problems += _trust_problems(part, policy)
             problems += _llm_problems(part)
     return problems + _input_default_problems(data)
+
+
+def step_needs(data: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Step id -> the step ids it names in `needs` (its agent's included), for graph checks."""
+    agents = _mapping(data.get("agents"))
+    steps = _raw_steps(data)
+    return {step_id: _needs_of(with_agent(raw, agents)) for step_id, raw in steps.items()}
+
+
+def action_parts(data: Mapping[str, Any]) -> Iterator[Part]:
+    """Every step's action, fallback and compensation, in step order, merged with its agent."""
+    agents = _mapping(data.get("agents"))
+    for step_id, raw in _raw_steps(data).items():
+        yield from _parts(step_id, raw, with_agent(raw, agents), agents)
 
 
 def input_type_problem(type_name: str, value: Any) -> str | None:
@@ -130,16 +137,6 @@ def _needs_problems(needs: Mapping[str, list[str]]) -> Iterator[Problem]:
                 yield Problem(f"steps.{step_id}.needs", f"names no step (got {name!r})")
 
 
-def _cycle_problems(needs: Mapping[str, list[str]]) -> Iterator[Problem]:
-    # Imported here: `plan` builds on `model`, so a module-level import would be circular.
-    from podium.plan.graph import find_cycles
-
-    # A step needing itself is reported on its own `needs` already.
-    others = {step: [n for n in names if n != step] for step, names in needs.items()}
-    for cycle in find_cycles(others):
-        yield Problem("steps", "cycle " + " -> ".join(cycle))
-
-
 def _upstream(needs: Mapping[str, list[str]]) -> dict[str, set[str]]:
     """Each step's transitive needs (steps that surely finished before it starts)."""
     found: dict[str, set[str]] = {}
@@ -155,21 +152,21 @@ def _upstream(needs: Mapping[str, list[str]]) -> dict[str, set[str]]:
     return found
 
 
-def _self(part: _Part, step_id: str) -> set[str]:
+def _self(part: Part, step_id: str) -> set[str]:
     # A compensation undoes a finished step, so it may read that step's own output.
     return {step_id} if part.is_compensation else set()
 
 
 def _parts(
     step_id: str, raw: dict[str, Any], merged: dict[str, Any], agents: dict[str, Any]
-) -> Iterator[_Part]:
+) -> Iterator[Part]:
     prefix = f"steps.{step_id}"
-    yield _Part(prefix, raw, _mapping(split_action(merged).get("action")))
+    yield Part(prefix, raw, _mapping(split_action(merged).get("action")))
     for key in ("fallback", "compensate"):
         alternative = raw.get(key)
         if isinstance(alternative, dict):
             merged = with_agent(alternative, agents)
-            yield _Part(f"{prefix}.{key}", alternative, merged, key == "compensate")
+            yield Part(f"{prefix}.{key}", alternative, merged, key == "compensate")
 
 
 def _policy_problems(
@@ -187,7 +184,7 @@ def _policy_problems(
     return problems
 
 
-def _agent_problems(part: _Part, agents: Mapping[str, Any]) -> list[Problem]:
+def _agent_problems(part: Part, agents: Mapping[str, Any]) -> list[Problem]:
     name = part.raw.get("agent")
     if name is None or (isinstance(name, str) and isinstance(agents.get(name), dict)):
         return []
@@ -196,7 +193,7 @@ def _agent_problems(part: _Part, agents: Mapping[str, Any]) -> list[Problem]:
 
 
 def _expression_problems(
-    part: _Part, steps: Mapping[str, Any], upstream: set[str]
+    part: Part, steps: Mapping[str, Any], upstream: set[str]
 ) -> list[Problem]:
     problems = []
     for key, value in part.action.items():
@@ -220,26 +217,11 @@ def _field_problems(
     return problems
 
 
-def _call_problems(part: _Part) -> list[Problem]:
-    """Imports a python step's `call` now, so a typo fails validation rather than the run."""
-    # Imported here: `steps` builds on `model`, so a module-level import would be circular.
-    from podium.steps.python import CallNotFound, resolve_call
-
-    call = part.action.get("call")
-    if part.action.get("kind") != "python" or not isinstance(call, str) or not _CALL.match(call):
-        return []  # a malformed call is reported by pydantic
-    try:
-        resolve_call(call)
-    except CallNotFound as exc:
-        return [Problem(f"{part.prefix}.call", f"{exc} (got {call!r})")]
-    return []
-
-
 _URL_FIELDS = {"http": "url", "n8n": "webhook", "llm": "base_url"}
 WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def _trust_problems(part: _Part, policy: TrustPolicy) -> list[Problem]:
+def _trust_problems(part: Part, policy: TrustPolicy) -> list[Problem]:
     """What an untrusted definition may not do: call modules outside python_modules, name
     workflow files or inline definitions, reach hosts outside egress, pick an API key."""
     action, kind = part.action, part.action.get("kind")
@@ -270,7 +252,7 @@ def _trust_problems(part: _Part, policy: TrustPolicy) -> list[Problem]:
     return problems
 
 
-def _workflow_trust_problems(part: _Part) -> list[Problem]:
+def _workflow_trust_problems(part: Part) -> list[Problem]:
     target = part.action.get("workflow")
     problems = []
     if isinstance(target, str) and (
@@ -284,8 +266,8 @@ def _workflow_trust_problems(part: _Part) -> list[Problem]:
     return problems
 
 
-def _llm_problems(part: _Part) -> list[Problem]:
-    """What the message and model of an `llm` step need, and a price for its model."""
+def _llm_problems(part: Part) -> list[Problem]:
+    """What the message and model of an `llm` step need (its price is podium.check's)."""
     action = part.action
     if action.get("kind") != "llm":
         return []
@@ -302,18 +284,10 @@ def _llm_problems(part: _Part) -> list[Problem]:
     return problems + _llm_model_problems(part)
 
 
-def _llm_model_problems(part: _Part) -> list[Problem]:
-    # Imported here: `control` builds on `model`, so a module-level import would be circular.
-    from podium.control.pricing import active_pricing, missing_price
-
-    model = part.action.get("model")
-    if model is None and part.action.get("tier") is None:
+def _llm_model_problems(part: Part) -> list[Problem]:
+    if part.action.get("model") is None and part.action.get("tier") is None:
         message = "an llm step needs model or tier (got neither)"
         return [Problem(f"{part.prefix}.model", message)]
-    if not isinstance(model, str) or expressions.has_template(model):
-        return []  # a rendered model is priced when the step runs
-    if active_pricing().price(model) is None:
-        return [Problem(f"{part.prefix}.model", f"{missing_price(model)} (got {model!r})")]
     return []
 
 

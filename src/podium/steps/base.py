@@ -13,6 +13,7 @@ import structlog
 
 from podium.clock import Clock
 from podium.model.policy import TrustPolicy
+from podium.model.pricing import DEFAULT_PRICING, Pricing
 from podium.model.workflow import Action
 
 
@@ -31,6 +32,8 @@ class StepContext:
     timeout_s: float
     # The run's trust policy (a definition from the API); None: trusted, as local files are.
     policy: TrustPolicy | None = None
+    # The engine's pricing table (settings.control.pricing), for what an `llm` call costs.
+    pricing: Pricing = DEFAULT_PRICING
 
     @property
     def log(self) -> Any:

@@ -1,14 +1,12 @@
 """The `llm` kind: one chat completion per attempt, from an OpenAI-compatible API or Anthropic.
 
-Tokens and cost come from the reply's usage and the pricing table; errors never quote the key,
-the prompt or the headers.
+Tokens and cost come from the reply's usage and the engine's pricing table (`ctx.pricing`);
+errors never quote the key, the prompt or the headers.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -16,14 +14,13 @@ from typing import Any
 
 import httpx
 
-from podium.control.pricing import Pricing, active_pricing, missing_price
 from podium.errors import NonRetryable, PodiumError, Retry, StepError
+from podium.model.llm import LlmRequest, as_text, build_request
 from podium.model.workflow import Action, LlmAction
-from podium.redact import safe_url
+from podium.redact import Redactor, safe_url
 from podium.steps.base import StepContext, StepHost, StepResult
 from podium.steps.http import PooledClient, check_egress, map_httpx_errors, retry_after_s
 
-BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -36,36 +33,6 @@ _RETRY_AFTER_STATUSES = frozenset({429, 503, 529})
 _AUTH_STATUSES = frozenset({401, 403})
 _MAX_DETAIL = 200
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*)\n```$", re.DOTALL)
-
-
-@dataclass(frozen=True, slots=True)
-class LlmRequest:
-    """What is sent, provider-neutral: `system` apart, `messages` without system turns."""
-
-    provider: str
-    base_url: str
-    model: str
-    system: str | None
-    messages: list[dict[str, Any]]
-    max_tokens: int
-    temperature: float | None
-    json_output: bool
-    stream: bool
-
-    def cache_key(self) -> str:
-        """sha256 of the canonical request; `stream` and the key do not change the answer."""
-        canonical = {
-            "provider": self.provider,
-            "base_url": self.base_url,
-            "model": self.model,
-            "system": self.system,
-            "messages": self.messages,
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "json_output": self.json_output,
-        }
-        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -109,20 +76,15 @@ async def _check_policy(action: LlmAction, request: LlmRequest, ctx: StepContext
 class LlmRunner(PooledClient):
     """Calls the provider through one pooled `httpx.AsyncClient`; podium's retries apply."""
 
-    def __init__(self, pricing: Pricing | None = None) -> None:
-        super().__init__()
-        self._pricing = pricing  # None: the table installed by `use_pricing`
-
     async def run(self, action: Action, ctx: StepContext, host: StepHost) -> StepResult:
         assert isinstance(action, LlmAction)
-        pricing = self._pricing or active_pricing()
-        request = build_request(action, pricing)
+        request = build_request(action, ctx.pricing)
         if ctx.policy is not None:
             await _check_policy(action, request, ctx)
         key = _api_key(host, action.api_key_env or KEY_ENVS[request.provider])
         if action.cache_s is None:
-            return await self._complete(request, key, ctx, pricing)
-        return await self._cached(request, key, ctx, host, pricing, action.cache_s)
+            return await self._complete(request, key, ctx)
+        return await self._cached(request, key, ctx, host, action.cache_s)
 
     async def _cached(
         self,
@@ -130,7 +92,6 @@ class LlmRunner(PooledClient):
         key: ApiKey,
         ctx: StepContext,
         host: StepHost,
-        pricing: Pricing,
         ttl_s: float,
     ) -> StepResult:
         cache_key = request.cache_key()
@@ -139,7 +100,7 @@ class LlmRunner(PooledClient):
             CACHE_STATS["hits"] += 1
             return StepResult(output={**hit, "cached": True}, model=request.model)
         CACHE_STATS["misses"] += 1
-        result = await self._complete(request, key, ctx, pricing)
+        result = await self._complete(request, key, ctx)
         try:
             await host.cache_put(cache_key, result.output, ttl_s)
         except PodiumError as exc:
@@ -147,9 +108,7 @@ class LlmRunner(PooledClient):
             ctx.log.warning("llm cache write failed", error=str(exc))
         return replace(result, output={**result.output, "cached": False})
 
-    async def _complete(
-        self, request: LlmRequest, key: ApiKey, ctx: StepContext, pricing: Pricing
-    ) -> StepResult:
+    async def _complete(self, request: LlmRequest, key: ApiKey, ctx: StepContext) -> StepResult:
         reply = await self._call(request, key, ctx.timeout_s)
         output: dict[str, Any] = {
             "text": reply.text,
@@ -163,7 +122,7 @@ class LlmRunner(PooledClient):
             output=output,
             tokens_in=reply.tokens_in,
             tokens_out=reply.tokens_out,
-            cost_usd=pricing.cost_usd(request.model, reply.tokens_in, reply.tokens_out),
+            cost_usd=ctx.pricing.cost_usd(request.model, reply.tokens_in, reply.tokens_out),
             model=request.model,
         )
 
@@ -187,98 +146,6 @@ class LlmRunner(PooledClient):
 
 
 # -- the request ------------------------------------------------------------------------------
-
-
-def build_request(action: LlmAction, pricing: Pricing) -> LlmRequest:
-    """The request an action means: its model (or its tier's), the conversation, compressed."""
-    provider = action.provider
-    model = _model(action, pricing)
-    system, turns = conversation(action)
-    if action.context_tokens is not None:
-        turns = compress(system, turns, action.context_tokens)
-    return LlmRequest(
-        provider=provider,
-        base_url=action.base_url or BASE_URLS[provider],
-        model=model,
-        system=system,
-        messages=turns,
-        max_tokens=action.max_tokens,
-        temperature=action.temperature,
-        json_output=action.json_output,
-        stream=action.stream,
-    )
-
-
-def _model(action: LlmAction, pricing: Pricing) -> str:
-    if action.model is not None:
-        model = as_text(action.model)  # a rendered expression may be any value
-    elif action.tier is not None:
-        model = pricing.model_for_tier(action.provider, action.tier)
-    else:
-        raise NonRetryable("an llm step needs model or tier")
-    # Checked before calling: an unpriced call would slip past every budget.
-    if pricing.price(model) is None:
-        raise NonRetryable(missing_price(model))
-    return model
-
-
-def conversation(action: LlmAction) -> tuple[str | None, list[dict[str, Any]]]:
-    """(system, turns): system-role messages join `system`, as Anthropic takes it apart."""
-    if action.messages is None:
-        parts = [as_text(action.prompt) if action.prompt is not None else ""]
-        if action.input:
-            parts.append(json.dumps(action.input, ensure_ascii=False))
-        user = "\n\n".join(part for part in parts if part)
-        if not user:
-            raise NonRetryable("an llm step needs prompt, messages or input; all are empty")
-        return _system([action.system]), [{"role": "user", "content": user}]
-    turns = _checked_messages(action.messages)
-    system_turns = [as_text(t.get("content")) for t in turns if t["role"] == "system"]
-    return _system([action.system, *system_turns]), [t for t in turns if t["role"] != "system"]
-
-
-def _system(parts: list[Any]) -> str | None:
-    text = "\n\n".join(as_text(part) for part in parts if part)
-    return text or None
-
-
-def _checked_messages(messages: Any) -> list[dict[str, Any]]:
-    if not isinstance(messages, list) or not messages:
-        raise NonRetryable("messages must be a non-empty list of {role, content}")
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise NonRetryable(f"messages[{index}] must be a mapping with a role and content")
-    return messages
-
-
-def as_text(value: Any) -> str:
-    """A rendered field as text: a string stays, anything else becomes JSON."""
-    if isinstance(value, str):
-        return value
-    return "" if value is None else json.dumps(value, ensure_ascii=False)
-
-
-def estimate_tokens(value: Any) -> int:
-    """A rough count (4 characters a token): enough to keep a context under a budget."""
-    return math.ceil(len(as_text(value)) / 4)
-
-
-def compress(system: str | None, turns: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
-    """The latest turns that fit `budget` tokens beside the system prompt.
-
-    The tail from the last user turn on always stays (it is the question), and the kept part
-    starts with a user turn: providers reject a conversation that opens with a reply.
-    """
-    users = [i for i, turn in enumerate(turns) if turn.get("role") == "user"]
-    start = users[-1] if users else max(len(turns) - 1, 0)
-    kept = sum(estimate_tokens(turn.get("content")) for turn in turns[start:])
-    left = budget - estimate_tokens(system) - kept
-    while start > 0 and estimate_tokens(turns[start - 1].get("content")) <= left:
-        start -= 1
-        left -= estimate_tokens(turns[start].get("content"))
-    while start < len(turns) - 1 and turns[start].get("role") != "user":
-        start += 1
-    return turns[start:]
 
 
 def parse_json_reply(text: str) -> Any:
@@ -515,5 +382,5 @@ def _detail(response: httpx.Response, key: str) -> str:
         error = {"message": error}
     error = _mapping(error) or data
     parts = [str(p) for p in (error.get("type"), error.get("message")) if p]
-    text = ": ".join(parts).replace(key, "***")
+    text = Redactor([key]).text(": ".join(parts))
     return f": {' '.join(text.split())[:_MAX_DETAIL]}" if text else ""

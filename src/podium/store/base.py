@@ -9,8 +9,8 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from podium.bus.events import Event
 from podium.clock import Clock
+from podium.events import Event
 from podium.store.pools import BucketLevel, PoolShare, ShareGrant, ShareRequest
 from podium.store.records import (
     ApiKeyRecord,

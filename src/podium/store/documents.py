@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from podium.bus.events import Event, utc_iso
+from podium.events import Event, utc_iso
 from podium.model.workflow import PRIORITY_RANK
 from podium.store.circuits import half_open_at
 from podium.store.records import ApiKeyRecord, CircuitRecord, DlqEntry, QueueStat, RunState

@@ -23,9 +23,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from podium.bus.events import Event
 from podium.clock import SYSTEM_CLOCK, Clock
 from podium.errors import StoreError, StoreUnavailable
+from podium.events import Event
 from podium.redact import redact_url_password
 from podium.store import audit, codec
 from podium.store import circuits as breaker

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from podium.bus.events import Event
+from podium.events import Event
 from podium.model.status import RUN_FINAL, STEP_FINAL, RunStatus, StepStatus
 from podium.store.spend import SpendRow
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from podium.bus.events import Event
+from podium.events import Event
 from podium.store.audit import content_hash
 from podium.store.records import ApiKeyRecord, AuditEntry, DlqEntry, RunState, StepState
 

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-from podium.bus.events import Event
 from podium.clock import SYSTEM_CLOCK, Clock
 from podium.errors import StoreError, StoreUnavailable
+from podium.events import Event
 from podium.store import audit, codec
 from podium.store import circuits as breaker
 from podium.store import pools as shares

@@ -1,6 +1,7 @@
 """Token prices (USD per million tokens) and the tier -> model table of the `llm` kind.
 
-`load_pricing(path)` merges a TOML, YAML or JSON file over the built-in defaults.
+`load_pricing(path)` merges a TOML, YAML or JSON file over the built-in defaults; the result
+travels on the settings (`settings.control.pricing`), never as a process global.
 """
 
 from __future__ import annotations
@@ -126,14 +127,10 @@ class _File(BaseModel):
     tiers: dict[Provider, _Tiers] = Field(default_factory=dict)
 
 
-def default_pricing() -> Pricing:
-    return _merge(_File())
-
-
 def load_pricing(path: Path | None) -> Pricing:
     """The defaults, with `path` (TOML, YAML or JSON) merged over them when given."""
     if path is None:
-        return default_pricing()
+        return DEFAULT_PRICING
     try:
         parsed = _File.model_validate(_read(path))
     except ValidationError as exc:
@@ -141,24 +138,6 @@ def load_pricing(path: Path | None) -> Pricing:
     pricing = _merge(parsed)
     _check_tiers(path, pricing)
     return pricing
-
-
-_ACTIVE: list[Pricing] = []
-
-
-def use_pricing(pricing: Pricing) -> None:
-    """Installs the table that validation and the `llm` kind use in this process.
-
-    Called once at the edge (CLI, API) with `load_pricing(settings.pricing_file)`.
-    """
-    _ACTIVE[:] = [pricing]
-
-
-def active_pricing() -> Pricing:
-    """The installed table; the defaults until `use_pricing` is called."""
-    if not _ACTIVE:
-        _ACTIVE.append(default_pricing())
-    return _ACTIVE[0]
 
 
 def _read(path: Path) -> Any:
@@ -196,7 +175,7 @@ def _problem_lines(path: Path, exc: ValidationError) -> list[str]:
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
         message = _MESSAGES.get(error["type"], error["msg"])
         got = f" (got {error['input']!r})" if error["type"] != "missing" else ""
-        lines.append(f"error: {path}: {where}: {message}{got}")
+        lines.append(f"{path}: {where}: {message}{got}")
     return lines
 
 
@@ -213,10 +192,13 @@ def _merge(parsed: _File) -> Pricing:
 def _check_tiers(path: Path, pricing: Pricing) -> None:
     """A tier must name a priced model, or every step using it would fail validation."""
     lines = [
-        f"error: {path}: tiers.{provider}.{tier}: {missing_price(model)} (got {model!r})"
+        f"{path}: tiers.{provider}.{tier}: {missing_price(model)} (got {model!r})"
         for provider, table in pricing.tiers.items()
         for tier, model in table.items()
         if pricing.price(model) is None
     ]
     if lines:
         raise PricingInvalid("\n".join(lines))
+
+
+DEFAULT_PRICING = _merge(_File())  # the built-in list prices, when no file is given

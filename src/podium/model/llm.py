@@ -1,0 +1,140 @@
+"""What an `llm` action asks of its provider, provider-neutral: the model, the conversation.
+
+Pure: the step kind sends it, and budgets estimate a call's cost from it before it is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from podium.errors import NonRetryable
+from podium.model.pricing import Pricing, missing_price
+from podium.model.workflow import LlmAction
+
+BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+
+
+@dataclass(frozen=True, slots=True)
+class LlmRequest:
+    """What is sent, provider-neutral: `system` apart, `messages` without system turns."""
+
+    provider: str
+    base_url: str
+    model: str
+    system: str | None
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    temperature: float | None
+    json_output: bool
+    stream: bool
+
+    def cache_key(self) -> str:
+        """sha256 of the canonical request; `stream` and the key do not change the answer."""
+        canonical = {
+            "provider": self.provider,
+            "base_url": self.base_url,
+            "model": self.model,
+            "system": self.system,
+            "messages": self.messages,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "json_output": self.json_output,
+        }
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def build_request(action: LlmAction, pricing: Pricing) -> LlmRequest:
+    """The request an action means: its model (or its tier's), the conversation, compressed."""
+    provider = action.provider
+    model = _model(action, pricing)
+    system, turns = conversation(action)
+    if action.context_tokens is not None:
+        turns = compress(system, turns, action.context_tokens)
+    return LlmRequest(
+        provider=provider,
+        base_url=action.base_url or BASE_URLS[provider],
+        model=model,
+        system=system,
+        messages=turns,
+        max_tokens=action.max_tokens,
+        temperature=action.temperature,
+        json_output=action.json_output,
+        stream=action.stream,
+    )
+
+
+def _model(action: LlmAction, pricing: Pricing) -> str:
+    if action.model is not None:
+        model = as_text(action.model)  # a rendered expression may be any value
+    elif action.tier is not None:
+        model = pricing.model_for_tier(action.provider, action.tier)
+    else:
+        raise NonRetryable("an llm step needs model or tier")
+    # Checked before calling: an unpriced call would slip past every budget.
+    if pricing.price(model) is None:
+        raise NonRetryable(missing_price(model))
+    return model
+
+
+def conversation(action: LlmAction) -> tuple[str | None, list[dict[str, Any]]]:
+    """(system, turns): system-role messages join `system`, as Anthropic takes it apart."""
+    if action.messages is None:
+        parts = [as_text(action.prompt) if action.prompt is not None else ""]
+        if action.input:
+            parts.append(json.dumps(action.input, ensure_ascii=False))
+        user = "\n\n".join(part for part in parts if part)
+        if not user:
+            raise NonRetryable("an llm step needs prompt, messages or input; all are empty")
+        return _system([action.system]), [{"role": "user", "content": user}]
+    turns = _checked_messages(action.messages)
+    system_turns = [as_text(t.get("content")) for t in turns if t["role"] == "system"]
+    return _system([action.system, *system_turns]), [t for t in turns if t["role"] != "system"]
+
+
+def _system(parts: list[Any]) -> str | None:
+    text = "\n\n".join(as_text(part) for part in parts if part)
+    return text or None
+
+
+def _checked_messages(messages: Any) -> list[dict[str, Any]]:
+    if not isinstance(messages, list) or not messages:
+        raise NonRetryable("messages must be a non-empty list of {role, content}")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise NonRetryable(f"messages[{index}] must be a mapping with a role and content")
+    return messages
+
+
+def as_text(value: Any) -> str:
+    """A rendered field as text: a string stays, anything else becomes JSON."""
+    if isinstance(value, str):
+        return value
+    return "" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def estimate_tokens(value: Any) -> int:
+    """A rough count (4 characters a token): enough to keep a context under a budget."""
+    return math.ceil(len(as_text(value)) / 4)
+
+
+def compress(system: str | None, turns: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """The latest turns that fit `budget` tokens beside the system prompt.
+
+    The tail from the last user turn on always stays (it is the question), and the kept part
+    starts with a user turn: providers reject a conversation that opens with a reply.
+    """
+    users = [i for i, turn in enumerate(turns) if turn.get("role") == "user"]
+    start = users[-1] if users else max(len(turns) - 1, 0)
+    kept = sum(estimate_tokens(turn.get("content")) for turn in turns[start:])
+    left = budget - estimate_tokens(system) - kept
+    while start > 0 and estimate_tokens(turns[start - 1].get("content")) <= left:
+        start -= 1
+        left -= estimate_tokens(turns[start].get("content"))
+    while start < len(turns) - 1 and turns[start].get("role") != "user":
+        start += 1
+    return turns[start:]
