@@ -20,7 +20,7 @@ from podium.control.guard import Call, CallOutcome, Emit
 from podium.control.pricing import Pricing, active_pricing
 from podium.errors import BudgetExceeded, PodiumError, StepError
 from podium.model.workflow import Action, Budget, LlmAction, SimAction, Step
-from podium.store.base import Store
+from podium.store.roles import BudgetStore
 from podium.store.spend import (
     DAY_S,
     EPSILON_USD,
@@ -145,7 +145,7 @@ class BudgetGuard:
     scope past its limit. Calls with no estimated cost pass after a kind check."""
 
     def __init__(
-        self, config: Budgets, store: Store, owner: str, emit: Emit, *,
+        self, config: Budgets, store: BudgetStore, owner: str, emit: Emit, *,
         clock: Clock | None = None,
     ) -> None:
         self._config = config
