@@ -197,12 +197,14 @@ class SQLiteStore:
         self.clock = clock
         self._path = path
         self._synchronous = "FULL" if durability == "full" else "NORMAL"
-        self._db: sqlite3.Connection | None = None  # reads and small writes, on the loop
-        self._writer: sqlite3.Connection | None = None  # batches, on the writer thread
+        self._db: sqlite3.Connection | None = None  # reads, on the loop
+        # Every write, on the writer thread: waiting for SQLite's lock never stalls the loop.
+        self._writer: sqlite3.Connection | None = None
         self._write_thread: ThreadPoolExecutor | None = None
 
     async def __aenter__(self) -> SQLiteStore:
-        self.open()
+        # Migrating waits for the write lock (another process may hold it): off the loop.
+        await asyncio.get_running_loop().run_in_executor(None, self.open)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -297,11 +299,9 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise _store_error(f"cannot read the store {self.url}", exc) from exc
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        try:
-            return self.db.execute(sql, params).rowcount
-        except sqlite3.Error as exc:
-            raise _store_error(f"cannot write to the store {self.url}", exc) from exc
+    async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One write statement, on the writer thread; the rows it changed."""
+        return await self._on_writer(lambda db: db.execute(sql, params).rowcount)
 
     async def get_run(self, run_id: str) -> RunState | None:
         rows = self._query(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,))
@@ -366,7 +366,8 @@ class SQLiteStore:
             return []
         now = self.clock.now()
         only = f" AND run_id IN ({','.join('?' * len(run_ids))})" if run_ids else ""
-        with self._immediate() as db:
+
+        def claim(db: sqlite3.Connection) -> list[str]:
             rows = db.execute(
                 f"SELECT run_id FROM runs WHERE status IN {_UNFINISHED}"
                 f" AND (owner IS NULL OR owner = ? OR lease_until < ?){only}"
@@ -377,20 +378,17 @@ class SQLiteStore:
                 "UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ?",
                 [(owner, now + lease_s, r[0]) for r in rows],
             )
-        return [r[0] for r in rows]
+            return [r[0] for r in rows]
+
+        return await self._on_writer(claim)
 
     async def claim_for_replay(self, owner: str, lease_s: float, run_id: str) -> bool:
-        with self._immediate() as db:
-            cursor = db.execute(
-                f"UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ?"
-                f" AND status NOT IN {_UNFINISHED}",
-                (owner, self.clock.now() + lease_s, run_id),
-            )
-        return cursor.rowcount == 1
-
-    def _immediate(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """A write transaction on the loop's connection (short: claims, not batches)."""
-        return self._transaction(self.db)
+        claimed = await self._execute(
+            f"UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ?"
+            f" AND status NOT IN {_UNFINISHED}",
+            (owner, self.clock.now() + lease_s, run_id),
+        )
+        return claimed == 1
 
     @contextlib.contextmanager
     def _transaction(self, db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
@@ -407,7 +405,7 @@ class SQLiteStore:
             raise _store_error(f"cannot write to the store {self.url}", exc) from exc
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
-        self._execute(
+        await self._execute(
             "INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 worker.worker_id,
@@ -442,7 +440,7 @@ class SQLiteStore:
         return codec.decode(rows[0][0]) if rows else None
 
     async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
-        self._execute(
+        await self._execute(
             "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?)",
             (key, codec.encode(value), self.clock.now() + ttl_s),
         )
@@ -452,13 +450,15 @@ class SQLiteStore:
         return [WorkerInfo(*row) for row in rows]
 
     async def renew_leases(self, owner: str, lease_s: float) -> None:
-        self._execute(
+        await self._execute(
             f"UPDATE runs SET lease_until = ? WHERE owner = ? AND status IN {_UNFINISHED}",
             (self.clock.now() + lease_s, owner),
         )
 
     async def release_leases(self, owner: str) -> None:
-        self._execute("UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = ?", (owner,))
+        await self._execute(
+            "UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = ?", (owner,)
+        )
 
     async def list_events(
         self, run_id: str | None = None, after_seq: int = 0, limit: int = 1000
@@ -547,19 +547,20 @@ class SQLiteStore:
     async def circuit_failure(
         self, key: str, *, failures: int, cooldown_s: float
     ) -> CircuitResult:
-        return self._circuit_txn(key, breaker.failed(key, failures=failures, cooldown_s=cooldown_s))
+        op = breaker.failed(key, failures=failures, cooldown_s=cooldown_s)
+        return await self._circuit_txn(key, op)
 
     async def circuit_success(self, key: str, *, successes: int, trial: bool) -> CircuitResult:
-        return self._circuit_txn(key, breaker.succeeded(successes=successes, trial=trial))
+        return await self._circuit_txn(key, breaker.succeeded(successes=successes, trial=trial))
 
     async def take_circuit_trial(
         self, key: str, *, cooldown_s: float, half_open_max: int, lease_s: float
     ) -> CircuitResult:
         op = breaker.take_trial(cooldown_s=cooldown_s, half_open_max=half_open_max, lease_s=lease_s)
-        return self._circuit_txn(key, op)
+        return await self._circuit_txn(key, op)
 
     async def release_circuit_trial(self, key: str) -> CircuitResult:
-        return self._circuit_txn(key, breaker.release_trial)
+        return await self._circuit_txn(key, breaker.release_trial)
 
     async def force_circuit(
         self, key: str, *, open_: bool, audit: Event | None = None
@@ -567,10 +568,9 @@ class SQLiteStore:
         op = breaker.forced(key, open_=open_)
         return await self._audited(audit, lambda db: self._circuit_change(db, key, op))
 
-    def _circuit_txn(self, key: str, op: breaker.CircuitOp) -> CircuitResult:
+    async def _circuit_txn(self, key: str, op: breaker.CircuitOp) -> CircuitResult:
         """Reads, changes and writes one circuit's row under SQLite's write lock."""
-        with self._immediate() as db:
-            return self._circuit_change(db, key, op)
+        return await self._on_writer(lambda db: self._circuit_change(db, key, op))
 
     def _circuit_change(
         self, db: sqlite3.Connection, key: str, op: breaker.CircuitOp
@@ -646,7 +646,7 @@ class SQLiteStore:
         self, schedule_id: str, tick: float, next_at: float | None, now: float
     ) -> bool:
         # One UPDATE is atomic under SQLite's write lock: of two schedulers, one matches.
-        claimed = self._execute(
+        claimed = await self._execute(
             "UPDATE schedules SET next_at = ?, pending_tick = ?, pending_since = ?"
             " WHERE schedule_id = ? AND next_at = ? AND pending_tick IS NULL",
             (next_at, tick, now, schedule_id, tick),
@@ -656,7 +656,7 @@ class SQLiteStore:
     async def reclaim_schedule_tick(
         self, schedule_id: str, tick: float, claimed_at: float, now: float
     ) -> bool:
-        claimed = self._execute(
+        claimed = await self._execute(
             "UPDATE schedules SET pending_since = ?"
             " WHERE schedule_id = ? AND pending_tick = ? AND pending_since = ?",
             (now, schedule_id, tick, claimed_at),
@@ -667,7 +667,7 @@ class SQLiteStore:
         self, schedule_id: str, tick: float, run_id: str | None, now: float
     ) -> None:
         sql, params = sched.finish_tick_sql(schedule_id, tick, run_id, now, "?")
-        self._execute(sql, params)
+        await self._execute(sql, params)
 
     # -- budgets and cost accounting (DESIGN §3.9) --
 
@@ -676,27 +676,34 @@ class SQLiteStore:
     ) -> tuple[bool, list[ScopeUsage]]:
         # Under SQLite's write lock: of two engines after the last dollar, one sees the other.
         now = self.clock.now()
-        with self._immediate() as db:
+
+        def place(db: sqlite3.Connection) -> tuple[bool, list[ScopeUsage]]:
             db.executemany("DELETE FROM budget_holds WHERE hold_id = ?", [(i,) for i in release])
             found = [_scope_usage(db, scope, now) for scope in scopes]
             placed = all(usage.fits(hold.usd) for usage in found)
             if placed:
                 db.execute("INSERT INTO budget_holds VALUES (?,?,?,?,?,?)", hold_params(hold))
-        return placed, found
+            return placed, found
+
+        return await self._on_writer(place)
 
     async def release_budget_holds(self, hold_ids: Sequence[str]) -> None:
         if hold_ids:
-            with self._immediate() as db:
-                db.executemany(
-                    "DELETE FROM budget_holds WHERE hold_id = ?", [(i,) for i in hold_ids]
-                )
+            rows = [(i,) for i in hold_ids]
+            await self._on_writer(
+                lambda db: db.executemany("DELETE FROM budget_holds WHERE hold_id = ?", rows)
+            )
 
     async def renew_budget_holds(self, holder: str, expires_at: float) -> None:
-        with self._immediate() as db:
+        now = self.clock.now()
+
+        def renew(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE budget_holds SET expires_at = ? WHERE holder = ?", (expires_at, holder)
             )
-            db.execute("DELETE FROM budget_holds WHERE expires_at < ?", (self.clock.now(),))
+            db.execute("DELETE FROM budget_holds WHERE expires_at < ?", (now,))
+
+        await self._on_writer(renew)
 
     async def budget_usage(self, scopes: Sequence[WindowScope]) -> list[ScopeUsage]:
         now = self.clock.now()
@@ -767,7 +774,7 @@ class SQLiteStore:
         await self._on_writer(work)
 
     async def drop_shares(self, holder: str) -> None:
-        self._execute("DELETE FROM pool_shares WHERE holder = ?", (holder,))
+        await self._execute("DELETE FROM pool_shares WHERE holder = ?", (holder,))
 
     async def list_shares(self) -> list[shares.PoolShare]:
         rows = self._query(
@@ -902,7 +909,7 @@ class SQLiteStore:
 
     async def _on_writer(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Runs `work` in one write transaction on the writer thread: waiting there for the
-        write lock (a batch committing) does not stall the event loop, as `_immediate` would."""
+        write lock (a batch committing) does not stall the event loop."""
         if self._write_thread is None:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
