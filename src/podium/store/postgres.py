@@ -525,41 +525,13 @@ class PostgresStore(SQLStore):
 
     # -- circuit breakers (DESIGN §3.3) --
 
-    async def circuit_failure(
-        self, key: str, *, failures: int, cooldown_s: float
+    async def _circuit_txn(
+        self, key: str, op: breaker.CircuitOp, audit: Event | None = None
     ) -> CircuitResult:
-        op = breaker.failed(key, failures=failures, cooldown_s=cooldown_s)
-        return await self._circuit_txn(key, op)
-
-    async def circuit_success(self, key: str, *, successes: int, trial: bool) -> CircuitResult:
-        return await self._circuit_txn(key, breaker.succeeded(successes=successes, trial=trial))
-
-    async def take_circuit_trial(
-        self, key: str, *, cooldown_s: float, half_open_max: int, lease_s: float
-    ) -> CircuitResult:
-        op = breaker.take_trial(cooldown_s=cooldown_s, half_open_max=half_open_max, lease_s=lease_s)
-        return await self._circuit_txn(key, op)
-
-    async def release_circuit_trial(self, key: str) -> CircuitResult:
-        return await self._circuit_txn(key, breaker.release_trial)
-
-    async def force_circuit(
-        self, key: str, *, open_: bool, audit: Event | None = None
-    ) -> CircuitResult:
-        op = breaker.forced(key, open_=open_)
+        # The row is locked FOR UPDATE.
         return await self._audited(
             audit, lambda conn: _circuit_change(conn, key, op, self.clock.now())
         )
-
-    async def _circuit_txn(self, key: str, op: breaker.CircuitOp) -> CircuitResult:
-        """Reads, changes and writes one circuit's row, locked FOR UPDATE in one transaction."""
-
-        async def work(conn: Conn) -> CircuitResult:
-            async with conn.transaction():
-                return await _circuit_change(conn, key, op, self.clock.now())
-
-        return await self._run("write to", work)
-
 
     # -- schedules (`podium schedule`) --
 

@@ -26,6 +26,7 @@ from podium.store.records import (
     AuditEntry,
     AuditHead,
     CircuitRecord,
+    CircuitResult,
     DlqEntry,
     QueueStat,
     RegisteredWorkflow,
@@ -171,6 +172,13 @@ class SQLStore(ABC):
     ) -> int:
         """One write statement and its audit entry in one transaction; with
         `only_if_changed`, a statement that changed no row is not audited."""
+
+    @abstractmethod
+    async def _circuit_txn(
+        self, key: str, op: breaker.CircuitOp, audit: Event | None = None
+    ) -> CircuitResult:
+        """Reads, changes and writes one circuit's row in one transaction, with `audit`'s
+        entry; two engines changing one circuit take turns."""
 
     async def _one(self, query: str, params: Sequence[Any] = ()) -> Row | None:
         rows = await self._fetch(self.dialect.sql(query), params)
@@ -420,6 +428,29 @@ class SQLStore(ABC):
     async def list_circuits(self) -> list[CircuitRecord]:
         rows = await self._all(f"SELECT {breaker.CIRCUIT_COLS} FROM circuits ORDER BY key")
         return [breaker.circuit_from_row(r) for r in rows]
+
+    async def circuit_failure(
+        self, key: str, *, failures: int, cooldown_s: float
+    ) -> CircuitResult:
+        op = breaker.failed(key, failures=failures, cooldown_s=cooldown_s)
+        return await self._circuit_txn(key, op)
+
+    async def circuit_success(self, key: str, *, successes: int, trial: bool) -> CircuitResult:
+        return await self._circuit_txn(key, breaker.succeeded(successes=successes, trial=trial))
+
+    async def take_circuit_trial(
+        self, key: str, *, cooldown_s: float, half_open_max: int, lease_s: float
+    ) -> CircuitResult:
+        op = breaker.take_trial(cooldown_s=cooldown_s, half_open_max=half_open_max, lease_s=lease_s)
+        return await self._circuit_txn(key, op)
+
+    async def release_circuit_trial(self, key: str) -> CircuitResult:
+        return await self._circuit_txn(key, breaker.release_trial)
+
+    async def force_circuit(
+        self, key: str, *, open_: bool, audit: Event | None = None
+    ) -> CircuitResult:
+        return await self._circuit_txn(key, breaker.forced(key, open_=open_), audit)
 
     # -- schedules (`podium schedule`) --
 

@@ -318,33 +318,11 @@ class SQLiteStore(SQLStore):
 
     # -- circuit breakers (DESIGN §3.3) --
 
-    async def circuit_failure(
-        self, key: str, *, failures: int, cooldown_s: float
+    async def _circuit_txn(
+        self, key: str, op: breaker.CircuitOp, audit: Event | None = None
     ) -> CircuitResult:
-        op = breaker.failed(key, failures=failures, cooldown_s=cooldown_s)
-        return await self._circuit_txn(key, op)
-
-    async def circuit_success(self, key: str, *, successes: int, trial: bool) -> CircuitResult:
-        return await self._circuit_txn(key, breaker.succeeded(successes=successes, trial=trial))
-
-    async def take_circuit_trial(
-        self, key: str, *, cooldown_s: float, half_open_max: int, lease_s: float
-    ) -> CircuitResult:
-        op = breaker.take_trial(cooldown_s=cooldown_s, half_open_max=half_open_max, lease_s=lease_s)
-        return await self._circuit_txn(key, op)
-
-    async def release_circuit_trial(self, key: str) -> CircuitResult:
-        return await self._circuit_txn(key, breaker.release_trial)
-
-    async def force_circuit(
-        self, key: str, *, open_: bool, audit: Event | None = None
-    ) -> CircuitResult:
-        op = breaker.forced(key, open_=open_)
+        # Under SQLite's write lock.
         return await self._audited(audit, lambda db: self._circuit_change(db, key, op))
-
-    async def _circuit_txn(self, key: str, op: breaker.CircuitOp) -> CircuitResult:
-        """Reads, changes and writes one circuit's row under SQLite's write lock."""
-        return await self._on_writer(lambda db: self._circuit_change(db, key, op))
 
     def _circuit_change(
         self, db: sqlite3.Connection, key: str, op: breaker.CircuitOp
@@ -362,7 +340,6 @@ class SQLiteStore(SQLStore):
                 breaker.circuit_params(new),
             )
         return result
-
 
     # -- schedules (`podium schedule`) --
 
