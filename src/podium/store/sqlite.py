@@ -75,14 +75,12 @@ _Statement = tuple[str, list[tuple[Any, ...]], int | None]
 
 def _lost_runs(db: sqlite3.Connection, owner: str, run_ids: set[str]) -> set[str]:
     """Runs of the batch that exist and are held by someone else (asked under the write lock)."""
-    ids = list(run_ids)
     lost: set[str] = set()
-    for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
-        chunk = ids[start : start + 900]
+    for chunk in SQLITE.chunks(list(run_ids)):
+        clause, params = SQLITE.any_of("run_id", chunk)
         rows = db.execute(
-            f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
-            " AND (owner IS NULL OR owner != ?)",
-            [*chunk, owner],
+            f"SELECT run_id FROM runs WHERE {clause} AND (owner IS NULL OR owner != ?)",
+            [*params, owner],
         ).fetchall()
         lost.update(r[0] for r in rows)
     return lost
