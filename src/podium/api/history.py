@@ -13,8 +13,9 @@ from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
 from podium.api.errors import ERROR_RESPONSES
 from podium.errors import RunNotFound
-from podium.store.base import Store, tail_events
+from podium.store.base import tail_events
 from podium.store.documents import event_json
+from podium.store.roles import EventLog
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=ERROR_RESPONSES)
 PAGE = 1000
@@ -65,7 +66,7 @@ async def event_log(
 
 
 async def _events(
-    store: Store, run_id: str | None, after_seq: int, limit: int, last: int | None
+    store: EventLog, run_id: str | None, after_seq: int, limit: int, last: int | None
 ) -> list[dict[str, Any]]:
     if last is None:
         page = await store.list_events(run_id, after_seq, limit)

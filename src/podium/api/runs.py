@@ -18,8 +18,8 @@ from podium.engine.summary import RunSummary
 from podium.errors import RunNotFound
 from podium.events import utc_iso
 from podium.model.workflow import Workflow
-from podium.store.base import Store
 from podium.store.records import RUN_STATUSES, RunState
+from podium.store.roles import RunStore, WorkflowRegistry
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
 MAX_LIST = 1000
@@ -60,7 +60,7 @@ async def submit_run(
 
 
 async def registered_workflow(
-    store: Store, principal: Principal, name: str, digest: str | None = None
+    store: WorkflowRegistry, principal: Principal, name: str, digest: str | None = None
 ) -> Workflow:
     found = await store.get_registered(name, digest) if principal.sees(name) else None
     if found is None:
@@ -68,7 +68,7 @@ async def registered_workflow(
     return Workflow.model_validate(found[1])
 
 
-async def visible_run(store: Store, principal: Principal, run_id: str) -> RunState:
+async def visible_run(store: RunStore, principal: Principal, run_id: str) -> RunState:
     """The run, if this caller may see it; another team's run is as absent as a missing one."""
     row = await store.get_run(run_id)
     if row is None or not principal.sees(row.workflow):

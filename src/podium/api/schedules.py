@@ -20,8 +20,8 @@ from podium.control.schedules import parse_spec as _parse_spec
 from podium.events import audit_event, new_id
 from podium.model.inputs import resolve_inputs
 from podium.model.workflow import Workflow
-from podium.store.base import Store
 from podium.store.documents import schedule_json
+from podium.store.roles import ScheduleStore
 from podium.store.schedules import Schedule
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=ERROR_RESPONSES)
@@ -98,7 +98,7 @@ def _spec(body: AddSchedule, now: float) -> Spec:
 
 
 async def _add(
-    store: Store, principal: Principal, schedule: Schedule, *, derived: bool
+    store: ScheduleStore, principal: Principal, schedule: Schedule, *, derived: bool
 ) -> Schedule:
     """A name derived from the workflow's that is taken becomes `name-2`, `name-3`..."""
     for name in candidate_names(schedule.name, derived=derived):

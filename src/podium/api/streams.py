@@ -14,6 +14,7 @@ from typing import Any
 from podium.bus.base import Bus
 from podium.events import Event
 from podium.store.base import Store
+from podium.store.roles import EventLog
 
 KEEPALIVE_S = 15.0  # idle proxies and load balancers cut silent connections after 30-60 s
 HISTORY_PAGE = 1000
@@ -137,7 +138,7 @@ async def _follow_run(
             yield KEEPALIVE
 
 
-async def _events_after(store: Store, run_id: str, after_seq: int) -> list[tuple[int, Event]]:
+async def _events_after(store: EventLog, run_id: str, after_seq: int) -> list[tuple[int, Event]]:
     events: list[tuple[int, Event]] = []
     while page := await store.list_events(run_id, after_seq, HISTORY_PAGE):
         events.extend(page)

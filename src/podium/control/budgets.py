@@ -21,7 +21,7 @@ from podium.errors import BudgetExceeded, PodiumError, StepError
 from podium.model.llm import build_request, estimate_tokens
 from podium.model.pricing import Pricing
 from podium.model.workflow import Action, Budget, LlmAction, SimAction, Step
-from podium.store.base import Store
+from podium.store.roles import BudgetStore
 from podium.store.spend import (
     DAY_S,
     EPSILON_USD,
@@ -144,7 +144,7 @@ class BudgetGuard:
     scope past its limit. Calls with no estimated cost pass after a kind check."""
 
     def __init__(
-        self, config: Budgets, pricing: Pricing, store: Store, owner: str, emit: Emit, *,
+        self, config: Budgets, pricing: Pricing, store: BudgetStore, owner: str, emit: Emit, *,
         clock: Clock | None = None,
     ) -> None:
         self._config = config

@@ -23,6 +23,7 @@ from podium.model.workflow import Action, CircuitPolicy, Step, Workflow
 from podium.store.base import Store
 from podium.store.circuits import CLOSED, HALF_OPEN, OPEN, half_open_at
 from podium.store.records import Batch, CircuitRecord, CircuitResult
+from podium.store.roles import CircuitStore
 
 log = structlog.get_logger("podium.control")
 
@@ -56,7 +57,7 @@ class CircuitGuard:
     """The Guard of circuit breakers; only primary calls pass through it (fallbacks do not)."""
 
     def __init__(
-        self, config: ControlConfig, store: Store, emit: Emit, *, clock: Clock | None = None
+        self, config: ControlConfig, store: CircuitStore, emit: Emit, *, clock: Clock | None = None
     ) -> None:
         self._config = config
         self._store = store

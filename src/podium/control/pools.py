@@ -18,8 +18,8 @@ import structlog
 
 from podium.clock import Clock
 from podium.errors import PodiumError
-from podium.store.base import Store
 from podium.store.pools import EPSILON, ShareGrant, ShareRequest
+from podium.store.roles import PoolStore
 from podium.supervisor import Supervisor
 
 log = structlog.get_logger("podium.control")
@@ -89,7 +89,7 @@ class SharePools:
     """Every pool this engine uses; `ops` counts store operations (tests, bench)."""
 
     def __init__(
-        self, store: Store, owner: str, *, ttl_s: float = 30.0, clock: Clock | None = None
+        self, store: PoolStore, owner: str, *, ttl_s: float = 30.0, clock: Clock | None = None
     ) -> None:
         self.store = store
         self.clock = store.clock if clock is None else clock

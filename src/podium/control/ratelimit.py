@@ -16,8 +16,8 @@ import structlog
 from podium.clock import Clock
 from podium.control.pools import Waiter
 from podium.errors import PodiumError
-from podium.store.base import Store
 from podium.store.pools import EPSILON
+from podium.store.roles import BucketStore
 
 log = structlog.get_logger("podium.control")
 
@@ -48,7 +48,7 @@ class Bucket:
 class TokenBuckets:
     """The buckets this engine spends from; `ops` counts store operations."""
 
-    def __init__(self, store: Store, *, clock: Clock | None = None) -> None:
+    def __init__(self, store: BucketStore, *, clock: Clock | None = None) -> None:
         self.store = store
         self.clock = store.clock if clock is None else clock
         self.burst_s = BURST_S  # seconds of its rate a bucket holds

@@ -27,43 +27,44 @@ from podium.clock import SYSTEM_CLOCK, Clock
 from podium.errors import StoreError, StoreUnavailable
 from podium.events import Event
 from podium.redact import redact_url_password
-from podium.store import audit, codec
+from podium.store import audit
 from podium.store import circuits as breaker
 from podium.store import pools as shares
 from podium.store import rows as rowmap
 from podium.store import schedules as sched
-from podium.store.records import (
-    ApiKeyRecord,
-    AuditEntry,
-    AuditHead,
-    Batch,
-    CircuitRecord,
-    CircuitResult,
-    DlqEntry,
-    QueueStat,
-    RegisteredWorkflow,
-    RunState,
-    Signal,
-    StepState,
-    WorkerInfo,
-)
+from podium.store.records import Batch, CircuitRecord, CircuitResult, RegisteredWorkflow
 from podium.store.schedules import Schedule
 from podium.store.schema import POSTGRES_MIGRATIONS
 from podium.store.spend import (
     EPSILON_USD,
     BudgetHold,
     ScopeUsage,
-    SpendGroup,
     WindowScope,
-    group_key,
     hold_params,
-    report_select,
     spend_params,
     usage_columns,
 )
+from podium.store.sql import (
+    BY_PRIORITY,
+    DLQ_COLS,
+    EVENT_COLS,
+    EVENT_TYPES,
+    POSTGRES,
+    RUN_COLS,
+    RUN_TYPES,
+    SPEND_COLS,
+    SPEND_TYPES,
+    STEP_COLS,
+    STEP_TYPES,
+    UNFINISHED,
+    Row,
+    SQLStore,
+    on_conflict_replace,
+    on_run_conflict,
+    upsert,
+)
 
 T = TypeVar("T")
-Row = tuple[Any, ...]
 Conn = psycopg.AsyncConnection[Row]
 Params = Sequence[Any] | Mapping[str, Any]
 # (SQL, rows, index of the run id in a row for fencing or None, column types if the rows go
@@ -82,32 +83,6 @@ _RETRYABLE_SQLSTATES = ("08", "40", "57P01", "57P02", "57P03")
 _FENCE_SQLSTATE = "PD001"  # raised by podium_fence() (schema.py): runs held by another engine
 
 
-def _columns_of(spec: str) -> tuple[str, tuple[str, ...]]:
-    """`"a text, b int4"` -> `("a, b", ("text", "int4"))`: names for SQL, types for unnest()."""
-    pairs = [column.split() for column in spec.split(",")]
-    return ", ".join(name for name, _ in pairs), tuple(sql_type for _, sql_type in pairs)
-
-
-_RUN_COLS, _RUN_TYPES = _columns_of(
-    "run_id text, workflow text, workflow_version text, definition_digest text, inputs bytea,"
-    " priority text, status text, created_at float8, started_at float8, finished_at float8,"
-    " error text, parent_run_id text, cost_usd float8, tokens_in int8, tokens_out int8,"
-    " owner text, lease_until float8, stopping text, trusted bool"
-)
-_STEP_COLS, _STEP_TYPES = _columns_of(
-    "run_id text, step_id text, idx int4, status text, attempts int4, started_at float8,"
-    " finished_at float8, error text, fallback_used bool, completed_seq int4, wake_at float8,"
-    " compensation_error text, cost_usd float8, tokens_in int8, tokens_out int8, output bytea,"
-    " error_type text, traceback text"
-)
-_EVENT_COLS, _EVENT_TYPES = _columns_of(
-    "event_id text, event_type text, ts float8, run_id text, causation_id text, source text,"
-    " priority text, version int4, payload bytea, actor text"
-)
-_DLQ_COLS = "run_id, workflow, status, error, failed_steps, added_at"
-_UNFINISHED = "('queued', 'running')"
-
-
 def _unnest(table: str, cols: str, types: tuple[str, ...]) -> str:
     """A multi-row INSERT taking one array per column: one statement for the whole batch,
     where executemany would pay psycopg's per-row cost on the event loop (4x the CPU).
@@ -119,62 +94,31 @@ def _unnest(table: str, cols: str, types: tuple[str, ...]) -> str:
 _INSERT_DEFINITIONS = (
     "INSERT INTO definitions (digest, body) VALUES (%s, %b) ON CONFLICT (digest) DO NOTHING"
 )
-_UPSERT_RUNS = (
-    _unnest("runs", _RUN_COLS, _RUN_TYPES)
-    + " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status,"
-    " created_at = excluded.created_at,"
-    " started_at = excluded.started_at, finished_at = excluded.finished_at,"
-    " error = excluded.error, cost_usd = excluded.cost_usd,"
-    " tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out,"
-    " owner = excluded.owner, lease_until = excluded.lease_until,"
-    " stopping = excluded.stopping,"
-    " cancel_requested = CASE WHEN excluded.status IN"
-    f" {_UNFINISHED} THEN runs.cancel_requested ELSE false END"
-)
-_UPSERT_STEPS = (
-    _unnest("steps", _STEP_COLS, _STEP_TYPES)
-    + " ON CONFLICT (run_id, step_id, idx) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _STEP_COLS.replace(" ", "").split(",")[3:])
+_UPSERT_RUNS = _unnest("runs", RUN_COLS, RUN_TYPES) + on_run_conflict("false")
+_UPSERT_STEPS = _unnest("steps", STEP_COLS, STEP_TYPES) + on_conflict_replace(
+    STEP_COLS, "run_id, step_id, idx"
 )
 # The audit chain's append (schema.py): the rows go as arrays with their content hashes. A
 # retried batch may already be committed: the function skips events it has.
-_APPEND_TYPES = (*_EVENT_TYPES, "text")
+_APPEND_TYPES = (*EVENT_TYPES, "text")
 _APPEND_EVENTS = (
     f"SELECT podium_append_events({', '.join(f'%b::{t}[]' for t in _APPEND_TYPES)})"
 )
-_UPSERT_DLQ = (
-    f"INSERT INTO dlq ({_DLQ_COLS}) VALUES (%s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (run_id) DO UPDATE SET workflow = excluded.workflow,"
-    " status = excluded.status, error = excluded.error,"
-    " failed_steps = excluded.failed_steps, added_at = excluded.added_at"
-)
+_UPSERT_DLQ = upsert("dlq", DLQ_COLS, "run_id", "%s")
 _DELETE_DLQ = "DELETE FROM dlq WHERE run_id = %s"
 _TAKE_SIGNAL = "UPDATE signals SET taken = true WHERE signal_id = %s"
-_SPEND_COLS, _SPEND_TYPES = _columns_of(
-    "run_id text, step_id text, idx int4, ts float8, workflow text, model text,"
-    " tokens_in int8, tokens_out int8, usd float8"
-)
 # A retried batch may already be in: the key (run, step, index, ts) keeps no twin.
-_INSERT_SPEND = _unnest("spend", _SPEND_COLS, _SPEND_TYPES) + " ON CONFLICT DO NOTHING"
-_BY_PRIORITY = (
-    "CASE priority WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END"
-)
+_INSERT_SPEND = _unnest("spend", SPEND_COLS, SPEND_TYPES) + " ON CONFLICT DO NOTHING"
 # SKIP LOCKED: a run another engine is claiming (or writing) right now is left to it, never
 # shared. LIMIT NULL is no limit.
 _CLAIM = (
-    f"WITH picked AS (SELECT run_id, {_BY_PRIORITY} AS rank, created_at FROM runs"
-    f" WHERE status IN {_UNFINISHED}"
+    f"WITH picked AS (SELECT run_id, {BY_PRIORITY} AS rank, created_at FROM runs"
+    f" WHERE status IN {UNFINISHED}"
     " AND (owner IS NULL OR owner = %(owner)s OR lease_until < %(now)s)"
     " AND (%(ids)s::text[] IS NULL OR run_id = ANY(%(ids)s))"
     " ORDER BY rank, created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
     " UPDATE runs SET owner = %(owner)s, lease_until = %(until)s FROM picked"
     " WHERE runs.run_id = picked.run_id RETURNING runs.run_id, picked.rank, picked.created_at"
-)
-_WORKER_COLS = "worker_id, host, pid, concurrency, active, state, started_at, heartbeat_at"
-_UPSERT_WORKER = (
-    f"INSERT INTO workers ({_WORKER_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (worker_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _WORKER_COLS.replace(" ", "").split(",")[1:])
 )
 
 
@@ -193,18 +137,18 @@ def _statements(batch: Batch) -> list[Statement]:
             _UPSERT_RUNS,
             [rowmap.run_params(batch.runs[k]) for k in sorted(batch.runs)],
             0,
-            _RUN_TYPES,
+            RUN_TYPES,
         ),
         (
             _UPSERT_STEPS,
             [rowmap.step_params(batch.steps[k]) for k in sorted(batch.steps)],
             0,
-            _STEP_TYPES,
+            STEP_TYPES,
         ),
         (_UPSERT_DLQ, [rowmap.dlq_params(d) for d in batch.dlq_add], 0, None),
         (_DELETE_DLQ, [(r,) for r in batch.dlq_remove], 0, None),
         (_TAKE_SIGNAL, [(s,) for s in batch.signals_taken], None, None),
-        (_INSERT_SPEND, [spend_params(r) for r in batch.spend], 0, _SPEND_TYPES),
+        (_INSERT_SPEND, [spend_params(r) for r in batch.spend], 0, SPEND_TYPES),
         # Last: the chain's head row stays locked from here to the commit, which is as short
         # as it can be (concurrent engines wait for it in turn).
         _append_statement(batch.events),
@@ -277,16 +221,6 @@ async def _write_fenced_txn(conn: Conn, statements: list[Statement], fence: Fenc
 
 
 # -- budgets ---------------------------------------------------------------------------------
-
-# `podium spend --by`: the group key over the spend table (day and hour as epoch buckets).
-_SPEND_KEYS = {
-    "workflow": "workflow",
-    "model": "coalesce(model, '')",
-    "run": "run_id",
-    "day": "floor(ts / 86400)::bigint",
-    "hour": "floor(ts / 3600)::bigint",
-}
-
 
 def _usage_union(scopes: Sequence[WindowScope], now: float) -> tuple[str, list[Any]]:
     """Rows (i, lim, spent, held): each scope's limit, spend in its window and holds."""
@@ -415,7 +349,9 @@ def _lock_key(schema: str | None) -> int:
 # -- the store -------------------------------------------------------------------------------
 
 
-class PostgresStore:
+class PostgresStore(SQLStore):
+    dialect = POSTGRES
+
     def __init__(
         self, url: str, *, max_connections: int = 10, clock: Clock = SYSTEM_CLOCK
     ) -> None:
@@ -537,6 +473,22 @@ class PostgresStore:
 
         return await self._run("write to", work, retry=retry)
 
+    async def _audited_execute(
+        self,
+        audit: Event | None,
+        query: str,
+        params: Sequence[Any],
+        *,
+        only_if_changed: bool = False,
+        retry: bool = True,
+    ) -> int:
+        async def change(conn: Conn) -> int:
+            return (await conn.execute(query, params)).rowcount
+
+        return await self._audited(
+            audit, change, only_if_changed=only_if_changed, retry=retry
+        )
+
     async def write(self, batch: Batch) -> set[str]:
         statements = _statements(batch)
         fence = (batch.owner, sorted(batch.run_ids())) if batch.owner else None
@@ -549,51 +501,6 @@ class PostgresStore:
 
         # Retrying is safe: every statement is an upsert, a delete or a no-op on a twin event.
         return await self._run("write to", work)
-
-    async def get_run(self, run_id: str) -> RunState | None:
-        rows = await self._fetch(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = %s", (run_id,))
-        return rowmap.run_from_row(rows[0]) if rows else None
-
-    async def get_steps(self, run_id: str) -> list[StepState]:
-        rows = await self._fetch(
-            f"SELECT {_STEP_COLS} FROM steps WHERE run_id = %s ORDER BY step_id, idx", (run_id,)
-        )
-        return [rowmap.step_from_row(r) for r in rows]
-
-    async def get_definition(self, digest: str) -> dict[str, Any]:
-        rows = await self._fetch("SELECT body FROM definitions WHERE digest = %s", (digest,))
-        if not rows:
-            raise StoreError(f"the store has no workflow definition {digest}")
-        result: dict[str, Any] = orjson.loads(rows[0][0])
-        return result
-
-    async def list_runs(
-        self,
-        *,
-        statuses: Sequence[str] | None = None,
-        workflow: str | None = None,
-        limit: int = 50,
-    ) -> list[RunState]:
-        rows = await self._fetch(
-            f"SELECT {_RUN_COLS} FROM runs"
-            " WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s))"
-            " AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)"
-            " ORDER BY created_at DESC, run_id DESC LIMIT %(limit)s",
-            {
-                "statuses": list(statuses) if statuses else None,
-                "workflow": workflow or None,
-                "limit": limit,
-            },
-        )
-        return [rowmap.run_from_row(r) for r in rows]
-
-    async def finished_runs(self, run_ids: Sequence[str]) -> list[str]:
-        rows = await self._fetch(
-            "SELECT run_id FROM runs WHERE run_id = ANY(%s)"
-            " AND status NOT IN ('queued', 'running')",
-            (list(run_ids),),
-        )
-        return [r[0] for r in rows]
 
     async def claim_unfinished(
         self,
@@ -616,218 +523,17 @@ class PostgresStore:
         rows = await self._fetch(_CLAIM, params, action="claim runs in")
         return [r[0] for r in sorted(rows, key=lambda r: (r[1], r[2]))]
 
-    async def claim_for_replay(self, owner: str, lease_s: float, run_id: str) -> bool:
-        claimed = await self._execute(
-            "UPDATE runs SET owner = %s, lease_until = %s"
-            f" WHERE run_id = %s AND status NOT IN {_UNFINISHED}",
-            (owner, self.clock.now() + lease_s, run_id),
-        )
-        return claimed == 1
-
-    async def set_paused(
-        self, scope: str, name: str, paused: bool, audit: Event | None = None
-    ) -> bool:
-        if paused:
-            sql = "INSERT INTO pauses VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
-            params: tuple[Any, ...] = (scope, name, self.clock.now())
-        else:
-            sql, params = "DELETE FROM pauses WHERE scope = %s AND name = %s", (scope, name)
-
-        async def change(conn: Conn) -> bool:
-            return (await conn.execute(sql, params)).rowcount == 1
-
-        return await self._audited(audit, change)
-
-    async def list_paused(self) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in await self._fetch("SELECT scope, name FROM pauses")]
-
-    async def cache_get(self, key: str) -> Any | None:
-        rows = await self._fetch(
-            "SELECT value FROM llm_cache WHERE key = %s AND expires_at > %s",
-            (key, self.clock.now()),
-        )
-        return codec.decode(bytes(rows[0][0])) if rows else None
-
-    async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
-        await self._execute(
-            "INSERT INTO llm_cache VALUES (%s, %s, %s) ON CONFLICT (key) DO UPDATE"
-            " SET value = excluded.value, expires_at = excluded.expires_at",
-            (key, codec.encode(value), self.clock.now() + ttl_s),
-        )
-
-    async def heartbeat(self, worker: WorkerInfo) -> None:
-        await self._execute(_UPSERT_WORKER, astuple(worker))
-
-    async def list_workers(self) -> list[WorkerInfo]:
-        rows = await self._fetch(f"SELECT {_WORKER_COLS} FROM workers ORDER BY started_at")
-        return [WorkerInfo(*row) for row in rows]
-
-    async def renew_leases(self, owner: str, lease_s: float) -> None:
-        await self._execute(
-            f"UPDATE runs SET lease_until = %s WHERE owner = %s AND status IN {_UNFINISHED}",
-            (self.clock.now() + lease_s, owner),
-        )
-
-    async def release_leases(self, owner: str) -> None:
-        await self._execute(
-            "UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = %s", (owner,)
-        )
-
-    async def list_events(
-        self, run_id: str | None = None, after_seq: int = 0, limit: int = 1000
-    ) -> list[tuple[int, Event]]:
-        rows = await self._fetch(
-            f"SELECT seq, {_EVENT_COLS} FROM events"
-            " WHERE (%(run_id)s::text IS NULL OR run_id = %(run_id)s) AND seq > %(after)s"
-            " ORDER BY seq LIMIT %(limit)s",
-            {"run_id": run_id, "after": after_seq, "limit": limit},
-        )
-        return [rowmap.event_from_row(r) for r in rows]
-
-    async def list_dlq(self, limit: int = 100) -> list[DlqEntry]:
-        rows = await self._fetch(
-            f"SELECT {_DLQ_COLS} FROM dlq ORDER BY added_at DESC LIMIT %s", (limit,)
-        )
-        return [rowmap.dlq_from_row(r) for r in rows]
-
-    async def get_dlq(self, run_id: str) -> DlqEntry | None:
-        rows = await self._fetch(f"SELECT {_DLQ_COLS} FROM dlq WHERE run_id = %s", (run_id,))
-        return rowmap.dlq_from_row(rows[0]) if rows else None
-
-    async def purge_dlq(self, audit: Event | None = None) -> int:
-        async def change(conn: Conn) -> int:
-            return (await conn.execute("DELETE FROM dlq")).rowcount
-
-        return await self._audited(audit, change)
-
-    async def add_signal(
-        self, run_id: str, name: str, payload: Any, audit: Event | None = None
-    ) -> None:
-        sql = "INSERT INTO signals (run_id, name, payload, created_at) VALUES (%s, %s, %b, %s)"
-        params = (run_id, name, orjson.dumps(payload), self.clock.now())
-
-        async def change(conn: Conn) -> None:
-            await conn.execute(sql, params)
-
-        # Not retried: an INSERT whose commit was lost in flight could deliver the signal twice.
-        await self._audited(audit, change, retry=False)
-
-    async def pending_signals(self, run_ids: Sequence[str]) -> list[Signal]:
-        if not run_ids:
-            return []
-        rows = await self._fetch(
-            "SELECT signal_id, run_id, name, payload, created_at FROM signals"
-            " WHERE NOT taken AND run_id = ANY(%s) ORDER BY signal_id",
-            (list(run_ids),),
-        )
-        return [Signal(r[0], r[1], r[2], orjson.loads(r[3]), r[4]) for r in rows]
-
-    async def request_cancel(self, run_id: str, audit: Event | None = None) -> None:
-        async def change(conn: Conn) -> None:
-            sql = "UPDATE runs SET cancel_requested = true WHERE run_id = %s"
-            await conn.execute(sql, (run_id,))
-
-        await self._audited(audit, change)
-
-    async def cancel_requests(self, run_ids: Sequence[str]) -> list[str]:
-        if not run_ids:
-            return []
-        rows = await self._fetch(
-            f"SELECT run_id FROM runs WHERE cancel_requested AND status IN {_UNFINISHED}"
-            " AND run_id = ANY(%s)",
-            (list(run_ids),),
-        )
-        return [r[0] for r in rows]
-
-    # -- the priority queue (DESIGN §3.7) --
-
-    async def overdue_queued(self, ttl_s: Mapping[str, float], limit: int) -> list[str]:
-        now = self.clock.now()
-        overdue = " OR ".join("(priority = %s AND created_at < %s)" for _ in ttl_s)
-        params = [v for p, ttl in ttl_s.items() for v in (p, now - ttl)]
-        rows = await self._fetch(
-            f"SELECT run_id FROM runs WHERE status = 'queued' AND ({overdue})"
-            " AND (owner IS NULL OR lease_until < %s) ORDER BY created_at LIMIT %s",
-            [*params, now, limit],
-        )
-        return [r[0] for r in rows]
-
-    async def queue_stats(self) -> list[QueueStat]:
-        rows = await self._fetch(
-            "SELECT priority, count(*), min(created_at) FROM runs WHERE status = 'queued'"
-            f" GROUP BY priority ORDER BY min({_BY_PRIORITY})"
-        )
-        return [QueueStat(r[0], r[1], r[2]) for r in rows]
-
     # -- circuit breakers (DESIGN §3.3) --
 
-    async def list_circuits(self) -> list[CircuitRecord]:
-        rows = await self._fetch(f"SELECT {breaker.CIRCUIT_COLS} FROM circuits ORDER BY key")
-        return [breaker.circuit_from_row(r) for r in rows]
-
-    async def circuit_failure(
-        self, key: str, *, failures: int, cooldown_s: float
+    async def _circuit_txn(
+        self, key: str, op: breaker.CircuitOp, audit: Event | None = None
     ) -> CircuitResult:
-        op = breaker.failed(key, failures=failures, cooldown_s=cooldown_s)
-        return await self._circuit_txn(key, op)
-
-    async def circuit_success(self, key: str, *, successes: int, trial: bool) -> CircuitResult:
-        return await self._circuit_txn(key, breaker.succeeded(successes=successes, trial=trial))
-
-    async def take_circuit_trial(
-        self, key: str, *, cooldown_s: float, half_open_max: int, lease_s: float
-    ) -> CircuitResult:
-        op = breaker.take_trial(cooldown_s=cooldown_s, half_open_max=half_open_max, lease_s=lease_s)
-        return await self._circuit_txn(key, op)
-
-    async def release_circuit_trial(self, key: str) -> CircuitResult:
-        return await self._circuit_txn(key, breaker.release_trial)
-
-    async def force_circuit(
-        self, key: str, *, open_: bool, audit: Event | None = None
-    ) -> CircuitResult:
-        op = breaker.forced(key, open_=open_)
+        # The row is locked FOR UPDATE.
         return await self._audited(
             audit, lambda conn: _circuit_change(conn, key, op, self.clock.now())
         )
 
-    async def _circuit_txn(self, key: str, op: breaker.CircuitOp) -> CircuitResult:
-        """Reads, changes and writes one circuit's row, locked FOR UPDATE in one transaction."""
-
-        async def work(conn: Conn) -> CircuitResult:
-            async with conn.transaction():
-                return await _circuit_change(conn, key, op, self.clock.now())
-
-        return await self._run("write to", work)
-
-
     # -- schedules (`podium schedule`) --
-
-    async def add_schedule(self, schedule: Schedule, audit: Event | None = None) -> bool:
-        marks = ", ".join(["%s"] * 15)
-        sql = (
-            f"INSERT INTO schedules ({sched.SCHEDULE_COLS}) VALUES ({marks})"
-            " ON CONFLICT DO NOTHING"
-        )
-
-        async def add(conn: Conn) -> bool:
-            return (await conn.execute(sql, sched.schedule_params(schedule))).rowcount == 1
-
-        # Not retried: an INSERT whose commit was lost in flight would then find its own name.
-        return await self._audited(audit, add, retry=False, only_if_changed=True)
-
-    async def list_schedules(self) -> list[Schedule]:
-        rows = await self._fetch(f"SELECT {sched.SCHEDULE_COLS} FROM schedules ORDER BY name")
-        return [sched.schedule_from_row(r) for r in rows]
-
-    async def get_schedule(self, key: str) -> Schedule | None:
-        rows = await self._fetch(
-            f"SELECT {sched.SCHEDULE_COLS} FROM schedules"
-            " WHERE schedule_id = %(key)s OR name = %(key)s"
-            " ORDER BY schedule_id = %(key)s DESC LIMIT 1",
-            {"key": key},
-        )
-        return sched.schedule_from_row(rows[0]) if rows else None
 
     async def remove_schedule(self, key: str, audit: Event | None = None) -> Schedule | None:
         sql = (
@@ -841,50 +547,6 @@ class PostgresStore:
             return sched.schedule_from_row(row) if row else None
 
         return await self._audited(audit, remove, only_if_changed=True)
-
-    async def due_schedules(self, now: float, stale_before: float) -> list[Schedule]:
-        rows = await self._fetch(
-            f"SELECT {sched.SCHEDULE_COLS} FROM schedules"
-            " WHERE (pending_tick IS NULL AND next_at <= %s)"
-            " OR (pending_tick IS NOT NULL AND pending_since < %s)"
-            " ORDER BY coalesce(pending_tick, next_at) LIMIT 1000",
-            (now, stale_before),
-        )
-        return [sched.schedule_from_row(r) for r in rows]
-
-    async def next_schedule_at(self) -> float | None:
-        rows = await self._fetch("SELECT min(next_at) FROM schedules WHERE pending_tick IS NULL")
-        return rows[0][0] if rows else None
-
-    async def claim_schedule_tick(
-        self, schedule_id: str, tick: float, next_at: float | None, now: float
-    ) -> bool:
-        # One UPDATE: a second claimer waits on the row lock, then sees next_at moved on.
-        # Not retried: a claim whose commit was lost in flight is left pending, and finished
-        # later by whichever scheduler takes the stale claim over.
-        claimed = await self._execute(
-            "UPDATE schedules SET next_at = %s, pending_tick = %s, pending_since = %s"
-            " WHERE schedule_id = %s AND next_at = %s AND pending_tick IS NULL",
-            (next_at, tick, now, schedule_id, tick),
-            retry=False,
-        )
-        return claimed == 1
-
-    async def reclaim_schedule_tick(
-        self, schedule_id: str, tick: float, claimed_at: float, now: float
-    ) -> bool:
-        claimed = await self._execute(
-            "UPDATE schedules SET pending_since = %s"
-            " WHERE schedule_id = %s AND pending_tick = %s AND pending_since = %s",
-            (now, schedule_id, tick, claimed_at),
-            retry=False,
-        )
-        return claimed == 1
-
-    async def finish_schedule_tick(
-        self, schedule_id: str, tick: float, run_id: str | None, now: float
-    ) -> None:
-        await self._execute(*sched.finish_tick_sql(schedule_id, tick, run_id, now, "%s"))
 
     # -- budgets and cost accounting (DESIGN §3.9) --
 
@@ -901,12 +563,6 @@ class PostgresStore:
         rows = await self._run("hold budget in", work, retry=False)
         found = [ScopeUsage(scopes[r[0]], r[1], r[2]) for r in rows]
         return bool(rows) and rows[0][3] == 1, found
-
-    async def release_budget_holds(self, hold_ids: Sequence[str]) -> None:
-        if hold_ids:
-            await self._execute(
-                "DELETE FROM budget_holds WHERE hold_id = ANY(%s)", (list(hold_ids),)
-            )
 
     async def renew_budget_holds(self, holder: str, expires_at: float) -> None:
         await self._execute(
@@ -925,15 +581,6 @@ class PostgresStore:
             f"SELECT i, spent, held FROM ({usage}) AS u (i, lim, spent, held) ORDER BY i", params
         )
         return [ScopeUsage(scopes[r[0]], r[1], r[2]) for r in rows]
-
-    async def spend_report(
-        self, by: str, since: float, workflow: str | None = None
-    ) -> list[SpendGroup]:
-        sql, params = report_select(_SPEND_KEYS[by], since, workflow, "%s")
-        return [
-            SpendGroup(group_key(by, r[0]), r[1], int(r[2]), int(r[3]), r[4])
-            for r in await self._fetch(sql, params)
-        ]
 
     # -- capacity pools and token buckets (DESIGN §3.8) --
 
@@ -983,35 +630,6 @@ class PostgresStore:
             )
         return result
 
-    async def pool_contention(
-        self, holder: str, pools: Sequence[str]
-    ) -> list[shares.ShareGrant]:
-        if not pools:
-            return []
-        rows = await self._fetch(
-            "SELECT pool, holder, amount, wanted FROM pool_shares"
-            " WHERE expires_at >= %s AND pool = ANY(%s)",
-            (self.clock.now(), list(pools)),
-        )
-        return shares.contention(holder, pools, rows)
-
-    async def renew_shares(self, holder: str, ttl_s: float) -> None:
-        await self._execute(
-            "UPDATE pool_shares SET expires_at = %s WHERE holder = %s",
-            (self.clock.now() + ttl_s, holder),
-        )
-
-    async def drop_shares(self, holder: str) -> None:
-        await self._execute("DELETE FROM pool_shares WHERE holder = %s", (holder,))
-
-    async def list_shares(self) -> list[shares.PoolShare]:
-        rows = await self._fetch(
-            f"SELECT {shares.SHARE_COLS} FROM pool_shares WHERE expires_at >= %s"
-            " ORDER BY pool, holder",
-            (self.clock.now(),),
-        )
-        return [shares.PoolShare(*r) for r in rows]
-
     async def take_tokens(
         self, key: str, rate_per_s: float, burst: float, amount: float, *, allow_debt: bool = False
     ) -> float:
@@ -1039,37 +657,7 @@ class PostgresStore:
         # Not retried: a take whose commit was lost in flight would be taken twice.
         return await self._run("write to", work, retry=False)
 
-    async def list_buckets(self) -> list[shares.BucketLevel]:
-        rows = await self._fetch(f"SELECT {shares.BUCKET_COLS} FROM buckets ORDER BY key")
-        return [shares.BucketLevel(*r) for r in rows]
-
     # -- API keys, the registry of API definitions, the audit chain --
-
-    async def add_key(self, key: ApiKeyRecord, audit: Event) -> None:
-        sql = f"INSERT INTO api_keys ({rowmap.KEY_COLS}) VALUES ({', '.join(['%s'] * 9)})"
-
-        async def add(conn: Conn) -> None:
-            await conn.execute(sql, rowmap.key_params(key))
-
-        await self._audited(audit, add, retry=False)
-
-    async def get_key(self, key_id: str) -> ApiKeyRecord | None:
-        rows = await self._fetch(
-            f"SELECT {rowmap.KEY_COLS} FROM api_keys WHERE key_id = %s", (key_id,)
-        )
-        return rowmap.key_from_row(rows[0]) if rows else None
-
-    async def list_keys(self) -> list[ApiKeyRecord]:
-        rows = await self._fetch(f"SELECT {rowmap.KEY_COLS} FROM api_keys ORDER BY created_at")
-        return [rowmap.key_from_row(r) for r in rows]
-
-    async def revoke_key(self, key_id: str, now: float, audit: Event) -> bool:
-        sql = "UPDATE api_keys SET revoked_at = %s WHERE key_id = %s AND revoked_at IS NULL"
-
-        async def revoke(conn: Conn) -> bool:
-            return (await conn.execute(sql, (now, key_id))).rowcount == 1
-
-        return await self._audited(audit, revoke, only_if_changed=True)
 
     async def register_workflow(
         self, workflow: RegisteredWorkflow, body: bytes, audit: Event
@@ -1085,56 +673,8 @@ class PostgresStore:
 
         return await self._audited(audit, register, only_if_changed=True)
 
-    async def get_registered(
-        self, name: str, digest: str | None = None
-    ) -> tuple[RegisteredWorkflow, dict[str, Any]] | None:
-        rows = await self._fetch(
-            f"SELECT {rowmap.WORKFLOW_COLS} FROM workflows WHERE name = %(name)s"
-            " AND (%(digest)s::text IS NULL OR digest = %(digest)s)"
-            " ORDER BY registered_at DESC LIMIT 1",
-            {"name": name, "digest": digest},
-        )
-        if not rows:
-            return None
-        found = RegisteredWorkflow(*rows[0])
-        return found, await self.get_definition(found.digest)
-
-    async def list_registered(
-        self, name: str | None = None, limit: int = 100
-    ) -> list[RegisteredWorkflow]:
-        rows = await self._fetch(
-            f"SELECT {rowmap.WORKFLOW_COLS} FROM workflows"
-            " WHERE %(name)s::text IS NULL OR name = %(name)s"
-            " ORDER BY registered_at DESC LIMIT %(limit)s",
-            {"name": name, "limit": limit},
-        )
-        return [RegisteredWorkflow(*r) for r in rows]
-
     async def append_audit(self, events: Sequence[Event]) -> None:
         await self._audited(None, _nothing, extra=events)
-
-    async def audit_entries(
-        self,
-        after_seq: int = 0,
-        limit: int = 1000,
-        *,
-        actor: str | None = None,
-        run_id: str | None = None,
-        since: float | None = None,
-    ) -> list[AuditEntry]:
-        rows = await self._fetch(
-            f"SELECT seq, {_EVENT_COLS}, prev_hash, hash FROM events WHERE seq > %(after)s"
-            " AND (%(actor)s::text IS NULL OR starts_with(actor, %(actor)s))"
-            " AND (%(run)s::text IS NULL OR run_id = %(run)s)"
-            " AND (%(since)s::float8 IS NULL OR ts >= %(since)s)"
-            " ORDER BY seq LIMIT %(limit)s",
-            {"after": after_seq, "actor": actor, "run": run_id, "since": since, "limit": limit},
-        )
-        return [rowmap.audit_entry_from_row(r) for r in rows]
-
-    async def audit_head(self) -> AuditHead:
-        rows = await self._fetch("SELECT seq, hash FROM audit_head WHERE id = 1")
-        return AuditHead(*rows[0])
 
     async def _audited(
         self,
@@ -1164,7 +704,7 @@ async def _link_old_events(conn: Conn) -> None:
     """Brings events written before the audit chain existed into it, once (in the migration's
     transaction, under its lock)."""
     async with conn.cursor(binary=True) as cur:
-        await cur.execute(f"SELECT seq, {_EVENT_COLS} FROM events WHERE hash IS NULL ORDER BY seq")
+        await cur.execute(f"SELECT seq, {EVENT_COLS} FROM events WHERE hash IS NULL ORDER BY seq")
         rows = await cur.fetchall()
     if not rows:
         return

@@ -3,7 +3,8 @@
 A migration is appended, never edited: `schema_version` records how far a database is.
 SQLite and PostgreSQL keep parallel tuples (`MIGRATIONS`, `POSTGRES_MIGRATIONS`) because
 their DDL differs (`WITHOUT ROWID`, rowid keys vs identity columns, BLOB vs BYTEA): entry N
-of one is entry N of the other, so a change is appended to both with the same number.
+of one is entry N of the other, so a change is appended to both with the same number
+(tests/store/test_schema_parity.py compares the tables, columns, keys and indexes they build).
 SQLite scripts are split on `;`; a PostgreSQL script runs whole (it may hold function bodies).
 """
 

@@ -8,86 +8,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
 from podium.clock import SYSTEM_CLOCK, Clock
 from podium.errors import StoreError, StoreUnavailable
 from podium.events import Event
-from podium.store import audit, codec
+from podium.store import audit
 from podium.store import circuits as breaker
 from podium.store import pools as shares
 from podium.store import rows as rowmap
 from podium.store import schedules as sched
-from podium.store.records import (
-    ApiKeyRecord,
-    AuditEntry,
-    AuditHead,
-    Batch,
-    CircuitRecord,
-    CircuitResult,
-    DlqEntry,
-    QueueStat,
-    RegisteredWorkflow,
-    RunState,
-    Signal,
-    StepState,
-    WorkerInfo,
-)
+from podium.store.records import Batch, CircuitResult, RegisteredWorkflow
 from podium.store.schedules import Schedule
 from podium.store.schema import MIGRATIONS
 from podium.store.spend import (
     BudgetHold,
     ScopeUsage,
-    SpendGroup,
     WindowScope,
-    group_key,
     hold_params,
-    report_select,
     spend_params,
     usage_columns,
+)
+from podium.store.sql import (
+    BY_PRIORITY,
+    DLQ_COLS,
+    EVENT_COLS,
+    RUN_COLS,
+    SQLITE,
+    STEP_COLS,
+    UNFINISHED,
+    Row,
+    SQLStore,
+    on_run_conflict,
+    upsert,
 )
 
 _T = TypeVar("_T")
 
-_RUN_COLS = (
-    "run_id, workflow, workflow_version, definition_digest, inputs, priority, status, created_at,"
-    " started_at, finished_at, error, parent_run_id, cost_usd, tokens_in, tokens_out, owner,"
-    " lease_until, stopping, trusted"
-)
-_STEP_COLS = (
-    "run_id, step_id, idx, status, attempts, started_at, finished_at, error, fallback_used,"
-    " completed_seq, wake_at, compensation_error, cost_usd, tokens_in, tokens_out, output,"
-    " error_type, traceback"
-)
-_UNFINISHED = "('queued', 'running')"
-_BY_PRIORITY = (
-    "CASE priority WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END"
-)
-
-
-_UPSERT_RUN = (
-    f"INSERT INTO runs ({_RUN_COLS}) VALUES ({','.join('?' * 19)})"
-    " ON CONFLICT (run_id) DO UPDATE SET status=excluded.status, created_at=excluded.created_at,"
-    " started_at=excluded.started_at, finished_at=excluded.finished_at,"
-    " error=excluded.error, cost_usd=excluded.cost_usd,"
-    " tokens_in=excluded.tokens_in, tokens_out=excluded.tokens_out,"
-    " owner=excluded.owner, lease_until=excluded.lease_until,"
-    " stopping=excluded.stopping,"
-    " cancel_requested=CASE WHEN excluded.status IN"
-    f" {_UNFINISHED} THEN cancel_requested ELSE 0 END"
-)
-_UPSERT_STEP = f"INSERT OR REPLACE INTO steps ({_STEP_COLS}) VALUES ({','.join('?' * 18)})"
-_EVENT_COLS = (
-    "event_id, event_type, ts, run_id, causation_id, source, priority, version, payload, actor"
-)
+_UPSERT_RUN = f"INSERT INTO runs ({RUN_COLS}) VALUES ({','.join('?' * 19)})" + on_run_conflict("0")
+_UPSERT_STEP = upsert("steps", STEP_COLS, "run_id, step_id, idx", "?")
 _INSERT_EVENT = (
-    f"INSERT INTO events (seq, {_EVENT_COLS}, prev_hash, hash) VALUES ({','.join('?' * 13)})"
+    f"INSERT INTO events (seq, {EVENT_COLS}, prev_hash, hash) VALUES ({','.join('?' * 13)})"
 )
 
 
@@ -110,14 +75,12 @@ _Statement = tuple[str, list[tuple[Any, ...]], int | None]
 
 def _lost_runs(db: sqlite3.Connection, owner: str, run_ids: set[str]) -> set[str]:
     """Runs of the batch that exist and are held by someone else (asked under the write lock)."""
-    ids = list(run_ids)
     lost: set[str] = set()
-    for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
-        chunk = ids[start : start + 900]
+    for chunk in SQLITE.chunks(list(run_ids)):
+        clause, params = SQLITE.any_of("run_id", chunk)
         rows = db.execute(
-            f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
-            " AND (owner IS NULL OR owner != ?)",
-            [*chunk, owner],
+            f"SELECT run_id FROM runs WHERE {clause} AND (owner IS NULL OR owner != ?)",
+            [*params, owner],
         ).fetchall()
         lost.update(r[0] for r in rows)
     return lost
@@ -134,7 +97,7 @@ def _statements(batch: Batch) -> list[_Statement]:
     if batch.steps:
         out.append((_UPSERT_STEP, [rowmap.step_params(s) for s in batch.steps.values()], 0))
     if batch.dlq_add:
-        sql = "INSERT OR REPLACE INTO dlq VALUES (?,?,?,?,?,?)"
+        sql = upsert("dlq", DLQ_COLS, "run_id", "?")
         out.append((sql, [rowmap.dlq_params(d) for d in batch.dlq_add], 0))
     if batch.dlq_remove:
         sql = "DELETE FROM dlq WHERE run_id = ?"
@@ -147,16 +110,6 @@ def _statements(batch: Batch) -> list[_Statement]:
         sql = "INSERT OR IGNORE INTO spend VALUES (?,?,?,?,?,?,?,?,?)"
         out.append((sql, [spend_params(r) for r in batch.spend], 0))
     return out
-
-
-# `podium spend --by`: the group key over the spend table (day and hour as epoch buckets).
-_SPEND_KEYS = {
-    "workflow": "workflow",
-    "model": "coalesce(model, '')",
-    "run": "run_id",
-    "day": "CAST(ts / 86400 AS INTEGER)",
-    "hour": "CAST(ts / 3600 AS INTEGER)",
-}
 
 
 def _append_events(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -173,7 +126,7 @@ def _append_events(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> N
 def _link_old_events(db: sqlite3.Connection) -> None:
     """Brings events written before the audit chain existed into it, once."""
     rows = db.execute(
-        f"SELECT seq, {_EVENT_COLS} FROM events WHERE hash IS NULL ORDER BY seq"
+        f"SELECT seq, {EVENT_COLS} FROM events WHERE hash IS NULL ORDER BY seq"
     ).fetchall()
     if not rows:
         return
@@ -189,7 +142,9 @@ def _scope_usage(db: sqlite3.Connection, scope: WindowScope, now: float) -> Scop
     return ScopeUsage(scope, spent, held)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLStore):
+    dialect = SQLITE
+
     def __init__(
         self, path: str, *, durability: str = "process", clock: Clock = SYSTEM_CLOCK
     ) -> None:
@@ -197,12 +152,14 @@ class SQLiteStore:
         self.clock = clock
         self._path = path
         self._synchronous = "FULL" if durability == "full" else "NORMAL"
-        self._db: sqlite3.Connection | None = None  # reads and small writes, on the loop
-        self._writer: sqlite3.Connection | None = None  # batches, on the writer thread
+        self._db: sqlite3.Connection | None = None  # reads, on the loop
+        # Every write, on the writer thread: waiting for SQLite's lock never stalls the loop.
+        self._writer: sqlite3.Connection | None = None
         self._write_thread: ThreadPoolExecutor | None = None
 
     async def __aenter__(self) -> SQLiteStore:
-        self.open()
+        # Migrating waits for the write lock (another process may hold it): off the loop.
+        await asyncio.get_running_loop().run_in_executor(None, self.open)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -291,68 +248,29 @@ class SQLiteStore:
 
         return await self._on_writer(apply)
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    async def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
-            return self.db.execute(sql, params).fetchall()
+            return self.db.execute(query, params).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(f"cannot read the store {self.url}", exc) from exc
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        try:
-            return self.db.execute(sql, params).rowcount
-        except sqlite3.Error as exc:
-            raise _store_error(f"cannot write to the store {self.url}", exc) from exc
+    async def _execute(self, query: str, params: Sequence[Any] = (), *, retry: bool = True) -> int:
+        # `retry` is PostgreSQL's: here no commit is lost in flight.
+        return await self._on_writer(lambda db: db.execute(query, params).rowcount)
 
-    async def get_run(self, run_id: str) -> RunState | None:
-        rows = self._query(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,))
-        return rowmap.run_from_row(rows[0]) if rows else None
-
-    async def get_steps(self, run_id: str) -> list[StepState]:
-        rows = self._query(
-            f"SELECT {_STEP_COLS} FROM steps WHERE run_id = ? ORDER BY step_id, idx", (run_id,)
-        )
-        return [rowmap.step_from_row(r) for r in rows]
-
-    async def get_definition(self, digest: str) -> dict[str, Any]:
-        rows = self._query("SELECT body FROM definitions WHERE digest = ?", (digest,))
-        if not rows:
-            raise StoreError(f"the store has no workflow definition {digest}")
-        result: dict[str, Any] = orjson.loads(rows[0][0])
-        return result
-
-    async def list_runs(
+    async def _audited_execute(
         self,
+        audit: Event | None,
+        query: str,
+        params: Sequence[Any],
         *,
-        statuses: Sequence[str] | None = None,
-        workflow: str | None = None,
-        limit: int = 50,
-    ) -> list[RunState]:
-        where: list[str] = []
-        params: list[Any] = []
-        if statuses:
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            params.extend(statuses)
-        if workflow:
-            where.append("workflow = ?")
-            params.append(workflow)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._query(
-            f"SELECT {_RUN_COLS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC LIMIT ?",
-            [*params, limit],
-        )
-        return [rowmap.run_from_row(r) for r in rows]
+        only_if_changed: bool = False,
+        retry: bool = True,
+    ) -> int:
+        def change(db: sqlite3.Connection) -> int:
+            return db.execute(query, params).rowcount
 
-    async def finished_runs(self, run_ids: Sequence[str]) -> list[str]:
-        finished: list[str] = []
-        for start in range(0, len(run_ids), 900):  # SQLite's bound-parameter limit
-            chunk = run_ids[start : start + 900]
-            rows = self._query(
-                f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
-                f" AND status NOT IN {_UNFINISHED}",
-                list(chunk),
-            )
-            finished.extend(r[0] for r in rows)
-        return finished
+        return await self._audited(audit, change, only_if_changed=only_if_changed)
 
     async def claim_unfinished(
         self,
@@ -366,31 +284,21 @@ class SQLiteStore:
             return []
         now = self.clock.now()
         only = f" AND run_id IN ({','.join('?' * len(run_ids))})" if run_ids else ""
-        with self._immediate() as db:
+
+        def claim(db: sqlite3.Connection) -> list[str]:
             rows = db.execute(
-                f"SELECT run_id FROM runs WHERE status IN {_UNFINISHED}"
+                f"SELECT run_id FROM runs WHERE status IN {UNFINISHED}"
                 f" AND (owner IS NULL OR owner = ? OR lease_until < ?){only}"
-                f" ORDER BY {_BY_PRIORITY}, created_at LIMIT ?",
+                f" ORDER BY {BY_PRIORITY}, created_at LIMIT ?",
                 [owner, now, *(run_ids or ()), -1 if limit is None else limit],
             ).fetchall()
             db.executemany(
                 "UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ?",
                 [(owner, now + lease_s, r[0]) for r in rows],
             )
-        return [r[0] for r in rows]
+            return [r[0] for r in rows]
 
-    async def claim_for_replay(self, owner: str, lease_s: float, run_id: str) -> bool:
-        with self._immediate() as db:
-            cursor = db.execute(
-                f"UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ?"
-                f" AND status NOT IN {_UNFINISHED}",
-                (owner, self.clock.now() + lease_s, run_id),
-            )
-        return cursor.rowcount == 1
-
-    def _immediate(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """A write transaction on the loop's connection (short: claims, not batches)."""
-        return self._transaction(self.db)
+        return await self._on_writer(claim)
 
     @contextlib.contextmanager
     def _transaction(self, db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
@@ -406,171 +314,13 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise _store_error(f"cannot write to the store {self.url}", exc) from exc
 
-    async def heartbeat(self, worker: WorkerInfo) -> None:
-        self._execute(
-            "INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                worker.worker_id,
-                worker.host,
-                worker.pid,
-                worker.concurrency,
-                worker.active,
-                worker.state,
-                worker.started_at,
-                worker.heartbeat_at,
-            ),
-        )
-
-    async def set_paused(
-        self, scope: str, name: str, paused: bool, audit: Event | None = None
-    ) -> bool:
-        params: tuple[Any, ...]
-        if paused:
-            sql = "INSERT OR IGNORE INTO pauses VALUES (?, ?, ?)"
-            params = (scope, name, self.clock.now())
-        else:
-            sql, params = "DELETE FROM pauses WHERE scope = ? AND name = ?", (scope, name)
-        return await self._audited(audit, lambda db: db.execute(sql, params).rowcount == 1)
-
-    async def list_paused(self) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self._query("SELECT scope, name FROM pauses")]
-
-    async def cache_get(self, key: str) -> Any | None:
-        rows = self._query(
-            "SELECT value FROM llm_cache WHERE key = ? AND expires_at > ?", (key, self.clock.now())
-        )
-        return codec.decode(rows[0][0]) if rows else None
-
-    async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
-        self._execute(
-            "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?)",
-            (key, codec.encode(value), self.clock.now() + ttl_s),
-        )
-
-    async def list_workers(self) -> list[WorkerInfo]:
-        rows = self._query("SELECT * FROM workers ORDER BY started_at")
-        return [WorkerInfo(*row) for row in rows]
-
-    async def renew_leases(self, owner: str, lease_s: float) -> None:
-        self._execute(
-            f"UPDATE runs SET lease_until = ? WHERE owner = ? AND status IN {_UNFINISHED}",
-            (self.clock.now() + lease_s, owner),
-        )
-
-    async def release_leases(self, owner: str) -> None:
-        self._execute("UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = ?", (owner,))
-
-    async def list_events(
-        self, run_id: str | None = None, after_seq: int = 0, limit: int = 1000
-    ) -> list[tuple[int, Event]]:
-        if run_id is None:
-            rows = self._query(
-                f"SELECT seq, {_EVENT_COLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            )
-        else:
-            rows = self._query(
-                f"SELECT seq, {_EVENT_COLS} FROM events WHERE run_id = ? AND seq > ?"
-                " ORDER BY seq LIMIT ?",
-                (run_id, after_seq, limit),
-            )
-        return [rowmap.event_from_row(r) for r in rows]
-
-    async def list_dlq(self, limit: int = 100) -> list[DlqEntry]:
-        rows = self._query("SELECT * FROM dlq ORDER BY added_at DESC LIMIT ?", (limit,))
-        return [rowmap.dlq_from_row(r) for r in rows]
-
-    async def get_dlq(self, run_id: str) -> DlqEntry | None:
-        rows = self._query("SELECT * FROM dlq WHERE run_id = ?", (run_id,))
-        return rowmap.dlq_from_row(rows[0]) if rows else None
-
-    async def purge_dlq(self, audit: Event | None = None) -> int:
-        return await self._audited(audit, lambda db: db.execute("DELETE FROM dlq").rowcount)
-
-    async def add_signal(
-        self, run_id: str, name: str, payload: Any, audit: Event | None = None
-    ) -> None:
-        sql = "INSERT INTO signals (run_id, name, payload, created_at) VALUES (?, ?, ?, ?)"
-        params = (run_id, name, orjson.dumps(payload), self.clock.now())
-        await self._audited(audit, lambda db: db.execute(sql, params))
-
-    async def pending_signals(self, run_ids: Sequence[str]) -> list[Signal]:
-        if not run_ids:
-            return []
-        rows = self._query(
-            "SELECT signal_id, run_id, name, payload, created_at FROM signals WHERE taken = 0"
-            f" AND run_id IN ({','.join('?' * len(run_ids))}) ORDER BY signal_id",
-            list(run_ids),
-        )
-        return [Signal(r[0], r[1], r[2], orjson.loads(r[3]), r[4]) for r in rows]
-
-    async def request_cancel(self, run_id: str, audit: Event | None = None) -> None:
-        sql = "UPDATE runs SET cancel_requested = 1 WHERE run_id = ?"
-        await self._audited(audit, lambda db: db.execute(sql, (run_id,)))
-
-    async def cancel_requests(self, run_ids: Sequence[str]) -> list[str]:
-        if not run_ids:
-            return []
-        rows = self._query(
-            f"SELECT run_id FROM runs WHERE cancel_requested = 1 AND status IN {_UNFINISHED}"
-            f" AND run_id IN ({','.join('?' * len(run_ids))})",
-            list(run_ids),
-        )
-        return [r[0] for r in rows]
-
-    # -- the priority queue (DESIGN §3.7) --
-
-    async def overdue_queued(self, ttl_s: Mapping[str, float], limit: int) -> list[str]:
-        now = self.clock.now()
-        overdue = " OR ".join("(priority = ? AND created_at < ?)" for _ in ttl_s)
-        params = [v for p, ttl in ttl_s.items() for v in (p, now - ttl)]
-        rows = self._query(
-            f"SELECT run_id FROM runs WHERE status = 'queued' AND ({overdue})"
-            " AND (owner IS NULL OR lease_until < ?) ORDER BY created_at LIMIT ?",
-            [*params, now, limit],
-        )
-        return [r[0] for r in rows]
-
-    async def queue_stats(self) -> list[QueueStat]:
-        rows = self._query(
-            "SELECT priority, count(*), min(created_at) FROM runs WHERE status = 'queued'"
-            f" GROUP BY priority ORDER BY min({_BY_PRIORITY})"
-        )
-        return [QueueStat(r[0], r[1], r[2]) for r in rows]
-
     # -- circuit breakers (DESIGN §3.3) --
 
-    async def list_circuits(self) -> list[CircuitRecord]:
-        rows = self._query(f"SELECT {breaker.CIRCUIT_COLS} FROM circuits ORDER BY key")
-        return [breaker.circuit_from_row(r) for r in rows]
-
-    async def circuit_failure(
-        self, key: str, *, failures: int, cooldown_s: float
+    async def _circuit_txn(
+        self, key: str, op: breaker.CircuitOp, audit: Event | None = None
     ) -> CircuitResult:
-        return self._circuit_txn(key, breaker.failed(key, failures=failures, cooldown_s=cooldown_s))
-
-    async def circuit_success(self, key: str, *, successes: int, trial: bool) -> CircuitResult:
-        return self._circuit_txn(key, breaker.succeeded(successes=successes, trial=trial))
-
-    async def take_circuit_trial(
-        self, key: str, *, cooldown_s: float, half_open_max: int, lease_s: float
-    ) -> CircuitResult:
-        op = breaker.take_trial(cooldown_s=cooldown_s, half_open_max=half_open_max, lease_s=lease_s)
-        return self._circuit_txn(key, op)
-
-    async def release_circuit_trial(self, key: str) -> CircuitResult:
-        return self._circuit_txn(key, breaker.release_trial)
-
-    async def force_circuit(
-        self, key: str, *, open_: bool, audit: Event | None = None
-    ) -> CircuitResult:
-        op = breaker.forced(key, open_=open_)
+        # Under SQLite's write lock.
         return await self._audited(audit, lambda db: self._circuit_change(db, key, op))
-
-    def _circuit_txn(self, key: str, op: breaker.CircuitOp) -> CircuitResult:
-        """Reads, changes and writes one circuit's row under SQLite's write lock."""
-        with self._immediate() as db:
-            return self._circuit_change(db, key, op)
 
     def _circuit_change(
         self, db: sqlite3.Connection, key: str, op: breaker.CircuitOp
@@ -589,30 +339,7 @@ class SQLiteStore:
             )
         return result
 
-
     # -- schedules (`podium schedule`) --
-
-    async def add_schedule(self, schedule: Schedule, audit: Event | None = None) -> bool:
-        marks = ",".join("?" * 15)
-        sql = f"INSERT OR IGNORE INTO schedules ({sched.SCHEDULE_COLS}) VALUES ({marks})"
-        params = sched.schedule_params(schedule)
-
-        def add(db: sqlite3.Connection) -> bool:
-            return db.execute(sql, params).rowcount == 1
-
-        return await self._audited(audit, add, only_if_changed=True)
-
-    async def list_schedules(self) -> list[Schedule]:
-        rows = self._query(f"SELECT {sched.SCHEDULE_COLS} FROM schedules ORDER BY name")
-        return [sched.schedule_from_row(r) for r in rows]
-
-    async def get_schedule(self, key: str) -> Schedule | None:
-        rows = self._query(
-            f"SELECT {sched.SCHEDULE_COLS} FROM schedules WHERE schedule_id = ? OR name = ?"
-            " ORDER BY schedule_id = ? DESC LIMIT 1",
-            (key, key, key),
-        )
-        return sched.schedule_from_row(rows[0]) if rows else None
 
     async def remove_schedule(self, key: str, audit: Event | None = None) -> Schedule | None:
         def remove(db: sqlite3.Connection) -> Schedule | None:
@@ -628,47 +355,6 @@ class SQLiteStore:
 
         return await self._audited(audit, remove, only_if_changed=True)
 
-    async def due_schedules(self, now: float, stale_before: float) -> list[Schedule]:
-        rows = self._query(
-            f"SELECT {sched.SCHEDULE_COLS} FROM schedules"
-            " WHERE (pending_tick IS NULL AND next_at <= ?)"
-            " OR (pending_tick IS NOT NULL AND pending_since < ?)"
-            " ORDER BY coalesce(pending_tick, next_at) LIMIT 1000",
-            (now, stale_before),
-        )
-        return [sched.schedule_from_row(r) for r in rows]
-
-    async def next_schedule_at(self) -> float | None:
-        rows = self._query("SELECT min(next_at) FROM schedules WHERE pending_tick IS NULL")
-        return rows[0][0] if rows else None
-
-    async def claim_schedule_tick(
-        self, schedule_id: str, tick: float, next_at: float | None, now: float
-    ) -> bool:
-        # One UPDATE is atomic under SQLite's write lock: of two schedulers, one matches.
-        claimed = self._execute(
-            "UPDATE schedules SET next_at = ?, pending_tick = ?, pending_since = ?"
-            " WHERE schedule_id = ? AND next_at = ? AND pending_tick IS NULL",
-            (next_at, tick, now, schedule_id, tick),
-        )
-        return claimed == 1
-
-    async def reclaim_schedule_tick(
-        self, schedule_id: str, tick: float, claimed_at: float, now: float
-    ) -> bool:
-        claimed = self._execute(
-            "UPDATE schedules SET pending_since = ?"
-            " WHERE schedule_id = ? AND pending_tick = ? AND pending_since = ?",
-            (now, schedule_id, tick, claimed_at),
-        )
-        return claimed == 1
-
-    async def finish_schedule_tick(
-        self, schedule_id: str, tick: float, run_id: str | None, now: float
-    ) -> None:
-        sql, params = sched.finish_tick_sql(schedule_id, tick, run_id, now, "?")
-        self._execute(sql, params)
-
     # -- budgets and cost accounting (DESIGN §3.9) --
 
     async def hold_budget(
@@ -676,27 +362,27 @@ class SQLiteStore:
     ) -> tuple[bool, list[ScopeUsage]]:
         # Under SQLite's write lock: of two engines after the last dollar, one sees the other.
         now = self.clock.now()
-        with self._immediate() as db:
+
+        def place(db: sqlite3.Connection) -> tuple[bool, list[ScopeUsage]]:
             db.executemany("DELETE FROM budget_holds WHERE hold_id = ?", [(i,) for i in release])
             found = [_scope_usage(db, scope, now) for scope in scopes]
             placed = all(usage.fits(hold.usd) for usage in found)
             if placed:
                 db.execute("INSERT INTO budget_holds VALUES (?,?,?,?,?,?)", hold_params(hold))
-        return placed, found
+            return placed, found
 
-    async def release_budget_holds(self, hold_ids: Sequence[str]) -> None:
-        if hold_ids:
-            with self._immediate() as db:
-                db.executemany(
-                    "DELETE FROM budget_holds WHERE hold_id = ?", [(i,) for i in hold_ids]
-                )
+        return await self._on_writer(place)
 
     async def renew_budget_holds(self, holder: str, expires_at: float) -> None:
-        with self._immediate() as db:
+        now = self.clock.now()
+
+        def renew(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE budget_holds SET expires_at = ? WHERE holder = ?", (expires_at, holder)
             )
-            db.execute("DELETE FROM budget_holds WHERE expires_at < ?", (self.clock.now(),))
+            db.execute("DELETE FROM budget_holds WHERE expires_at < ?", (now,))
+
+        await self._on_writer(renew)
 
     async def budget_usage(self, scopes: Sequence[WindowScope]) -> list[ScopeUsage]:
         now = self.clock.now()
@@ -704,15 +390,6 @@ class SQLiteStore:
             return [_scope_usage(self.db, scope, now) for scope in scopes]
         except sqlite3.Error as exc:
             raise _store_error(f"cannot read the store {self.url}", exc) from exc
-
-    async def spend_report(
-        self, by: str, since: float, workflow: str | None = None
-    ) -> list[SpendGroup]:
-        sql, params = report_select(_SPEND_KEYS[by], since, workflow, "?")
-        return [
-            SpendGroup(group_key(by, r[0]), r[1], r[2], r[3], r[4])
-            for r in self._query(sql, params)
-        ]
 
     # -- capacity pools and token buckets (DESIGN §3.8) --
 
@@ -745,38 +422,6 @@ class SQLiteStore:
 
         return await self._on_writer(work)
 
-    async def pool_contention(
-        self, holder: str, pools: Sequence[str]
-    ) -> list[shares.ShareGrant]:
-        if not pools:
-            return []
-        rows = self._query(
-            "SELECT pool, holder, amount, wanted FROM pool_shares WHERE expires_at >= ?"
-            f" AND pool IN ({','.join('?' * len(pools))})",
-            [self.clock.now(), *pools],
-        )
-        return shares.contention(holder, pools, rows)
-
-    async def renew_shares(self, holder: str, ttl_s: float) -> None:
-        def work(db: sqlite3.Connection) -> None:
-            db.execute(
-                "UPDATE pool_shares SET expires_at = ? WHERE holder = ?",
-                (self.clock.now() + ttl_s, holder),
-            )
-
-        await self._on_writer(work)
-
-    async def drop_shares(self, holder: str) -> None:
-        self._execute("DELETE FROM pool_shares WHERE holder = ?", (holder,))
-
-    async def list_shares(self) -> list[shares.PoolShare]:
-        rows = self._query(
-            f"SELECT {shares.SHARE_COLS} FROM pool_shares WHERE expires_at >= ?"
-            " ORDER BY pool, holder",
-            (self.clock.now(),),
-        )
-        return [shares.PoolShare(*r) for r in rows]
-
     async def take_tokens(
         self, key: str, rate_per_s: float, burst: float, amount: float, *, allow_debt: bool = False
     ) -> float:
@@ -796,31 +441,7 @@ class SQLiteStore:
 
         return await self._on_writer(work)
 
-    async def list_buckets(self) -> list[shares.BucketLevel]:
-        rows = self._query(f"SELECT {shares.BUCKET_COLS} FROM buckets ORDER BY key")
-        return [shares.BucketLevel(*r) for r in rows]
-
     # -- API keys, the registry of API definitions, the audit chain --
-
-    async def add_key(self, key: ApiKeyRecord, audit: Event) -> None:
-        sql = f"INSERT INTO api_keys ({rowmap.KEY_COLS}) VALUES ({','.join('?' * 9)})"
-        await self._audited(audit, lambda db: db.execute(sql, rowmap.key_params(key)))
-
-    async def get_key(self, key_id: str) -> ApiKeyRecord | None:
-        rows = self._query(f"SELECT {rowmap.KEY_COLS} FROM api_keys WHERE key_id = ?", (key_id,))
-        return rowmap.key_from_row(rows[0]) if rows else None
-
-    async def list_keys(self) -> list[ApiKeyRecord]:
-        rows = self._query(f"SELECT {rowmap.KEY_COLS} FROM api_keys ORDER BY created_at")
-        return [rowmap.key_from_row(r) for r in rows]
-
-    async def revoke_key(self, key_id: str, now: float, audit: Event) -> bool:
-        sql = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
-
-        def revoke(db: sqlite3.Connection) -> bool:
-            return db.execute(sql, (now, key_id)).rowcount == 1
-
-        return await self._audited(audit, revoke, only_if_changed=True)
 
     async def register_workflow(
         self, workflow: RegisteredWorkflow, body: bytes, audit: Event
@@ -832,54 +453,9 @@ class SQLiteStore:
 
         return await self._audited(audit, register, only_if_changed=True)
 
-    async def get_registered(
-        self, name: str, digest: str | None = None
-    ) -> tuple[RegisteredWorkflow, dict[str, Any]] | None:
-        rows = self._query(
-            f"SELECT {rowmap.WORKFLOW_COLS} FROM workflows WHERE name = ?"
-            " AND (? IS NULL OR digest = ?) ORDER BY registered_at DESC LIMIT 1",
-            (name, digest, digest),
-        )
-        if not rows:
-            return None
-        found = RegisteredWorkflow(*rows[0])
-        return found, await self.get_definition(found.digest)
-
-    async def list_registered(
-        self, name: str | None = None, limit: int = 100
-    ) -> list[RegisteredWorkflow]:
-        rows = self._query(
-            f"SELECT {rowmap.WORKFLOW_COLS} FROM workflows WHERE ? IS NULL OR name = ?"
-            " ORDER BY registered_at DESC LIMIT ?",
-            (name, name, limit),
-        )
-        return [RegisteredWorkflow(*r) for r in rows]
-
     async def append_audit(self, events: Sequence[Event]) -> None:
         rows = [rowmap.event_params(e) for e in events]
         await self._on_writer(lambda db: _append_events(db, rows))
-
-    async def audit_entries(
-        self,
-        after_seq: int = 0,
-        limit: int = 1000,
-        *,
-        actor: str | None = None,
-        run_id: str | None = None,
-        since: float | None = None,
-    ) -> list[AuditEntry]:
-        rows = self._query(
-            f"SELECT seq, {_EVENT_COLS}, prev_hash, hash FROM events WHERE seq > ?"
-            " AND (? IS NULL OR substr(actor, 1, length(?)) = ?)"
-            " AND (? IS NULL OR run_id = ?) AND (? IS NULL OR ts >= ?)"
-            " ORDER BY seq LIMIT ?",
-            (after_seq, actor, actor, actor, run_id, run_id, since, since, limit),
-        )
-        return [rowmap.audit_entry_from_row(r) for r in rows]
-
-    async def audit_head(self) -> AuditHead:
-        rows = self._query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        return AuditHead(*rows[0])
 
     async def _audited(
         self,
@@ -902,7 +478,7 @@ class SQLiteStore:
 
     async def _on_writer(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Runs `work` in one write transaction on the writer thread: waiting there for the
-        write lock (a batch committing) does not stall the event loop, as `_immediate` would."""
+        write lock (a batch committing) does not stall the event loop."""
         if self._write_thread is None:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
