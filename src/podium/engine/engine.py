@@ -127,6 +127,7 @@ class Engine:
         self._compiled: dict[str, Compiled] = {}
         self._compiled_by_obj: dict[int, Compiled] = {}
         self._active: dict[str, ActiveRun] = {}
+        self._nested: set[str] = set()  # child runs among the active: they take no slot
         self._queued: dict[str, ActiveRun] = {}
         self._queue: list[tuple[int, int, str]] = []
         self._fifo = itertools.count()
@@ -237,6 +238,7 @@ class Engine:
             for task in list(run.tasks.values()):
                 task.cancel()
             run.lost = True
+            self._nested.discard(run_id)
             self.control.admission.release(run_id)
             if not run.done.done():
                 run.done.set_result(None)
@@ -261,7 +263,9 @@ class Engine:
         if run_id is not None and (self.knows(run_id) or await self.store.get_run(run_id)):
             raise PodiumError(f"run {run_id} exists already; a run id names one run")
         compiled = self._compile(workflow)
-        if self.control.admission.enabled:  # never runnable, or `reject` and not free now
+        # A child of a run this engine runs belongs to its root's tree: admitted with it.
+        nested = parent_run_id is not None and parent_run_id in self._active
+        if self.control.admission.enabled and not nested:  # never runnable, or `reject`...
             self.control.admission.check_possible(workflow, compiled.plan)
             if workflow.on_constrained == "reject":
                 await self.control.admission.check_free(workflow, compiled.plan)
@@ -279,12 +283,16 @@ class Engine:
             lease_until=now + self.settings.lease_s,
             trusted=trusted,
         )
-        if self.bus.distributed:  # a worker takes it: nobody holds it until then
+        if self.bus.distributed and not nested:  # a worker takes it: nobody holds it till then
             row.owner, row.lease_until = None, None
         run = self._new_run(row, compiled, [])
         self.journal.definition(compiled.digest, compiled.body)
         self._apply(run, run.machine.queued(now, actor))
-        await self._enqueue_or_dispatch(run)
+        if nested:
+            self._start_nested(run)
+            await self.journal.committed()
+        else:
+            await self._enqueue_or_dispatch(run)
         return row.run_id
 
     async def run(self, workflow: Workflow, inputs: Mapping[str, Any] | None = None) -> RunSummary:
@@ -546,6 +554,7 @@ class Engine:
 
     def _retire(self, run: ActiveRun) -> None:
         self._active.pop(run.run_id, None)
+        self._nested.discard(run.run_id)
         self.control.admission.release(run.run_id)
         if not run.done.done():
             run.done.set_result(None)
@@ -585,7 +594,7 @@ class Engine:
 
     def _pump(self) -> None:
         now = self.clock.now()
-        while self._queue and len(self._active) < self.settings.max_active_runs:
+        while self._queue and len(self._active) - len(self._nested) < self.settings.max_active_runs:
             rank, seq, run_id = heapq.heappop(self._queue)
             run = self._queued.pop(run_id, None)
             if run is None:  # a queued run cancelled (or expired) meanwhile is gone from _queued
@@ -601,6 +610,14 @@ class Engine:
                 return
             self._active[run_id] = run
             self._apply(run, run.machine.start(now, admitted.dropped, admitted.reason))
+
+    def _start_nested(self, run: ActiveRun) -> None:
+        """Starts a child run at once: it takes no active-run slot and no resources of its
+        own (its root holds the tree's), so it never waits behind capacity its ancestors hold."""
+        self._queued.pop(run.run_id, None)
+        self._active[run.run_id] = run
+        self._nested.add(run.run_id)
+        self._apply(run, run.machine.start(self.clock.now()))
 
     def _expire(self, run: ActiveRun, now: float) -> None:
         """Ends a run that waited in the queue past its priority's TTL."""
@@ -652,11 +669,17 @@ class Engine:
             return
         compiled = await self._compiled_for(row.definition_digest)
         run = self._new_run(row, compiled, await self.store.get_steps(run_id))
+        nested = row.parent_run_id is not None
         if row.status == RunStatus.QUEUED:
-            self._enqueue(run)
+            if nested:
+                self._start_nested(run)
+            else:
+                self._enqueue(run)
             return
         self._active[run_id] = run
-        if self.control.admission.enabled:  # admitted before: takes its resources back
+        if nested:
+            self._nested.add(run_id)
+        elif self.control.admission.enabled:  # admitted before: takes its resources back
             self.control.admission.hold(run_id, compiled.workflow, compiled.plan)
         self._apply(run, run.machine.resume(self.clock.now(), self.owner))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TypedDict
 
-from podium.model.workflow import Step, Workflow
+from podium.model.workflow import Step, Workflow, WorkflowAction
 
 Needs = Mapping[str, Sequence[str]]
 
@@ -104,10 +104,11 @@ def build_plan(workflow: Workflow) -> Plan:
 
 def agent_demand(step: Step) -> int:
     """Agent instances a step runs at once: 0 unless it uses an agent; a `for_each` counts
-    `max_parallel` (one when unbounded), as `step_demand` does."""
-    if step.agent is None:
-        return 0
-    return (step.max_parallel or 1) if step.for_each is not None else 1
+    `max_parallel` (one when unbounded), as `step_demand` does. A `workflow` step adds its
+    child run's peak: a run tree is admitted, and holds its resources, at its root."""
+    child = child_plan(step)
+    own = 0 if step.agent is None else 1
+    return (own + (child.agent_instances if child else 0)) * _copies(step)
 
 
 def step_demand(step: Step) -> PeakResources:
@@ -115,14 +116,40 @@ def step_demand(step: Step) -> PeakResources:
 
     A `for_each` step counts its per-instance resources times `max_parallel`, or times one
     when unbounded: its item count is only known at run time, and one instance is the least
-    it needs. A plan is static, so it cannot promise more than that.
+    it needs. A plan is static, so it cannot promise more than that. A `workflow` step whose
+    child definition is known (a file, inlined at load) also holds its child run's peak.
     """
-    per_instance = step.resources
-    copies = (step.max_parallel or 1) if step.for_each is not None else 1
+    own = step.resources
+    per_instance = PeakResources(own.cpu, own.memory_mib, own.api_calls)
+    child = child_plan(step)
+    if child is not None:
+        per_instance = per_instance + child.resources
+    copies = _copies(step)
     return PeakResources(
         per_instance.cpu * copies, per_instance.memory_mib * copies,
         per_instance.api_calls * copies,
     )
+
+
+def _copies(step: Step) -> int:
+    return (step.max_parallel or 1) if step.for_each is not None else 1
+
+
+# id(action) -> (action, plan): holding the action keeps its id from being reused.
+_CHILD_PLANS: dict[int, tuple[WorkflowAction, Plan]] = {}
+
+
+def child_plan(step: Step) -> Plan | None:
+    """The plan of the child run a `workflow` step starts, when its definition is inline
+    (None for a registered name: resolved only when the step runs)."""
+    action = step.action
+    if not isinstance(action, WorkflowAction) or action.definition is None:
+        return None
+    cached = _CHILD_PLANS.get(id(action))
+    if cached is None:
+        plan = build_plan(Workflow.model_validate(action.definition))
+        cached = _CHILD_PLANS[id(action)] = (action, plan)
+    return cached[1]
 
 
 def plan_graph(
