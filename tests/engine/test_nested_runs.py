@@ -114,3 +114,12 @@ def test_the_cli_command_from_the_report_ends_with_the_parent_succeeded(tmp_path
     )
     assert done.returncode == 0, done.stderr
     assert '"status": "succeeded"' in done.stdout
+
+
+async def test_a_parent_waiting_on_its_child_holds_no_global_concurrency_slot(
+    store: Store,
+) -> None:
+    child = {"name": "child", "steps": {"c": {"kind": "sim"}, "d": {"kind": "sim"}}}
+    async with engine_on(store, _settings(limits={"max_concurrent": 1})) as engine:
+        run_id = await engine.submit(parent(child=child))
+        assert await _all_final(engine, [run_id]) == ["succeeded"]

@@ -17,7 +17,20 @@ from podium.control.guard import Call, CallOutcome
 from podium.control.pools import SharePools
 from podium.control.ratelimit import TokenBuckets, per_minute
 from podium.model.expressions import render
-from podium.model.workflow import Action, Limits, LlmAction, SimAction, Step, Workflow
+from podium.model.workflow import (
+    Action,
+    Limits,
+    LlmAction,
+    SimAction,
+    Step,
+    WaitAction,
+    Workflow,
+    WorkflowAction,
+)
+
+# Steps that only wait (for a child run, a signal, a time) hold no global slot: a parent
+# waiting on its child must not sit on the slot the child's steps need.
+_WAITING = (WorkflowAction, WaitAction)
 
 GLOBAL_POOL = "global"
 
@@ -100,7 +113,7 @@ class LimitsGuard:
         self._pools = pools
         self._buckets = buckets
         # (step object id, primary, provider) -> (the step, kept so its id stays its own; plan)
-        self._plans: dict[tuple[int, bool, str | None], tuple[Step, _Plan]] = {}
+        self._plans: dict[tuple[int, bool, str | None, bool], tuple[Step, _Plan]] = {}
 
     def configured(self) -> bool:
         return (
@@ -121,7 +134,8 @@ class LimitsGuard:
         buckets: dict[str, tuple[float, float]] = {}
         for step in workflow.steps.values():
             provider = step.action.provider if isinstance(step.action, LlmAction) else None
-            for rule in self._resolve(step, True, provider):
+            waiting = isinstance(step.action, _WAITING)
+            for rule in self._resolve(step, True, provider, waiting):
                 if rule.fixed is None:
                     continue
                 if rule.slots is not None:
@@ -132,7 +146,7 @@ class LimitsGuard:
 
     def applies(self, step: Step, action: Action, primary: bool) -> bool:
         provider = action.provider if isinstance(action, LlmAction) else None
-        return bool(self._resolve(step, primary, provider))
+        return bool(self._resolve(step, primary, provider, isinstance(action, _WAITING)))
 
     def rules(self, call: Call) -> tuple[Rule, ...]:
         return self._plan(call).rules
@@ -140,14 +154,17 @@ class LimitsGuard:
     def _plan(self, call: Call) -> _Plan:
         action = call.action
         provider = action.provider if isinstance(action, LlmAction) else None
-        key = (id(call.step), call.primary, provider)
+        waiting = isinstance(action, _WAITING)
+        key = (id(call.step), call.primary, provider, waiting)
         hit = self._plans.get(key)
         if hit is None or hit[0] is not call.step:
-            rules = self._resolve(call.step, call.primary, provider)
+            rules = self._resolve(call.step, call.primary, provider, waiting)
             hit = self._plans[key] = (call.step, _Plan.of(rules))
         return hit[1]
 
-    def _resolve(self, step: Step, primary: bool, provider: str | None) -> tuple[Rule, ...]:
+    def _resolve(
+        self, step: Step, primary: bool, provider: str | None, waiting: bool
+    ) -> tuple[Rule, ...]:
         rules: list[Rule] = []
         if primary:  # a fallback or compensation has its own target and no agent
             own = step.limits
@@ -159,8 +176,9 @@ class LimitsGuard:
         if provider is not None and provider in self._providers:
             limits = self._providers[provider]
             rules.append(Rule.of(f"provider:{provider}", limits, self._buckets.burst_s))
-        if self._global is not None:  # last of the slots: a call waiting for its agent's
-            # slot must not sit on a global one that other agents' calls need
+        # Last of the slots: a call waiting for its agent's slot must not sit on a global one
+        # that other agents' calls need.
+        if self._global is not None and not waiting:
             rules.append(Rule.of(GLOBAL_POOL, self._global, self._buckets.burst_s))
         return tuple(rules)
 

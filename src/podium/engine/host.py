@@ -159,8 +159,33 @@ class EngineHost:
         """Runs (or, after a restart, finds again) the child run and returns its outputs."""
         engine = self._engine
         child_id = str(uuid.uuid5(_CHILD_NAMESPACE, ctx.idempotency_key))
-        row = None if engine.knows(child_id) else await engine.store.get_run(child_id)
-        if not engine.knows(child_id) and row is None:
+        try:
+            await self._start_child(ctx, child_id, workflow, definition, inputs)
+            await engine.wait_done(child_id)
+        except asyncio.CancelledError:  # the parent's step was cancelled: so is its child,
+            # even one cancelled while it was being submitted
+            if engine.knows(child_id):
+                await engine.cancel(child_id)
+            raise
+        summary = await engine.summary(child_id)
+        if summary.status not in ("succeeded", "degraded"):
+            raise NonRetryable(f"child run {child_id} ended {summary.status}: {summary.error}")
+        return summary.outputs
+
+    async def _start_child(
+        self,
+        ctx: StepContext,
+        child_id: str,
+        workflow: str,
+        definition: dict[str, Any] | None,
+        inputs: dict[str, Any],
+    ) -> None:
+        """Submits the child run, or, after a restart, resumes the one submitted before."""
+        engine = self._engine
+        if engine.knows(child_id):
+            return
+        row = await engine.store.get_run(child_id)
+        if row is None:
             # A child runs under its parent's trust: an API definition cannot reach, through
             # a sub-workflow, what it may not reach itself.
             trusted = engine.runtime(ctx.run_id).row.trusted
@@ -172,18 +197,8 @@ class EngineHost:
             await engine.submit(
                 child, inputs, run_id=child_id, parent_run_id=ctx.run_id, trusted=trusted
             )
-        elif row is not None and not row.done:
+        elif not row.done:
             await engine.recover([child_id])
-        try:
-            await engine.wait_done(child_id)
-        except asyncio.CancelledError:
-            if engine.knows(child_id):
-                await engine.cancel(child_id)
-            raise
-        summary = await engine.summary(child_id)
-        if summary.status not in ("succeeded", "degraded"):
-            raise NonRetryable(f"child run {child_id} ended {summary.status}: {summary.error}")
-        return summary.outputs
 
     async def _registered(self, name: str, trusted: bool) -> Workflow:
         """The newest registered definition of `name`; a trusted run may also name a
