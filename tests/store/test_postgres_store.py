@@ -16,8 +16,9 @@ from psycopg import sql
 
 from podium.errors import StoreError, StoreUnavailable
 from podium.events import Event
+from podium.redact import redact_url_password as redact
 from podium.store import Batch, RunState, StepState, open_store
-from podium.store.postgres import PostgresStore, parse_url, redact
+from podium.store.postgres import PostgresStore, parse_url
 from podium.store.schema import POSTGRES_MIGRATIONS
 
 

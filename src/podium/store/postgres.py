@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from podium.clock import SYSTEM_CLOCK, Clock
 from podium.errors import StoreError, StoreUnavailable
 from podium.events import Event
-from podium.redact import redact_url_password
+from podium.redact import Redactor, redact_url_password
 from podium.store import audit
 from podium.store import circuits as breaker
 from podium.store import pools as shares
@@ -286,9 +286,6 @@ def _pool_lock_key(schema: str | None, pool: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-redact = redact_url_password  # the name this module's callers and tests know
-
-
 # -- URLs and errors -------------------------------------------------------------------------
 
 
@@ -300,7 +297,8 @@ def parse_url(url: str) -> tuple[str, str | None]:
     try:
         options = str(conninfo_to_dict(base).get("options") or "")
     except psycopg.Error as exc:
-        raise StoreError(f"invalid store URL {redact(url)}: {_one_line(exc)}") from None
+        shown = redact_url_password(url)
+        raise StoreError(f"invalid store URL {shown}: {_one_line(exc)}") from None
     schema = dict(query).get("schema")
     if schema is None:
         found = _SEARCH_PATH_OPTION.search(options)
@@ -316,7 +314,7 @@ def parse_url(url: str) -> tuple[str, str | None]:
 def _one_line(exc: BaseException, secret: str | None = None) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if secret:
-        text = text.replace(secret, "***")
+        text = Redactor([secret]).text(text)
     return text[:500]
 
 
@@ -357,7 +355,7 @@ class PostgresStore(SQLStore):
     ) -> None:
         self.url = url
         self.clock = clock
-        self.safe_url = redact(url)
+        self.safe_url = redact_url_password(url)
         self._conninfo, self._schema = parse_url(url)
         password = conninfo_to_dict(self._conninfo).get("password")
         self._password = str(password) if password else None
