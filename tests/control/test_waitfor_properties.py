@@ -12,7 +12,9 @@ from podium.store.waits import RunLink, WaitRecord, child_run_id, step_key
 
 
 @st.composite
-def graphs(draw: st.DrawFn, *, any_of: bool | None = None, acyclic: bool = False) -> dict[str, Node]:
+def graphs(
+    draw: st.DrawFn, *, any_of: bool | None = None, acyclic: bool = False
+) -> dict[str, Node]:
     """Up to 9 nodes; each waits for a few others (only later ones when `acyclic`); some are
     pool waiters (`any_of`, a `since`), the rest wait for all they wait for."""
     n = draw(st.integers(1, 9))
@@ -21,7 +23,8 @@ def graphs(draw: st.DrawFn, *, any_of: bool | None = None, acyclic: bool = False
     for i, node in enumerate(ids):
         pool = draw(st.booleans()) if any_of is None else any_of
         targets = ids[i + 1 :] if acyclic else ids
-        waits = tuple(sorted(set(draw(st.lists(st.sampled_from(targets), max_size=3))))) if targets else ()
+        picked = draw(st.lists(st.sampled_from(targets), max_size=3)) if targets else []
+        waits = tuple(sorted(set(picked)))
         since = draw(st.floats(0, 100)) if pool and waits else None
         graph[node] = Node(node, waits, any_of=pool, since=since)
     return graph
@@ -99,13 +102,14 @@ def test_the_victim_is_on_the_cycle_and_its_youngest_waiter(graph: dict[str, Nod
 @settings(max_examples=300)
 @given(graphs(any_of=True))
 def test_a_pool_waiter_with_one_free_holder_is_not_stuck(graph: dict[str, Node]) -> None:
-    free = Node("free")
-    graph = {**graph, "free": free}
-    graph = {k: Node(k, (*v.waits, "free"), any_of=True, since=v.since) if k != "free" else v for k, v in graph.items()}
+    graph = {k: Node(k, (*v.waits, "free"), any_of=True, since=v.since) for k, v in graph.items()}
+    graph["free"] = Node("free")  # a holder running freely: its release lets any waiter go on
     assert find_deadlocks(graph) == []
 
 
-def _rec(run: str, step: str, pool: str, holds: bool, since: float, kind: str = "sim") -> WaitRecord:
+def _rec(
+    run: str, step: str, pool: str, holds: bool, since: float, kind: str = "sim"
+) -> WaitRecord:
     return WaitRecord(run, step, -1, f"wf-{run}", kind, pool, holds, 1.0, 1.0, since)
 
 
