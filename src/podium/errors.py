@@ -152,6 +152,13 @@ class BudgetExceeded(NonRetryable):
     code = "budget_exceeded"
 
 
+class DeadlockDetected(NonRetryable):
+    """The step waited for a pool slot in a cycle of waits (a deadlock) and was the youngest
+    waiter in it: its wait was failed to break the cycle. The message names the cycle."""
+
+    code = "deadlock"
+
+
 class Retry(StepError):
     """Raise from a step body to ask for another attempt after `after` seconds."""
 

@@ -119,6 +119,13 @@ class Api(_Section):
     max_failed_auth_per_minute: int = Field(10, ge=1)  # per client address, then 429
 
 
+class DeadlockCheck(_Section):
+    """How often each engine looks for deadlocks in the store-wide wait-for graph."""
+
+    enabled: bool = True
+    check_every: Duration = Field(5.0, gt=0)
+
+
 class ControlConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PODIUM_", env_nested_delimiter="__", extra="forbid", frozen=True,
@@ -135,6 +142,7 @@ class ControlConfig(BaseSettings):
     security: Security = Field(default_factory=Security)
     secrets: Secrets = Field(default_factory=Secrets)
     api: Api = Field(default_factory=Api)
+    deadlock: DeadlockCheck = Field(default_factory=DeadlockCheck)
     # Not a section of the file: read from its own file (PODIUM_PRICING_FILE) by the settings.
     pricing: Pricing = Field(default_factory=lambda: DEFAULT_PRICING, exclude=True)
 

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from podium.control.config import ControlConfig
+from podium.control.deadlocks import WaitRegistry
 from podium.control.guard import Call, CallOutcome
 from podium.control.pools import SharePools
 from podium.control.ratelimit import TokenBuckets, per_minute
@@ -103,7 +104,9 @@ class LimitsGuard:
     (`[providers.NAME]`, llm calls) concurrency slots, then the global cap (`[limits]
     max_concurrent`, every attempt), then request and token buckets."""
 
-    def __init__(self, config: ControlConfig, pools: SharePools, buckets: TokenBuckets) -> None:
+    def __init__(
+        self, config: ControlConfig, pools: SharePools, buckets: TokenBuckets, waits: WaitRegistry
+    ) -> None:
         self._agents = {
             name: agent.limits for name, agent in config.agents.items() if agent.limits is not None
         }
@@ -112,6 +115,7 @@ class LimitsGuard:
         self._global = Limits(max_concurrent=cap) if cap is not None else None
         self._pools = pools
         self._buckets = buckets
+        self._waits = waits  # who holds and waits for which slot, for the deadlock check
         # (step object id, primary, provider) -> (the step, kept so its id stays its own; plan)
         self._plans: dict[tuple[int, bool, str | None, bool], tuple[Step, _Plan]] = {}
 
@@ -189,6 +193,8 @@ class LimitsGuard:
             return self._enter_rules(call, plan.rules) if plan.rules else None
         if self._take_now(fixed):
             call.notes["limits"] = fixed
+            for name, capacity in fixed.slots:
+                self._waits.held(call, name, capacity)
             return None
         return self._enter_fixed(call, fixed)
 
@@ -221,8 +227,7 @@ class LimitsGuard:
         taken = 0
         try:
             for name, capacity in fixed.slots:
-                if not pools.try_acquire(name, capacity):
-                    await pools.acquire(name, capacity)
+                await self._slot(call, name, capacity)
                 taken += 1
             for key, rate, burst in fixed.rpm:
                 if not buckets.try_take(key, 1.0):
@@ -230,8 +235,17 @@ class LimitsGuard:
         except BaseException:
             for name, _ in fixed.slots[:taken]:
                 pools.release(name)
+            self._waits.released(call)
             raise
         call.notes["limits"] = fixed
+
+    async def _slot(self, call: Call, name: str, capacity: float) -> None:
+        """One slot of `name`, waited for in line if the share has no room; the wait and
+        then the hold are visible to the deadlock check."""
+        if not self._pools.try_acquire(name, capacity):
+            with self._waits.waiting(call, name, capacity):
+                await self._pools.acquire(name, capacity)
+        self._waits.held(call, name, capacity)
 
     async def _enter_rules(self, call: Call, rules: tuple[Rule, ...]) -> None:
         held = _Held()
@@ -240,8 +254,7 @@ class LimitsGuard:
             # Slots first: tokens taken while waiting for a slot would be spent on nothing.
             for rule, name in named:
                 if rule.slots is not None:
-                    if not self._pools.try_acquire(name, rule.slots):
-                        await self._pools.acquire(name, rule.slots)
+                    await self._slot(call, name, rule.slots)
                     held.slots.append(name)
             for rule, name in named:
                 if rule.rpm is not None:
@@ -256,6 +269,7 @@ class LimitsGuard:
                         held.tokens.append((f"{name}:tpm", estimate))
         except BaseException:
             self._give_back(held, refund=True)
+            self._waits.released(call)
             raise
         call.notes["limits"] = held
 
@@ -265,6 +279,7 @@ class LimitsGuard:
 
     def exit(self, call: Call, outcome: CallOutcome) -> None:
         held = call.notes.pop("limits", None)
+        self._waits.released(call)
         if isinstance(held, _Fixed):
             for name, _ in held.slots:
                 self._pools.release(name)

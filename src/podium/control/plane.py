@@ -15,6 +15,7 @@ from podium.control.admission import Admission, pool_name
 from podium.control.budgets import BudgetGuard, windows_of
 from podium.control.circuits import CircuitGuard
 from podium.control.config import ControlConfig
+from podium.control.deadlocks import DeadlockDetector, WaitRegistry
 from podium.control.guard import Emit, Guard
 from podium.control.limits import GLOBAL_POOL, LimitsGuard
 from podium.control.pools import SharePools
@@ -43,7 +44,11 @@ class ControlPlane:
             config.budgets, config.pricing, store, owner, emit, clock=self.clock
         )
         self.circuits = CircuitGuard(config, store, emit, clock=self.clock)
-        self.limits = LimitsGuard(config, self.pools, self.buckets)
+        self.waits = WaitRegistry(self.clock)  # who holds and waits for which slot
+        self.limits = LimitsGuard(config, self.pools, self.buckets, self.waits)
+        self.deadlocks = DeadlockDetector(
+            config.deadlock, store, owner, self.waits, emit, clock=self.clock
+        )
         self.admission = Admission(config.resources, self.pools)  # whole runs, at start
         # The order a call passes them: refuse cheaply (a budget, an open circuit) before
         # waiting in line for slots and tokens (limits, the global cap among them).

@@ -158,6 +158,10 @@ class Engine:
             self.tasks.start(self._poll_requests(), name="poll-requests", critical=True),
             self.tasks.start(self._tick_control(), name="tick-control", critical=True),
         ]
+        if self.settings.control.deadlock.enabled:
+            self._background.append(
+                self.tasks.start(self._detect_deadlocks(), name="detect-deadlocks", critical=True)
+            )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -764,6 +768,12 @@ class Engine:
                 self._expiry_scan_at = now + self._expiry_every_s
                 self._expire_queued()
             await self.control.tick()
+
+    async def _detect_deadlocks(self) -> None:
+        # A broken cycle's victim fails inside its step task, so the machine hears of it as
+        # of any step failure (control/deadlocks.py).
+        while await self._pause_s(self.settings.control.deadlock.check_every):
+            await self.control.deadlocks.tick()
 
     # -- pauses (the operator's brake) ------------------------------------------------------
 

@@ -25,6 +25,7 @@ from podium.redact import Redactor
 from podium.steps import RUNNERS, StepContext, StepHost, StepResult
 from podium.store import codec
 from podium.store.records import StepState
+from podium.store.waits import step_key
 
 
 class AttemptReporter(Protocol):
@@ -151,7 +152,7 @@ class StepExecutor:
             attempt=attempt,
             index=st.index if st.index >= 0 else None,
             item=rt.items[st.step_id][st.index] if st.index >= 0 else None,
-            idempotency_key=_idempotency_key(st),
+            idempotency_key=step_key(st.run_id, st.step_id, st.index),
             inputs=rt.row.inputs,
             workflow=rt.row.workflow,
             timeout_s=step.timeout_s,
@@ -245,8 +246,3 @@ def _failed(exc: StepError, error: str | None = None) -> Outcome:
         error_type=exc.error_type or type(exc).__name__,
         traceback=exc.traceback,
     )
-
-
-def _idempotency_key(st: StepState) -> str:
-    base = f"{st.run_id}/{st.step_id}"
-    return base if st.index < 0 else f"{base}/{st.index}"

@@ -6,7 +6,6 @@ Kept apart from the state machine: these services talk to the store and wait; th
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,8 +20,8 @@ from podium.model.workflow import Workflow
 from podium.steps import StepContext
 from podium.store.base import Store
 from podium.store.records import StepState
+from podium.store.waits import child_run_id
 
-_CHILD_NAMESPACE = uuid.UUID("6f1c7a3e-5d0b-4c41-9b7e-0d3c2f6a9e11")
 Waiter = tuple[StepState, "asyncio.Future[Any]"]
 
 
@@ -158,7 +157,7 @@ class EngineHost:
     ) -> Any:
         """Runs (or, after a restart, finds again) the child run and returns its outputs."""
         engine = self._engine
-        child_id = str(uuid.uuid5(_CHILD_NAMESPACE, ctx.idempotency_key))
+        child_id = child_run_id(ctx.idempotency_key)
         try:
             await self._start_child(ctx, child_id, workflow, definition, inputs)
             await engine.wait_done(child_id)

@@ -21,6 +21,7 @@ from podium.store.roles import (
     RunStore,
     ScheduleStore,
     SignalStore,
+    WaitStore,
     WorkerRegistry,
     WorkflowRegistry,
 )
@@ -55,6 +56,7 @@ class Store(
     BudgetStore,
     PoolStore,
     BucketStore,
+    WaitStore,
     KeyStore,
     WorkflowRegistry,
     Protocol,

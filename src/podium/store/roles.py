@@ -28,6 +28,7 @@ from podium.store.records import (
 )
 from podium.store.schedules import Schedule
 from podium.store.spend import BudgetHold, ScopeUsage, SpendGroup, WindowScope
+from podium.store.waits import RunLink, WaitRecord
 
 
 class Clocked(Protocol):
@@ -275,6 +276,20 @@ class PoolStore(Clocked, Protocol):
 
     async def list_shares(self) -> list[PoolShare]:
         """The live shares of every pool, by pool then holder."""
+
+
+class WaitStore(Clocked, Protocol):
+    """What each engine's steps hold and wait for, published for the deadlock check: every
+    engine reads the store-wide view. A view expires unless published again."""
+
+    async def publish_waits(self, holder: str, records: Sequence[WaitRecord], ttl_s: float) -> None:
+        """Replaces this engine's view; an empty one drops it."""
+
+    async def list_waits(self) -> list[tuple[str, list[WaitRecord]]]:
+        """Every live view: (engine, its records)."""
+
+    async def unfinished_children(self, run_ids: Sequence[str]) -> list[RunLink]:
+        """The queued or running children of these runs."""
 
 
 class BucketStore(Clocked, Protocol):

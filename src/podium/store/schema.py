@@ -149,6 +149,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE steps ADD COLUMN error_type TEXT;
     ALTER TABLE steps ADD COLUMN traceback TEXT;
     """,
+    # 11: deadlock detection: each engine's view of which steps hold and wait for which pools
+    # (JSON, expiring unless published again), and an index for a run's unfinished children
+    """
+    CREATE TABLE wait_views (
+        holder TEXT PRIMARY KEY, view BLOB NOT NULL, expires_at REAL NOT NULL
+    );
+    CREATE INDEX runs_unfinished_children ON runs (parent_run_id)
+        WHERE status IN ('queued', 'running');
+    """,
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -356,5 +365,13 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE steps ADD COLUMN error_type TEXT;
     ALTER TABLE steps ADD COLUMN traceback TEXT;
+    """,
+    # 11: deadlock detection, as MIGRATIONS[10]
+    """
+    CREATE TABLE wait_views (
+        holder TEXT PRIMARY KEY, view BYTEA NOT NULL, expires_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX runs_unfinished_children ON runs (parent_run_id)
+        WHERE status IN ('queued', 'running');
     """,
 )

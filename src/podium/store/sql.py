@@ -17,7 +17,7 @@ from podium.errors import StoreError
 from podium.events import Event
 from podium.model.workflow import PRIORITY_RANK
 from podium.store import circuits as breaker
-from podium.store import codec
+from podium.store import codec, waits
 from podium.store import pools as shares
 from podium.store import rows as rowmap
 from podium.store import schedules as sched
@@ -587,6 +587,39 @@ class SQLStore(ABC):
     async def list_buckets(self) -> list[shares.BucketLevel]:
         rows = await self._all(f"SELECT {shares.BUCKET_COLS} FROM buckets ORDER BY key")
         return [shares.BucketLevel(*r) for r in rows]
+
+    # -- what steps hold and wait for (deadlock detection) --
+
+    async def publish_waits(
+        self, holder: str, records: Sequence[waits.WaitRecord], ttl_s: float
+    ) -> None:
+        if not records:
+            await self._execute(
+                self.dialect.sql("DELETE FROM wait_views WHERE holder = ?"), (holder,)
+            )
+            return
+        blob = waits.encode_view(list(records))
+        query = upsert("wait_views", waits.WAIT_VIEW_COLS, "holder", self.dialect.mark)
+        await self._execute(query, (holder, blob, self.clock.now() + ttl_s))
+
+    async def list_waits(self) -> list[tuple[str, list[waits.WaitRecord]]]:
+        rows = await self._all(
+            "SELECT holder, view FROM wait_views WHERE expires_at >= ? ORDER BY holder",
+            (self.clock.now(),),
+        )
+        return [(r[0], waits.decode_view(bytes(r[1]))) for r in rows]
+
+    async def unfinished_children(self, run_ids: Sequence[str]) -> list[waits.RunLink]:
+        links: list[waits.RunLink] = []
+        for chunk in self.dialect.chunks(run_ids):
+            clause, params = self.dialect.any_of("parent_run_id", chunk)
+            rows = await self._all(
+                "SELECT run_id, parent_run_id, workflow, created_at FROM runs"
+                f" WHERE status IN {UNFINISHED} AND {clause}",
+                params,
+            )
+            links += [waits.RunLink(*r) for r in rows]
+        return links
 
     # -- API keys and registered workflows (DESIGN §8) --
 
