@@ -38,3 +38,18 @@ async def eventually(check: Check, *, timeout_s: float = 30.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not await holds(check):
             await asyncio.sleep(0.005)
+
+
+async def step_through(
+    clock: FakeClock, seconds: float, step: float, *, timeout_s: float = 30.0
+) -> None:
+    """Advances `clock` by `seconds`, `step` at a time, waiting after each step until every
+    loop it woke is asleep on the clock again: renewals and polls keep up with time however
+    slow the store is. Only while the sleepers are loops (nothing woken ends for good)."""
+    end = clock.monotonic() + seconds
+    async with asyncio.timeout(timeout_s):
+        while clock.monotonic() < end:
+            asleep = clock.sleepers
+            clock.advance(min(step, end - clock.monotonic()))
+            while clock.sleepers < asleep:
+                await asyncio.sleep(0.001)
