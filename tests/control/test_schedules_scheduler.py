@@ -13,7 +13,7 @@ import schedule_steps
 from clocklib import advance_until, step_through
 from schedule_steps import RAN, make_schedule
 
-from podium.bus import Bus, open_bus
+from podium.bus import open_bus
 from podium.clock import SYSTEM_CLOCK, Clock, FakeClock
 from podium.control.schedules import parse_spec, tick_run_id
 from podium.engine.engine import Engine
@@ -41,14 +41,6 @@ async def engine_on(
         Engine(store, bus, settings) as engine,
     ):
         yield engine
-
-
-@pytest.fixture
-async def clocked_engine(
-    clocked_store: Store, bus: Bus, settings: Settings
-) -> AsyncIterator[Engine]:
-    async with Engine(clocked_store, bus, settings) as running:
-        yield running
 
 
 def ran(count: int) -> Callable[[], bool]:
