@@ -72,7 +72,7 @@ class RedisBus:
         connect_deadline_s: float = 5.0,  # __aenter__ gives up after this long
         flush_timeout_s: float = 5.0,  # __aexit__ waits this long for queued events
         max_queued: int = 100_000,  # events kept while Redis is down; the oldest go first
-        clock: Clock = SYSTEM_CLOCK,  # retry backoff and reclaim scans
+        clock: Clock = SYSTEM_CLOCK,  # retry backoff, reclaim scans and the flush timeout
     ) -> None:
         self.clock = clock
         client_url, prefix, self._where = _parse_url(url)
@@ -182,8 +182,12 @@ class RedisBus:
         self._stopping = True
         self._wakeup.set()
         if self._publisher is not None:
-            done, _ = await asyncio.wait({self._publisher}, timeout=self._flush_timeout_s)
-            if not done:  # Redis is down: the store holds these events anyway
+            timer = asyncio.ensure_future(self.clock.sleep(self._flush_timeout_s))
+            try:
+                await asyncio.wait({self._publisher, timer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                timer.cancel()
+            if not self._publisher.done():  # Redis is down: the store holds these events anyway
                 self._publisher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._publisher
