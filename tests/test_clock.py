@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from podium.clock import SYSTEM_CLOCK, Clock, FakeClock, SystemClock, sleep_unless
+from podium.clock import (
+    SYSTEM_CLOCK,
+    Clock,
+    FakeClock,
+    SystemClock,
+    sleep_unless,
+    wait_done,
+)
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "podium"
 DIRECT = re.compile(r"\btime\.time\(|\btime\.monotonic\(|\btime\.time_ns\(|\basyncio\.sleep\(")
@@ -149,3 +156,20 @@ async def test_sleep_unless_returns_early_when_the_event_is_set() -> None:
     await clock.run_for(10)
     assert await waiting is False
     assert await sleep_unless(SYSTEM_CLOCK, event, 0.001) is False
+
+
+async def test_wait_done_ends_when_the_tasks_do_or_the_clock_says_so() -> None:
+    clock, release = FakeClock(), asyncio.Event()
+    quick = asyncio.ensure_future(release.wait())
+    stuck = asyncio.ensure_future(asyncio.Event().wait())
+    waiting = asyncio.ensure_future(wait_done(clock, [quick], 10))
+    await clock.settle()
+    release.set()
+    assert await waiting is True and clock.monotonic() == 0 and clock.sleepers == 0
+    waiting = asyncio.ensure_future(wait_done(clock, [quick, stuck], 10))
+    await clock.run_for(9.9)
+    assert not waiting.done()
+    await clock.run_for(0.1)
+    assert await waiting is False and not stuck.done()
+    assert await wait_done(SYSTEM_CLOCK, [stuck], 0.001) is False
+    stuck.cancel()

@@ -32,7 +32,7 @@ from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from podium.bus.base import Dispatch
 from podium.bus.events import Event
-from podium.clock import SYSTEM_CLOCK, Clock, sleep_unless
+from podium.clock import SYSTEM_CLOCK, Clock, sleep_unless, wait_done
 from podium.errors import PodiumError
 
 T = TypeVar("T")
@@ -182,12 +182,8 @@ class RedisBus:
         self._stopping = True
         self._wakeup.set()
         if self._publisher is not None:
-            timer = asyncio.ensure_future(self.clock.sleep(self._flush_timeout_s))
-            try:
-                await asyncio.wait({self._publisher, timer}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                timer.cancel()
-            if not self._publisher.done():  # Redis is down: the store holds these events anyway
+            flushed = await wait_done(self.clock, [self._publisher], self._flush_timeout_s)
+            if not flushed:  # Redis is down: the store holds these events anyway
                 self._publisher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._publisher
