@@ -76,15 +76,22 @@ class Podium:
         path.write_text(text)
         return path
 
-    def wait_for_running(self, timeout_s: float = 30.0) -> str:
-        """Polls `podium runs --json` until a run is running; returns its id."""
+    def wait_for_running(self, step: str | None = None, timeout_s: float = 30.0) -> str:
+        """Polls `podium runs --json` until a run is running (and `podium status` until its
+        `step` is, if given); returns its id."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             result = self("runs", "--json", "--status", "running")
             if result.code == 0 and result.json():
-                return str(result.json()[0]["run_id"])
+                run_id = str(result.json()[0]["run_id"])
+                if step is None or self._step_status(run_id, step) == "running":
+                    return run_id
             time.sleep(0.1)
-        raise AssertionError("no run started running")
+        raise AssertionError(f"no run started running{f' its step {step}' if step else ''}")
+
+    def _step_status(self, run_id: str, step: str) -> str | None:
+        result = self("status", run_id, "--json")
+        return str(result.json()["steps"][step]["status"]) if result.code == 0 else None
 
 
 def finish(proc: subprocess.Popen[str], timeout_s: float = 30.0) -> Result:

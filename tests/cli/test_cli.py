@@ -275,7 +275,7 @@ def test_ctrl_c_during_run_cancels_it_compensates_and_exits_1(podium: Podium) ->
     path = podium.write("booking.yaml", BOOKING)
     running = podium.start("run", str(path), "--json")
     try:
-        podium.wait_for_running()
+        podium.wait_for_running("approve")  # `book` is done: there is something to compensate
         running.send_signal(signal.SIGINT)
         result = finish(running)
     finally:
