@@ -5,6 +5,7 @@ Every call checks that no output holds a traceback: errors must be one clear lin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from podium.store import open_store
 
 HERE = Path(__file__).parent
 CLI = [sys.executable, "-m", "podium.cli.app"]
@@ -76,22 +79,25 @@ class Podium:
         path.write_text(text)
         return path
 
-    def wait_for_running(self, step: str | None = None, timeout_s: float = 30.0) -> str:
-        """Polls `podium runs --json` until a run is running (and `podium status` until its
-        `step` is, if given); returns its id."""
+    def wait_for_running(self, step: str | None = None, timeout_s: float = 60.0) -> str:
+        """Polls the store until a run is running (and its `step` too, if given); returns its
+        id. Read in-process: a CLI call per poll would take seconds on a busy machine."""
+
+        async def running() -> str | None:
+            async with open_store(self.store) as store:
+                for run in await store.list_runs(statuses=["running"], limit=1):
+                    steps = {s.step_id: s.status for s in await store.get_steps(run.run_id)}
+                    if step is None or steps.get(step) == "running":
+                        return run.run_id
+            return None
+
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            result = self("runs", "--json", "--status", "running")
-            if result.code == 0 and result.json():
-                run_id = str(result.json()[0]["run_id"])
-                if step is None or self._step_status(run_id, step) == "running":
-                    return run_id
+            run_id = asyncio.run(running()) if self.store_path.exists() else None
+            if run_id is not None:
+                return run_id
             time.sleep(0.1)
         raise AssertionError(f"no run started running{f' its step {step}' if step else ''}")
-
-    def _step_status(self, run_id: str, step: str) -> str | None:
-        result = self("status", run_id, "--json")
-        return str(result.json()["steps"][step]["status"]) if result.code == 0 else None
 
 
 def finish(proc: subprocess.Popen[str], timeout_s: float = 30.0) -> Result:
