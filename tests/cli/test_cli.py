@@ -49,6 +49,8 @@ steps:
     retry: {attempts: 2, backoff: 1ms}
 """
 
+# The waits are answered by the test (a signal, Ctrl-C): their timeout only bounds a broken
+# test, and a step's timeout is real time, which a busy machine eats quickly.
 APPROVAL = """
 name: approval
 steps:
@@ -57,7 +59,7 @@ steps:
     needs: [draft]
     kind: wait
     signal: approve
-    timeout: 30s
+    timeout: 1h
     retry: {attempts: 1}
 """
 
@@ -65,7 +67,7 @@ BOOKING = """
 name: booking
 steps:
   book: {kind: sim, output: {id: 7}, compensate: {kind: sim, output: undone}}
-  approve: {kind: wait, needs: [book], timeout: 30s, retry: {attempts: 1}}
+  approve: {kind: wait, needs: [book], timeout: 1h, retry: {attempts: 1}}
 """
 
 INVALID = """
