@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -68,10 +69,13 @@ class Podium:
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        """A command left running (a run that waits), to act on from a second process."""
+        """A command left running (a run that waits), to act on from a second process.
+        Ctrl-C reaches it as it would at a terminal, even when the suite runs as a background
+        job: those ignore SIGINT, and a child inherits that (it would never see the Ctrl-C)."""
         return subprocess.Popen(
             self.args(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=cli_env(), cwd=self.workdir, stdin=subprocess.DEVNULL,
+            preexec_fn=_default_sigint,
         )
 
     def write(self, name: str, text: str) -> Path:
@@ -100,7 +104,16 @@ class Podium:
         raise AssertionError(f"no run started running{f' its step {step}' if step else ''}")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def finish(proc: subprocess.Popen[str], timeout_s: float = 30.0) -> Result:
-    stdout, stderr = proc.communicate(timeout=timeout_s)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()  # its pipes closed now, not in a later test's ResourceWarning
+        raise
     check_output(stdout, stderr)
     return Result(proc.returncode, stdout, stderr)
