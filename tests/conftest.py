@@ -1,8 +1,9 @@
 """Shared fixtures: a store per test (SQLite and PostgreSQL), a bus, a running engine.
 
 Each test gets its own SQLite file or PostgreSQL schema: isolation by name, not by flushing.
-`clock` is a FakeClock and `clocked_store` a store keeping time by it: a test that is about
-time (TTLs, refills, cool-downs, windows) advances the clock instead of sleeping.
+`clock` is a FakeClock, `clocked_store` a store and `clocked_engine` an engine keeping time by
+it: a test that is about time (TTLs, refills, cool-downs, windows, waits) advances the clock
+instead of sleeping.
 """
 
 from __future__ import annotations
@@ -89,4 +90,14 @@ def settings() -> Settings:
 @pytest.fixture
 async def engine(store: Store, bus: Bus, settings: Settings) -> AsyncIterator[Engine]:
     async with Engine(store, bus, settings, secrets={"PODIUM_TEST_SECRET": "s3cr3t"}) as running:
+        yield running
+
+
+@pytest.fixture
+async def clocked_engine(
+    clocked_store: Store, bus: Bus, settings: Settings
+) -> AsyncIterator[Engine]:
+    async with Engine(
+        clocked_store, bus, settings, secrets={"PODIUM_TEST_SECRET": "s3cr3t"}
+    ) as running:
         yield running

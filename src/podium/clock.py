@@ -13,7 +13,8 @@ import contextlib
 import heapq
 import itertools
 import time
-from typing import Protocol, runtime_checkable
+from collections.abc import Collection
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -69,6 +70,25 @@ async def sleep_unless(clock: Clock, event: asyncio.Event, seconds: float) -> bo
         waiter.cancel()
         sleeper.cancel()
     return event.is_set()
+
+
+async def wait_done(clock: Clock, tasks: Collection[asyncio.Future[Any]], seconds: float) -> bool:
+    """Waits until every one of `tasks` is done, or `seconds` on `clock` at most (a drain or a
+    flush bounded on the injected clock); returns whether they all are."""
+    if not tasks:
+        return True
+    if isinstance(clock, SystemClock):  # the real clock: exactly `asyncio.wait`, as before
+        _, pending = await asyncio.wait(tasks, timeout=seconds)
+        return not pending
+    timer = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        while not timer.done() and not all(t.done() for t in tasks):
+            await asyncio.wait(
+                [timer, *(t for t in tasks if not t.done())], return_when=asyncio.FIRST_COMPLETED
+            )
+    finally:
+        timer.cancel()
+    return all(t.done() for t in tasks)
 
 
 class FakeClock:
@@ -155,4 +175,4 @@ class FakeClock:
         return f"FakeClock(now={self.now()}, monotonic={self.monotonic()})"
 
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock", "sleep_unless"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock", "sleep_unless", "wait_done"]

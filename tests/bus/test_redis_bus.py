@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import pytest
 import redis
@@ -18,9 +18,11 @@ from structlog.testing import capture_logs
 
 from podium.bus import Dispatch, open_bus
 from podium.bus.redis import RedisBus
+from podium.clock import FakeClock
 from podium.errors import PodiumError
 from podium.events import Event
 
+T = TypeVar("T")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 PROBE = "test.probe"
 
@@ -73,6 +75,19 @@ async def eventually(check: Callable[[], bool], timeout_s: float = 10) -> None:
     async with asyncio.timeout(timeout_s):
         while not check():
             await asyncio.sleep(0.02)
+
+
+async def waking_sleepers_until_done(clock: FakeClock, work: Awaitable[T]) -> T:
+    """Awaits `work`, moving `clock` to the next sleeper's deadline whenever one sleeps on it:
+    the bus's backoffs and timeouts pass at once, in the order they would for real."""
+    task = asyncio.ensure_future(work)
+    async with asyncio.timeout(30):
+        while not task.done():
+            deadline = clock.next_deadline()
+            if deadline is not None:
+                clock.advance(deadline - clock.monotonic())
+            await asyncio.sleep(0.005)
+    return await task
 
 
 async def live_subscription(bus: RedisBus, run_id: str | None = None) -> AsyncIterator[Event]:
@@ -252,12 +267,17 @@ async def test_a_dispatch_left_unacked_by_a_dead_worker_is_reclaimed_after_idle_
     await bus.dispatch("r-1", "normal")
     dead = bus.claims("worker-dead", idle_s=0.3)
     first = await anext(dead)
-    taken_at = time.monotonic()
     await dead.aclose()  # it stops iterating and never acks: as if it died
+    # Idle time is Redis's to count: a worker that waits an hour for an entry to go idle
+    # scans all along beside one that waits 0.3 s, and must not take it.
+    patient = bus.claims("worker-patient", idle_s=3600)
+    patient_got = asyncio.ensure_future(anext(patient))
     survivor = bus.claims("worker-alive", idle_s=0.3)
     async with asyncio.timeout(10):
         again = await anext(survivor)
-    assert time.monotonic() - taken_at >= 0.3
+    assert not patient_got.done()
+    patient_got.cancel()
+    await asyncio.gather(patient_got, return_exceptions=True)
     assert (again.run_id, again.token, first.deliveries, again.deliveries) == (
         "r-1",
         first.token,
@@ -337,11 +357,11 @@ async def test_opening_a_bus_on_an_unreachable_redis_fails_clearly_without_the_p
     prefix: str,
 ) -> None:
     url = "redis://:s3cr3t-pw@127.0.0.1:1/0?socket_connect_timeout=0.2&prefix=" + prefix
-    bus = RedisBus(url, connect_deadline_s=1.0)
-    started = time.monotonic()
+    clock = FakeClock()
+    bus = RedisBus(url, connect_deadline_s=1.0, clock=clock)
     with capture_logs() as logs, pytest.raises(PodiumError) as caught:
-        await bus.__aenter__()
-    assert time.monotonic() - started < 5
+        await waking_sleepers_until_done(clock, bus.__aenter__())
+    assert clock.monotonic() <= 1.0  # it gave up by its deadline, not at the default 5 s
     assert str(caught.value).startswith("cannot reach Redis at redis://127.0.0.1:1")
     assert "s3cr3t-pw" not in str(caught.value)
     assert logs and all("s3cr3t-pw" not in repr(entry) for entry in logs)
@@ -355,9 +375,7 @@ async def test_publishing_while_redis_is_unreachable_neither_raises_nor_blocks(
     )
     with pytest.raises(PodiumError):
         await bus.__aenter__()
-    started = time.monotonic()
-    bus.publish([Event("agent.task.started", "r-1") for _ in range(1000)])
-    assert time.monotonic() - started < 0.5
+    bus.publish([Event("agent.task.started", "r-1") for _ in range(1000)])  # a plain call
     await asyncio.wait_for(bus.__aexit__(None, None, None), timeout=5)
 
 
@@ -371,9 +389,7 @@ async def test_events_published_during_an_outage_arrive_once_redis_is_back(
         events = await live_subscription(watcher, run_id="r-1")
         await relay.stop()
         with capture_logs() as logs:
-            started = time.monotonic()
-            cut_off.publish([Event(f"step.{i}", "r-1") for i in range(50)])
-            assert time.monotonic() - started < 0.5  # publish never waits on Redis
+            cut_off.publish([Event(f"step.{i}", "r-1") for i in range(50)])  # never awaits
             await eventually(lambda: any(e["event"].startswith("Redis unav") for e in logs))
             await relay.start()  # the same port: Redis is back
             received = await take(events, 50)
@@ -383,14 +399,14 @@ async def test_events_published_during_an_outage_arrive_once_redis_is_back(
 async def test_closing_a_bus_while_redis_is_down_gives_up_after_the_flush_timeout(
     prefix: str, relay: Relay
 ) -> None:
-    bus = RedisBus(bus_url(prefix, relay.port), flush_timeout_s=0.5)
+    clock = FakeClock()
+    bus = RedisBus(bus_url(prefix, relay.port), flush_timeout_s=0.5, clock=clock)
     await bus.__aenter__()
     await relay.stop()
     bus.publish([Event("agent.task.started", "r-1")])
-    started = time.monotonic()
     with capture_logs() as logs:
-        await asyncio.wait_for(bus.__aexit__(None, None, None), timeout=5)
-    assert time.monotonic() - started < 2
+        await waking_sleepers_until_done(clock, bus.__aexit__(None, None, None))
+    assert clock.monotonic() <= 0.5  # the publisher's backoff did not keep it past the timeout
     assert any(e["event"] == "bus closed with events unpublished" for e in logs)
 
 

@@ -49,6 +49,8 @@ steps:
     retry: {attempts: 2, backoff: 1ms}
 """
 
+# The waits are answered by the test (a signal, Ctrl-C): their timeout only bounds a broken
+# test, and a step's timeout is real time, which a busy machine eats quickly.
 APPROVAL = """
 name: approval
 steps:
@@ -57,7 +59,7 @@ steps:
     needs: [draft]
     kind: wait
     signal: approve
-    timeout: 30s
+    timeout: 1h
     retry: {attempts: 1}
 """
 
@@ -65,7 +67,7 @@ BOOKING = """
 name: booking
 steps:
   book: {kind: sim, output: {id: 7}, compensate: {kind: sim, output: undone}}
-  approve: {kind: wait, needs: [book], timeout: 30s, retry: {attempts: 1}}
+  approve: {kind: wait, needs: [book], timeout: 1h, retry: {attempts: 1}}
 """
 
 INVALID = """
@@ -275,7 +277,7 @@ def test_ctrl_c_during_run_cancels_it_compensates_and_exits_1(podium: Podium) ->
     path = podium.write("booking.yaml", BOOKING)
     running = podium.start("run", str(path), "--json")
     try:
-        podium.wait_for_running()
+        podium.wait_for_running("approve")  # `book` is done: there is something to compensate
         running.send_signal(signal.SIGINT)
         result = finish(running)
     finally:

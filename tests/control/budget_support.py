@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -69,7 +69,8 @@ async def events_of(store: Store, event_type: str) -> list[Event]:
 
 
 async def add_old_spend(store: Store, workflow: str, usd: float, age_s: float) -> None:
-    """A ledger row written `age_s` seconds ago (to fill a window that will roll on)."""
-    row = SpendRow(f"old-{time.time_ns()}", "old", -1, time.time() - age_s, workflow,
+    """A ledger row written `age_s` seconds ago by the store's clock (to fill a window that
+    will roll on)."""
+    row = SpendRow(f"old-{uuid.uuid4().hex}", "old", -1, store.clock.now() - age_s, workflow,
                    None, 0, 0, usd)
     await store.write(Batch(spend=[row]))

@@ -1,6 +1,7 @@
 """Step bodies and helpers for the circuit breaker tests: bodies count their calls.
 
-`CALLS`, `FAILING` and `IN_FLIGHT` are module globals, reset by each test module's fixture.
+`CALLS`, `FAILING`, `IN_FLIGHT` and `GATE` are module globals, reset by each test module's
+fixture.
 """
 
 from __future__ import annotations
@@ -17,20 +18,29 @@ from podium.store.base import Store
 CALLS: dict[str, int] = {}
 FAILING: set[str] = set()  # bodies that fail while their name is here
 IN_FLIGHT = {"now": 0, "peak": 0}
+# Set by a test to keep calls made with `held` in flight until it opens the gate: calls are
+# held for as long as the test needs, not for a time a busy machine may overrun.
+GATE: asyncio.Event | None = None
 
 
 def reset() -> None:
+    global GATE
     CALLS.clear()
     FAILING.clear()
     IN_FLIGHT.update(now=0, peak=0)
+    GATE = None
 
 
-async def body(name: str, delay: float = 0.0) -> dict[str, Any]:
-    """Counts the call; fails while `name` is in FAILING; holds `delay` seconds in flight."""
+async def body(name: str, delay: float = 0.0, held: bool = False) -> dict[str, Any]:
+    """Counts the call; fails while `name` is in FAILING; stays in flight `delay` seconds (a
+    step that hangs until its timeout) or, if `held`, until the test opens GATE."""
     CALLS[name] = CALLS.get(name, 0) + 1
     IN_FLIGHT["now"] += 1
     IN_FLIGHT["peak"] = max(IN_FLIGHT["peak"], IN_FLIGHT["now"])
     try:
+        if held:
+            assert GATE is not None, "a held call needs circuitlib.GATE"
+            await GATE.wait()
         if delay:
             await asyncio.sleep(delay)
         if name in FAILING:
@@ -53,11 +63,16 @@ def workflow(
     agent: bool = False,
     attempts: int = 1,
     delay: float = 0.0,
+    held: bool = False,
     timeout: str = "5s",
 ) -> Workflow:
     """One step calling `body(name)` (through an agent named `name` if `agent`), with a sim
     fallback, and the given circuit policy."""
-    action = {"kind": "python", "call": "circuitlib:body", "input": {"name": name, "delay": delay}}
+    action = {
+        "kind": "python",
+        "call": "circuitlib:body",
+        "input": {"name": name, "delay": delay, "held": held},
+    }
     step: dict[str, Any] = {
         "retry": {"attempts": attempts, "backoff": "10ms"},
         "timeout": timeout,

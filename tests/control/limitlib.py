@@ -22,15 +22,19 @@ OPENAI_KEY = "sk-limits-test"
 
 
 class CountingServer(ThreadingHTTPServer):
-    """`GET /call/<tenant>?delay=S` sleeps S seconds and records (tenant, start, end); the
-    peak number of requests in flight at once is kept, per tenant and in all.
-    `POST /v1/chat/completions` answers a prompt `usage P C` with that usage."""
+    """`GET /call/<tenant>?delay=S` sleeps S seconds and records (tenant, start, end) by
+    `clock` (a test on a FakeClock passes its `monotonic`); `held=<tenant>` makes that
+    tenant's requests first wait until the test opens `gate`. The peak number of requests in
+    flight at once is kept, per tenant and in all. `POST /v1/chat/completions` answers a
+    prompt `usage P C` with that usage."""
 
     daemon_threads = True
     request_queue_size = 1024
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.clock = clock
+        self.gate = threading.Event()
         self.lock = threading.Lock()
         self.now = 0
         self.peak = 0
@@ -46,14 +50,14 @@ class CountingServer(ThreadingHTTPServer):
         with self.lock:
             self.now += 1
             self.peak = max(self.peak, self.now)
-            started = time.monotonic()
+            started = self.clock()
             self.starts.append((tenant, started))
             return started
 
     def left(self, tenant: str, started: float) -> None:
         with self.lock:
             self.now -= 1
-            self.calls.append((tenant, started, time.monotonic()))
+            self.calls.append((tenant, started, self.clock()))
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a cancelled client is expected
@@ -69,6 +73,8 @@ class _Handler(BaseHTTPRequestHandler):
         tenant = parts.path.rsplit("/", 1)[-1]
         started = self.server.entered(tenant)
         try:
+            if query.get("held") == tenant:
+                self.server.gate.wait()
             time.sleep(float(query.get("delay", "0")))
         finally:
             self.server.left(tenant, started)
@@ -102,13 +108,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def counting_server() -> Iterator[CountingServer]:
-    server = CountingServer()
+def counting_server(clock: Callable[[], float] = time.monotonic) -> Iterator[CountingServer]:
+    server = CountingServer(clock)
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield server
     finally:
+        server.gate.set()  # no request is left waiting on a failed test
         server.shutdown()
         server.server_close()
         thread.join()

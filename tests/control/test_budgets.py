@@ -23,8 +23,10 @@ from budget_support import (
     settings_with,
     sim,
 )
+from clocklib import advance_until, eventually, step_through
 from holders import kill_while_holding
 
+from podium.clock import FakeClock
 from podium.control.budgets import windows_of
 from podium.model.workflow import Workflow
 from podium.settings import Settings
@@ -183,19 +185,21 @@ async def test_the_warning_is_recorded_once_when_spend_crosses_the_threshold(
 
 
 async def test_throttle_waits_until_the_rolling_window_has_room_then_proceeds(
-    store: Store,
+    clocked_store: Store, clock: FakeClock
 ) -> None:
+    store = clocked_store
     settings = settings_with(hourly_usd=1.0, action="throttle")
     # $0.95 spent 1 s short of an hour ago: the window frees it one second from now.
     await add_old_spend(store, "elsewhere", 0.95, age_s=3600 - 1.0)
     wf = chain("patient", 1, sim(0.1))
     async with engine_on(store, settings) as engine:
-        started = time.monotonic()
-        summary = await engine.run(wf)
-        waited_s = time.monotonic() - started
+        started = clock.now()
+        run = asyncio.ensure_future(engine.run(wf))
+        await advance_until(clock, run.done, 0.05)
+        summary = await run
 
     assert summary.status == "succeeded"
-    assert 0.8 <= waited_s < 10
+    assert clock.now() - started >= 1.0
     [throttled] = await events_of(store, "agent.task.throttled")
     assert throttled.payload["scope"] == "global/hourly"
     assert throttled.payload["spent_usd"] == pytest.approx(0.95)
@@ -239,6 +243,11 @@ def _scopes(settings: Settings) -> list[WindowScope]:
     return windows_of(settings.control.budgets)
 
 
+async def held(store: Store, settings: Settings) -> bool:
+    [usage] = await store.budget_usage(_scopes(settings))
+    return usage.held_usd > 0
+
+
 async def test_the_budget_guard_joins_only_once_a_budget_can_apply(store: Store) -> None:
     async with engine_on(store, Settings(poll_interval_s=0.02, lease_s=5)) as engine:
         assert engine.control.budgets not in engine.control.guards
@@ -251,31 +260,36 @@ async def test_the_budget_guard_joins_only_once_a_budget_can_apply(store: Store)
 
 
 async def test_a_long_call_keeps_its_hold_past_the_lease_while_its_engine_lives(
-    store: Store,
+    clocked_store: Store, clock: FakeClock
 ) -> None:
+    store = clocked_store
     settings = settings_with(daily_usd=1.0).model_copy(update={"lease_s": 0.3})
     async with engine_on(store, settings) as engine:
         run_id = await engine.submit(chain("slow", 1, sim(0.25, latency="1s")))
-        await asyncio.sleep(0.7)  # past two lease lengths: renewed, not run out
+        await eventually(lambda: held(store, settings))
+        await step_through(clock, 0.7, 0.02)  # past two lease lengths: renewed, not run out
         [usage] = await store.budget_usage(_scopes(settings))
         assert usage.held_usd == pytest.approx(0.25)
-        summary = await engine.wait(run_id)
+        done = asyncio.ensure_future(engine.wait(run_id))
+        await advance_until(clock, done.done, 0.02)
+        summary = await done
 
     assert summary.status == "succeeded"
     [usage] = await store.budget_usage(_scopes(settings))
     assert (usage.spent_usd, usage.held_usd) == (pytest.approx(0.25), 0)
 
 
-async def test_a_killed_engines_hold_runs_out_with_its_lease(
-    store: Store, store_url: str
-) -> None:
+async def test_a_killed_engines_hold_runs_out_with_its_lease(store_url: str) -> None:
     await kill_while_holding("budget_holder.py", store_url)
+    # The holder kept real time: this clock starts where it died, at most a lease after its
+    # hold was last renewed.
+    clock = FakeClock(start=time.time())
 
     settings = settings_with(**BUDGETS.model_dump()).model_copy(update={"lease_s": LEASE_S})
     blocked = chain("after-crash", 1, sim(0.6))
-    async with engine_on(store, settings) as engine:
+    async with open_store(store_url, clock=clock) as store, engine_on(store, settings) as engine:
         refused = await engine.run(blocked)  # the dead engine's $0.60 still counts...
-        await asyncio.sleep(LEASE_S)
+        clock.advance(LEASE_S)
         passed = await engine.run(blocked)  # ...until its lease ran out
 
     assert "held by calls in flight $0.60" in (refused.steps["s0"].error or "")

@@ -7,14 +7,15 @@ successes; an open circuit sends the step straight to its fallback without calli
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import circuitlib
 import pytest
 from circuitlib import events_of, run_settled, settings, workflow
+from clocklib import advance_until, eventually
 
 from podium.bus.base import Bus
+from podium.clock import FakeClock
 from podium.control.config import AgentControl, Circuits, ControlConfig
 from podium.engine.engine import Engine
 from podium.model.workflow import CircuitPolicy
@@ -87,7 +88,7 @@ async def test_a_success_resets_the_count_and_a_healthy_circuit_writes_nothing(
 
 
 async def test_timeouts_count_as_failures(store: Store, bus: Bus) -> None:
-    wf = workflow({"failures": 1, "cooldown": "1m"}, delay=1.0, timeout="50ms")
+    wf = workflow({"failures": 1, "cooldown": "1m"}, delay=3600, timeout="50ms")
     async with Engine(store, bus, settings()) as engine:
         await run_settled(engine, wf)
         [circuit] = await store.list_circuits()
@@ -95,16 +96,18 @@ async def test_timeouts_count_as_failures(store: Store, bus: Bus) -> None:
 
 
 async def test_after_the_cool_down_a_trial_success_closes_the_circuit(
-    store: Store, bus: Bus
+    clocked_store: Store, clock: FakeClock, bus: Bus
 ) -> None:
+    store = clocked_store
     policy = {"failures": 1, "cooldown": "300ms", "successes": 2}
     async with Engine(store, bus, settings()) as engine:
         circuitlib.FAILING.add("api")
         await run_settled(engine, workflow(policy))
         circuitlib.FAILING.clear()
+        clock.advance(0.299)  # not quite cooled down: still refused
         assert (await run_settled(engine, workflow(policy))).steps["s"].fallback_used
         assert circuitlib.CALLS == {"api": 1}
-        await asyncio.sleep(0.35)  # the cool-down itself: time is what is tested here
+        clock.advance(0.001)
         first = await run_settled(engine, workflow(policy))
         [circuit] = await store.list_circuits()
         assert (circuit.state, circuit.successes) == ("half_open", 1)
@@ -119,19 +122,21 @@ async def test_after_the_cool_down_a_trial_success_closes_the_circuit(
 
 
 async def test_a_failed_trial_reopens_the_circuit_and_restarts_the_cool_down(
-    store: Store, bus: Bus
+    clocked_store: Store, clock: FakeClock, bus: Bus
 ) -> None:
+    store = clocked_store
     policy = {"failures": 1, "cooldown": "300ms"}
     circuitlib.FAILING.add("api")
     async with Engine(store, bus, settings()) as engine:
         await run_settled(engine, workflow(policy))
         [first] = await store.list_circuits()
-        await asyncio.sleep(0.35)
+        clock.advance(0.3)
         await run_settled(engine, workflow(policy))  # the trial: called, and fails
         [again] = await store.list_circuits()
         assert circuitlib.CALLS == {"api": 2}
         assert again.state == "open" and again.opened_at is not None
         assert first.opened_at is not None and again.opened_at > first.opened_at
+        clock.advance(0.299)  # the first cool-down would be over by now, the new one is not
         refused = await run_settled(engine, workflow(policy))
     assert refused.steps["s"].fallback_used and circuitlib.CALLS == {"api": 2}
     events = await events_of(store)
@@ -142,18 +147,25 @@ async def test_a_failed_trial_reopens_the_circuit_and_restarts_the_cool_down(
 
 
 async def test_half_open_lets_at_most_half_open_max_trials_through_at_once(
-    store: Store, bus: Bus
+    clocked_store: Store, clock: FakeClock, bus: Bus
 ) -> None:
+    store = clocked_store
     policy = {"failures": 1, "cooldown": "200ms", "half_open_max": 2, "successes": 10}
     async with Engine(store, bus, settings()) as engine:
         circuitlib.FAILING.add("api")
         await run_settled(engine, workflow(policy))
         circuitlib.FAILING.clear()
         circuitlib.IN_FLIGHT.update(now=0, peak=0)
-        await asyncio.sleep(0.25)
-        slow = workflow(policy, delay=0.4)
-        runs = await asyncio.gather(*(engine.submit(slow) for _ in range(6)))
-        summaries = await asyncio.gather(*(engine.wait(r) for r in runs))
+        circuitlib.GATE = asyncio.Event()
+        clock.advance(0.2)
+        held = workflow(policy, held=True, timeout="1h")
+        runs = await asyncio.gather(*(engine.submit(held) for _ in range(6)))
+        waits = [asyncio.ensure_future(engine.wait(r)) for r in runs]
+        # The two trials stay in flight until every other call has met the half-open circuit.
+        await eventually(lambda: sum(w.done() for w in waits) == 4)
+        assert circuitlib.IN_FLIGHT["now"] == 2
+        circuitlib.GATE.set()
+        summaries = await asyncio.gather(*waits)
         await engine.control.circuits.flush()
         [circuit] = await store.list_circuits()
     called = [s for s in summaries if not s.steps["s"].fallback_used]
@@ -163,25 +175,32 @@ async def test_half_open_lets_at_most_half_open_max_trials_through_at_once(
     assert (circuit.state, circuit.successes, circuit.trials) == ("half_open", 2, 0)
 
 
-async def test_two_engines_on_one_store_share_a_circuit(store_url: str, bus: Bus) -> None:
+async def test_two_engines_on_one_store_share_a_circuit(
+    store_url: str, clock: FakeClock, bus: Bus
+) -> None:
     policy = {"failures": 2, "cooldown": "1m"}
     async with (
-        open_store(store_url) as store_a,
-        open_store(store_url) as store_b,
+        open_store(store_url, clock=clock) as store_a,
+        open_store(store_url, clock=clock) as store_b,
         Engine(store_a, bus, settings()) as engine_a,
         Engine(store_b, bus, settings()) as engine_b,
     ):
+        def seen_by_b(state: str) -> bool:
+            record = engine_b.control.circuits.states().get(KEY)
+            return (record.state if record else "closed") == state
+
         assert not (await run_settled(engine_b, workflow(policy))).steps["s"].fallback_used
         circuitlib.FAILING.add("api")
         for _ in range(2):
             await run_settled(engine_a, workflow(policy))
-        await asyncio.sleep(0.1)  # a few of engine B's poll intervals (20 ms)
-        seen_by_b = await run_settled(engine_b, workflow(policy))
-        assert seen_by_b.steps["s"].fallback_used
+        # B learns it on its own poll (every 20 ms), not from a call of its own.
+        await advance_until(clock, lambda: seen_by_b("open"), 0.02)
+        refused_by_b = await run_settled(engine_b, workflow(policy))
+        assert refused_by_b.steps["s"].fallback_used
         # Forced closed elsewhere (as `podium circuits close` does): B lets calls through again.
         circuitlib.FAILING.clear()
         await store_a.force_circuit(KEY, open_=False)
-        await asyncio.sleep(0.1)
+        await advance_until(clock, lambda: seen_by_b("closed"), 0.02)
         again = await run_settled(engine_b, workflow(policy))
     assert not again.steps["s"].fallback_used
     assert circuitlib.CALLS == {"api": 4}
@@ -229,7 +248,5 @@ async def test_the_fallback_is_not_guarded_by_the_circuit(store: Store, bus: Bus
     wf = wf.model_copy(update={"steps": {"s": step}})
     async with Engine(store, bus, settings()) as engine:
         await run_settled(engine, wf)
-        started = time.monotonic()
-        await run_settled(engine, wf)
+        await run_settled(engine, wf)  # bounded: a fallback waiting for the cool-down fails it
     assert circuitlib.CALLS == {"api": 3}  # 1 primary + 2 fallbacks
-    assert time.monotonic() - started < 5

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 
 import pytest
-from limitlib import counting_server, http_workflow, max_in_window, settings_with
+from clocklib import advance_until, step_through
+from limitlib import counting_server, eventually, http_workflow, max_in_window, settings_with
 
 from podium.bus import open_bus
+from podium.clock import FakeClock
 from podium.control.config import AgentControl
 from podium.control.limits import LimitsGuard
 from podium.engine.engine import Engine
@@ -21,6 +22,10 @@ async def _run_all(engine: Engine, workflow, count: int, **inputs: str) -> list[
     ids = await asyncio.gather(*(engine.submit(workflow, inputs) for _ in range(count)))
     summaries = await asyncio.gather(*(engine.wait(i) for i in ids))
     return [s.status for s in summaries]
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_a_thundering_herd_never_has_more_than_max_concurrent_calls_in_flight(
@@ -77,32 +82,41 @@ async def test_the_global_cap_bounds_every_step_attempt(store: Store) -> None:
 async def test_calls_queued_behind_a_busy_agent_leave_global_slots_to_others(
     store: Store,
 ) -> None:
-    # Global cap 3; one agent may run one call at a time, each 0.3 s. Its queued calls wait
-    # for the agent's slot without holding global ones, so another workflow's call runs now.
+    # Global cap 3; one agent may run one call at a time, held until the test lets it go. Its
+    # queued calls wait for the agent's slot without holding global ones, so another
+    # workflow's call runs now.
     settings = settings_with(limits={"max_concurrent": 3})
     with counting_server() as server:
         busy = http_workflow(
-            f"{server.url}/call/busy?delay=0.3", name="busy", limits={"max_concurrent": 1}
+            f"{server.url}/call/busy?held=busy", name="busy", limits={"max_concurrent": 1}
         )
         free = http_workflow(f"{server.url}/call/free", name="free")
         async with open_bus("memory://") as bus, Engine(store, bus, settings) as engine:
             busy_ids = [await engine.submit(busy) for _ in range(6)]
-            await asyncio.sleep(0.05)  # the busy calls are in line
+            await eventually(lambda: _true(server.now == 1))  # the busy calls are in line
             free_id = await engine.submit(free)
-            assert (await engine.wait(free_id)).status == "succeeded"
-            first_busy = await store.get_run(busy_ids[0])
-            assert first_busy is not None and first_busy.finished_at is None  # still running
+            assert (await asyncio.wait_for(engine.wait(free_id), 30)).status == "succeeded"
+            for run_id in busy_ids:
+                run = await store.get_run(run_id)
+                assert run is not None and run.finished_at is None  # still held or queued
+            server.gate.set()
             for run_id in busy_ids:
                 assert (await engine.wait(run_id)).status == "succeeded"
+    assert server.peak == 1 + 1  # the busy agent's one call, then the free one beside it
 
 
-async def test_rpm_spreads_calls_over_time(store: Store) -> None:
+async def test_rpm_spreads_calls_over_time(clocked_store: Store, clock: FakeClock) -> None:
     # rpm 600: 10 calls a second, a burst of one second's worth.
     settings = settings_with(agents={"caller": AgentControl(limits=Limits(rpm=600))})
-    with counting_server() as server:
+    with counting_server(clock.monotonic) as server:
         workflow = http_workflow(f"{server.url}/call/t")
-        async with open_bus("memory://") as bus, Engine(store, bus, settings) as engine:
-            statuses = await _run_all(engine, workflow, 40)
+        async with (
+            open_bus("memory://") as bus,
+            Engine(clocked_store, bus, settings) as engine,
+        ):
+            runs = asyncio.ensure_future(_run_all(engine, workflow, 40))
+            await advance_until(clock, runs.done, 0.05)
+            statuses = await runs
     assert statuses == ["succeeded"] * 40
     starts = [at for _, at in server.starts]
     # At most the burst (10) plus the rate over the window, plus one chunk of slack.
@@ -114,17 +128,19 @@ async def test_rpm_spreads_calls_over_time(store: Store) -> None:
 async def test_one_tenant_flooding_does_not_block_another(store: Store) -> None:
     limits = {"max_concurrent": 1, "key": "{{ inputs.tenant }}"}
     with counting_server() as server:
-        workflow = http_workflow(f"{server.url}/call/{{{{ inputs.tenant }}}}?delay=0.05",
-                                 limits=limits)
+        workflow = http_workflow(
+            f"{server.url}/call/{{{{ inputs.tenant }}}}?held=big&delay=0.01", limits=limits
+        )
         async with open_bus("memory://") as bus, Engine(store, bus, settings_with()) as engine:
             flood = [await engine.submit(workflow, {"tenant": "big"}) for _ in range(40)]
-            await asyncio.sleep(0.2)
-            small = await engine.run(workflow, {"tenant": "small"})
+            await eventually(lambda: _true(server.now == 1))  # the flood's first call is held
+            small = await asyncio.wait_for(engine.run(workflow, {"tenant": "small"}), 30)
             big_done_when_small_ran = sum(1 for t, *_ in server.calls if t == "big")
+            server.gate.set()
             await asyncio.gather(*(engine.wait(i) for i in flood))
             pools = {p.pool for p in await store.list_shares()}
     assert small.status == "succeeded"
-    assert big_done_when_small_ran < 20  # it did not wait for the flood to drain (40 x 50 ms)
+    assert big_done_when_small_ran == 0  # it did not wait for the flood to drain
     by_tenant: dict[str, list[tuple[float, float]]] = {}
     for tenant, start, end in server.calls:
         by_tenant.setdefault(tenant, []).append((start, end))
@@ -134,7 +150,7 @@ async def test_one_tenant_flooding_does_not_block_another(store: Store) -> None:
 
 
 async def test_limits_configured_but_not_binding_make_almost_no_store_operations(
-    store: Store,
+    clocked_store: Store, clock: FakeClock
 ) -> None:
     settings = settings_with(
         limits={"max_concurrent": 1000},
@@ -142,18 +158,21 @@ async def test_limits_configured_but_not_binding_make_almost_no_store_operations
     )
     with counting_server() as server:
         workflow = http_workflow(f"{server.url}/call/t")
-        async with open_bus("memory://") as bus, Engine(store, bus, settings) as engine:
+        async with (
+            open_bus("memory://") as bus,
+            Engine(clocked_store, bus, settings) as engine,
+        ):
             await _run_all(engine, workflow, 20)  # warm up: shares grow once
             pools, buckets = engine.control.pools, engine.control.buckets
             before = pools.ops + buckets.ops
-            started = time.monotonic()
-            await _run_all(engine, workflow, 400)
-            elapsed = time.monotonic() - started
-            ops = pools.ops + buckets.ops - before
+            await _run_all(engine, workflow, 400)  # the clock stands still: no tick between
+            per_steps = pools.ops + buckets.ops - before
+            before = pools.ops + buckets.ops
+            await step_through(clock, 1.0, 0.02)  # 50 ticks
+            per_ticks = pools.ops + buckets.ops - before
     # Upkeep is per tick (contention read, renewals), not per step.
-    ticks = elapsed / 0.02 + 5
-    assert ops <= 2 * ticks
-    assert ops < 400 / 2
+    assert per_steps < 20  # a few at most, not one per step (400)
+    assert per_ticks <= 2 * 50
 
 
 @pytest.mark.parametrize(

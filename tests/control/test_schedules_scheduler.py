@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
 import schedule_steps
+from clocklib import advance_until, step_through
 from schedule_steps import RAN, make_schedule
 
 from podium.bus import open_bus
+from podium.clock import SYSTEM_CLOCK, Clock, FakeClock
 from podium.control.schedules import parse_spec, tick_run_id
 from podium.engine.engine import Engine
 from podium.engine.scheduler import FIRED_EVENT, Scheduler
@@ -29,14 +31,20 @@ def reset() -> Iterator[None]:
 
 
 @asynccontextmanager
-async def engine_on(url: str, settings: Settings) -> AsyncIterator[Engine]:
+async def engine_on(
+    url: str, settings: Settings, clock: Clock = SYSTEM_CLOCK
+) -> AsyncIterator[Engine]:
     """An engine with its own store connection: what a second process would have."""
     async with (
-        open_store(url) as store,
+        open_store(url, clock=clock) as store,
         open_bus("memory://") as bus,
         Engine(store, bus, settings) as engine,
     ):
         yield engine
+
+
+def ran(count: int) -> Callable[[], bool]:
+    return lambda: sum(RAN.values()) >= count
 
 
 async def wait_until_ran(count: int, timeout_s: float = 30.0) -> None:
@@ -75,14 +83,19 @@ async def test_two_schedulers_racing_never_fire_a_tick_twice(
     assert sorted(e.payload["run_id"] for e in events) == sorted(fired)
 
 
-async def test_two_scheduler_loops_fire_each_tick_once(store_url: str, settings: Settings) -> None:
-    now = time.time()
+async def test_two_scheduler_loops_fire_each_tick_once(
+    store_url: str, settings: Settings, clock: FakeClock
+) -> None:
+    now = clock.now()
     spec = parse_spec("every", "200ms", now=now)
-    async with engine_on(store_url, settings) as one, engine_on(store_url, settings) as two:
+    async with (
+        engine_on(store_url, settings, clock) as one,
+        engine_on(store_url, settings, clock) as two,
+    ):
         schedule = make_schedule(spec, next_at=now + 0.2)
         await one.store.add_schedule(schedule)
         async with Scheduler(one, poll_interval_s=0.01), Scheduler(two, poll_interval_s=0.01):
-            await wait_until_ran(5)
+            await advance_until(clock, ran(5), 0.01)
         runs = await scheduled_runs(one.store)
         for run_id in runs:
             await (one if one.knows(run_id) else two).wait_done(run_id)
@@ -116,30 +129,36 @@ async def test_ticks_missed_during_downtime_fire_once(
     assert dict(RAN) == {fired[0]: 1}
 
 
-async def test_a_schedule_survives_a_restart(store_url: str, settings: Settings) -> None:
-    now = time.time()
-    async with engine_on(store_url, settings) as before:
+async def test_a_schedule_survives_a_restart(
+    store_url: str, settings: Settings, clock: FakeClock
+) -> None:
+    now = clock.now()
+    async with engine_on(store_url, settings, clock) as before:
         schedule = make_schedule(parse_spec("every", "1h", now=now), next_at=now + 0.3)
         await before.store.add_schedule(schedule)
         assert await Scheduler(before).tick() == []  # not due yet; then the process ends
-    async with engine_on(store_url, settings) as after, Scheduler(after):
-        await wait_until_ran(1)
+    async with engine_on(store_url, settings, clock) as after, Scheduler(after):
+        await advance_until(clock, ran(1), 0.05)
         [run_id] = await scheduled_runs(after.store)
         summary = await after.wait(run_id)
     assert run_id == tick_run_id(schedule.schedule_id, now + 0.3)
     assert summary.status == "succeeded"
 
 
-async def test_an_at_schedule_fires_once_and_stays_listed_as_done(engine: Engine) -> None:
-    now = time.time()
+async def test_an_at_schedule_fires_once_and_stays_listed_as_done(
+    clocked_engine: Engine, clock: FakeClock
+) -> None:
+    engine = clocked_engine
+    now = clock.now()
     spec = parse_spec("at", "2099-01-01T00:00", now=now)
     schedule = make_schedule(spec, next_at=now + 0.1)
     await engine.store.add_schedule(schedule)
     async with Scheduler(engine, poll_interval_s=0.01):
-        await wait_until_ran(1)
-        await asyncio.sleep(0.3)  # more polls: nothing more fires
-    [run_id] = await scheduled_runs(engine.store)
-    await engine.wait_done(run_id)
+        await advance_until(clock, ran(1), 0.01)
+        [run_id] = await scheduled_runs(engine.store)
+        await engine.wait_done(run_id)
+        await step_through(clock, 0.3, 0.01)  # more polls: nothing more fires
+    assert await scheduled_runs(engine.store) == [run_id]
     done = await engine.store.get_schedule(schedule.schedule_id)
     assert done is not None and done.done
     assert done.last_run_id == run_id

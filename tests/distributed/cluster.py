@@ -56,13 +56,14 @@ def _append(path: str, line: str) -> None:
 
 async def effect(
     effects: str, fail_rate: float = 0.0, last_attempt: int = 1_000_000, ms: int = 0,
-    prev: Any = None, ctx: StepContext | None = None,
+    prev: Any = None, gate: str | None = None, ctx: StepContext | None = None,
 ) -> dict[str, Any]:
     """Appends `key nonce pid` to the effects file and returns the nonce.
 
     With probability `fail_rate` the attempt fails, half the time before the side effect and
     half after it; never from `last_attempt` on, so injected failures stay within the retry
-    budget (a crash re-launch counts as an attempt too).
+    budget (a crash re-launch counts as an attempt too). With a `gate` path, it stays in
+    flight after the side effect until the test creates that file.
     """
     assert ctx is not None
     fails = ctx.attempt < last_attempt and random.random() < fail_rate
@@ -70,6 +71,8 @@ async def effect(
         raise Flaky(f"injected failure before the side effect (attempt {ctx.attempt})")
     nonce = uuid.uuid4().hex
     _append(effects, f"{ctx.idempotency_key} {nonce} {os.getpid()}\n")
+    while gate is not None and not os.path.exists(gate):
+        await asyncio.sleep(0.02)
     if ms:
         await asyncio.sleep(ms / 1000)
     if fails:

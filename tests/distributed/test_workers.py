@@ -19,7 +19,6 @@ import pytest
 from podium.model.workflow import Workflow
 
 RUNS = 100
-SLOW_MS = 4000  # long enough to still be running when SIGTERM comes
 
 
 def _workers_json(made: cluster.Cluster) -> list[dict[str, Any]]:
@@ -73,10 +72,10 @@ async def test_two_workers_drain_a_backlog_and_both_are_listed_alive(tmp_path: P
 async def test_sigterm_drains_and_the_run_in_flight_is_finished(
     tmp_path: Path, drain_s: str, finisher: str
 ) -> None:
+    gate = tmp_path / "gate"  # the step stays in flight until it exists
     with cluster.cluster(tmp_path, PODIUM_LEASE_S="2") as made:
-        slow = Workflow.model_validate(
-            {"name": "in-flight", "steps": {"slow": cluster.effect_step(made.effects, ms=SLOW_MS)}}
-        )
+        held = cluster.effect_step(made.effects, gate=str(gate))
+        slow = Workflow.model_validate({"name": "in-flight", "steps": {"slow": held}})
         busy = made.spawn(2, "--drain", drain_s)
         async with cluster.submitter(made) as engine:
             run_id = await engine.submit(slow)
@@ -87,7 +86,11 @@ async def test_sigterm_drains_and_the_run_in_flight_is_finished(
             in_flight = await engine.store.get_run(run_id)
             assert in_flight is not None and in_flight.status == "running"
             busy.send_signal(signal.SIGTERM)
+            if finisher == "the draining worker":
+                await _wait_for_states(made, {busy.pid: "draining", other.pid: "running"})
+                gate.touch()  # the run ends within the drain
             assert await _exit_code(busy) == 0
+            gate.touch()  # else the drain ran out first: the other worker's attempt ends
             async with asyncio.timeout(60):
                 await engine.wait_done(run_id)
             summary = await engine.summary(run_id)

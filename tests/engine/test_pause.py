@@ -8,8 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 import steplib
+from clocklib import advance_until, step_through
 from steplib import make_workflow
 
+from podium.clock import FakeClock
 from podium.engine.engine import Engine
 from podium.errors import PodiumError
 from podium.store.base import Store
@@ -62,14 +64,17 @@ async def test_a_paused_agent_holds_its_steps_until_it_is_resumed(engine: Engine
 
 
 async def test_a_pause_written_by_another_process_is_picked_up(
-    engine: Engine, store: Store
+    clocked_engine: Engine, clock: FakeClock
 ) -> None:
+    engine, store = clocked_engine, clocked_engine.store
     await store.set_paused("workflow", "test-wf", True)  # as `podium pause` does
-    await asyncio.sleep(0.1)  # one poll interval of the fixture's engine
+    await step_through(clock, engine.settings.poll_interval_s, 0.01)  # one poll: it is seen
     run_id = await engine.submit(_workflow())  # type: ignore[arg-type]
     await _wait_for(engine, run_id, "first", "ready")
     await store.set_paused("workflow", "test-wf", False)
-    assert (await asyncio.wait_for(engine.wait(run_id), 10)).status == "succeeded"
+    done = asyncio.ensure_future(engine.wait(run_id))
+    await advance_until(clock, done.done, 0.01)
+    assert (await done).status == "succeeded"
 
 
 async def test_cancelling_a_run_with_held_steps_ends_it(engine: Engine) -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import pytest
 import steplib
+from clocklib import advance_until, eventually
 from steplib import make_workflow
 
 from podium.bus.base import Bus
+from podium.clock import FakeClock
 from podium.engine.engine import Engine
 from podium.errors import PodiumError, RunFinished, RunNotFound
 from podium.settings import Settings
@@ -37,6 +38,10 @@ APPROVAL = make_workflow(
 )
 
 
+async def waiting_for_approval(engine: Engine, run_id: str) -> bool:
+    return (await engine.summary(run_id)).steps["approve"].status == "running"
+
+
 async def test_a_wait_step_resumes_with_the_signal_payload(engine: Engine) -> None:
     run_id = await engine.submit(APPROVAL)
     while (await engine.summary(run_id)).steps["approve"].status != "running":
@@ -61,13 +66,16 @@ async def test_a_signal_sent_before_the_step_waits_is_kept_for_it(engine: Engine
 
 
 async def test_a_signal_from_another_process_is_picked_up_through_the_store(
-    engine: Engine, store: Store
+    clocked_engine: Engine, clock: FakeClock
 ) -> None:
+    engine = clocked_engine
     run_id = await engine.submit(APPROVAL)
-    await asyncio.sleep(0.05)
-    await store.add_signal(run_id, "approval", {"ok": "external"})  # as `podium signal` does
-    summary = await asyncio.wait_for(engine.wait(run_id), 5)
-    assert summary.steps["publish"].output == {"ok": "external"}
+    await eventually(lambda: waiting_for_approval(engine, run_id))
+    # As `podium signal` does: into the store, where the engine's poll finds it.
+    await engine.store.add_signal(run_id, "approval", {"ok": "external"})
+    done = asyncio.ensure_future(engine.wait(run_id))
+    await advance_until(clock, done.done, 0.01)
+    assert (await done).steps["publish"].output == {"ok": "external"}
 
 
 async def test_an_unanswered_wait_times_out_and_fails_the_step(engine: Engine) -> None:
@@ -77,11 +85,15 @@ async def test_an_unanswered_wait_times_out_and_fails_the_step(engine: Engine) -
     assert "timed out" in (summary.steps["gate"].error or "")
 
 
-async def test_a_time_wait_sleeps_for_its_delay(engine: Engine) -> None:
+async def test_a_time_wait_sleeps_for_its_delay(
+    clocked_engine: Engine, clock: FakeClock
+) -> None:
     wf = make_workflow({"pause": {"kind": "wait", "delay": "150ms"}})
-    started = time.monotonic()
-    assert (await engine.run(wf)).status == "succeeded"
-    assert time.monotonic() - started >= 0.15
+    started = clock.now()
+    done = asyncio.ensure_future(clocked_engine.run(wf))
+    await advance_until(clock, done.done, 0.01)
+    assert (await done).status == "succeeded"
+    assert clock.now() - started >= 0.15
 
 
 async def test_signalling_a_finished_or_unknown_run_is_an_error(engine: Engine) -> None:

@@ -45,9 +45,8 @@ def test_a_paused_engine_past_its_lease_cannot_commit_its_late_result(tmp_path: 
     zombie = _spawn(db, effects, "zombie", "1")
     try:
         _wait_for_lines(effects, 1)  # the zombie started the step body...
-        zombie.send_signal(signal.SIGSTOP)  # ...and freezes past its 0.3 s lease
-        time.sleep(0.6)
-        rescuer = _spawn(db, effects, "recover")
+        zombie.send_signal(signal.SIGSTOP)  # ...and freezes past its 0.3 s lease:
+        rescuer = _spawn(db, effects, "recover")  # which the rescuer polls until it ran out
         _, err = rescuer.communicate(timeout=60)
         assert rescuer.returncode == 0, err.decode()[-2000:]
     finally:

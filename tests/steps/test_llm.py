@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from fake_providers import ANTHROPIC_KEY, OPENAI_KEY, FakeServer, running
 import podium
 from podium.bus import open_bus
 from podium.check import parse_workflow
+from podium.clock import FakeClock
 from podium.engine.engine import Engine
 from podium.errors import NonRetryable, Retry, StepError, WorkflowInvalid
 from podium.model.llm import compress
@@ -29,10 +29,12 @@ KEYS = {"OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY}
 
 
 class FakeHost:
-    """The two StepHost services the llm kind uses: secrets and the response cache."""
+    """The two StepHost services the llm kind uses: secrets and the response cache, whose
+    entries expire by `clock` (as the store's do by its clock)."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
+        self.clock = FakeClock()
         self.cache: dict[str, tuple[Any, float]] = {}
 
     def secret(self, name: str) -> str | None:
@@ -40,10 +42,10 @@ class FakeHost:
 
     async def cache_get(self, key: str) -> Any | None:
         value, expires_at = self.cache.get(key, (None, 0.0))
-        return value if expires_at > time.time() else None
+        return value if expires_at > self.clock.now() else None
 
     async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
-        self.cache[key] = (json.loads(json.dumps(value)), time.time() + ttl_s)
+        self.cache[key] = (json.loads(json.dumps(value)), self.clock.now() + ttl_s)
 
 
 @pytest.fixture
@@ -399,7 +401,7 @@ async def test_a_different_request_or_an_expired_entry_misses_the_cache(
     await _run(runner, host, _spec(server, cache="1h"))
     await _run(runner, host, _spec(server, cache="1h", max_tokens=10))
     await _run(runner, host, _spec(server, cache="1ms", prompt="say: other"))
-    time.sleep(0.01)
+    host.clock.advance(0.001)
     await _run(runner, host, _spec(server, cache="1ms", prompt="say: other"))
     assert len(server.requests) == 4
 

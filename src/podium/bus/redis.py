@@ -31,7 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from podium.bus.base import Dispatch
-from podium.clock import SYSTEM_CLOCK, Clock, sleep_unless
+from podium.clock import SYSTEM_CLOCK, Clock, sleep_unless, wait_done
 from podium.errors import PodiumError
 from podium.events import Event
 from podium.redact import safe_url
@@ -73,7 +73,7 @@ class RedisBus:
         connect_deadline_s: float = 5.0,  # __aenter__ gives up after this long
         flush_timeout_s: float = 5.0,  # __aexit__ waits this long for queued events
         max_queued: int = 100_000,  # events kept while Redis is down; the oldest go first
-        clock: Clock = SYSTEM_CLOCK,  # retry backoff and reclaim scans
+        clock: Clock = SYSTEM_CLOCK,  # retry backoff, reclaim scans and the flush timeout
     ) -> None:
         self.clock = clock
         client_url, prefix, self._where = _parse_url(url)
@@ -183,8 +183,8 @@ class RedisBus:
         self._stopping = True
         self._wakeup.set()
         if self._publisher is not None:
-            done, _ = await asyncio.wait({self._publisher}, timeout=self._flush_timeout_s)
-            if not done:  # Redis is down: the store holds these events anyway
+            flushed = await wait_done(self.clock, [self._publisher], self._flush_timeout_s)
+            if not flushed:  # Redis is down: the store holds these events anyway
                 self._publisher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._publisher

@@ -48,9 +48,9 @@ class Spec:
 
 def parse_spec(kind: str, text: str, timezone: str = "UTC", *, now: float) -> Spec:
     """Checks a spec; an `at` time must lie after `now`. Raises ScheduleSpecInvalid."""
-    zone = _zone(timezone)
+    _zone(timezone)
     if kind == "cron":
-        return _parse_cron(text, timezone, zone)
+        return _parse_cron(text, timezone, now)
     if kind == "every":
         return Spec("every", text, timezone, interval_s=_parse_every(text))
     if kind == "at":
@@ -118,7 +118,7 @@ def _zone(timezone: str) -> ZoneInfo:
         ) from None
 
 
-def _parse_cron(text: str, timezone: str, zone: ZoneInfo) -> Spec:
+def _parse_cron(text: str, timezone: str, now: float) -> Spec:
     expression = " ".join(text.split())
     if not expression or not croniter.is_valid(expression):
         raise ScheduleSpecInvalid(
@@ -127,8 +127,10 @@ def _parse_cron(text: str, timezone: str, zone: ZoneInfo) -> Spec:
             " '*/15 * * * *'), 6 with seconds last, or @hourly/@daily/@weekly/@monthly",
         )
     spec = Spec("cron", expression, timezone)
+    if math.isinf(now):  # read back from the store: checked when it was added
+        return spec
     try:
-        _cron_after(spec, datetime.now(zone).timestamp())
+        _cron_after(spec, now)
     except Exception:  # croniter gives up on dates that never come (e.g. 31 February)
         raise ScheduleSpecInvalid("cron", text, "this expression never fires") from None
     return spec

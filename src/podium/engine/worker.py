@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import structlog
 
 from podium.bus.base import Bus, Dispatch
-from podium.clock import sleep_unless
+from podium.clock import sleep_unless, wait_done
 from podium.engine.engine import Engine
 from podium.errors import PodiumError
 from podium.store.base import Store
@@ -60,12 +60,12 @@ class Worker:
         ]
         await self._stopping.wait()
         log.info("draining", in_flight=len(self._running))
+        await self._beat("draining")  # `podium workers` shows it: taking nothing new
         failure = self.engine.failure
         # The dispatch loop waits on Redis and can be cancelled; the sweeper talks to the store,
         # so it stops between rounds (a query cancelled midway can wedge a pooled connection).
         duties[0].cancel()
-        if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=self.drain_s)
+        await wait_done(self.clock, list(self._running.values()), self.drain_s)
         duties[2].cancel()
         await asyncio.gather(*duties, return_exceptions=True)
         await self._beat("stopped")
@@ -155,7 +155,7 @@ class Worker:
             if self.engine.failure is not None:
                 self.stop()  # nothing can be committed any more: drain and exit
                 return
-            await self._beat("running")
+            await self._beat("draining" if self._stopping.is_set() else "running")
             await self.clock.sleep(self.heartbeat_s)
 
     async def _beat(self, state: str) -> None:
