@@ -85,11 +85,11 @@ async def _report(
 
 def _report_table(by: str, groups: list[dict[str, Any]]) -> Table:
     table = Table(title="spend")
-    for column in (by, "usd", "tokens in", "tokens out", "calls"):
+    for column in (by, "usd", "of it estimated", "tokens in", "tokens out", "calls"):
         table.add_column(column, justify="left" if column == by else "right")
     for g in groups:
-        table.add_row(g["key"] or "-", money(g["usd"]), str(g["tokens"]["input"]),
-                      str(g["tokens"]["output"]), str(g["calls"]))
+        table.add_row(g["key"] or "-", money(g["usd"]), money(g["estimated_usd"]),
+                      str(g["tokens"]["input"]), str(g["tokens"]["output"]), str(g["calls"]))
     return table
 
 

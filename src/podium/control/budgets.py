@@ -18,7 +18,7 @@ from podium.clock import Clock
 from podium.control.config import Budgets
 from podium.control.guard import Call, CallOutcome, Emit
 from podium.errors import BudgetExceeded, PodiumError, StepError
-from podium.model.llm import build_request, estimate_tokens
+from podium.model.llm import build_request, estimate_usage
 from podium.model.pricing import Pricing
 from podium.model.workflow import Action, Budget, LlmAction, SimAction, Step
 from podium.store.roles import BudgetStore
@@ -90,15 +90,11 @@ def _sim_estimate(action: SimAction, pricing: Pricing) -> float:
 
 
 def _llm_estimate(action: LlmAction, pricing: Pricing) -> float:
-    """The prompt at four characters a token, and every token `max_tokens` allows out."""
     try:
         request = build_request(action, pricing)
     except PodiumError:
         return 0.0  # the call fails before it is made, at no cost
-    tokens_in = estimate_tokens(request.system or "") + sum(
-        estimate_tokens(turn.get("content")) for turn in request.messages
-    )
-    return pricing.cost_usd(request.model, tokens_in, request.max_tokens)
+    return pricing.cost_usd(request.model, *estimate_usage(request))
 
 
 # -- scopes ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import heapq
 import itertools
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from secrets import token_hex
@@ -43,6 +43,7 @@ from podium.steps import close_runners
 from podium.store import codec
 from podium.store.base import Store
 from podium.store.records import RunState, StepState
+from podium.store.spend import SpendRow
 from podium.supervisor import Supervisor
 
 log = structlog.get_logger("podium.engine")
@@ -583,6 +584,14 @@ class Engine:
         run = self._holding(rt)
         if run is not None:
             self._apply(run, run.machine.falling_back(self.clock.now(), st, error))
+
+    def spent(self, row: SpendRow) -> None:
+        # Booked even after the run ended (a call abandoned by a cancel): the fence keeps it
+        # only while this engine holds the run.
+        self.journal.spend(row)
+
+    def linger(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        self.tasks.start(work, name=name)
 
     def _holding(self, rt: RunRuntime) -> ActiveRun | None:
         run = self._active.get(rt.run_id)

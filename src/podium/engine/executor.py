@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from podium.clock import SYSTEM_CLOCK, Clock
 from podium.control.guard import Call, CallOutcome, Guard
 from podium.control.plane import ControlPlane
+from podium.engine.ledger import AttemptLedger, UsageSink
 from podium.engine.machine import Outcome
 from podium.engine.rules import backoff_s
 from podium.engine.runtime import RunRuntime
@@ -28,8 +29,9 @@ from podium.store.records import StepState
 from podium.store.waits import step_key
 
 
-class AttemptReporter(Protocol):
-    """What the executor tells the engine between attempts (each becomes a machine input)."""
+class AttemptReporter(UsageSink, Protocol):
+    """What the executor tells the engine between attempts (each becomes a machine input),
+    and the paid calls its attempts book (`UsageSink`)."""
 
     def retrying(
         self, rt: RunRuntime, st: StepState, attempt: int, error: str, delay_s: float
@@ -158,6 +160,10 @@ class StepExecutor:
             timeout_s=step.timeout_s,
             policy=None if rt.row.trusted else self._policy,
             pricing=self._control.config.pricing,
+            usage=AttemptLedger(
+                self._reporter, self._clock, rt.run_id, st.step_id, st.index, rt.row.workflow,
+                attempt,
+            ),
         )
         try:
             context = rt.context(st, attempt, self._secrets)

@@ -396,7 +396,7 @@ class RunMachine:
                 result.cost_usd, result.tokens_in, result.tokens_out
             )
             st.completed_seq = rt.next_seq()
-            if result.cost_usd or result.tokens_in or result.tokens_out:
+            if not result.ledgered and (result.cost_usd or result.tokens_in or result.tokens_out):
                 self._spend(st, result)
             payload.update(fallback_used=outcome.fallback_used, cost_usd=result.cost_usd)
             self._emit("agent.task.completed", payload)

@@ -122,6 +122,15 @@ def estimate_tokens(value: Any) -> int:
     return math.ceil(len(as_text(value)) / 4)
 
 
+def estimate_usage(request: LlmRequest) -> tuple[int, int]:
+    """At most what a call may use: the prompt at four characters a token, and every token
+    `max_tokens` allows out (budgets hold it; the ledger books it for a call without usage)."""
+    tokens_in = estimate_tokens(request.system or "") + sum(
+        estimate_tokens(turn.get("content")) for turn in request.messages
+    )
+    return tokens_in, request.max_tokens
+
+
 def compress(system: str | None, turns: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     """The latest turns that fit `budget` tokens beside the system prompt.
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from podium.steps.base import StepContext, StepHost, StepResult, StepRunner
+from podium.steps.base import (
+    CallUsage,
+    StepContext,
+    StepHost,
+    StepResult,
+    StepRunner,
+    UsageLedger,
+)
 from podium.steps.http import HttpRunner
 from podium.steps.llm import LlmRunner
 from podium.steps.n8n import N8nRunner
@@ -32,4 +39,13 @@ async def close_runners() -> None:
             await aclose()
 
 
-__all__ = ["RUNNERS", "StepContext", "StepHost", "StepResult", "StepRunner", "close_runners"]
+__all__ = [
+    "RUNNERS",
+    "CallUsage",
+    "StepContext",
+    "StepHost",
+    "StepResult",
+    "StepRunner",
+    "UsageLedger",
+    "close_runners",
+]

@@ -5,7 +5,8 @@ Runners get their action with every expression already rendered; they return a `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,6 +16,47 @@ from podium.clock import Clock
 from podium.model.policy import TrustPolicy
 from podium.model.pricing import DEFAULT_PRICING, Pricing
 from podium.model.workflow import Action
+
+
+@dataclass(frozen=True, slots=True)
+class CallUsage:
+    """What one paid call used: as its provider reported it, or (`estimated`) the call's
+    estimate when no usage came back (a timeout, a dropped connection, an abandoned call)."""
+
+    model: str | None
+    tokens_in: int
+    tokens_out: int
+    usd: float
+    estimated: bool = False
+
+
+class UsageLedger(Protocol):
+    """Where a kind that pays per call (`llm`) books each call as it ends, whatever the
+    attempt's fate; a result of such a kind says so (`StepResult.ledgered`)."""
+
+    def report(self, usage: CallUsage) -> None:
+        """Books one call's usage now (it commits with the engine's next group commit)."""
+
+    def settle_later(
+        self, call: asyncio.Future[Any], usage: Callable[[], CallUsage | None], wait_s: float
+    ) -> None:
+        """The attempt ends (cancelled, timed out) with `call` (an asyncio future) in flight:
+        waits for it in the background for at most `wait_s`, then books `usage()`."""
+
+
+class _Unbooked:
+    """The ledger of a context built outside an engine (tests, tools): nothing is booked."""
+
+    def report(self, usage: CallUsage) -> None:
+        return None
+
+    def settle_later(
+        self, call: asyncio.Future[Any], usage: Callable[[], CallUsage | None], wait_s: float
+    ) -> None:
+        call.cancel()  # nobody would wait for it
+
+
+UNBOOKED: UsageLedger = _Unbooked()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +76,8 @@ class StepContext:
     policy: TrustPolicy | None = None
     # The engine's pricing table (settings.control.pricing), for what an `llm` call costs.
     pricing: Pricing = DEFAULT_PRICING
+    # The spend ledger, for kinds that pay per call.
+    usage: UsageLedger = UNBOOKED
 
     @property
     def log(self) -> Any:
@@ -50,6 +94,8 @@ class StepResult:
     tokens_out: int = 0
     cost_usd: float = 0.0
     model: str | None = None
+    # Its calls are in the spend ledger already (ctx.usage): the result adds no row of its own.
+    ledgered: bool = False
 
 
 class StepHost(Protocol):

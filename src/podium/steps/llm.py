@@ -1,24 +1,27 @@
 """The `llm` kind: one chat completion per attempt, from an OpenAI-compatible API or Anthropic.
 
-Tokens and cost come from the reply's usage and the engine's pricing table (`ctx.pricing`);
-errors never quote the key, the prompt or the headers.
+Each call is booked in the spend ledger as it ends (`ctx.usage`), even when its attempt fails
+or is cancelled; errors never quote the key, the prompt or the headers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 from podium.errors import NonRetryable, PodiumError, Retry, StepError
-from podium.model.llm import LlmRequest, as_text, build_request
+from podium.model.llm import LlmRequest, as_text, build_request, estimate_usage
+from podium.model.pricing import Pricing
 from podium.model.workflow import Action, LlmAction
 from podium.redact import Redactor, safe_url
-from podium.steps.base import StepContext, StepHost, StepResult
+from podium.steps.base import CallUsage, StepContext, StepHost, StepResult
 from podium.steps.http import PooledClient, check_egress, map_httpx_errors, retry_after_s
 
 KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -33,6 +36,14 @@ _RETRY_AFTER_STATUSES = frozenset({429, 503, 529})
 _AUTH_STATUSES = frozenset({401, 403})
 _MAX_DETAIL = 200
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*)\n```$", re.DOTALL)
+# httpx errors meaning the request never reached the provider: nothing to bill.
+_NOT_SENT = (
+    httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError,
+    httpx.WriteTimeout, httpx.InvalidURL, httpx.UnsupportedProtocol, UnicodeEncodeError,
+)
+# What the provider will bill for a call: nothing (never sent, or refused without usage),
+# what its reply reported, or unknown (sent, no usage read back: the estimate is booked).
+Billing = Literal["none", "reported", "unknown"]
 
 
 @dataclass(slots=True)
@@ -45,6 +56,7 @@ class Reply:
     tokens_out: int = 0
     finish_reason: str | None = None
     complete: bool = False  # a stream saw its end marker
+    billing: Billing = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +121,7 @@ class LlmRunner(PooledClient):
         return replace(result, output={**result.output, "cached": False})
 
     async def _complete(self, request: LlmRequest, key: ApiKey, ctx: StepContext) -> StepResult:
-        reply = await self._call(request, key, ctx.timeout_s)
+        reply, booked = await self._booked_call(request, key, ctx)
         output: dict[str, Any] = {
             "text": reply.text,
             "model": reply.model or request.model,
@@ -120,13 +132,38 @@ class LlmRunner(PooledClient):
             output["json"] = parse_json_reply(reply.text)
         return StepResult(
             output=output,
-            tokens_in=reply.tokens_in,
-            tokens_out=reply.tokens_out,
-            cost_usd=ctx.pricing.cost_usd(request.model, reply.tokens_in, reply.tokens_out),
+            tokens_in=booked.tokens_in if booked else 0,
+            tokens_out=booked.tokens_out if booked else 0,
+            cost_usd=booked.usd if booked else 0.0,
             model=request.model,
+            ledgered=True,
         )
 
-    async def _call(self, request: LlmRequest, key: ApiKey, timeout_s: float) -> Reply:
+    async def _booked_call(
+        self, request: LlmRequest, key: ApiKey, ctx: StepContext
+    ) -> tuple[Reply, CallUsage | None]:
+        """The call, booked in the ledger however it ends, before its reply is judged (a
+        reply that fails as JSON was paid for). A cancelled attempt leaves the call running:
+        the ledger waits for its usage in the background."""
+        reply = Reply()
+        call = asyncio.ensure_future(self._call(request, key, ctx.timeout_s, reply))
+
+        def usage() -> CallUsage | None:
+            return usage_of(reply, request, ctx.pricing)
+
+        try:
+            await asyncio.wait({call})  # a cancel of this task leaves `call` running
+        except asyncio.CancelledError:
+            ctx.usage.settle_later(call, usage, ctx.timeout_s)
+            raise
+        booked = usage()
+        if booked is not None:
+            ctx.usage.report(booked)
+        return call.result(), booked
+
+    async def _call(
+        self, request: LlmRequest, key: ApiKey, timeout_s: float, reply: Reply
+    ) -> Reply:
         wire = WIRES[request.provider]
         url = request.base_url.rstrip("/") + wire.path
         target = safe_url(url)
@@ -135,14 +172,40 @@ class LlmRunner(PooledClient):
             "json": wire.body(request),
             "timeout": timeout_s,
         }
-        with map_httpx_errors("POST", target, timeout_s):
+        with map_httpx_errors("POST", target, timeout_s), _sending(reply):
             if not request.stream:
                 response = await self.client().post(url, **post)
-                await _check_status(response, target, key)
-                return _read_json(response, wire, target)
+                await _check_status(response, wire, target, key, reply)
+                return _read_json(response, wire, target, reply)
             async with self.client().stream("POST", url, **post) as response:
-                await _check_status(response, target, key)
-                return await _read_stream(response, wire, target)
+                await _check_status(response, wire, target, key, reply)
+                return await _read_stream(response, wire, target, reply)
+
+
+@contextmanager
+def _sending(reply: Reply) -> Iterator[None]:
+    """From here the provider may bill the call, unless httpx says it never left."""
+    reply.billing = "unknown"
+    try:
+        yield
+    except _NOT_SENT:
+        reply.billing = "none"
+        raise
+
+
+def usage_of(reply: Reply, request: LlmRequest, pricing: Pricing) -> CallUsage | None:
+    """What a call is booked at: its reported usage, its estimate (marked) when it was sent
+    and no usage came back, or nothing."""
+    if reply.billing == "none":
+        return None
+    if reply.billing == "reported":
+        tokens_in, tokens_out, estimated = reply.tokens_in, reply.tokens_out, False
+        if not (tokens_in or tokens_out):
+            return None
+    else:
+        (tokens_in, tokens_out), estimated = estimate_usage(request), True
+    usd = pricing.cost_usd(request.model, tokens_in, tokens_out)
+    return CallUsage(request.model, tokens_in, tokens_out, usd, estimated)
 
 
 # -- the request ------------------------------------------------------------------------------
@@ -171,6 +234,7 @@ class Wire:
     body: Callable[[LlmRequest], dict[str, Any]]
     read: Callable[[Mapping[str, Any], Reply], None]
     on_chunk: Callable[[Mapping[str, Any], Reply], None]
+    usage: Callable[[Mapping[str, Any], Reply], None]  # from any body, an error's included
 
 
 def _openai_body(request: LlmRequest) -> dict[str, Any]:
@@ -209,6 +273,7 @@ def _openai_usage(data: Mapping[str, Any], reply: Reply) -> None:
     if isinstance(usage, dict):  # null on every streamed chunk but the last
         reply.tokens_in = int(usage.get("prompt_tokens") or 0)
         reply.tokens_out = int(usage.get("completion_tokens") or 0)
+        reply.billing = "reported"
 
 
 def _anthropic_headers(key: str) -> dict[str, str]:
@@ -235,9 +300,15 @@ def _anthropic_read(data: Mapping[str, Any], reply: Reply) -> None:
     reply.text = "".join(b.get("text") or "" for b in blocks if b.get("type") == "text")
     reply.finish_reason = data.get("stop_reason")
     reply.model = data.get("model")
-    usage = _mapping(data.get("usage"))
-    reply.tokens_in = int(usage.get("input_tokens") or 0)
-    reply.tokens_out = int(usage.get("output_tokens") or 0)
+    _anthropic_usage(data, reply)
+
+
+def _anthropic_usage(data: Mapping[str, Any], reply: Reply) -> None:
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        reply.tokens_in = int(usage.get("input_tokens") or 0)
+        reply.tokens_out = int(usage.get("output_tokens") or 0)
+        reply.billing = "reported"
 
 
 def _message_start(data: Mapping[str, Any], reply: Reply) -> None:
@@ -253,7 +324,10 @@ def _content_block_delta(data: Mapping[str, Any], reply: Reply) -> None:
 def _message_delta(data: Mapping[str, Any], reply: Reply) -> None:
     reply.finish_reason = _mapping(data.get("delta")).get("stop_reason") or reply.finish_reason
     # Anthropic's output count is cumulative: the last message_delta holds the total.
-    reply.tokens_out = int(_mapping(data.get("usage")).get("output_tokens") or reply.tokens_out)
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        reply.tokens_out = int(usage.get("output_tokens") or reply.tokens_out)
+        reply.billing = "reported"
 
 
 def _message_stop(data: Mapping[str, Any], reply: Reply) -> None:
@@ -281,9 +355,11 @@ WIRES: dict[str, Wire] = {
         _openai_body,
         _openai_read,
         _openai_chunk,
+        _openai_usage,
     ),
     "anthropic": Wire(
-        "/v1/messages", _anthropic_headers, _anthropic_body, _anthropic_read, _anthropic_chunk
+        "/v1/messages", _anthropic_headers, _anthropic_body, _anthropic_read, _anthropic_chunk,
+        _anthropic_usage,
     ),
 }
 
@@ -299,20 +375,20 @@ def _first(values: Any) -> Mapping[str, Any]:
 # -- reading the response ---------------------------------------------------------------------
 
 
-def _read_json(response: httpx.Response, wire: Wire, target: str) -> Reply:
+def _read_json(response: httpx.Response, wire: Wire, target: str, reply: Reply) -> Reply:
     try:
         data = response.json()
     except ValueError:
         raise StepError(f"POST {target} returned a reply that is not JSON") from None
-    reply = Reply()
     wire.read(_mapping(data), reply)
     return reply
 
 
-async def _read_stream(response: httpx.Response, wire: Wire, target: str) -> Reply:
+async def _read_stream(
+    response: httpx.Response, wire: Wire, target: str, reply: Reply
+) -> Reply:
     """Server-sent events: only `data:` lines matter (both providers repeat the event name in
     the JSON `type`); OpenAI ends with `data: [DONE]`, Anthropic with `message_stop`."""
-    reply = Reply()
     async for line in response.aiter_lines():
         if not line.startswith("data:"):
             continue  # `event:` names, `:` keep-alive comments, blank separators
@@ -338,10 +414,16 @@ def _chunk(payload: str, target: str) -> Mapping[str, Any]:
     return data
 
 
-async def _check_status(response: httpx.Response, target: str, key: ApiKey) -> None:
+async def _check_status(
+    response: httpx.Response, wire: Wire, target: str, key: ApiKey, reply: Reply
+) -> None:
     if response.status_code < 400:
         return
     await response.aread()  # a streamed response has not read its error body yet
+    # A refusal is billed only if its body says what it used.
+    reply.billing = "none"
+    with suppress(ValueError):
+        wire.usage(_mapping(response.json()), reply)
     raise status_error(response, target, key)
 
 

@@ -110,6 +110,7 @@ def _group_json(group: SpendGroup) -> dict[str, Any]:
         "usd": round(group.usd, 9),
         "tokens": {"input": group.tokens_in, "output": group.tokens_out},
         "calls": group.calls,
+        "estimated_usd": round(group.estimated_usd, 9),
     }
 
 
@@ -123,6 +124,7 @@ def spend_json(
         sum(g.tokens_in for g in groups),
         sum(g.tokens_out for g in groups),
         sum(g.calls for g in groups),
+        sum(g.estimated_usd for g in groups),
     )
     return {
         "by": by,

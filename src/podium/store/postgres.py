@@ -107,7 +107,7 @@ _APPEND_EVENTS = (
 _UPSERT_DLQ = upsert("dlq", DLQ_COLS, "run_id", "%s")
 _DELETE_DLQ = "DELETE FROM dlq WHERE run_id = %s"
 _TAKE_SIGNAL = "UPDATE signals SET taken = true WHERE signal_id = %s"
-# A retried batch may already be in: the key (run, step, index, ts) keeps no twin.
+# A retried batch may already be in: the key (run, step, index, ts, call) keeps no twin.
 _INSERT_SPEND = _unnest("spend", SPEND_COLS, SPEND_TYPES) + " ON CONFLICT DO NOTHING"
 # SKIP LOCKED: a run another engine is claiming (or writing) right now is left to it, never
 # shared. LIMIT NULL is no limit.

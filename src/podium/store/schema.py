@@ -158,6 +158,25 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX runs_unfinished_children ON runs (parent_run_id)
         WHERE status IN ('queued', 'running');
     """,
+    # 12: the ledger holds every paid call, not only a step's successful result: each row
+    # names its attempt and call (`call_id`, '' for a row written with a step's result, so a
+    # retried batch still keeps no twin), and `estimated` marks a call whose usage is unknown
+    # (no reply came back) and was estimated. SQLite cannot change a key: the table is rebuilt.
+    """
+    CREATE TABLE spend_v12 (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, idx INTEGER NOT NULL, ts REAL NOT NULL,
+        workflow TEXT NOT NULL, model TEXT, tokens_in INTEGER NOT NULL,
+        tokens_out INTEGER NOT NULL, usd REAL NOT NULL, attempt INTEGER NOT NULL DEFAULT 0,
+        call_id TEXT NOT NULL DEFAULT '', estimated INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, step_id, idx, ts, call_id)
+    );
+    INSERT INTO spend_v12 (run_id, step_id, idx, ts, workflow, model, tokens_in, tokens_out, usd)
+        SELECT run_id, step_id, idx, ts, workflow, model, tokens_in, tokens_out, usd FROM spend;
+    DROP TABLE spend;
+    ALTER TABLE spend_v12 RENAME TO spend;
+    CREATE INDEX spend_ts ON spend (ts, usd);
+    CREATE INDEX spend_workflow_ts ON spend (workflow, ts, usd);
+    """,
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -373,5 +392,13 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX runs_unfinished_children ON runs (parent_run_id)
         WHERE status IN ('queued', 'running');
+    """,
+    # 12: every paid call in the ledger, as MIGRATIONS[11]
+    """
+    ALTER TABLE spend ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE spend ADD COLUMN call_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE spend ADD COLUMN estimated BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE spend DROP CONSTRAINT spend_pkey;
+    ALTER TABLE spend ADD PRIMARY KEY (run_id, step_id, idx, ts, call_id);
     """,
 )

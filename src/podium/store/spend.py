@@ -1,6 +1,6 @@
-"""The spend ledger's records: a step's cost (`SpendRow`), a call's budget hold, a scope's usage.
+"""The spend ledger's records: a paid call's cost (`SpendRow`), a budget hold, a scope's usage.
 
-The engine writes SpendRows with the step results that incurred them; budget guards place holds.
+Calls are ledgered as they end (a step's result carries the rest); budget guards place holds.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ HOUR_S, DAY_S = 3600.0, 86400.0  # the budget windows
 
 @dataclass(frozen=True, slots=True)
 class SpendRow:
-    """What one committed step result (a step, or one for_each instance) cost."""
+    """What one paid call cost (`call_id` names it), or one committed step result (a step,
+    or one for_each instance; `call_id` ''). `estimated`: no usage came back (the call timed
+    out, was cut or abandoned), so the cost is the call's estimate."""
 
     run_id: str
     step_id: str
@@ -27,6 +29,9 @@ class SpendRow:
     tokens_in: int
     tokens_out: int
     usd: float
+    attempt: int = 0
+    call_id: str = ""
+    estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,7 @@ class SpendGroup:
     tokens_in: int
     tokens_out: int
     calls: int
+    estimated_usd: float = 0.0  # the part of `usd` that is estimated (calls without usage)
 
 
 def spend_params(row: SpendRow) -> tuple[object, ...]:
@@ -93,6 +99,9 @@ def spend_params(row: SpendRow) -> tuple[object, ...]:
         row.tokens_in,
         row.tokens_out,
         row.usd,
+        row.attempt,
+        row.call_id,
+        row.estimated,
     )
 
 
@@ -115,12 +124,14 @@ def usage_columns(scope: WindowScope, now: float, mark: str) -> tuple[str, list[
 
 
 def report_select(
-    key: str, since: float, workflow: str | None, mark: str
+    key: str, since: float, workflow: str | None, mark: str, true: str
 ) -> tuple[str, list[object]]:
-    """`podium spend`: totals per group key (an SQL expression over the spend table)."""
+    """`podium spend`: totals per group key (an SQL expression over the spend table), and
+    the estimated part of each (`true` is the dialect's boolean literal)."""
     only = f" AND workflow = {mark}" if workflow is not None else ""
     sql = (
-        f"SELECT {key} AS k, sum(usd), sum(tokens_in), sum(tokens_out), count(*) FROM spend"
+        f"SELECT {key} AS k, sum(usd), sum(tokens_in), sum(tokens_out), count(*),"
+        f" coalesce(sum(CASE WHEN estimated = {true} THEN usd END), 0) FROM spend"
         f" WHERE ts > {mark}{only} GROUP BY k"
     )
     return sql, [since, *([workflow] if workflow is not None else [])]

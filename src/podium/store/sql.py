@@ -66,7 +66,7 @@ EVENT_COLS, EVENT_TYPES = columns_of(
 )
 SPEND_COLS, SPEND_TYPES = columns_of(
     "run_id text, step_id text, idx int4, ts float8, workflow text, model text,"
-    " tokens_in int8, tokens_out int8, usd float8"
+    " tokens_in int8, tokens_out int8, usd float8, attempt int4, call_id text, estimated bool"
 )
 DLQ_COLS = "run_id, workflow, status, error, failed_steps, added_at"
 WORKER_COLS = "worker_id, host, pid, concurrency, active, state, started_at, heartbeat_at"
@@ -546,9 +546,11 @@ class SQLStore(ABC):
             "day": self.dialect.day,
             "hour": self.dialect.hour,
         }
-        query, params = report_select(keys[by], since, workflow, self.dialect.mark)
+        query, params = report_select(
+            keys[by], since, workflow, self.dialect.mark, self.dialect.true
+        )
         return [
-            SpendGroup(group_key(by, r[0]), r[1], int(r[2]), int(r[3]), r[4])
+            SpendGroup(group_key(by, r[0]), r[1], int(r[2]), int(r[3]), r[4], r[5])
             for r in await self._fetch(query, params)
         ]
 

@@ -38,6 +38,7 @@ from podium.store.sql import (
     DLQ_COLS,
     EVENT_COLS,
     RUN_COLS,
+    SPEND_COLS,
     SQLITE,
     STEP_COLS,
     UNFINISHED,
@@ -106,8 +107,8 @@ def _statements(batch: Batch) -> list[_Statement]:
         sql = "UPDATE signals SET taken = 1 WHERE signal_id = ?"
         out.append((sql, [(s,) for s in batch.signals_taken], None))
     if batch.spend:
-        # A retried batch may already be in: the key (run, step, index, ts) keeps no twin.
-        sql = "INSERT OR IGNORE INTO spend VALUES (?,?,?,?,?,?,?,?,?)"
+        # A retried batch may already be in: the key (run, step, index, ts, call) keeps no twin.
+        sql = f"INSERT OR IGNORE INTO spend ({SPEND_COLS}) VALUES ({','.join('?' * 12)})"
         out.append((sql, [spend_params(r) for r in batch.spend], 0))
     return out
 
