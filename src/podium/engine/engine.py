@@ -48,6 +48,7 @@ from podium.supervisor import Supervisor
 
 log = structlog.get_logger("podium.engine")
 _ADMITTED = Admitted()  # no `[resources]` bounds: every run fits
+_FAILED = StepStatus.FAILED.value
 
 
 @dataclass(eq=False)
@@ -470,22 +471,24 @@ class Engine:
         """Journals what the machine decided, then acts on it: what acts on the world waits
         for the commit (a step starts only once it is durably `running`), except cancelling."""
         self._journal(run.rt, fx)
+        journal = self.journal
         for key in fx.cancel:
             task = run.tasks.pop(key, None)
             if task is not None:
                 task.cancel()
-        self._held.extend((run, st) for st in fx.held)
-        if fx.disarm or fx.finished:
-            run.drop_timer()
+        for st in fx.start:
+            journal.after(partial(self._spawn, run, st))
+        if fx.held:
+            self._held.extend((run, st) for st in fx.held)
         if fx.arm_at is not None:
             self._arm(run, fx.arm_at)
-        for st in fx.start:
-            self.journal.after(partial(self._spawn, run, st))
         if fx.compensate:
-            states = fx.compensate
-            self.journal.after(lambda: self._start_compensation(run, states))
+            journal.after(partial(self._start_compensation, run, fx.compensate))
         if fx.finished:
-            self.journal.after(lambda: self._retire(run))
+            run.drop_timer()
+            journal.after(partial(self._retire, run))
+        elif fx.disarm:
+            run.drop_timer()
 
     def _journal(self, rt: RunRuntime, fx: Effects) -> None:
         journal = self.journal
@@ -493,18 +496,19 @@ class Engine:
             journal.run(rt.row)
         for st in fx.steps.values():
             journal.step(st)
-        for notice in fx.notices:
-            self._emit(rt, notice.event_type, notice.payload, notice.actor)
+        for event_type, payload, actor in fx.notices:
+            self._emit(rt, event_type, payload, actor)
         for transition in fx.transitions:
             journal.transition(transition)
-            if transition.step_id is not None and transition.target == StepStatus.FAILED:
+            if transition.target == _FAILED and transition.step_id is not None:
                 self._log_failure(fx.steps[(transition.step_id, transition.index)])
-        for row in fx.spend:
-            journal.spend(row)
-        for signal_id in fx.signals_taken:
-            journal.signal_taken(signal_id)
-        if fx.dead_letter is not None:
-            journal.dead_letter(fx.dead_letter)
+        if fx.spend or fx.signals_taken or fx.dead_letter:
+            for row in fx.spend:
+                journal.spend(row)
+            for signal_id in fx.signals_taken:
+                journal.signal_taken(signal_id)
+            if fx.dead_letter is not None:
+                journal.dead_letter(fx.dead_letter)
 
     def _log_failure(self, st: StepState) -> None:
         redact = self.redactor

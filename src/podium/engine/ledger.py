@@ -25,7 +25,7 @@ class UsageSink(Protocol):
         """Runs `work` as a supervised task: it outlives the attempt, not the engine."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per attempt: not frozen, which is slower to build
 class AttemptLedger:
     """One attempt's `UsageLedger`: each call becomes its own row (a fresh `call_id`)."""
 

@@ -23,6 +23,14 @@ from podium.store.records import DlqEntry, StepState
 from podium.store.spend import SpendRow
 
 R, S = RunStatus, StepStatus
+# Plain-string twins of the statuses for the hot comparisons: an enum member's attribute
+# lookup costs ten times a module constant's, and a run decides dozens of times per step.
+_PENDING, _READY, _RUNNING = S.PENDING.value, S.READY.value, S.RUNNING.value
+_SUCCEEDED, _FAILED, _CANCELLED = S.SUCCEEDED.value, S.FAILED.value, S.CANCELLED.value
+_COMPENSATED = S.COMPENSATED.value
+_LIVE = frozenset({_RUNNING, _READY})
+_FAILURES = frozenset({_FAILED, _CANCELLED})
+_RUN_RUNNING, _RUN_FAILED = R.RUNNING.value, R.FAILED.value
 StepKey = tuple[str, int]  # (step id, instance index; -1 for the step itself)
 
 
@@ -42,13 +50,9 @@ class Outcome:
         return self.error is None
 
 
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """An event to emit about the run (the engine gives it an id and its causation)."""
-
-    event_type: str
-    payload: dict[str, Any]
-    actor: Actor = SYSTEM_ACTOR
+# An event to emit about the run: (type, payload, actor); the engine gives it an id and its
+# causation. A plain tuple: a run makes two or three a step.
+Notice = tuple[str, dict[str, Any], Actor]
 
 
 @dataclass(slots=True)
@@ -107,7 +111,7 @@ class RunMachine:
         row.created_at = now  # its queue TTL counts from now
         for st in rt.all_states():
             self._journal(st)  # rewrites the reset rows as pending
-        kept = sorted({s.step_id for s in rt.all_states() if s.status == S.SUCCEEDED})
+        kept = sorted({s.step_id for s in rt.all_states() if s.status == _SUCCEEDED})
         self._emit("run.replayed", {"kept_steps": kept}, actor)
         return self._fx
 
@@ -116,7 +120,7 @@ class RunMachine:
         self._begin(now)
         rt = self.run
         for step_id in dropped:
-            if rt.steps[step_id].status == S.PENDING:
+            if rt.steps[step_id].status == _PENDING:
                 self._skip(rt.steps[step_id], reason)
         self._move_run(R.RUNNING)
         rt.row.started_at = now
@@ -164,7 +168,7 @@ class RunMachine:
         rt = self.run
         self._emit("run.resumed", {"owner": owner})
         self._arm()
-        interrupted = [s for s in rt.all_states() if s.status in (S.RUNNING, S.READY)]
+        interrupted = [s for s in rt.all_states() if s.status in _LIVE]
         if rt.row.stopping is not None:
             for st in interrupted:
                 self._cancel_step(st, rt.row.error or "the run was stopping")
@@ -176,7 +180,7 @@ class RunMachine:
     def finished(self, now: float, st: StepState, outcome: Outcome) -> Effects:
         """A step's attempts ended (a late result, after a cancel or a stop, is ignored)."""
         self._begin(now)
-        if st.status == S.RUNNING and not self.run.row.done:
+        if st.status == _RUNNING and not self.run.row.done:
             self._finish(st, outcome)
         return self._fx
 
@@ -222,8 +226,8 @@ class RunMachine:
         rt = self.run
         for step_id, instances in rt.instances.items():
             parent = rt.steps[step_id]
-            if parent.status == S.SUCCEEDED and instances and all(
-                i.status == S.COMPENSATED for i in instances
+            if parent.status == _SUCCEEDED and instances and all(
+                i.status == _COMPENSATED for i in instances
             ):
                 self._move_step(parent, S.COMPENSATED)
         self._complete()
@@ -232,11 +236,11 @@ class RunMachine:
     def release(self, now: float, st: StepState) -> Effects:
         """The pauses changed: a held step starts, or is held again if still paused."""
         self._begin(now)
-        if st.status != S.READY or self.run.row.done:
+        if st.status != _READY or self.run.row.done:
             return self._fx
         if st.index < 0:
             self._launch(st)
-        elif self.run.steps[st.step_id].status == S.RUNNING:  # refilled within max_parallel
+        elif self.run.steps[st.step_id].status == _RUNNING:  # refilled within max_parallel
             self._move_step(st, S.PENDING)
             self._fill_instances(self.run.steps[st.step_id])
         return self._fx
@@ -256,7 +260,7 @@ class RunMachine:
         dependents = rt.compiled.plan.dependents
         while work:
             st = rt.steps[work.popleft()]
-            if st.status != S.PENDING:
+            if st.status != _PENDING:
                 continue
             step = rt.compiled.step(st.step_id)
             gate = self._gate(step)
@@ -272,7 +276,8 @@ class RunMachine:
 
     def _gate(self, step: Step) -> Gate:
         stopping = self.run.row.stopping
-        if stopping is not None and (stopping != R.FAILED or step.trigger not in CLEANUP_TRIGGERS):
+        cleanup = stopping == _RUN_FAILED and step.trigger in CLEANUP_TRIGGERS
+        if stopping is not None and not cleanup:
             return Gate.SKIP
         steps = self.run.steps
         return trigger_gate(step.trigger, [steps[n].status for n in step.needs])
@@ -303,11 +308,11 @@ class RunMachine:
         step = self.run.compiled.step(parent.step_id)
         instances = self.run.instances[parent.step_id]
         limit = step.max_parallel or len(instances) or 1
-        running = sum(1 for i in instances if i.status == S.RUNNING)
+        running = sum(1 for i in instances if i.status == _RUNNING)
         for inst in instances:
             if running >= limit:
                 break
-            if inst.status == S.PENDING:
+            if inst.status == _PENDING:
                 self._launch(inst)
                 running += 1
         if all(i.done for i in instances):
@@ -316,7 +321,7 @@ class RunMachine:
     def _launch(self, st: StepState) -> None:
         rt = self.run
         if self._paused(rt.row.workflow, rt.compiled.step(st.step_id).agent):
-            if st.status != S.READY:
+            if st.status != _READY:
                 self._move_step(st, S.READY)
                 self._emit("agent.task.held", {"step": st.step_id, "index": st.index})
             self._fx.held.append(st)
@@ -351,7 +356,7 @@ class RunMachine:
                 for i in range(len(rt.items[st.step_id]))
             ]
             for inst in rt.instances[st.step_id]:
-                if inst.status in (S.RUNNING, S.READY):
+                if inst.status in _LIVE:
                     self._move_step(inst, S.PENDING)
             self._fill_instances(st)
 
@@ -363,11 +368,11 @@ class RunMachine:
             self._step_done(st)
             return
         parent = self.run.steps[st.step_id]
-        if parent.status != S.RUNNING:
+        if parent.status != _RUNNING:
             return
-        if st.status == S.FAILED:
+        if st.status == _FAILED:
             for other in self.run.instances[st.step_id]:
-                if other.status in (S.RUNNING, S.READY):  # ready: held back by a pause
+                if other.status in _LIVE:  # ready: held back by a pause
                     self._cancel_step(other, f"instance {st.index} failed")
             error = f"instance {st.index} failed: {st.error}"
             failure = Outcome(error=error, error_type=st.error_type, traceback=st.traceback)
@@ -443,7 +448,7 @@ class RunMachine:
 
     def _step_done(self, st: StepState) -> None:
         step = self.run.compiled.step(st.step_id)
-        if st.status == S.FAILED and not step.optional:
+        if st.status == _FAILED and not step.optional:
             self._stop(R.FAILED, f"step {st.step_id} failed: {st.error}", SYSTEM_ACTOR)
         self._advance(self.run.compiled.plan.dependents[st.step_id])
 
@@ -469,13 +474,13 @@ class RunMachine:
         self._fx.run = True
         self._emit("run.stopping", {"outcome": outcome.value, "reason": reason}, actor)
         for st in list(self.run.all_states()):
-            if st.status in (S.RUNNING, S.READY):  # ready: held back by a pause
+            if st.status in _LIVE:  # ready: held back by a pause
                 self._cancel_step(st, reason)
         self._advance(self.run.compiled.plan.order)
 
     def _maybe_finish(self) -> None:
         rt = self.run
-        if rt.row.status != R.RUNNING or rt.compensating:
+        if rt.row.status != _RUN_RUNNING or rt.compensating:
             return
         if any(st.status in STEP_OPEN for st in rt.steps.values()):
             return
@@ -492,7 +497,7 @@ class RunMachine:
         states = [
             st
             for st in rt.compensation_units()
-            if st.status == S.SUCCEEDED
+            if st.status == _SUCCEEDED
             and st.compensation_error is None
             and rt.compiled.step(st.step_id).compensate is not None
         ]
@@ -504,8 +509,8 @@ class RunMachine:
         units = list(rt.compensation_units())
         parents = rt.steps.values()
         failed = sum(1 for s in units if s.compensation_error is not None)
-        ran = failed + sum(1 for s in units if s.status == S.COMPENSATED)
-        degraded = any(s.status == S.FAILED or s.fallback_used for s in parents)
+        ran = failed + sum(1 for s in units if s.status == _COMPENSATED)
+        degraded = any(s.status == _FAILED or s.fallback_used for s in parents)
         status = final_status(
             row.stopping, degraded=degraded, compensations_ran=ran, compensations_failed=failed
         )
@@ -526,7 +531,7 @@ class RunMachine:
         })
         if row.status in RUN_DEAD:
             failed_steps = tuple(
-                s.step_id for s in self.run.steps.values() if s.status in (S.FAILED, S.CANCELLED)
+                s.step_id for s in self.run.steps.values() if s.status in _FAILURES
             )
             self._fx.dead_letter = DlqEntry(
                 row.run_id, row.workflow, row.status, row.error, failed_steps, row.finished_at
@@ -549,7 +554,7 @@ class RunMachine:
     def _emit(
         self, event_type: str, payload: dict[str, Any], actor: Actor = SYSTEM_ACTOR
     ) -> None:
-        self._fx.notices.append(Notice(event_type, payload, actor))
+        self._fx.notices.append((event_type, payload, actor))
 
     def _arm(self) -> None:
         row, limit = self.run.row, self.run.workflow.timeout_s

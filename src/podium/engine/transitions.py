@@ -43,11 +43,17 @@ STEP_EDGES: frozenset[tuple[StepStatus, StepStatus]] = frozenset(
 )
 
 
+# The same edges as plain strings: a move checks the row's stored status without building an
+# enum member (this runs twice per step attempt).
+_RUN_MOVES = frozenset((a.value, b.value) for a, b in RUN_EDGES)
+_STEP_MOVES = frozenset((a.value, b.value) for a, b in STEP_EDGES)
+
+
 class IllegalTransition(RuntimeError):
     """The engine tried a status change the table does not allow (a bug in podium)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slower to build, twice a step
 class Transition:
     """One committed status change of a run (`step_id` None) or of a step."""
 
@@ -60,17 +66,17 @@ class Transition:
 
 
 def move_run(row: RunState, target: RunStatus, at: float) -> Transition:
-    source = RunStatus(row.status)
-    if (source, target) not in RUN_EDGES:
-        raise IllegalTransition(f"run {row.run_id}: {source} -> {target}")
-    row.status = target.value
-    return Transition(row.run_id, None, -1, source.value, target.value, at)
+    source, value = row.status, target._value_
+    if (source, value) not in _RUN_MOVES:
+        raise IllegalTransition(f"run {row.run_id}: {source} -> {value}")
+    row.status = value
+    return Transition(row.run_id, None, -1, source, value, at)
 
 
 def move_step(st: StepState, target: StepStatus, at: float) -> Transition:
-    source = StepStatus(st.status)
-    if (source, target) not in STEP_EDGES:
+    source, value = st.status, target._value_
+    if (source, value) not in _STEP_MOVES:
         label = st.step_id if st.index < 0 else f"{st.step_id}[{st.index}]"
-        raise IllegalTransition(f"step {label} of run {st.run_id}: {source} -> {target}")
-    st.status = target.value
-    return Transition(st.run_id, st.step_id, st.index, source.value, target.value, at)
+        raise IllegalTransition(f"step {label} of run {st.run_id}: {source} -> {value}")
+    st.status = value
+    return Transition(st.run_id, st.step_id, st.index, source, value, at)
