@@ -113,7 +113,7 @@ class History:
         if fx.finished:
             self.finished += 1
             assert self.rt.row.status in RUN_FINAL
-            assert fx.notices[-1].event_type == "run.completed"
+            assert fx.notices[-1][0] == "run.completed"
             assert not self.running, "a run finished while steps still ran"
 
     def _check_may_start(self, state: StepState) -> None:
