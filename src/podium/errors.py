@@ -86,7 +86,7 @@ class EngineStopped(PodiumError):
 
 class AdmissionRejected(PodiumError):
     """A run needs more of a resource than is free (`on_constrained: reject`) or than exists
-    at all (DESIGN §3.8): nothing was submitted. Names the resource, the need and what is free."""
+    at all: nothing was submitted. Names the resource, the need and what is free."""
 
     code = "admission_rejected"
 
@@ -135,7 +135,7 @@ class NonRetryable(StepError):
 
 class CircuitOpen(NonRetryable):
     """An open (or fully busy half-open) circuit refused the attempt: nothing was called, and
-    no retry is made against it; the step goes straight to its fallback (DESIGN §3.3)."""
+    no retry is made against it; the step goes straight to its fallback."""
 
     code = "circuit_open"
 
@@ -145,7 +145,7 @@ class CircuitOpen(NonRetryable):
 
 
 class BudgetExceeded(NonRetryable):
-    """A call would take a budget scope past its limit (DESIGN §3.9): it was not made, and no
+    """A call would take a budget scope past its limit: it was not made, and no
     retry is made; the step goes to its fallback, or fails (degrades the run if optional).
     The message starts `budget_exceeded:` and names the scope, its limit and its spend."""
 

@@ -1,4 +1,4 @@
-"""The event envelope of DESIGN §5: one record per state change, stored then published.
+"""The event envelope: one record per state change, stored then published.
 
 Events are frozen dataclasses; `to_json` is the wire and storage form.
 """

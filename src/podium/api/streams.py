@@ -1,4 +1,4 @@
-"""Server-Sent Events over the bus: `event: <event_type>`, `data: <event JSON>` (DESIGN §5).
+"""Server-Sent Events over the bus: `event: <event_type>`, `data: <event JSON>`.
 
 A run's stream replays the run's stored events, then follows the bus until `run.completed`.
 """

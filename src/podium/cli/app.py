@@ -1,4 +1,4 @@
-"""The `podium` command line (DESIGN §4): the typer app and its console-script entry point.
+"""The `podium` command line: the typer app and its console-script entry point.
 
 Each group of commands lives in its own module; this one wires them up and sets up logging.
 """

@@ -41,7 +41,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-SUCCESSFUL = frozenset({"succeeded", "degraded"})  # run statuses that exit 0 (DESIGN §4)
+SUCCESSFUL = frozenset({"succeeded", "degraded"})  # run statuses that exit 0
 
 PIPE_WIDTH = 160  # rich assumes 80 columns off a terminal: too narrow for run ids and errors
 
@@ -218,7 +218,7 @@ async def require_run(store: Store, run_id: str) -> RunState:
 
 
 def print_json(document: Any) -> None:
-    """Exactly one JSON document on stdout (DESIGN §7 `--json`)."""
+    """Exactly one JSON document on stdout (`--json`)."""
     sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 

@@ -1,6 +1,6 @@
 """`podium queue`: queued runs per priority, the oldest wait, and each priority's TTL.
 
-Reads the store, so it shows every engine's and worker's queue (DESIGN §3.7).
+Reads the store, so it shows every engine's and worker's queue.
 """
 
 from __future__ import annotations

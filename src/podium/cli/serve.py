@@ -165,7 +165,7 @@ async def _serve(
             note(f"answering only to the Host names {', '.join(exposure.hosts)};"
                  " add the names clients use with --allowed-host")
         embedded = not engine.bus.distributed
-        if embedded:  # DESIGN §7: serve resumes unfinished runs when it executes them itself
+        if embedded:  # serve resumes unfinished runs when it executes them itself
             resumed = await engine.recover()
             if resumed:
                 note(f"resumed {len(resumed)} unfinished run(s)")

@@ -1,4 +1,4 @@
-"""Resource admission (DESIGN §3.8): a run holds its plan's peak cpu, memory, api calls and
+"""Resource admission: a run holds its plan's peak cpu, memory, api calls and
 agent instances from the shared pools `resource:NAME` while it runs.
 
 `on_constrained` says what happens when they are not free: queue (wait, strict priority),

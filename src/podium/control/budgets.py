@@ -1,4 +1,4 @@
-"""Budgets (DESIGN §3.9): per-run, per-workflow and global spend limits, checked before a call.
+"""Budgets: per-run, per-workflow and global spend limits, checked before a call.
 
 A call with an estimated cost sets that much aside (a hold) in every scope it falls under; its
 real cost reaches the spend ledger with the step's result, and the hold goes after that commit.

@@ -1,4 +1,4 @@
-"""Circuit breakers (DESIGN §3.3): stop calling an agent or target that keeps failing.
+"""Circuit breakers: stop calling an agent or target that keeps failing.
 
 State is shared through the store; each engine caches it so a call to a healthy circuit costs
 no store round trip. Failures, and calls meeting an open or half-open circuit, go to the store.

@@ -27,7 +27,7 @@ class _Section(BaseModel):
 
 
 class Capacities(_Section):
-    """What admission may hand out at once, across every engine (DESIGN §3.8). None: unbounded."""
+    """What admission may hand out at once, across every engine. None: unbounded."""
 
     cpu: float | None = Field(None, ge=0)
     memory_mib: SizeMiB | None = Field(None, alias="memory")
@@ -51,7 +51,7 @@ class Circuits(_Section):
 
 
 class QueueTtl(_Section):
-    """How long a run may wait queued per priority before it ends `expired` (DESIGN §3.7)."""
+    """How long a run may wait queued per priority before it ends `expired`."""
 
     critical: Duration = 60.0
     high: Duration = 300.0
@@ -69,7 +69,7 @@ class ScopeBudget(_Section):
 
 
 class Budgets(_Section):
-    """Global and per-workflow spend limits over rolling hours and days (DESIGN §3.9)."""
+    """Global and per-workflow spend limits over rolling hours and days."""
 
     hourly_usd: float | None = Field(None, ge=0)
     daily_usd: float | None = Field(None, ge=0)

@@ -64,7 +64,8 @@ def backoff_s(policy: RetryPolicy, failed_attempt: int, rng: random.Random | Non
 def final_status(
     stopping: str | None, *, degraded: bool, compensations_ran: int, compensations_failed: int
 ) -> str:
-    """A finished run's status (DESIGN §3.2, §3.6, §7 'Failure')."""
+    """A finished run's status: its stop reason, else degraded or succeeded; a failed run whose
+    compensations all ran is `compensated`."""
     if stopping in ("cancelled", "timed_out"):
         return stopping
     if stopping == "failed":

@@ -1,4 +1,4 @@
-"""The run summary of DESIGN §4 (`podium run --json`, `GET /v1/runs/{id}`), built from rows.
+"""The run summary (`podium run --json`, `GET /v1/runs/{id}`), built from rows.
 
 Timestamps are UTC ISO 8601 strings; durations are seconds.
 """

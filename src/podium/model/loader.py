@@ -1,6 +1,6 @@
 """Loads a workflow from YAML/JSON and validates it, reporting every problem in one error.
 
-Each problem is one line, `error: FILE: steps.<id>.<field>: what is wrong (got VALUE)` (DESIGN §7).
+Each problem is one line, `error: FILE: steps.<id>.<field>: what is wrong (got VALUE)`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The workflow definition (DESIGN §2) as frozen pydantic models.
+"""The workflow definition as frozen pydantic models.
 
 A step is its scheduling policy (needs, trigger, retry, ...) plus an `action`: what to call.
 """
@@ -59,7 +59,7 @@ class RetryPolicy(_Strict):
 
 
 class CircuitPolicy(_Strict):
-    """A circuit breaker (DESIGN §3.3): open after `failures` consecutive failed attempts,
+    """A circuit breaker: open after `failures` consecutive failed attempts,
     half-open after `cooldown`, closed again after `successes` successful trial calls."""
 
     failures: int = Field(5, ge=1)
@@ -151,7 +151,7 @@ class WorkflowAction(_Action):
 
 class LlmAction(_Action):
     """One chat completion from an OpenAI-compatible API (OpenAI, vLLM, Ollama, LiteLLM) or
-    Anthropic. A non-empty `input` goes, as JSON, after the `prompt` (or alone, as DESIGN §2's
+    Anthropic. A non-empty `input` goes, as JSON, after the `prompt` (or alone, as agent steps'
     agent steps do)."""
 
     kind: Literal["llm"]
@@ -245,7 +245,7 @@ class InputSpec(_Strict):
 
 
 class Budget(_Strict):
-    """A run's own spend limit (DESIGN §2, §3.9): the step whose call would pass it fails with
+    """A run's own spend limit (`budget.usd`): the step whose call would pass it fails with
     `budget_exceeded` (no call made). A run's spend never falls, so `throttle` only makes a call
     wait while the run's other calls in flight hold the room it needs; past that it blocks."""
 

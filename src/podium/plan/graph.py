@@ -62,7 +62,7 @@ class PeakResources:
 
 @dataclass(frozen=True)
 class Plan:
-    """How a workflow will run (DESIGN §4 `podium plan`, §7 "Plan").
+    """How a workflow will run (`podium plan`).
 
     Immutable, so the engine can build one plan per definition and share it between runs.
     `levels` and `dependents` are read-only views the engine uses to re-check only the

@@ -521,7 +521,7 @@ class PostgresStore(SQLStore):
         rows = await self._fetch(_CLAIM, params, action="claim runs in")
         return [r[0] for r in sorted(rows, key=lambda r: (r[1], r[2]))]
 
-    # -- circuit breakers (DESIGN §3.3) --
+    # -- circuit breakers --
 
     async def _circuit_txn(
         self, key: str, op: breaker.CircuitOp, audit: Event | None = None
@@ -546,7 +546,7 @@ class PostgresStore(SQLStore):
 
         return await self._audited(audit, remove, only_if_changed=True)
 
-    # -- budgets and cost accounting (DESIGN §3.9) --
+    # -- budgets and cost accounting --
 
     async def hold_budget(
         self, hold: BudgetHold, scopes: Sequence[WindowScope], release: Sequence[str] = ()
@@ -580,7 +580,7 @@ class PostgresStore(SQLStore):
         )
         return [ScopeUsage(scopes[r[0]], r[1], r[2]) for r in rows]
 
-    # -- capacity pools and token buckets (DESIGN §3.8) --
+    # -- capacity pools and token buckets --
 
     async def set_shares(
         self, holder: str, requests: Sequence[shares.ShareRequest], ttl_s: float

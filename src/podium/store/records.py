@@ -163,7 +163,7 @@ class QueueStat:
 
 @dataclass(frozen=True, slots=True)
 class CircuitRecord:
-    """One circuit breaker's shared state (DESIGN §3.3), as every engine reads it."""
+    """One circuit breaker's shared state, as every engine reads it."""
 
     key: str  # the agent's name, or the call's `kind:target`
     state: str  # closed | open | half_open

@@ -50,7 +50,7 @@ class BatchWriter(Protocol):
 
 class RunStore(Clocked, Protocol):
     """Runs, their steps and definitions; claims and leases; the DLQ; the priority queue
-    (DESIGN §3.7)."""
+   ."""
 
     async def get_run(self, run_id: str) -> RunState | None: ...
 
@@ -97,7 +97,7 @@ class RunStore(Clocked, Protocol):
 
 
 class EventLog(Protocol):
-    """The event log and the audit hash chain over it (DESIGN §8)."""
+    """The event log and the audit hash chain over it."""
 
     async def list_events(
         self, run_id: str | None = None, after_seq: int = 0, limit: int = 1000
@@ -160,7 +160,7 @@ class WorkerRegistry(Protocol):
 
 
 class CircuitStore(Clocked, Protocol):
-    """Circuit breakers (DESIGN §3.3). Each change is one atomic read-modify-write of the
+    """Circuit breakers. Each change is one atomic read-modify-write of the
     circuit's row; the result says which transition it made (opened | half_opened | closed),
     so its caller emits the event."""
 
@@ -229,7 +229,7 @@ class ScheduleStore(Protocol):
 
 
 class BudgetStore(Clocked, Protocol):
-    """Budgets and cost accounting (DESIGN §3.9). Spend rows arrive with step results
+    """Budgets and cost accounting. Spend rows arrive with step results
     (`Batch.spend`); holds set money aside for calls in flight. Windows are rolling: a scope
     counts spend with `ts` in its last `window_s`."""
 
@@ -255,7 +255,7 @@ class BudgetStore(Clocked, Protocol):
 
 
 class PoolStore(Clocked, Protocol):
-    """Capacity pools (DESIGN §3.8). A pool's capacity is split into shares, one per engine
+    """Capacity pools. A pool's capacity is split into shares, one per engine
     (`holder`); live shares never sum past the capacity. A share expires `ttl_s` after its last
     renewal: a crashed engine's capacity comes back on its own."""
 
@@ -293,7 +293,7 @@ class WaitStore(Clocked, Protocol):
 
 
 class BucketStore(Clocked, Protocol):
-    """Token buckets: rate limits shared by every engine (DESIGN §3.8)."""
+    """Token buckets: rate limits shared by every engine."""
 
     async def take_tokens(
         self, key: str, rate_per_s: float, burst: float, amount: float, *, allow_debt: bool = False
@@ -305,7 +305,7 @@ class BucketStore(Clocked, Protocol):
 
 
 class KeyStore(Protocol):
-    """API keys (DESIGN §8); an `audit` event joins the chain in the change's transaction."""
+    """API keys; an `audit` event joins the chain in the change's transaction."""
 
     async def add_key(self, key: ApiKeyRecord, audit: Event) -> None: ...
 
@@ -318,7 +318,7 @@ class KeyStore(Protocol):
 
 
 class WorkflowRegistry(Protocol):
-    """Workflow definitions registered over the API (DESIGN §8)."""
+    """Workflow definitions registered over the API."""
 
     async def register_workflow(
         self, workflow: RegisteredWorkflow, body: bytes, audit: Event

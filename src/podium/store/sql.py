@@ -263,7 +263,7 @@ class SQLStore(ABC):
             (owner,),
         )
 
-    # -- the DLQ and the priority queue (DESIGN §3.7) --
+    # -- the DLQ and the priority queue --
 
     async def list_dlq(self, limit: int = 100) -> list[DlqEntry]:
         rows = await self._all(
@@ -423,7 +423,7 @@ class SQLStore(ABC):
         rows = await self._all("SELECT seq, hash FROM audit_head WHERE id = 1")
         return AuditHead(*rows[0])
 
-    # -- circuit breakers (DESIGN §3.3) --
+    # -- circuit breakers --
 
     async def list_circuits(self) -> list[CircuitRecord]:
         rows = await self._all(f"SELECT {breaker.CIRCUIT_COLS} FROM circuits ORDER BY key")
@@ -529,7 +529,7 @@ class SQLStore(ABC):
             *sched.finish_tick_sql(schedule_id, tick, run_id, now, self.dialect.mark)
         )
 
-    # -- budgets and cost accounting (DESIGN §3.9) --
+    # -- budgets and cost accounting --
 
     async def release_budget_holds(self, hold_ids: Sequence[str]) -> None:
         if hold_ids:
@@ -554,7 +554,7 @@ class SQLStore(ABC):
             for r in await self._fetch(query, params)
         ]
 
-    # -- capacity pools and token buckets (DESIGN §3.8) --
+    # -- capacity pools and token buckets --
 
     async def pool_contention(self, holder: str, pools: Sequence[str]) -> list[shares.ShareGrant]:
         if not pools:
@@ -623,7 +623,7 @@ class SQLStore(ABC):
             links += [waits.RunLink(*r) for r in rows]
         return links
 
-    # -- API keys and registered workflows (DESIGN §8) --
+    # -- API keys and registered workflows --
 
     async def add_key(self, key: ApiKeyRecord, audit: Event) -> None:
         marks = ", ".join([self.dialect.mark] * 9)

@@ -315,7 +315,7 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             raise _store_error(f"cannot write to the store {self.url}", exc) from exc
 
-    # -- circuit breakers (DESIGN §3.3) --
+    # -- circuit breakers --
 
     async def _circuit_txn(
         self, key: str, op: breaker.CircuitOp, audit: Event | None = None
@@ -356,7 +356,7 @@ class SQLiteStore(SQLStore):
 
         return await self._audited(audit, remove, only_if_changed=True)
 
-    # -- budgets and cost accounting (DESIGN §3.9) --
+    # -- budgets and cost accounting --
 
     async def hold_budget(
         self, hold: BudgetHold, scopes: Sequence[WindowScope], release: Sequence[str] = ()
@@ -392,7 +392,7 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             raise _store_error(f"cannot read the store {self.url}", exc) from exc
 
-    # -- capacity pools and token buckets (DESIGN §3.8) --
+    # -- capacity pools and token buckets --
 
     async def set_shares(
         self, holder: str, requests: Sequence[shares.ShareRequest], ttl_s: float
