@@ -4,9 +4,9 @@ a `workflow` step's `max_concurrent` key, the pool the other's child waits for; 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
+
+from clocklib import eventually, step_through
 
 from podium.bus.base import Bus
 from podium.clock import FakeClock
@@ -61,15 +61,6 @@ def _child(run_id: str) -> str:
     return child_run_id(step_key(run_id, "hold", -1))
 
 
-async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Waits (loop turns, not time) until `condition` holds."""
-    for _ in range(3000):
-        if await condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"never happened: {what}")
-
-
 async def _step_running(engine: Engine, run_id: str, step: str) -> bool:
     steps = await engine.store.get_steps(run_id)
     return any(s.step_id == step and s.status == "running" for s in steps)
@@ -84,17 +75,13 @@ async def _start_two_crossed_runs(engine: Engine, clock: FakeClock) -> tuple[str
     a = await engine.submit(OUTER, {"mine": "k1", "theirs": "k2"})
     b = await engine.submit(OUTER, {"mine": "k2", "theirs": "k1"})
     for run_id in (a, b):
-        await _until(lambda r=run_id: _step_running(engine, _child(r), "gate"), "children gated")
+        await eventually(lambda r=run_id: _step_running(engine, _child(r), "gate"))
     await engine.signal(_child(a), "go")
-    await _until(lambda: _async(_slot_waiters(engine) == 1), "a's child waits for k2")
+    await eventually(lambda: _slot_waiters(engine) == 1)
     clock.advance(1.0)  # b's child starts waiting later: the youngest waiter
     await engine.signal(_child(b), "go")
-    await _until(lambda: _async(_slot_waiters(engine) == 2), "b's child waits for k1")
+    await eventually(lambda: _slot_waiters(engine) == 2)
     return a, b
-
-
-async def _async(value: bool) -> bool:
-    return value
 
 
 async def _finished(engine: Engine, clock: FakeClock, run_ids: list[str]) -> bool:
@@ -109,12 +96,12 @@ async def test_a_cycle_fails_its_youngest_waiter_and_the_rest_completes(
     async with Engine(clocked_store, bus, _settings()) as engine:
         a, b = await _start_two_crossed_runs(engine, clock)
         everyone = [a, b, _child(a), _child(b)]
-        await _until(lambda: _finished(engine, clock, everyone), "the cycle broken")
+        await eventually(lambda: _finished(engine, clock, everyone))
         older, victim = await engine.summary(_child(a)), await engine.summary(_child(b))
         first, second = await engine.summary(a), await engine.summary(b)
         events = [e for _, e in await clocked_store.list_events(_child(b))]
         broken = engine.control.deadlocks.broken
-        await _until(lambda: _async(not engine.active_runs()), "nothing left running")
+        await eventually(lambda: not engine.active_runs())
         left = engine.control.waits.records()
     assert (first.status, older.status) == ("succeeded", "succeeded")
     assert (second.status, victim.status) == ("failed", "failed")
@@ -143,18 +130,16 @@ async def test_waits_that_are_no_cycle_are_never_touched(
         busy = await engine.submit(OUTER, {"mine": "k2", "theirs": "k9"})
         blocked = await engine.submit(OUTER, {"mine": "k1", "theirs": "k2"})
         for run_id in (busy, blocked):
-            await _until(lambda r=run_id: _step_running(engine, _child(r), "gate"), "gated")
+            await eventually(lambda r=run_id: _step_running(engine, _child(r), "gate"))
         await engine.signal(_child(blocked), "go")
-        await _until(lambda: _async(_slot_waiters(engine) == 1), "blocked's child waits")
-        for _ in range(12):  # six checks come round
-            clock.advance(CHECK_EVERY / 2)
-            await asyncio.sleep(0.02)
+        await eventually(lambda: _slot_waiters(engine) == 1)
+        await step_through(clock, 6 * CHECK_EVERY, CHECK_EVERY / 2)  # six checks come round
         untouched = [(await engine.summary(r)).status for r in (lonely, busy, blocked)]
         broken = engine.control.deadlocks.broken
         await engine.signal(_child(busy), "go")  # now everything may finish
         await engine.signal(lonely, "nobody-sends-this")
         runs = [lonely, busy, blocked, _child(busy), _child(blocked)]
-        await _until(lambda: _finished(engine, clock, runs), "all finished")
+        await eventually(lambda: _finished(engine, clock, runs))
         statuses = [(await engine.summary(r)).status for r in runs]
         events = [e.event_type for _, e in await clocked_store.list_events()]
     assert untouched == ["running"] * 3

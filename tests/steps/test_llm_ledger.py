@@ -5,7 +5,6 @@ A scripted provider counts the tokens it billed; `podium spend` totals must equa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from clocklib import eventually
 from fake_providers import OPENAI_KEY
 
 from podium.bus import Bus
@@ -122,21 +122,18 @@ def _engine(store: Store, bus: Bus, clock: FakeClock | None = None) -> Engine:
 
 async def _total(store: Store, calls: int) -> SpendGroup:
     """The ledger's total once it holds `calls` rows (rows booked after the run are awaited)."""
-    for _ in range(int(WAIT_S / 0.01)):
+
+    async def booked() -> bool:
         groups = await store.spend_report("workflow", 0.0)
-        if groups and groups[0].calls >= calls:
-            assert len(groups) == 1
-            return groups[0]
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"the ledger never held {calls} calls")
+        return bool(groups) and groups[0].calls >= calls
+
+    await eventually(booked, timeout_s=WAIT_S)
+    (group,) = await store.spend_report("workflow", 0.0)
+    return group
 
 
 async def _requested(server: ScriptedProvider) -> None:
-    for _ in range(int(WAIT_S / 0.01)):
-        if server.requests:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the provider was never called")
+    await eventually(lambda: bool(server.requests), timeout_s=WAIT_S)
 
 
 def usd(amount: float) -> Any:
