@@ -17,6 +17,7 @@ from podium.api import (
     access,
     audit,
     circuits,
+    dashboard,
     dlq,
     events,
     health,
@@ -63,20 +64,22 @@ def create_app(
     """The HTTP API over `engine`; `streams` (to close SSE streams on shutdown) is made if
     not given, and kept on `app.state.streams`.
 
-    Swagger's `/docs` and ReDoc are off: their pages load scripts from a CDN, which the
-    Content-Security-Policy forbids. `/openapi.json` is served behind a key (`runs:read`)."""
+    The dashboard (`/ui`, and Swagger UI at `/docs`) is served from the package's own files;
+    its pages use a session cookie instead of a bearer key. `/openapi.json` is served behind
+    a key (`runs:read`)."""
     options = options or ApiOptions()
     control = engine.settings.control
     auth = Authenticator(
         engine.store, max_failures_per_minute=control.api.max_failed_auth_per_minute,
         clock=options.clock, monotonic=options.monotonic, insecure=not options.auth,
     )
+    sessions = dashboard.Sessions(options.clock)
     app = FastAPI(
         title="podium",
         summary="Durable orchestration engine for AI-agent and workflow pipelines",
         version="1",
         docs_url=None, redoc_url=None, openapi_url=None,
-        middleware=_middleware(engine, options, auth),
+        middleware=_middleware(engine, options, auth, sessions),
     )
     app.state.engine = engine
     app.state.streams = streams or EventStreams()
@@ -85,17 +88,20 @@ def create_app(
     for module in ROUTERS:
         app.include_router(module.router)
     access.add_openapi_route(app)
+    dashboard.install(app, sessions, tls=options.tls)
     return app
 
 
-def _middleware(engine: Engine, options: ApiOptions, auth: Authenticator) -> list[Middleware]:
+def _middleware(
+    engine: Engine, options: ApiOptions, auth: Authenticator, sessions: dashboard.Sessions
+) -> list[Middleware]:
     """Outermost first: headers go on every answer, a forged Host is refused before anything
-    else, CORS preflights are answered, Origin and content type checked, then the key, and
-    only then is the body read."""
+    else, CORS preflights are answered, Origin and content type checked, then the key (or, on
+    the dashboard's paths, the session), and only then is the body read."""
     control = engine.settings.control
     hosts = options.allowed_hosts or tuple(control.api.allowed_hosts) or LOOPBACK_HOSTS
     stack = [
-        Middleware(SecurityHeaders, hsts=options.tls),
+        Middleware(SecurityHeaders, hsts=options.tls, csp_for=dashboard.csp_for),
         Middleware(HostCheck, allowed_hosts=hosts),
     ]
     if control.api.cors_origins:
@@ -105,8 +111,10 @@ def _middleware(engine: Engine, options: ApiOptions, auth: Authenticator) -> lis
             allow_headers=["Authorization", "Content-Type"],
         ))
     stack += [
-        Middleware(OriginCheck, cors_origins=control.api.cors_origins),
-        Middleware(AuthMiddleware, auth=auth),
+        Middleware(OriginCheck, cors_origins=control.api.cors_origins,
+                   form_paths=dashboard.is_dashboard),
+        Middleware(AuthMiddleware, auth=auth, bypass=dashboard.is_dashboard),
+        Middleware(dashboard.DashboardGate, auth=auth, sessions=sessions),
         Middleware(
             BodyGuard, max_bytes=control.security.max_request_bytes,
             max_depth=control.security.max_json_depth,

@@ -180,12 +180,16 @@ class AuthMiddleware:
     """Authenticates every request but the probes before its body is read; the principal
     goes to `request.state.principal`, where `permit` checks its role."""
 
-    def __init__(self, app: ASGIApp, auth: Authenticator) -> None:
+    def __init__(
+        self, app: ASGIApp, auth: Authenticator, bypass: Callable[[str], bool] | None = None
+    ) -> None:
         self.app = app
         self.auth = auth
+        # Paths whose callers are authenticated further in (the dashboard's session cookie).
+        self.bypass = bypass or (lambda path: False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or self.bypass(scope["path"]):
             await self.app(scope, receive, send)
             return
         conn = HTTPConnection(scope)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -18,6 +18,8 @@ from podium.api.auth import PUBLIC_PATHS
 from podium.api.errors import error_response
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+FORM_TYPE = "application/x-www-form-urlencoded"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -37,27 +39,32 @@ class SecurityHeaders:
     """Headers that keep browsers from sniffing, framing, leaking referrers or caching
     responses that needed a key; HSTS once the server speaks TLS."""
 
-    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, hsts: bool = False, csp_for: Callable[[str], str | None] | None = None
+    ) -> None:
         self.app = app
         self.headers: list[tuple[bytes, bytes]] = [
             (b"x-content-type-options", b"nosniff"),
             (b"x-frame-options", b"DENY"),
             (b"referrer-policy", b"no-referrer"),
-            (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
         ]
         if hsts:
             self.headers.append((b"strict-transport-security", b"max-age=31536000"))
+        # The API's policy allows nothing; the dashboard's pages load their own files.
+        self.csp_for = csp_for or (lambda path: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        csp = (self.csp_for(scope["path"]) or API_CSP).encode()
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == b"cache-control" for name, _ in headers):
                     headers.append((b"cache-control", b"no-store"))
+                headers.append((b"content-security-policy", csp))
                 message = {**message, "headers": headers + self.headers}
             await send(message)
 
@@ -98,11 +105,17 @@ class HostCheck:
 class OriginCheck:
     """A state-changing request must come from no browser page (no Origin), this server's own
     pages, or a listed CORS origin; its body must be JSON. So a cross-site form, which can
-    only send `text/plain` or form encodings, cannot cancel or signal a run."""
+    only send `text/plain` or form encodings, cannot cancel or signal a run. The dashboard's
+    pages (`form_paths`) post forms: there a CSRF token in the form stands in for the JSON
+    rule, and the Origin must still be this server's own."""
 
-    def __init__(self, app: ASGIApp, cors_origins: Iterable[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, cors_origins: Iterable[str],
+        form_paths: Callable[[str], bool] | None = None,
+    ) -> None:
         self.app = app
         self.origins = frozenset(o.rstrip("/").lower() for o in cors_origins)
+        self.form_paths = form_paths or (lambda path: False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in STATE_CHANGING:
@@ -119,6 +132,14 @@ class OriginCheck:
                 403, "forbidden_origin", f"requests from the origin {origin!r} are not allowed"
             )
         media_type = _media_type(headers)
+        if self.form_paths(scope["path"]):
+            own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}".lower()
+            if origin is not None and origin.rstrip("/").lower() != own:
+                return error_response(
+                    403, "forbidden_origin", f"requests from the origin {origin!r} are not allowed"
+                )
+            if media_type in (FORM_TYPE, "") or is_json(media_type):
+                return None
         if (media_type or _has_body(headers)) and not is_json(media_type):
             return error_response(
                 415, "unsupported_media_type",

@@ -152,6 +152,17 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class RunPage:
+    """What a page of a run listing narrows to, beyond status and workflow: a creation-time
+    window, a run-id substring, and the keyset cursor (the last row shown: created_at, run_id)."""
+
+    since: float | None = None
+    until: float | None = None
+    run_id_contains: str | None = None
+    before: tuple[float, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStat:
     priority: str
     depth: int

@@ -21,6 +21,7 @@ from podium.store.records import (
     DlqEntry,
     QueueStat,
     RegisteredWorkflow,
+    RunPage,
     RunState,
     Signal,
     StepState,
@@ -64,7 +65,14 @@ class RunStore(Clocked, Protocol):
         statuses: Sequence[str] | None = None,
         workflow: str | None = None,
         limit: int = 50,
-    ) -> list[RunState]: ...
+        page: RunPage | None = None,
+    ) -> list[RunState]:
+        """Newest first; `page` narrows further and holds the keyset cursor."""
+
+    async def count_runs(
+        self, *, workflow: str | None = None, page: RunPage | None = None
+    ) -> dict[str, int]:
+        """How many runs per status (the cursor in `page` is ignored)."""
 
     async def finished_runs(self, run_ids: Sequence[str]) -> list[str]:
         """Those of `run_ids` that reached a final status."""

@@ -30,6 +30,7 @@ from podium.store.records import (
     DlqEntry,
     QueueStat,
     RegisteredWorkflow,
+    RunPage,
     RunState,
     Signal,
     StepState,
@@ -212,7 +213,31 @@ class SQLStore(ABC):
         statuses: Sequence[str] | None = None,
         workflow: str | None = None,
         limit: int = 50,
+        page: RunPage | None = None,
     ) -> list[RunState]:
+        where, params = self._run_filter(statuses, workflow, page)
+        if page is not None and page.before is not None:
+            # Keyset: the next page starts after the last row shown, whatever was added since.
+            where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
+            params += [page.before[0], page.before[0], page.before[1]]
+        only = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._all(
+            f"SELECT {RUN_COLS} FROM runs {only} ORDER BY created_at DESC, run_id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [rowmap.run_from_row(r) for r in rows]
+
+    async def count_runs(
+        self, *, workflow: str | None = None, page: RunPage | None = None
+    ) -> dict[str, int]:
+        where, params = self._run_filter(None, workflow, page)
+        only = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._all(f"SELECT status, count(*) FROM runs {only} GROUP BY status", params)
+        return {r[0]: int(r[1]) for r in rows}
+
+    def _run_filter(
+        self, statuses: Sequence[str] | None, workflow: str | None, page: RunPage | None
+    ) -> tuple[list[str], list[Any]]:
         where: list[str] = []
         params: list[Any] = []
         if statuses:
@@ -222,12 +247,17 @@ class SQLStore(ABC):
         if workflow:
             where.append("workflow = ?")
             params.append(workflow)
-        only = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = await self._all(
-            f"SELECT {RUN_COLS} FROM runs {only} ORDER BY created_at DESC, run_id DESC LIMIT ?",
-            [*params, limit],
-        )
-        return [rowmap.run_from_row(r) for r in rows]
+        if page is not None:
+            if page.since is not None:
+                where.append("created_at >= ?")
+                params.append(page.since)
+            if page.until is not None:
+                where.append("created_at < ?")
+                params.append(page.until)
+            if page.run_id_contains:
+                where.append("run_id LIKE ? ESCAPE '!'")
+                params.append(f"%{_like_escaped(page.run_id_contains)}%")
+        return where, params
 
     async def finished_runs(self, run_ids: Sequence[str]) -> list[str]:
         finished: list[str] = []
@@ -669,3 +699,8 @@ class SQLStore(ABC):
             [*params, limit],
         )
         return [RegisteredWorkflow(*r) for r in rows]
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matched literally inside a LIKE pattern (`!` is the escape character)."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")

@@ -1,0 +1,98 @@
+"""A run's graph laid out for drawing: the plan's parallel groups as columns, edges between.
+
+A wide group wraps into sub-columns, so a fan-out of 100 steps stays a readable block.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from podium.plan import Plan
+
+NODE_W, NODE_H = 150, 26
+GAP_X, GAP_Y, SUB_GAP = 56, 6, 10
+PAD = 12
+MAX_ROWS = 20  # a column taller than this wraps
+LABEL_CHARS = 18
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    step_id: str
+    label: str
+    x: int
+    y: int
+    status: str
+    critical: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    source: str
+    target: str
+    path: str
+    critical: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    index: int
+    x: int
+    width: int
+    height: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dag:
+    width: int
+    height: int
+    nodes: list[Node]
+    edges: list[Edge]
+    columns: list[Column]
+    node_w: int = NODE_W
+    node_h: int = NODE_H
+
+
+def short(text: str, limit: int = LABEL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def layout(plan: Plan, needs: Mapping[str, Sequence[str]], statuses: Mapping[str, str]) -> Dag:
+    critical = set(plan.critical_path)
+    nodes: dict[str, Node] = {}
+    columns: list[Column] = []
+    x = PAD
+    tallest = 0
+    for index, group in enumerate(plan.groups):
+        rows = min(len(group), MAX_ROWS)
+        subs = max(1, math.ceil(len(group) / MAX_ROWS))
+        width = subs * NODE_W + (subs - 1) * SUB_GAP
+        for k, step_id in enumerate(group):
+            sub, row = divmod(k, rows)
+            nodes[step_id] = Node(
+                step_id, short(step_id), x + sub * (NODE_W + SUB_GAP),
+                PAD + 18 + row * (NODE_H + GAP_Y), statuses.get(step_id, "pending"),
+                step_id in critical,
+            )
+        height = rows * (NODE_H + GAP_Y) - GAP_Y + 18
+        columns.append(Column(index, x, width, height, len(group)))
+        tallest = max(tallest, height)
+        x += width + GAP_X
+    path = list(plan.critical_path)
+    critical_edges = set(itertools.pairwise(path))
+    edges = [
+        Edge(need, step_id, _curve(nodes[need], nodes[step_id]), (need, step_id) in critical_edges)
+        for step_id in plan.order for need in needs.get(step_id, ()) if need in nodes
+    ]
+    return Dag(x - GAP_X + PAD, tallest + 2 * PAD, list(nodes.values()), edges, columns)
+
+
+def _curve(a: Node, b: Node) -> str:
+    x1, y1 = a.x + NODE_W, a.y + NODE_H // 2
+    x2, y2 = b.x, b.y + NODE_H // 2
+    mid = (x1 + x2) // 2
+    return f"M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}"

@@ -1,0 +1,126 @@
+"""The runs page: filters (status, workflow, time range, run-id text), counts by status, and
+keyset pages that stay fast over a large store; `/ui/runs/rows` re-renders the table live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+
+from podium.api.auth import Permission, Principal, permit
+from podium.api.dashboard.gate import PREFIX
+from podium.api.dashboard.render import page
+from podium.api.deps import EngineDep
+from podium.engine.engine import Engine
+from podium.store.records import RUN_STATUSES, RunPage, RunState
+
+router = APIRouter(prefix=f"{PREFIX}/runs", include_in_schema=False)
+Reader = Annotated[Principal, permit(Permission.RUNS_READ)]
+PAGE = 50
+SCOPED_SCAN = 1000  # a scoped key's runs are filtered here, from this many newest
+WINDOWS = {"": None, "1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
+
+
+@dataclass(frozen=True)
+class Filters:
+    statuses: tuple[str, ...] = ()
+    workflow: str = ""
+    window: str = ""
+    q: str = ""
+    before: tuple[float, str] | None = None
+
+    def query(self, **changes: object) -> str:
+        values = {"status": list(self.statuses), "workflow": self.workflow,
+                  "window": self.window, "q": self.q}
+        values.update(changes)  # type: ignore[arg-type]
+        return urlencode({k: v for k, v in values.items() if v}, doseq=True)
+
+
+def _invalid(field: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("query", field), "type": "value_error",
+                                    "msg": message}])
+
+
+def filters_of(
+    status: list[str] | None, workflow: str, window: str, q: str, before: str
+) -> Filters:
+    statuses = tuple(s for value in status or [] for s in value.split(",") if s)
+    unknown = [s for s in statuses if s not in RUN_STATUSES]
+    if unknown:
+        raise _invalid("status", f"{unknown[0]!r} is not a run status")
+    if window not in WINDOWS:
+        raise _invalid("window", f"window is one of {', '.join(w for w in WINDOWS if w)}")
+    cursor = None
+    if before:
+        ts, _, run_id = before.partition("~")
+        try:
+            cursor = (float(ts), run_id)
+        except ValueError:
+            raise _invalid("before", "a page cursor reads <created_at>~<run id>") from None
+    return Filters(statuses, workflow.strip(), window, q.strip()[:100], cursor)
+
+
+@dataclass(frozen=True)
+class Listing:
+    runs: list[RunState]
+    counts: dict[str, int] | None
+    next_cursor: str | None
+
+
+async def listing(engine: Engine, principal: Principal, f: Filters, limit: int = PAGE) -> Listing:
+    window = WINDOWS[f.window]
+    now = engine.clock.now()
+    run_page = RunPage(since=None if window is None else now - window,
+                       run_id_contains=f.q or None, before=f.before)
+    store = engine.store
+    workflow = f.workflow or None
+    statuses = list(f.statuses) or None
+    if workflow is not None and not principal.sees(workflow):
+        return Listing([], {}, None)
+    if principal.scope is None or workflow is not None:
+        rows = await store.list_runs(statuses=statuses, workflow=workflow, limit=limit + 1,
+                                     page=run_page)
+        counts: dict[str, int] | None = await store.count_runs(
+            workflow=workflow, page=RunPage(run_page.since, None, run_page.run_id_contains))
+    else:  # the store filters by exact name only
+        rows = await store.list_runs(statuses=statuses, limit=SCOPED_SCAN, page=run_page)
+        rows = [r for r in rows if principal.sees(r.workflow)][: limit + 1]
+        counts = None  # counting another team's runs would tell about them
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = f"{rows[-1].created_at!r}~{rows[-1].run_id}" if more and rows else None
+    return Listing(rows, counts, cursor)
+
+
+def _filters(
+    status: list[str] | None, workflow: str, window: str, q: str, before: str
+) -> Filters:
+    return filters_of(status, workflow, window, q, before)
+
+
+@router.get("", response_class=HTMLResponse)
+async def runs_page(
+    request: Request, engine: EngineDep, principal: Reader,
+    status: Annotated[list[str] | None, Query()] = None, workflow: str = "", window: str = "",
+    q: str = "", before: str = "",
+) -> HTMLResponse:
+    f = _filters(status, workflow, window, q, before)
+    found = await listing(engine, principal, f)
+    return page(request, "runs.html", f=f, listing=found, live=f.before is None)
+
+
+@router.get("/rows", response_class=HTMLResponse)
+async def runs_rows(
+    request: Request, engine: EngineDep, principal: Reader,
+    status: Annotated[list[str] | None, Query()] = None, workflow: str = "", window: str = "",
+    q: str = "", before: str = "",
+) -> HTMLResponse:
+    """The table and counts alone, for the page's live refresh."""
+    f = _filters(status, workflow, window, q, before)
+    found = await listing(engine, principal, f)
+    return page(request, "_runs_table.html", f=f, listing=found)
