@@ -46,7 +46,6 @@ class SecurityHeaders:
         self.headers: list[tuple[bytes, bytes]] = [
             (b"x-content-type-options", b"nosniff"),
             (b"x-frame-options", b"DENY"),
-            (b"referrer-policy", b"no-referrer"),
         ]
         if hsts:
             self.headers.append((b"strict-transport-security", b"max-age=31536000"))
@@ -57,7 +56,10 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = (self.csp_for(scope["path"]) or API_CSP).encode()
+        page_csp = self.csp_for(scope["path"])
+        csp = (page_csp or API_CSP).encode()
+        # A page's own forms must carry its Origin (`no-referrer` makes browsers send `null`).
+        referrer = b"no-referrer" if page_csp is None else b"same-origin"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -65,6 +67,7 @@ class SecurityHeaders:
                 if not any(name.lower() == b"cache-control" for name, _ in headers):
                     headers.append((b"cache-control", b"no-store"))
                 headers.append((b"content-security-policy", csp))
+                headers.append((b"referrer-policy", referrer))
                 message = {**message, "headers": headers + self.headers}
             await send(message)
 

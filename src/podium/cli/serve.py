@@ -36,6 +36,7 @@ from podium.settings import Settings
 
 if TYPE_CHECKING:
     import uvicorn
+    from fastapi import FastAPI
 
     from podium.api.streams import EventStreams
     from podium.engine.engine import Engine
@@ -176,8 +177,9 @@ async def _serve(
         options = ApiOptions(
             auth=exposure.auth, allowed_hosts=hosts, tls=exposure.tls_cert is not None
         )
+        app = create_app(engine, streams=streams, options=options)
         config = uvicorn.Config(
-            create_app(engine, streams=streams, options=options), host=host, port=port,
+            app, host=host, port=port,
             lifespan="off", timeout_graceful_shutdown=GRACE_S, log_level="info",
             ssl_certfile=exposure.tls_cert, ssl_keyfile=exposure.tls_key,
         )
@@ -190,6 +192,7 @@ async def _serve(
         shown = f"[{host}]" if ":" in host else host
         note(f"podium serve on {scheme}://{shown}:{port} ({role});"
              f" store {redact_url_password(settings.store)}")
+        note(f"dashboard: {dashboard_url(f'{scheme}://{shown}:{port}', exposure, app)}")
         # The scheduler stops with the HTTP side, before the drain: nothing new starts then.
         scheduling: contextlib.AbstractAsyncContextManager[object] = (
             Scheduler(engine) if schedules else contextlib.nullcontext()
@@ -199,6 +202,15 @@ async def _serve(
         if embedded:
             await drain_engine(engine, drain_s, stopper.hurry)
         note("podium serve stopped")
+
+
+def dashboard_url(base: str, exposure: Exposure, app: FastAPI) -> str:
+    """The dashboard's address; on loopback with auth it carries a one-time login token (as
+    Jupyter's does), printed here only, so the local user needs no key to look in."""
+    if not (exposure.auth and exposure.loopback):
+        return f"{base}/ui/"
+    token = app.state.sessions.new_login_token()
+    return f"{base}/ui/login?token={token}  (one-time login link, valid 10 minutes)"
 
 
 async def _stop_when_halted(engine: Engine, stopper: _Stopper) -> None:

@@ -73,6 +73,9 @@
   document.querySelectorAll("#event-rows tr[data-id]").forEach((row) => seen.add(row.getAttribute("data-id")));
 
   function onEvent(message) {
+    // The page was drawn from the store after these: its colours are newer than they are.
+    if (seen.has(message.lastEventId)) return;
+    seen.add(message.lastEventId);
     const data = JSON.parse(message.data);
     const type = data.event_type;
     const p = data.payload || {};
@@ -80,8 +83,6 @@
     if (type in STEP && typeof p.step === "string" && (p.index === undefined || p.index < 0)) {
       setStep(p.step, STEP[type]);
     }
-    if (seen.has(message.lastEventId)) return;
-    seen.add(message.lastEventId);
     addEvent(data);
     if (type === "run.completed") {
       setRun(p.status || "succeeded");
