@@ -177,6 +177,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX spend_ts ON spend (ts, usd);
     CREATE INDEX spend_workflow_ts ON spend (workflow, ts, usd);
     """,
+    # 13: the dashboard's run listing: counts by status (a covering scan, not the table) and
+    # pages filtered by status or workflow, newest first, over a large store
+    """
+    CREATE INDEX runs_status_created ON runs (status, created_at);
+    CREATE INDEX runs_workflow_created ON runs (workflow, created_at);
+    """,
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -400,5 +406,10 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE spend ADD COLUMN estimated BOOLEAN NOT NULL DEFAULT false;
     ALTER TABLE spend DROP CONSTRAINT spend_pkey;
     ALTER TABLE spend ADD PRIMARY KEY (run_id, step_id, idx, ts, call_id);
+    """,
+    # 13: the dashboard's run listing, as MIGRATIONS[12]
+    """
+    CREATE INDEX runs_status_created ON runs (status, created_at);
+    CREATE INDEX runs_workflow_created ON runs (workflow, created_at);
     """,
 )

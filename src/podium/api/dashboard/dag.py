@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from podium.plan import Plan
 
-NODE_W, NODE_H = 150, 26
+NODE_W, NODE_H = 150, 34
 GAP_X, GAP_Y, SUB_GAP = 56, 6, 10
 PAD = 12
-MAX_ROWS = 20  # a column taller than this wraps
+MAX_ROWS = 18  # a column taller than this wraps
 LABEL_CHARS = 18
 
 
@@ -84,15 +84,39 @@ def layout(plan: Plan, needs: Mapping[str, Sequence[str]], statuses: Mapping[str
         x += width + GAP_X
     path = list(plan.critical_path)
     critical_edges = set(itertools.pairwise(path))
-    edges = [
-        Edge(need, step_id, _curve(nodes[need], nodes[step_id]), (need, step_id) in critical_edges)
-        for step_id in plan.order for need in needs.get(step_id, ()) if need in nodes
-    ]
-    return Dag(x - GAP_X + PAD, tallest + 2 * PAD, list(nodes.values()), edges, columns)
+    wrapped = {step_id for c, group in zip(columns, plan.groups, strict=True)
+               if c.size > MAX_ROWS for step_id in group}
+    column_of = {step_id: columns[i] for i, group in enumerate(plan.groups) for step_id in group}
+    edges: dict[tuple[tuple[int, int], tuple[int, int]], Edge] = {}
+    for step_id in plan.order:
+        for need in needs.get(step_id, ()):
+            if need not in nodes:
+                continue
+            # A wrapped group is one block: its edges meet at its side, not at every step.
+            start = _side(column_of[need], right=True) if need in wrapped else _out(nodes[need])
+            end = _side(column_of[step_id], right=False) if step_id in wrapped else _in(
+                nodes[step_id])
+            on_path = (need, step_id) in critical_edges
+            known = edges.get((start, end))
+            if known is None or (on_path and not known.critical):
+                edges[(start, end)] = Edge(need, step_id, _curve(start, end), on_path)
+    return Dag(x - GAP_X + PAD, tallest + 2 * PAD, list(nodes.values()), list(edges.values()),
+               columns)
 
 
-def _curve(a: Node, b: Node) -> str:
-    x1, y1 = a.x + NODE_W, a.y + NODE_H // 2
-    x2, y2 = b.x, b.y + NODE_H // 2
+def _out(node: Node) -> tuple[int, int]:
+    return node.x + NODE_W, node.y + NODE_H // 2
+
+
+def _in(node: Node) -> tuple[int, int]:
+    return node.x, node.y + NODE_H // 2
+
+
+def _side(column: Column, *, right: bool) -> tuple[int, int]:
+    return column.x + (column.width + 6 if right else -6), PAD + 18 + (column.height - 18) // 2
+
+
+def _curve(a: tuple[int, int], b: tuple[int, int]) -> str:
+    (x1, y1), (x2, y2) = a, b
     mid = (x1 + x2) // 2
     return f"M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}"

@@ -158,5 +158,5 @@ def timeline(order: Sequence[str], events: Sequence[Event], now: float) -> Timel
             markers.append(Bar(m.kind, LABEL_W + (m.at - start) * scale, y + 2, 0,
                                f"{m.kind} {m.note}".strip()))
     ticks = [Tick(LABEL_W + WIDTH * k / 4, f"{span * k / 4:.2f}s") for k in range(5)]
-    return Timeline(LABEL_W + WIDTH + 20, 30 + len(rows) * ROW_H, labels, bars, markers,
+    return Timeline(LABEL_W + WIDTH + 50, 30 + len(rows) * ROW_H, labels, bars, markers,
                     ticks, span)
