@@ -9,8 +9,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from apilib import BASE_URL, MakeKey, eventually, register
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from podium.api.app import ApiOptions, create_app
+from podium.api.auth import declared_checks
+from podium.api.dashboard import is_dashboard
 from podium.engine.engine import Engine
 from podium.store.records import Batch, RunState
 
@@ -199,7 +202,7 @@ async def test_the_api_docs_load_nothing_from_another_host(
     await log_in(app_client, await make_key("viewer"))
     page = await app_client.get("/docs")
     assert page.status_code == 200
-    refs = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    refs = [r for r in re.findall(r'(?:src|href)="([^"]+)"', page.text) if r != "data:,"]
     assert refs and all(ref.startswith("/") and not ref.startswith("//") for ref in refs)
     for ref in refs:
         assert (await app_client.get(ref)).status_code == 200, ref
@@ -220,6 +223,17 @@ async def test_every_page_renders_for_an_admin(
         assert response.status_code == 200, (url, response.text[:300])
     page = await app_client.get(f"/ui/runs/{summary.run_id}")
     assert page.text.count('class="node') == 2 and "st-succeeded" in page.text
+
+
+def test_every_dashboard_route_but_the_login_declares_a_permission(engine: Engine) -> None:
+    app = create_app(engine)
+    open_routes = {"/", "/ui", "/ui/login", "/ui/logout", "/ui/static/status.css"}
+    routes = [(c.path, c.original_route) for c in iter_route_contexts(app.routes)
+              if isinstance(c.original_route, APIRoute) and is_dashboard(c.path)]
+    assert len(routes) >= 15
+    missing = [p for p, r in routes if p not in open_routes and not declared_checks(r)]
+    assert missing == []
+    assert all(not r.include_in_schema for _, r in routes)
 
 
 async def test_insecure_mode_needs_no_login(engine: Engine) -> None:
