@@ -211,6 +211,11 @@ def test_pages_fit_the_screen_and_are_usable_by_keyboard(
         for run_id in (done, failed, fanout):
             _until(lambda r=run_id: api.get(f"/v1/runs/{r}").json()["status"]
                    not in ("queued", "running"))
+        # Something on each panel of the system page (for its screenshot).
+        api.post("/v1/circuits/http:api.example.com/open")
+        api.put("/v1/pauses/agent/translator")
+        api.post("/v1/schedules", json={"workflow": "content-pipeline", "every": "1h",
+                                        "name": "hourly-digest"})
     tab = Tab(browser, server, width)
     try:
         tab.log_in("admin")

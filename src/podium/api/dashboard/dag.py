@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from podium.plan import Plan
 
-NODE_W, NODE_H = 150, 34
+NODE_W, NODE_H = 132, 34
 GAP_X, GAP_Y, SUB_GAP = 56, 6, 10
 PAD = 12
 MAX_ROWS = 18  # a column taller than this wraps
-LABEL_CHARS = 18
+LABEL_CHARS = 17
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,15 @@ def when(ts: float | None) -> str:
 
 
 def seconds(value: float | None) -> str:
+    """A duration as people read it: 840 ms, 3.72 s, 12.5 min, 6 h, 1 d."""
     if value is None:
         return "—"
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if value >= 2 * size or (unit == "min" and value >= 120):
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.2f} s"
 
 
 ENV.filters["when"] = when

@@ -62,6 +62,7 @@ class RunView:
     in_dlq: bool
     paused: bool
     trace_url: str | None
+    inputs: dict[str, Any]
     kinds: tuple[str, ...] = KINDS
 
 
@@ -129,7 +130,7 @@ async def run_view(engine: Engine, principal: Principal, run_id: str) -> RunView
         row, summary, layout(plan, needs, statuses),
         timeline(plan.order, events, engine.clock.now()), steps, events,
         sorted(set(waiting.values())), await store.get_dlq(run_id) is not None, paused,
-        trace_url(row),
+        trace_url(row), engine.redactor.value(row.inputs),  # the engine's secrets, masked
     )
 
 

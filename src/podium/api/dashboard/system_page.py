@@ -21,6 +21,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 Reader = Annotated[Principal, permit(Permission.SYSTEM_READ)]
 CHART_W, BAR_H = 420, 18
 SPEND_BY = ("day", "model", "workflow")
+GONE_AFTER_S = 3600.0  # a lost worker is greyed, then left out once silent this long
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,15 @@ async def _spend(engine: Engine, principal: Principal) -> list[Chart]:
     return charts
 
 
+async def _workers(engine: Engine, principal: Principal) -> list[dict[str, Any]]:
+    """Running and lost workers; stopped ones and those lost long ago are gone."""
+    now = engine.clock.now()
+    heard = {w.worker_id: w.heartbeat_at for w in await engine.store.list_workers()}
+    shown = (await health.workers(engine, principal))["workers"]
+    return [w for w in shown if w["state"] != "stopped"
+            and now - heard.get(w["worker_id"], now) < GONE_AFTER_S]
+
+
 async def _pools(engine: Engine) -> dict[str, Any]:
     now = engine.clock.now()
     shares = await engine.store.list_shares()
@@ -72,7 +82,7 @@ async def system_page(request: Request, engine: EngineDep, principal: Reader) ->
     return page(
         request, "system.html",
         queue=await system.queue(engine, principal),
-        workers=(await health.workers(engine, principal))["workers"],
+        workers=await _workers(engine, principal),
         circuits=(await circuits.list_circuits(engine, principal))["circuits"],
         pauses=(await pauses.list_pauses(engine, principal))["pauses"],
         pools=await _pools(engine),
