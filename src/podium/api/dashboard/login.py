@@ -54,7 +54,8 @@ def local_principal(client: str) -> Principal:
         user = getpass.getuser()
     except Exception:  # no user name in this environment
         user = "local"
-    return Principal(Actor(f"local:{user}", user, "admin", client), "admin", None)
+    # No key role on the actor: audit entries read `local:<user>`, as the CLI's `cli:<user>`.
+    return Principal(Actor(f"local:{user}", user, None, client), "admin", None)
 
 
 @router.get("/", response_class=RedirectResponse)

@@ -38,7 +38,7 @@ def seconds(value: float | None) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if value >= 2 * size or (unit == "min" and value >= 120):
             return f"{value / size:.3g} {unit}"
-    return f"{value:.2f} s"
+    return f"{value:.3g} s"
 
 
 ENV.filters["when"] = when
