@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 
+from podium.api import workflows
 from podium.api.auth import Permission, Principal, permit
 from podium.api.dashboard.gate import PREFIX
 from podium.api.dashboard.render import page
@@ -112,7 +113,9 @@ async def runs_page(
 ) -> HTMLResponse:
     f = _filters(status, workflow, window, q, before)
     found = await listing(engine, principal, f)
-    return page(request, "runs.html", f=f, listing=found, live=f.before is None)
+    registered = await workflows.list_workflows(engine, principal, name=None, limit=200)
+    names = sorted({w["name"] for w in registered["workflows"]})
+    return page(request, "runs.html", f=f, listing=found, live=f.before is None, names=names)
 
 
 @router.get("/rows", response_class=HTMLResponse)
