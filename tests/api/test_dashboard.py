@@ -241,3 +241,31 @@ async def test_insecure_mode_needs_no_login(engine: Engine) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url=BASE_URL, follow_redirects=True) as client:
         assert (await client.get("/ui/system")).status_code == 200
+
+
+async def test_an_operator_pauses_opens_a_circuit_and_purges_from_the_system_page(
+    app_client: httpx.AsyncClient, make_key: MakeKey, engine: Engine,
+) -> None:
+    await log_in(app_client, await make_key("operator"))
+    csrf = csrf_of((await app_client.get("/ui/system")).text)
+    posts = [
+        ("/ui/circuits", {"key": "http:api.example.com", "action": "open"}),
+        ("/ui/pauses", {"scope": "agent", "name": "writer", "action": "pause"}),
+        ("/ui/dlq/purge", {}),
+    ]
+    for url, data in posts:
+        response = await app_client.post(url, data={"csrf": csrf, **data})
+        assert response.status_code == 303, (url, response.text)
+    page = (await app_client.get("/ui/system")).text
+    assert "circuit http:api.example.com opened" in page and "agent writer paused" in page
+    assert "dead-letter queue purged" in page
+    assert ("agent", "writer") in await engine.store.list_paused()
+    assert [c.state for c in await engine.store.list_circuits()] == ["open"]
+    closed = await app_client.post("/ui/circuits", data={
+        "csrf": csrf, "key": "http:api.example.com", "action": "close"})
+    assert closed.status_code == 303
+    assert [c.state for c in await engine.store.list_circuits()] == ["closed"]
+    too_long = await app_client.post("/ui/pauses", data={
+        "csrf": csrf, "scope": "agent", "name": "x" * 500, "action": "pause"})
+    assert too_long.status_code == 303
+    assert "error: pause" in (await app_client.get("/ui/system")).text

@@ -25,6 +25,7 @@ from podium.errors import PodiumError
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 Form = Annotated[dict[str, str], Depends(checked_form)]
 MAX_PAYLOAD_CHARS = 64_000
+MAX_NAME_CHARS = 200
 
 
 async def _done(
@@ -61,8 +62,8 @@ async def signal(
     name = form.get("name", "").strip()
     text = form.get("payload", "").strip() or "null"
     try:
-        if not name:
-            raise ValueError("name the signal")
+        if not name or len(name) > MAX_NAME_CHARS:
+            raise ValueError(f"name the signal in 1 to {MAX_NAME_CHARS} characters")
         if len(text) > MAX_PAYLOAD_CHARS:
             raise ValueError(f"the payload is longer than {MAX_PAYLOAD_CHARS} characters")
         payload = json.loads(text)
@@ -98,7 +99,7 @@ async def pause(
     principal: Annotated[Principal, permit(Permission.PAUSES_WRITE)], form: Form,
 ) -> Response:
     scope, name = form.get("scope", ""), form.get("name", "").strip()
-    if scope not in ("workflow", "agent") or not name:
+    if scope not in ("workflow", "agent") or not 0 < len(name) <= MAX_NAME_CHARS:
         flash(request, "error: pause a workflow or an agent, by name")
         return RedirectResponse(back(form, f"{PREFIX}/system"), status_code=303)
     resume = form.get("action") == "resume"
@@ -113,6 +114,9 @@ async def circuit(
     principal: Annotated[Principal, permit(Permission.CIRCUITS_WRITE)], form: Form,
 ) -> Response:
     key = form.get("key", "").strip()
+    if not 0 < len(key) <= MAX_NAME_CHARS:
+        flash(request, f"error: name the circuit in 1 to {MAX_NAME_CHARS} characters")
+        return RedirectResponse(back(form, f"{PREFIX}/system"), status_code=303)
     opening = form.get("action") == "open"
     call = (circuits.open_circuit if opening else circuits.close_circuit)(key, engine, principal)
     verb = "opened" if opening else "closed"

@@ -24,6 +24,7 @@ router = APIRouter(prefix=f"{PREFIX}/runs", include_in_schema=False)
 Reader = Annotated[Principal, permit(Permission.RUNS_READ)]
 PAGE = 50
 SCOPED_SCAN = 1000  # a scoped key's runs are filtered here, from this many newest
+MAX_TEXT = 200  # a filter longer than any name or id is cut, not sent to the store whole
 WINDOWS = {"": None, "1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 
 
@@ -60,10 +61,10 @@ def filters_of(
     if before:
         ts, _, run_id = before.partition("~")
         try:
-            cursor = (float(ts), run_id)
+            cursor = (float(ts), run_id[:MAX_TEXT])
         except ValueError:
             raise _invalid("before", "a page cursor reads <created_at>~<run id>") from None
-    return Filters(statuses, workflow.strip(), window, q.strip()[:100], cursor)
+    return Filters(statuses, workflow.strip()[:MAX_TEXT], window, q.strip()[:MAX_TEXT], cursor)
 
 
 @dataclass(frozen=True)
