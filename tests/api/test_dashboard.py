@@ -194,6 +194,11 @@ async def test_runs_come_in_keyset_pages_with_counts(
     found = await app_client.get("/ui/runs?q=r011&status=failed")
     assert re.findall(r'href="/ui/runs/(r\d{4})"', found.text) == ["r0117", "r0114", "r0111"]
     assert (await app_client.get("/ui/runs?status=nope")).status_code == 422
+    on_the_day = await app_client.get("/ui/runs?workflow=bulk&start=1970-01-01&end=1970-01-01")
+    assert len(re.findall(r'href="/ui/runs/(r\d{4})"', on_the_day.text)) == 50
+    later = await app_client.get("/ui/runs?workflow=bulk&start=1970-01-02")
+    assert re.findall(r'href="/ui/runs/(r\d{4})"', later.text) == []
+    assert (await app_client.get("/ui/runs?start=yesterday")).status_code == 422
 
 
 async def test_the_api_docs_load_nothing_from_another_host(

@@ -5,10 +5,11 @@ keyset pages that stay fast over a large store; `/ui/runs/rows` re-renders the t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 
@@ -35,12 +36,29 @@ class Filters:
     window: str = ""
     q: str = ""
     before: tuple[float, str] | None = None
+    start: str = ""  # a UTC date, YYYY-MM-DD: runs created on or after it
+    end: str = ""  # a UTC date: runs created on or before it
 
     def query(self, **changes: object) -> str:
         values = {"status": list(self.statuses), "workflow": self.workflow,
-                  "window": self.window, "q": self.q}
+                  "window": self.window, "q": self.q, "start": self.start, "end": self.end}
         values.update(changes)  # type: ignore[arg-type]
         return urlencode({k: v for k, v in values.items() if v}, doseq=True)
+
+    def since(self, now: float) -> float | None:
+        window = WINDOWS[self.window]
+        bounds = [b for b in (None if window is None else now - window, _day(self.start))
+                  if b is not None]
+        return max(bounds) if bounds else None
+
+    def until(self) -> float | None:
+        end = _day(self.end)
+        return None if end is None else end + 86400.0
+
+
+def _day(text: str) -> float | None:
+    return None if not text else datetime.strptime(text, "%Y-%m-%d").replace(
+        tzinfo=UTC).timestamp()
 
 
 def _invalid(field: str, message: str) -> RequestValidationError:
@@ -49,14 +67,21 @@ def _invalid(field: str, message: str) -> RequestValidationError:
 
 
 def filters_of(
-    status: list[str] | None, workflow: str, window: str, q: str, before: str
+    status: Annotated[list[str] | None, Query()] = None, workflow: str = "", window: str = "",
+    q: str = "", before: str = "", start: str = "", end: str = "",
 ) -> Filters:
+    """The page's filters from its query string (a dependency of both routes)."""
     statuses = tuple(s for value in status or [] for s in value.split(",") if s)
     unknown = [s for s in statuses if s not in RUN_STATUSES]
     if unknown:
         raise _invalid("status", f"{unknown[0]!r} is not a run status")
     if window not in WINDOWS:
         raise _invalid("window", f"window is one of {', '.join(w for w in WINDOWS if w)}")
+    for name, text in (("start", start), ("end", end)):
+        try:
+            _day(text)
+        except ValueError:
+            raise _invalid(name, f"{name} is a date, YYYY-MM-DD (got {text[:40]!r})") from None
     cursor = None
     if before:
         ts, _, run_id = before.partition("~")
@@ -64,7 +89,8 @@ def filters_of(
             cursor = (float(ts), run_id[:MAX_TEXT])
         except ValueError:
             raise _invalid("before", "a page cursor reads <created_at>~<run id>") from None
-    return Filters(statuses, workflow.strip()[:MAX_TEXT], window, q.strip()[:MAX_TEXT], cursor)
+    return Filters(statuses, workflow.strip()[:MAX_TEXT], window, q.strip()[:MAX_TEXT], cursor,
+                   start, end)
 
 
 @dataclass(frozen=True)
@@ -75,9 +101,7 @@ class Listing:
 
 
 async def listing(engine: Engine, principal: Principal, f: Filters, limit: int = PAGE) -> Listing:
-    window = WINDOWS[f.window]
-    now = engine.clock.now()
-    run_page = RunPage(since=None if window is None else now - window,
+    run_page = RunPage(since=f.since(engine.clock.now()), until=f.until(),
                        run_id_contains=f.q or None, before=f.before)
     store = engine.store
     workflow = f.workflow or None
@@ -89,7 +113,7 @@ async def listing(engine: Engine, principal: Principal, f: Filters, limit: int =
                                      page=run_page)
         # A text search would count by scanning every id: its counts are left out.
         counts: dict[str, int] | None = None if f.q else await store.count_runs(
-            workflow=workflow, page=RunPage(since=run_page.since))
+            workflow=workflow, page=RunPage(since=run_page.since, until=run_page.until))
     else:  # the store filters by exact name only
         rows = await store.list_runs(statuses=statuses, limit=SCOPED_SCAN, page=run_page)
         rows = [r for r in rows if principal.sees(r.workflow)][: limit + 1]
@@ -100,19 +124,13 @@ async def listing(engine: Engine, principal: Principal, f: Filters, limit: int =
     return Listing(rows, counts, cursor)
 
 
-def _filters(
-    status: list[str] | None, workflow: str, window: str, q: str, before: str
-) -> Filters:
-    return filters_of(status, workflow, window, q, before)
+FiltersDep = Annotated[Filters, Depends(filters_of)]
 
 
 @router.get("", response_class=HTMLResponse)
 async def runs_page(
-    request: Request, engine: EngineDep, principal: Reader,
-    status: Annotated[list[str] | None, Query()] = None, workflow: str = "", window: str = "",
-    q: str = "", before: str = "",
+    request: Request, engine: EngineDep, principal: Reader, f: FiltersDep
 ) -> HTMLResponse:
-    f = _filters(status, workflow, window, q, before)
     found = await listing(engine, principal, f)
     registered = await workflows.list_workflows(engine, principal, name=None, limit=200)
     names = sorted({w["name"] for w in registered["workflows"]})
@@ -121,11 +139,8 @@ async def runs_page(
 
 @router.get("/rows", response_class=HTMLResponse)
 async def runs_rows(
-    request: Request, engine: EngineDep, principal: Reader,
-    status: Annotated[list[str] | None, Query()] = None, workflow: str = "", window: str = "",
-    q: str = "", before: str = "",
+    request: Request, engine: EngineDep, principal: Reader, f: FiltersDep
 ) -> HTMLResponse:
     """The table and counts alone, for the page's live refresh."""
-    f = _filters(status, workflow, window, q, before)
     found = await listing(engine, principal, f)
     return page(request, "_runs_table.html", f=f, listing=found)
