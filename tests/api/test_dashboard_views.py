@@ -4,6 +4,8 @@ and a start form's values typed by the declared inputs."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from podium.api.dashboard.colors import STATUS_COLORS, TEXT, contrast
@@ -97,3 +99,23 @@ def test_start_form_values_are_typed_by_the_declared_inputs() -> None:
     assert inputs_of(wf, {"in_topic": "t", "in_depth": ""}) == {"topic": "t", "dry": False}
     with pytest.raises(WorkflowInvalid, match=r"inputs\.depth"):
         inputs_of(wf, {"in_depth": "three"})
+
+
+def test_the_trace_link_follows_the_template_and_the_runs_trace_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+
+    from podium.api.dashboard.run_page import TRACE_ENV, trace_url
+    from podium.store.records import RunState
+
+    row = RunState("run-1", "w", "1", "d", {})
+    assert trace_url(row) is None  # no tracing UI configured
+    monkeypatch.setenv(TRACE_ENV, "http://jaeger:16686/trace/{trace_id}?run={run_id}")
+    derived = hashlib.sha256(b"run-1").hexdigest()[:32]
+    assert trace_url(row) == f"http://jaeger:16686/trace/{derived}?run=run-1"
+    # A run started under a span keeps its traceparent (`runs.trace_parent`).
+    traced = SimpleNamespace(run_id="run-1", trace_parent=f"00-{'ab' * 16}-{'cd' * 8}-01")
+    assert trace_url(traced) == f"http://jaeger:16686/trace/{'ab' * 16}?run=run-1"  # type: ignore[arg-type]
+    monkeypatch.setenv(TRACE_ENV, "javascript:alert(1)")
+    assert trace_url(row) is None

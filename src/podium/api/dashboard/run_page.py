@@ -4,7 +4,9 @@ tokens, its events, and the actions the caller's role allows.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -66,17 +68,26 @@ class RunView:
     kinds: tuple[str, ...] = KINDS
 
 
+TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def trace_id_of(row: RunState) -> str:
+    """The run's trace id, as the tracer derives it: from the W3C traceparent the run was
+    started under when its row keeps one, else from the run id."""
+    found = TRACEPARENT.fullmatch(str(getattr(row, "trace_parent", None) or ""))
+    if found:
+        return found.group(1)
+    return hashlib.sha256(row.run_id.encode()).hexdigest()[:32]
+
+
 def trace_url(row: RunState) -> str | None:
     """The run's trace in a tracing UI, when `PODIUM_TRACE_URL_TEMPLATE` names one, e.g.
     `http://jaeger:16686/trace/{trace_id}` (`{run_id}` works too)."""
     template = os.environ.get(TRACE_ENV, "").strip()
-    trace_id = getattr(row, "trace_id", None)
-    if not template or ("{trace_id}" in template and not trace_id):
-        return None
     if not template.startswith(("http://", "https://")):
         return None
-    return redact_url_password(template.replace("{trace_id}", str(trace_id or ""))
-                               .replace("{run_id}", row.run_id))
+    url = template.replace("{trace_id}", trace_id_of(row)).replace("{run_id}", row.run_id)
+    return redact_url_password(url)
 
 
 def _costs(states: list[StepState]) -> dict[str, tuple[float, int, int]]:
