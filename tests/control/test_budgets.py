@@ -1,4 +1,4 @@
-"""Budgets in the engine (DESIGN §3.9): run, workflow and global scopes, block and throttle.
+"""Budgets in the engine: run, workflow and global scopes, block and throttle.
 
 Every test runs on SQLite and PostgreSQL; calls are counted where they land (the fake LLM
 server's request log, the spend ledger), never by asking the guard.

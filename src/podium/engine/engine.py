@@ -60,14 +60,13 @@ class ActiveRun:
     tasks: dict[StepKey, asyncio.Task[None]] = field(default_factory=dict)
     timer: asyncio.Task[None] | None = None
     lost: bool = False  # another engine holds the run now: do nothing more for it
+    # The machine's run and its id, fixed for the run's life: plain attributes, read per step.
+    rt: RunRuntime = field(init=False)
+    run_id: str = field(init=False)
 
-    @property
-    def rt(self) -> RunRuntime:
-        return self.machine.run
-
-    @property
-    def run_id(self) -> str:
-        return self.machine.run.row.run_id
+    def __post_init__(self) -> None:
+        self.rt = self.machine.run
+        self.run_id = self.rt.row.run_id
 
     def drop_timer(self) -> None:
         if self.timer is not None:
@@ -498,8 +497,8 @@ class Engine:
             journal.step(st)
         for event_type, payload, actor in fx.notices:
             self._emit(rt, event_type, payload, actor)
+        journal.transitions(fx.transitions)
         for transition in fx.transitions:
-            journal.transition(transition)
             if transition.target == _FAILED and transition.step_id is not None:
                 self._log_failure(fx.steps[(transition.step_id, transition.index)])
         if fx.spend or fx.signals_taken or fx.dead_letter:
@@ -848,7 +847,7 @@ class Engine:
     ) -> None:
         event = Event(
             event_type=event_type,
-            correlation_id=rt.run_id,
+            correlation_id=rt.row.run_id,
             payload=payload,
             causation_id=rt.last_event_id,
             priority=rt.row.priority,

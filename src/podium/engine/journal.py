@@ -7,7 +7,7 @@ actions run, in order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import structlog
 
@@ -74,9 +74,9 @@ class Journal:
         self._batch.events.append(event)
         self._schedule()
 
-    def transition(self, transition: Transition) -> None:
-        """A status change made in this batch, for the observers (the rows carry the state)."""
-        self._transitions.append(transition)
+    def transitions(self, transitions: Iterable[Transition]) -> None:
+        """Status changes made in this batch, for the observers (the rows carry the state)."""
+        self._transitions.extend(transitions)
 
     def definition(self, digest: str, body: bytes) -> None:
         self._batch.definitions[digest] = body

@@ -482,7 +482,8 @@ class RunMachine:
         rt = self.run
         if rt.row.status != _RUN_RUNNING or rt.compensating:
             return
-        if any(st.status in STEP_OPEN for st in rt.steps.values()):
+        # Sinks come last in plan order and stay open longest: scanning backwards stops early.
+        if any(st.status in STEP_OPEN for st in reversed(rt.steps.values())):
             return
         if rt.row.stopping is not None:
             pending = self._to_compensate()
