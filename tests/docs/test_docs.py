@@ -230,7 +230,7 @@ def test_a_broken_command_is_caught() -> None:
 # -- links ------------------------------------------------------------------------------------------
 
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
+_FENCED = re.compile(r"^\s*```.*?^\s*```", re.DOTALL | re.MULTILINE)
 
 
 def slug(heading: str) -> str:
@@ -241,7 +241,7 @@ def slug(heading: str) -> str:
 
 
 def anchors(page: Path) -> set[str]:
-    text = _CODE.sub("", page.read_text(encoding="utf-8")) if page.suffix == ".md" else ""
+    text = _FENCED.sub("", page.read_text(encoding="utf-8"))
     found: set[str] = set()
     for heading in re.findall(r"^#{1,6}\s+(.*)$", text, re.MULTILINE):
         base = slug(heading)
@@ -253,7 +253,7 @@ def anchors(page: Path) -> set[str]:
 
 
 def links(page: Path) -> Iterator[str]:
-    prose = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL)
+    prose = _FENCED.sub("", page.read_text(encoding="utf-8"))
     prose = re.sub(r"`[^`\n]*`", "", prose)
     yield from _LINK.findall(prose)
 
@@ -319,7 +319,7 @@ def test_cli_reference_names_every_command_and_option() -> None:
                 name = max(param.opts, key=len)
                 if name not in section:
                     missing.append(f"`{path}`: option {name}")
-            elif param.name.upper() not in section.upper():
+            elif (param.metavar or param.name).strip("[]").upper() not in section.upper():
                 missing.append(f"`{path}`: argument {param.name}")
     assert missing == []
 
