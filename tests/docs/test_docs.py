@@ -324,29 +324,32 @@ def test_cli_reference_names_every_command_and_option() -> None:
     assert missing == []
 
 
-def api_routes() -> list[tuple[str, str]]:
+def api_routes() -> list[tuple[str, str, str]]:
+    """(method, path, permission) of every route; `public` for the probes."""
     from types import SimpleNamespace
 
     from podium.api.app import create_app
+    from podium.api.auth import declared_checks
 
     api = create_app(SimpleNamespace(settings=Settings(), store=None))  # type: ignore[arg-type]
     found = []
     for context in iter_route_contexts(api.routes):
         route = context.original_route
         if isinstance(route, APIRoute) and context.path:
-            found += [(method, context.path) for method in sorted(route.methods)]
+            path = re.sub(r"\{(\w+):path\}", r"{\1}", context.path)  # as a client writes it
+            checks = declared_checks(route)
+            permission = checks[0].permission.value if checks else "public"
+            found += [(method, path, permission) for method in sorted(route.methods)]
     return found
 
 
 def test_api_reference_names_every_route_with_its_permission() -> None:
-    from podium.api.auth import declared_checks  # noqa: F401 (the permission is in the row)
-
     text = page_text("api.md")
-    missing = [
-        f"{method} {path}"
-        for method, path in api_routes()
-        if not re.search(rf"`{method} {re.escape(path)}`", text)
-    ]
+    missing = []
+    for method, path, permission in api_routes():
+        row = re.search(rf"^\| `{method} {re.escape(path)}` \|([^|]*)\|", text, re.MULTILINE)
+        if row is None or permission not in row.group(1):
+            missing.append(f"{method} {path} ({permission})")
     assert missing == []
 
 
