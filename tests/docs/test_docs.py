@@ -148,7 +148,7 @@ def test_the_example_control_config_loads() -> None:
     load_control(EXAMPLES / "podium.toml")
 
 
-# -- commands ---------------------------------------------------------------------------------------
+# -- commands -------------------------------------------------------------------------------------
 
 _SPLIT = {";", "&&", "||", "|", "&"}
 
@@ -187,7 +187,8 @@ def parse_podium(args: list[str]) -> None:
     while hasattr(command, "resolve_command"):
         rest = [*ctx._protected_args, *ctx.args]
         if not rest:
-            assert command.invoke_without_command, f"`{' '.join(args)}` names no subcommand"
+            runs_alone = getattr(command, "invoke_without_command", False)
+            assert runs_alone, f"`{' '.join(args)}` names no subcommand"
             return
         name, sub, rest = command.resolve_command(ctx, rest)
         assert sub is not None and name is not None
@@ -213,7 +214,8 @@ def test_every_podium_command_shown_parses(block: Block, args: list[str]) -> Non
     except Exit as exc:  # --help
         assert exc.exit_code == 0
     except ClickException as exc:
-        pytest.fail(f"{block.where}: `podium {' '.join(args)}` does not parse: {exc.format_message()}")
+        command = " ".join(args)
+        pytest.fail(f"{block.where}: `podium {command}` does not parse: {exc.format_message()}")
 
 
 def test_commands_are_checked() -> None:
@@ -227,7 +229,7 @@ def test_a_broken_command_is_caught() -> None:
         parse_podium(["dlq", "replya", "RUN"])
 
 
-# -- links ------------------------------------------------------------------------------------------
+# -- links ----------------------------------------------------------------------------------------
 
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 _FENCED = re.compile(r"^\s*```.*?^\s*```", re.DOTALL | re.MULTILINE)
@@ -279,7 +281,7 @@ def test_every_relative_link_resolves(page: Path, target: str) -> None:
         )
 
 
-# -- the reference pages name everything ------------------------------------------------------------
+# -- the reference pages name everything ----------------------------------------------------------
 
 
 def page_text(name: str) -> str:
@@ -339,7 +341,7 @@ def api_routes() -> list[tuple[str, str, str]]:
             path = re.sub(r"\{(\w+):path\}", r"{\1}", context.path)  # as a client writes it
             checks = declared_checks(route)
             permission = checks[0].permission.value if checks else "public"
-            found += [(method, path, permission) for method in sorted(route.methods)]
+            found += [(method, path, permission) for method in sorted(route.methods or ())]
     return found
 
 
