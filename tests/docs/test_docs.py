@@ -402,3 +402,17 @@ def test_workflow_format_names_every_field() -> None:
         if name not in ("action", "id", "definition") and f"`{field.alias or name}`" not in text
     ]
     assert missing == []
+
+
+def test_nothing_refers_to_files_outside_the_repository() -> None:
+    """A clone holds the whole reference: no design notes cited from outside it."""
+    outside = re.compile(r"DESIGN §|DESIGN\.md|WORKLOADS\.md|\.\./shared|shared/")
+    sources = [*PAGES, *(ROOT / "src" / "podium").rglob("*.py"), *EXAMPLES.iterdir()]
+    hits = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sources
+        if path.is_file()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if outside.search(line)
+    ]
+    assert hits == []
