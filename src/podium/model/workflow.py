@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from podium.model.units import Duration, SizeMiB

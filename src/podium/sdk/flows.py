@@ -98,7 +98,8 @@ def _inputs(fn: Callable[..., Any], source: str) -> dict[str, dict[str, Any]]:
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception as exc:  # a bad annotation can raise anything; name it
-        raise WorkflowInvalid([f"error: {source}: inputs: cannot read the annotations: {exc}"])
+        message = f"error: {source}: inputs: cannot read the annotations: {exc}"
+        raise WorkflowInvalid([message]) from None
     inputs: dict[str, dict[str, Any]] = {}
     for name, param in inspect.signature(fn).parameters.items():
         where = f"error: {source}: inputs.{name}"
