@@ -317,8 +317,9 @@ class Workflow(_Strict):
 
 def _flat(step: dict[str, Any]) -> dict[str, Any]:
     """A canonical step (action apart, id repeated) as a hand-written one: keys side by side."""
-    policy = {k: v for k, v in step.items() if k not in ("id", "action")}
-    return {**policy, **step["action"]}
+    needs = {"needs": step["needs"]} if "needs" in step else {}
+    policy = {k: v for k, v in step.items() if k not in ("id", "action", "needs")}
+    return {**needs, **step["action"], **policy}
 
 
 def _no_more_checks(data: Mapping[str, Any], found: Sequence[Any]) -> list[Any]:
