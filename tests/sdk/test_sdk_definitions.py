@@ -170,5 +170,5 @@ def test_podium_run_reads_the_config_file_podium_config_names(
 ) -> None:
     monkeypatch.setenv("PODIUM_STORE", f"sqlite:///{tmp_path / 'cfg.db'}")
     monkeypatch.setenv("PODIUM_CONFIG", str(tmp_path / "missing-sdk.toml"))
-    with pytest.raises(PodiumError, match="missing-sdk.toml"):
+    with pytest.raises(PodiumError, match=r"missing-sdk\.toml"):
         podium.run(sdk_flows.sums)
