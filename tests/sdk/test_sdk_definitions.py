@@ -172,3 +172,33 @@ def test_podium_run_reads_the_config_file_podium_config_names(
     monkeypatch.setenv("PODIUM_CONFIG", str(tmp_path / "missing-sdk.toml"))
     with pytest.raises(PodiumError, match=r"missing-sdk\.toml"):
         podium.run(sdk_flows.sums)
+
+
+def test_an_agent_carries_its_policies_and_its_steps_start_from_it() -> None:
+    helper = sdk.agent("helper", sdk.sim(latency="10ms", output={"ok": True}),
+                       retry=sdk.RetryPolicy(attempts=2), fallback=sdk.sim(output={"ok": False}))
+    other = sdk.agent("helper", sdk.sim(latency="20ms"))
+
+    @sdk.workflow(name="agents")
+    def agents(topic: str = "x") -> None:
+        first = helper.step("first", input={"topic": topic})
+        sdk.sim(output={"ok": first["ok"]}).step("second", agent=helper)
+
+    @sdk.workflow(name="clash")
+    def clash() -> None:
+        helper.step("first")
+        other.step("second")
+
+    workflow = agents.build()
+    assert workflow.agents == {"helper": {
+        "kind": "sim", "latency": "10ms", "output": {"ok": True}, "retry": {"attempts": 2},
+        "fallback": {"kind": "sim", "output": {"ok": False}},
+    }}
+    first, second = workflow.steps["first"], workflow.steps["second"]
+    assert (first.agent, first.retry.attempts, first.action.input) == (
+        "helper", 2, {"topic": "{{ inputs.topic }}"})
+    assert second.needs == ("first",)
+    assert second.action.model_dump()["output"] == {"ok": "{{ steps.first.output.ok }}"}
+    assert second.fallback is not None and second.action.model_dump()["latency"] == 0.01
+    with pytest.raises(WorkflowInvalid, match="two different agents are named 'helper'"):
+        clash.definition()

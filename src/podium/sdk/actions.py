@@ -168,5 +168,6 @@ def _written(values: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         if value is None:
             continue
-        out[key] = value.to_raw() if isinstance(value, _Policy) else raw(value)
+        # A policy, or an action (an agent's fallback or compensation).
+        out[key] = value.to_raw() if isinstance(value, _Policy | Action) else raw(value)
     return out
