@@ -44,7 +44,7 @@ class WorkflowDef:
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
-        self.settings = {
+        self._header = {
             "version": version, "description": description, "priority": priority,
             "timeout": timeout, "budget": None if budget is None else budget.to_raw(),
             "on_constrained": on_constrained,
@@ -84,7 +84,7 @@ class WorkflowDef:
         with tracing(self.source) as trace:
             self.fn(**{name: Ref(f"inputs.{name}") for name in inputs})
         data: dict[str, Any] = {"name": self.name}
-        data.update({k: raw(v) for k, v in self.settings.items() if v is not None})
+        data.update({k: raw(v) for k, v in self._header.items() if v is not None})
         if inputs:
             data["inputs"] = inputs
         if trace.agents:
