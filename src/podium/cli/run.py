@@ -6,14 +6,12 @@ Inputs are checked before the store is opened, so an invalid run leaves nothing 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from podium import check
 from podium.cli.client import URL_VAR, Client, client_for, remote_inputs
 from podium.cli.common import (
     EXIT_FAILED,
@@ -41,6 +39,7 @@ from podium.cli.common import (
 )
 from podium.cli.progress import Follower, pick_display
 from podium.cli.render import summaries_table, summary_panel
+from podium.cli.target import load_target
 from podium.cli.view import RunView
 from podium.engine.summary import RunSummary
 from podium.events import new_id
@@ -53,11 +52,16 @@ from podium.settings import Settings
 if TYPE_CHECKING:
     from podium.engine.engine import Engine
 
-FileArgument = Annotated[Path, typer.Argument(help="Workflow file (.yaml, .yml or .json)")]
+FileArgument = Annotated[
+    Path,
+    typer.Argument(metavar="FILE|MODULE:NAME",
+                   help="Workflow file (.yaml, .yml or .json), or a Python workflow module:name"),
+]
 RunTarget = Annotated[
     Path,
-    typer.Argument(metavar="FILE|NAME",
-                   help="Workflow file (.yaml, .yml or .json); with a server, a registered name"),
+    typer.Argument(metavar="FILE|MODULE:NAME|NAME",
+                   help="Workflow file (.yaml, .yml or .json), or a Python workflow module:name;"
+                        " with a server, a registered name"),
 ]
 
 
@@ -114,12 +118,9 @@ def _run_remote(
 
 
 def load_workflow(file: Path, settings: Settings) -> Workflow:
-    """Loads and checks a workflow, pricing its models from the settings; python steps may live
-    beside it, as Airflow's dags folder allows."""
-    folder = str(file.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(1, folder)
-    return check.load_workflow(file, pricing=settings.control.pricing)
+    """Loads and checks a workflow file or `module:workflow`, pricing its models from the
+    settings; python steps may live beside a file, as Airflow's dags folder allows."""
+    return load_target(file, settings)
 
 
 def gather_inputs(

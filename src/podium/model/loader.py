@@ -74,6 +74,18 @@ def read_document(path: Path, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) ->
     return _parse_yaml(content, path)
 
 
+def read_text(text: str, source: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
+    """The parsed content of YAML (or JSON, which YAML reads too) given as text, with the
+    limits of `read_document`; `source` names it in messages."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise WorkflowInvalid([
+            f"error: {source}: the text is {size / _MIB:.1f} MiB, over the"
+            f" {max_bytes / _MIB:g} MiB limit for a workflow definition"
+        ])
+    return _parse_yaml(text, source)
+
+
 def check_depth(value: Any, max_depth: int) -> str | None:
     """Why `value` nests mappings and lists deeper than `max_depth`, or None. Iterative, so
     a hostile document cannot exhaust the stack here."""
@@ -174,7 +186,7 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def _parse_yaml(content: str, path: Path) -> Any:
+def _parse_yaml(content: str, path: Path | str) -> Any:
     try:
         return yaml.load(content, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
     except yaml.MarkedYAMLError as exc:

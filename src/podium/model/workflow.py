@@ -5,12 +5,18 @@ A step is its scheduling policy (needs, trigger, retry, ...) plus an `action`: w
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from podium.model.units import Duration, SizeMiB
+
+if TYPE_CHECKING:
+    from podium.model.loader import Check
 
 Priority = Literal["critical", "high", "normal", "low"]
 TriggerRule = Literal["all_success", "all_done", "one_success", "one_failed", "none_failed"]
@@ -287,6 +293,37 @@ class Workflow(_Strict):
     def to_json(self) -> dict[str, Any]:
         """The canonical form kept with every run (round-trips via `Workflow.model_validate`)."""
         return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+    def to_yaml(self) -> str:
+        """The workflow as a YAML document, steps flat as written by hand; loading it back
+        (`from_yaml`, `podium.load_workflow`) gives an equal model."""
+        data = self.to_json()
+        data["steps"] = {step_id: _flat(step) for step_id, step in data["steps"].items()}
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+    @classmethod
+    def from_yaml(
+        cls, text: str, source: str = "workflow", base_dir: Path | None = None, *,
+        check: Check | None = None,
+    ) -> Workflow:
+        """A workflow from YAML (or JSON) text, with every problem in one WorkflowInvalid.
+        Only the model's own checks run unless `check` adds more: `podium.from_yaml` also
+        imports the calls and prices the models, as loading a file does."""
+        from podium.model import loader
+
+        data = loader.read_text(text, source)
+        return loader.parse_workflow(data, source, base_dir, check=check or _no_more_checks)
+
+
+def _flat(step: dict[str, Any]) -> dict[str, Any]:
+    """A canonical step (action apart, id repeated) as a hand-written one: keys side by side."""
+    needs = {"needs": step["needs"]} if "needs" in step else {}
+    policy = {k: v for k, v in step.items() if k not in ("id", "action", "needs")}
+    return {**needs, **step["action"], **policy}
+
+
+def _no_more_checks(data: Mapping[str, Any], found: Sequence[Any]) -> list[Any]:
+    return []
 
 
 def with_agent(raw: dict[str, Any], agents: dict[str, Any]) -> dict[str, Any]:
