@@ -546,6 +546,7 @@ class RunMachine:
             "status": row.status,
             "error": row.error,
             "duration_s": round(row.finished_at - (row.started_at or row.created_at), 6),
+            **self._trace_facts(),
         })
         if row.status in RUN_DEAD:
             failed_steps = tuple(
@@ -578,7 +579,7 @@ class RunMachine:
         """What a tracer needs to place the run's spans, in whichever process runs it: when
         it was queued, and the span it was started under (if any)."""
         row = self.run.row
-        facts: dict[str, Any] = {"queued_at": row.created_at}
+        facts: dict[str, Any] = {"workflow": row.workflow, "queued_at": row.created_at}
         if row.trace_parent is not None:
             facts["trace_parent"] = row.trace_parent
         return facts
