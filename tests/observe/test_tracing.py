@@ -26,7 +26,7 @@ from podium.api.app import create_app
 from podium.bus import open_bus
 from podium.engine.engine import Engine
 from podium.observe.context import RunTrace, attempt_span_id, parse_traceparent
-from podium.observe.tracing import Tracing, new_provider, tracing_configured
+from podium.observe.tracing import Tracing, tracing_configured
 from podium.settings import Settings
 from podium.store import open_store
 
@@ -54,7 +54,7 @@ def server() -> Iterator[FakeServer]:
 
 
 def _tracing(exporter: InMemorySpanExporter) -> Tracing:
-    return Tracing(new_provider(SimpleSpanProcessor(exporter)))
+    return Tracing(SimpleSpanProcessor(exporter))
 
 
 @pytest.fixture

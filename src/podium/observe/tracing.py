@@ -21,18 +21,20 @@ attempt's span before that span is exported.
 from __future__ import annotations
 
 import os
-import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Event as SdkEvent
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+)
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from podium.engine.engine import Engine
@@ -42,33 +44,12 @@ from podium.events import Event
 from podium.observe.context import RunTrace, attempt_span_id, derived_id, traceparent_of
 from podium.store.records import RunState
 
-SCOPE = "podium"
+_SCOPE = InstrumentationScope("podium")
+_UNSET = Status(StatusCode.UNSET)
 _MAX_RUNS = 100_000  # runs whose spans are open at once (a lost run's state is dropped past it)
 _MAX_EVENTS = 64  # span events kept per span
 _OK_RUN = frozenset({"succeeded", "degraded"})
 _TOOL_TYPES = {"python": "function", "http": "extension", "n8n": "extension"}
-
-
-class _Ids(IdGenerator):
-    """Hands out the id the observer chose for the span it starts next (per thread), else a
-    random one: spans of other code on the same provider keep random ids."""
-
-    def __init__(self) -> None:
-        self._next = threading.local()
-        self._random = RandomIdGenerator()
-
-    def choose(self, trace_id: int | None, span_id: int) -> None:
-        self._next.trace_id, self._next.span_id = trace_id, span_id
-
-    def generate_span_id(self) -> int:
-        span_id: int | None = getattr(self._next, "span_id", None)
-        self._next.span_id = None
-        return span_id if span_id is not None else self._random.generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        trace_id: int | None = getattr(self._next, "trace_id", None)
-        self._next.trace_id = None
-        return trace_id if trace_id is not None else self._random.generate_trace_id()
 
 
 # -- what the observer keeps between events -----------------------------------------------------
@@ -130,12 +111,12 @@ def log_ids(
 class TraceObserver:
     """Turns committed events into spans; also gives each attempt its `traceparent`."""
 
-    def __init__(self, provider: TracerProvider) -> None:
-        ids = provider.id_generator
-        if not isinstance(ids, _Ids):
-            raise PodiumError("the tracer provider must be made by podium.observe.tracing")
-        self._ids = ids
-        self._tracer = provider.get_tracer(SCOPE)
+    def __init__(self, processor: SpanProcessor, resource: Resource | None = None) -> None:
+        # Spans are handed to the processor whole (ids, times, events known): no tracer, no
+        # context, no sampler per span. Sampling follows the run's parent (recorded unless its
+        # sampled flag is clear).
+        self._processor = processor
+        self._resource = resource or default_resource()
         self._runs: dict[str, _Run] = {}
         _OBSERVERS.add(self)
         self._handlers: dict[str, Callable[[_Run, Event, dict[str, Any]], None]] = {
@@ -168,7 +149,7 @@ class TraceObserver:
     # -- TraceContexts (engine.observers) ------------------------------------------------------
 
     def traceparent(self, run: RunState, step_id: str, index: int, attempt: int, role: str) -> str:
-        trace = RunTrace.of(run.run_id, run.trace_parent)
+        trace = self.trace_of(run.run_id) or RunTrace.of(run.run_id, run.trace_parent)
         return traceparent_of(trace, attempt_span_id(run.run_id, step_id, index, attempt, role))
 
     # -- Observer -------------------------------------------------------------------------------
@@ -408,22 +389,26 @@ class TraceObserver:
         error: str | None = None, *, kind: SpanKind = SpanKind.INTERNAL, root: bool = False,
     ) -> None:
         trace = run.trace
-        if root:  # a new trace: the root's trace id is the run's own
-            parent = otel_context.Context()
-            self._ids.choose(trace.trace_id, span_id)
-        else:
-            remote = SpanContext(trace.trace_id, parent_id or trace.root_span_id, True,
-                                 TraceFlags(trace.flags))
-            parent = trace_api.set_span_in_context(trace_api.NonRecordingSpan(remote))
-            self._ids.choose(None, span_id)
-        span = self._tracer.start_span(
-            name, context=parent, kind=kind, attributes=attributes, start_time=start_ns
-        )
-        for event_name, event_attributes, ts in events:
-            span.add_event(event_name, event_attributes, ts)
-        if error is not None:
-            span.set_status(Status(StatusCode.ERROR, error[:1000]))
-        span.end(end_time=max(end_ns, start_ns))
+        if not trace.sampled:
+            return
+        flags = TraceFlags(trace.flags)
+        parent = None
+        if not root:
+            parent = SpanContext(trace.trace_id, parent_id or trace.root_span_id, True, flags)
+        status = _UNSET if error is None else Status(StatusCode.ERROR, error[:1000])
+        self._processor.on_end(ReadableSpan(
+            name,
+            context=SpanContext(trace.trace_id, span_id, False, flags),
+            parent=parent,
+            resource=self._resource,
+            attributes={k: v for k, v in attributes.items() if v is not None},
+            events=[SdkEvent(n, a, ts) for n, a, ts in events],
+            kind=kind,
+            status=status,
+            start_time=start_ns,
+            end_time=max(end_ns, start_ns),
+            instrumentation_scope=_SCOPE,
+        ))
 
 
 def _flat(payload: dict[str, Any]) -> dict[str, Any]:
@@ -450,16 +435,13 @@ def tracing_configured(environ: Mapping[str, str] | None = None) -> bool:
     )
 
 
-def new_provider(*processors: SpanProcessor) -> TracerProvider:
-    """A tracer provider whose spans the observer can give their ids; service.name defaults
-    to `podium` (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` win)."""
+def default_resource() -> Resource:
+    """The process's resource; service.name defaults to `podium` (`OTEL_SERVICE_NAME` and
+    `OTEL_RESOURCE_ATTRIBUTES` win)."""
     resource = Resource.create()
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource({"service.name": "podium"}))
-    provider = TracerProvider(resource=resource, id_generator=_Ids())
-    for processor in processors:
-        provider.add_span_processor(processor)
-    return provider
+    return resource
 
 
 def _exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
@@ -482,12 +464,12 @@ def _exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
 
 
 class Tracing:
-    """Traces for one process: the provider, exporting in a background thread, and the
-    observer each engine registers. `shutdown` flushes what is left."""
+    """Traces for one process: the span processor (a batch one exports in a background
+    thread), and the observer each engine registers. `shutdown` flushes what is left."""
 
-    def __init__(self, provider: TracerProvider) -> None:
-        self.provider = provider
-        self.observer = TraceObserver(provider)
+    def __init__(self, processor: SpanProcessor, resource: Resource | None = None) -> None:
+        self.processor = processor
+        self.observer = TraceObserver(processor, resource)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Tracing | None:
@@ -497,7 +479,12 @@ class Tracing:
             return None
         names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
         exporters = [_exporter(name, env) for name in names if name and name != "none"]
-        return cls(new_provider(*(BatchSpanProcessor(e) for e in exporters)))
+        if len(exporters) == 1:
+            return cls(BatchSpanProcessor(exporters[0]))
+        both = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+        for exporter in exporters:
+            both.add_span_processor(BatchSpanProcessor(exporter))
+        return cls(both)
 
     def install(self, engine: Engine) -> None:
         """Observes `engine`'s commits and gives its steps their attempts' trace context."""
@@ -505,4 +492,4 @@ class Tracing:
         engine.trace_attempts(self.observer)
 
     def shutdown(self) -> None:
-        self.provider.shutdown()
+        self.processor.shutdown()
