@@ -45,6 +45,7 @@ from podium.engine.summary import RunSummary
 from podium.events import new_id
 from podium.model.inputs import parse_cli_inputs, resolve_inputs
 from podium.model.workflow import Workflow
+from podium.observe.context import current_traceparent
 from podium.plan import Plan, build_plan
 from podium.plan.render import render_plan
 from podium.settings import Settings
@@ -142,7 +143,8 @@ async def _run(
     ):
         run_id = new_id()  # chosen here, so the view exists before the first event
         follower.track(RunView.of(run_id, workflow.name, plan))
-        await engine.submit(workflow, inputs, run_id=run_id)
+        # Under an active span (TRACEPARENT), the run's trace hangs under it.
+        await engine.submit(workflow, inputs, run_id=run_id, trace_parent=current_traceparent())
         await _wait_or_cancel(engine, run_id)
         await follower.settle(engine.store)
         summary = await engine.summary(run_id)

@@ -29,10 +29,10 @@ from podium.engine.executor import StepExecutor
 from podium.engine.host import EngineHost
 from podium.engine.journal import Journal
 from podium.engine.machine import Effects, RunMachine, StepKey
-from podium.engine.observers import BusPublisher, Observers
+from podium.engine.observers import BusPublisher, Observers, TraceContexts
 from podium.engine.runtime import Compiled, RunRuntime
 from podium.engine.summary import RunSummary, build_summary
-from podium.errors import EngineStopped, PodiumError, RunFinished, RunNotFound
+from podium.errors import EngineStopped, PodiumError, RunFinished, RunNotFound, StepError
 from podium.events import SYSTEM_ACTOR, Actor, Event, audit_event, new_id
 from podium.model.inputs import resolve_inputs
 from podium.model.status import RunStatus, StepStatus
@@ -260,10 +260,12 @@ class Engine:
         priority: str | None = None,
         trusted: bool = True,
         actor: Actor = SYSTEM_ACTOR,
+        trace_parent: str | None = None,
     ) -> str:
         """Validates the inputs, commits the run as `queued` and returns its id. A given
         `run_id` must be new: a run is never overwritten by another submission. An untrusted
-        run (of a definition from the API) runs under `[security]`'s rules."""
+        run (of a definition from the API) runs under `[security]`'s rules. `trace_parent`
+        (a W3C traceparent, kept with the run) is the span the run's trace hangs under."""
         values = resolve_inputs(workflow, inputs or {})
         if run_id is not None and (self.knows(run_id) or await self.store.get_run(run_id)):
             raise PodiumError(f"run {run_id} exists already; a run id names one run")
@@ -287,6 +289,7 @@ class Engine:
             owner=self.owner,
             lease_until=now + self.settings.lease_s,
             trusted=trusted,
+            trace_parent=trace_parent,
         )
         if self.bus.distributed and not nested:  # a worker takes it: nobody holds it till then
             row.owner, row.lease_until = None, None
@@ -552,6 +555,9 @@ class Engine:
         """Saga: undo succeeded steps in reverse completion order; one failure stops nothing."""
         for st in states:
             step = run.rt.compiled.step(st.step_id)
+            self._apply(run, run.machine.note(
+                "agent.task.compensating", {"step": st.step_id, "index": st.index}
+            ))
             outcome = await self._executor.run_compensation(run.rt, st, step)
             if run.lost:
                 return
@@ -571,7 +577,7 @@ class Engine:
     # -- what the executor reports between attempts (executor.AttemptReporter) ---------------
 
     def retrying(
-        self, rt: RunRuntime, st: StepState, attempt: int, error: str, delay_s: float
+        self, rt: RunRuntime, st: StepState, attempt: int, error: StepError, delay_s: float
     ) -> None:
         run = self._holding(rt)
         if run is not None:
@@ -583,10 +589,24 @@ class Engine:
             self._apply(run, run.machine.next_attempt(self.clock.now(), st, attempt))
             await self.journal.committed()
 
-    def falling_back(self, rt: RunRuntime, st: StepState, error: str) -> None:
+    def falling_back(self, rt: RunRuntime, st: StepState, error: StepError) -> None:
         run = self._holding(rt)
         if run is not None:
             self._apply(run, run.machine.falling_back(self.clock.now(), st, error))
+
+    def waited(
+        self, rt: RunRuntime, st: StepState, attempt: int, guard: str, waited_s: float
+    ) -> None:
+        run = self._holding(rt)
+        if run is not None:
+            self._apply(run, run.machine.note("agent.task.waited", {
+                "step": st.step_id, "index": st.index, "attempt": attempt, "guard": guard,
+                "waited_s": round(waited_s, 6),
+            }))
+
+    def trace_attempts(self, contexts: TraceContexts) -> None:
+        """Steps' outgoing requests carry their attempt's trace context, from `contexts`."""
+        self._executor.trace_contexts = contexts
 
     def spent(self, row: SpendRow) -> None:
         # Booked even after the run ended (a call abandoned by a cancel): the fence keeps it

@@ -48,6 +48,7 @@ class EngineServices(Protocol):
         priority: str | None = None,
         trusted: bool = True,
         actor: Actor = SYSTEM_ACTOR,
+        trace_parent: str | None = None,
     ) -> str: ...
 
     async def recover(
@@ -194,7 +195,8 @@ class EngineHost:
                 else await self._registered(workflow, trusted)
             )
             await engine.submit(
-                child, inputs, run_id=child_id, parent_run_id=ctx.run_id, trusted=trusted
+                child, inputs, run_id=child_id, parent_run_id=ctx.run_id, trusted=trusted,
+                trace_parent=ctx.traceparent,  # its trace hangs under this attempt's span
             )
         elif not row.done:
             await engine.recover([child_id])

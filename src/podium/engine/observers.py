@@ -14,6 +14,7 @@ import structlog
 from podium.bus.base import Bus
 from podium.engine.transitions import Transition
 from podium.events import Event
+from podium.store.records import RunState
 
 log = structlog.get_logger("podium.observers")
 
@@ -24,6 +25,16 @@ class Commit:
 
     events: Sequence[Event]
     transitions: Sequence[Transition]
+
+
+class TraceContexts(Protocol):
+    """Gives each step attempt its trace context (registered by the tracing observer)."""
+
+    def traceparent(
+        self, run: RunState, step_id: str, index: int, attempt: int, role: str
+    ) -> str:
+        """The W3C traceparent of the attempt's span; `role` is "" for the step's own action,
+        "fallback" or "compensate"."""
 
 
 class Observer(Protocol):

@@ -78,12 +78,18 @@ class StepContext:
     pricing: Pricing = DEFAULT_PRICING
     # The spend ledger, for kinds that pay per call.
     usage: UsageLedger = UNBOOKED
+    # The W3C traceparent of this attempt's span, sent on the requests it makes; None while
+    # tracing is off.
+    traceparent: str | None = None
 
     @property
     def log(self) -> Any:
         """A structlog logger bound to this attempt (built on use: most steps never log)."""
+        ids: dict[str, str] = {}
+        if self.traceparent is not None:  # 00-{trace id}-{span id}-{flags}
+            ids = {"trace_id": self.traceparent[3:35], "span_id": self.traceparent[36:52]}
         return structlog.get_logger("podium.step").bind(
-            run_id=self.run_id, step_id=self.step_id, attempt=self.attempt
+            run_id=self.run_id, step_id=self.step_id, attempt=self.attempt, **ids
         )
 
 
@@ -96,6 +102,9 @@ class StepResult:
     model: str | None = None
     # Its calls are in the spend ledger already (ctx.usage): the result adds no row of its own.
     ledgered: bool = False
+    # What the provider answered with (an `llm` call): the model and why it stopped.
+    response_model: str | None = None
+    finish_reason: str | None = None
 
 
 class StepHost(Protocol):

@@ -91,15 +91,20 @@ async def check_egress(ctx: StepContext, method: str, url: str) -> None:
 
 
 def traceparent(run_id: str) -> str:
-    """A W3C traceparent whose trace id is derived from the run: its steps share one trace."""
+    """A W3C traceparent whose trace id is derived from the run: its steps share one trace.
+    Sent while tracing is off (nothing is recorded: the sampled flag is clear)."""
     trace_id = hashlib.sha256(run_id.encode()).hexdigest()[:32]
-    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    return f"00-{trace_id}-{secrets.token_hex(8)}-00"
+
+
+def trace_headers(ctx: StepContext) -> dict[str, str]:
+    """The attempt's trace context for a request it sends (none while tracing is off)."""
+    return {} if ctx.traceparent is None else {"traceparent": ctx.traceparent}
 
 
 def _headers(action: HttpAction, ctx: StepContext) -> httpx.Headers:
-    headers = httpx.Headers(
-        {"Idempotency-Key": ctx.idempotency_key, "traceparent": traceparent(ctx.run_id)}
-    )
+    parent = ctx.traceparent or traceparent(ctx.run_id)
+    headers = httpx.Headers({"Idempotency-Key": ctx.idempotency_key, "traceparent": parent})
     headers.update(action.headers)  # the author's own headers win, compared case-insensitively
     return headers
 

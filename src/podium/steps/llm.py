@@ -22,7 +22,13 @@ from podium.model.pricing import Pricing
 from podium.model.workflow import Action, LlmAction
 from podium.redact import Redactor, safe_url
 from podium.steps.base import CallUsage, StepContext, StepHost, StepResult
-from podium.steps.http import PooledClient, check_egress, map_httpx_errors, retry_after_s
+from podium.steps.http import (
+    PooledClient,
+    check_egress,
+    map_httpx_errors,
+    retry_after_s,
+    trace_headers,
+)
 
 KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 ANTHROPIC_VERSION = "2023-06-01"
@@ -137,6 +143,8 @@ class LlmRunner(PooledClient):
             cost_usd=booked.usd if booked else 0.0,
             model=request.model,
             ledgered=True,
+            response_model=reply.model,
+            finish_reason=reply.finish_reason,
         )
 
     async def _booked_call(
@@ -146,7 +154,8 @@ class LlmRunner(PooledClient):
         reply that fails as JSON was paid for). A cancelled attempt leaves the call running:
         the ledger waits for its usage in the background."""
         reply = Reply()
-        call = asyncio.ensure_future(self._call(request, key, ctx.timeout_s, reply))
+        trace = trace_headers(ctx)
+        call = asyncio.ensure_future(self._call(request, key, ctx.timeout_s, reply, trace))
 
         def usage() -> CallUsage | None:
             return usage_of(reply, request, ctx.pricing)
@@ -162,13 +171,14 @@ class LlmRunner(PooledClient):
         return call.result(), booked
 
     async def _call(
-        self, request: LlmRequest, key: ApiKey, timeout_s: float, reply: Reply
+        self, request: LlmRequest, key: ApiKey, timeout_s: float, reply: Reply,
+        trace: dict[str, str] | None = None,
     ) -> Reply:
         wire = WIRES[request.provider]
         url = request.base_url.rstrip("/") + wire.path
         target = safe_url(url)
         post: dict[str, Any] = {
-            "headers": wire.headers(key.value),
+            "headers": {**wire.headers(key.value), **(trace or {})},
             "json": wire.body(request),
             "timeout": timeout_s,
         }

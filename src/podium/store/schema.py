@@ -177,6 +177,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX spend_ts ON spend (ts, usd);
     CREATE INDEX spend_workflow_ts ON spend (workflow, ts, usd);
     """,
+    # 13: the trace context a run was started under (a W3C traceparent), so every engine
+    # that runs a step of it continues the same trace
+    """
+    ALTER TABLE runs ADD COLUMN trace_parent TEXT;
+    """,
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -400,5 +405,9 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE spend ADD COLUMN estimated BOOLEAN NOT NULL DEFAULT false;
     ALTER TABLE spend DROP CONSTRAINT spend_pkey;
     ALTER TABLE spend ADD PRIMARY KEY (run_id, step_id, idx, ts, call_id);
+    """,
+    # 13: a run's trace context, as MIGRATIONS[12]
+    """
+    ALTER TABLE runs ADD COLUMN trace_parent TEXT;
     """,
 )

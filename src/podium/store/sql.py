@@ -52,7 +52,7 @@ RUN_COLS, RUN_TYPES = columns_of(
     "run_id text, workflow text, workflow_version text, definition_digest text, inputs bytea,"
     " priority text, status text, created_at float8, started_at float8, finished_at float8,"
     " error text, parent_run_id text, cost_usd float8, tokens_in int8, tokens_out int8,"
-    " owner text, lease_until float8, stopping text, trusted bool"
+    " owner text, lease_until float8, stopping text, trusted bool, trace_parent text"
 )
 STEP_COLS, STEP_TYPES = columns_of(
     "run_id text, step_id text, idx int4, status text, attempts int4, started_at float8,"
