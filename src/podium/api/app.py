@@ -21,6 +21,7 @@ from podium.api import (
     events,
     health,
     history,
+    metrics,
     pauses,
     runs,
     schedules,
@@ -38,10 +39,11 @@ from podium.api.middleware import (
 )
 from podium.api.streams import EventStreams
 from podium.engine.engine import Engine
+from podium.observe.metrics import Metrics
 
 ROUTERS = (
     runs, history, workflows, events, dlq, pauses, circuits, schedules, system, health,
-    access, audit,
+    access, audit, metrics,
 )
 
 
@@ -79,6 +81,7 @@ def create_app(
         middleware=_middleware(engine, options, auth),
     )
     app.state.engine = engine
+    Metrics.attach(engine)  # counts from now on; `/metrics` shows them
     app.state.streams = streams or EventStreams()
     install_error_handlers(app)
     install_auth(app, auth)
@@ -106,7 +109,7 @@ def _middleware(engine: Engine, options: ApiOptions, auth: Authenticator) -> lis
         ))
     stack += [
         Middleware(OriginCheck, cors_origins=control.api.cors_origins),
-        Middleware(AuthMiddleware, auth=auth),
+        Middleware(AuthMiddleware, auth=auth, open_metrics=control.metrics.auth),
         Middleware(
             BodyGuard, max_bytes=control.security.max_request_bytes,
             max_depth=control.security.max_json_depth,
