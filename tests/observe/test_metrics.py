@@ -6,11 +6,14 @@ the store's rows are the reference for both.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
 from typing import Any
 
 import httpx
 import pytest
+from clocklib import eventually
 from metricslib import Scrape
 
 from podium.engine.engine import Engine
@@ -150,3 +153,43 @@ async def test_the_worker_scrape_server_reads_state_from_its_own_thread(engine: 
     # The DLQ entry is newer than the first read: the scrape thread refreshed through the loop.
     assert scrape.value("podium_dlq_size") == 1
     assert scrape.value("podium_state_up") == 1
+
+
+async def test_calls_that_wait_for_rate_limit_tokens_are_counted(clocked_engine: Engine) -> None:
+    """The clock stands still: nothing refills, so a second call on a one-token bucket waits."""
+    metrics = Metrics.attach(clocked_engine)
+    buckets, key = clocked_engine.control.buckets, "agent:writer:rpm"
+    await buckets.take(key, 1 / 60, 1.0, 1.0)  # a cold bucket waits for its first grant too
+    first = buckets.waits[key]
+    blocked = asyncio.create_task(buckets.take(key, 1 / 60, 1.0, 1.0))
+    try:
+        await eventually(lambda: buckets.waits[key] == first + 1)
+        scrape = Scrape.parse(await metrics.exposition())
+        assert scrape.value("podium_rate_limited_calls_total", limit=key) == first + 1
+        assert not blocked.done()
+    finally:
+        blocked.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await blocked
+
+
+async def test_calls_a_budget_refuses_are_counted_once_each(engine: Engine) -> None:
+    metrics = Metrics.attach(engine)
+    priced = {"kind": "sim", "cost_usd": 0.1}
+    workflow = Workflow.model_validate({
+        "name": "metrics-budget", "budget": {"usd": 0.25},
+        "steps": {
+            "a": {"kind": "sim", "cost_usd": 0.2},
+            "b": {**priced, "needs": ["a"], "fallback": {"kind": "sim", "output": "cheap"}},
+            "c": {**priced, "needs": ["b"], "optional": True},
+        },
+    })
+    summary = await engine.run(workflow)
+    assert summary.steps["b"].fallback_used and summary.steps["c"].status == "failed"
+    scrape = Scrape.parse(await metrics.exposition())
+    refused = scrape.value(
+        "podium_budget_blocked_calls_total", workflow="metrics-budget", action="refused"
+    )
+    assert refused == 2  # b's call (it fell back) and c's
+    assert scrape.value("podium_step_fallbacks_total", workflow="metrics-budget") == 1
+    assert scrape.value("podium_cost_usd_total", workflow="metrics-budget") == pytest.approx(0.2)
