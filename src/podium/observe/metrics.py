@@ -7,21 +7,21 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
-    Histogram,
     disable_created_metrics,
     generate_latest,
     start_http_server,
 )
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics_core import Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from podium.clock import Clock
 from podium.engine.engine import Engine
@@ -33,6 +33,7 @@ from podium.model.status import RUN_FINAL
 from podium.observe.labels import OTHER, BoundedLabel
 from podium.observe.scaling import ScalingPolicy
 from podium.observe.state import StateCollector
+from podium.observe.tally import Spread, Tally
 from podium.store.spend import SpendRow
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -54,74 +55,71 @@ class RunLookup(Protocol):
         """The runtime of a run the engine runs or queues, else None."""
 
 
-class CommitMetrics:
+class CommitMetrics(Collector):
     """The engine observer: every counter and histogram here comes from committed events,
-    status transitions and spend rows, so a new transition is counted without new calls."""
+    status transitions and spend rows, so a new transition is counted without new calls.
+    It is also the collector that shows them (tally.py: plain dicts on the hot path)."""
 
-    def __init__(self, registry: CollectorRegistry, lookup: RunLookup, clock: Clock) -> None:
+    def __init__(self, lookup: RunLookup, clock: Clock) -> None:
         self._lookup = lookup
         self._clock = clock
         self.workflows = BoundedLabel(MAX_WORKFLOWS)
         self._steps = BoundedLabel(MAX_STEPS)
         self._queued: OrderedDict[str, RunRuntime] = OrderedDict()
-        r = registry
-        self.submitted = Counter(
-            "podium_runs_submitted", "Runs queued", ["workflow", "priority"], registry=r
+        self.submitted = Tally("podium_runs_submitted", "Runs queued", ["workflow", "priority"])
+        self.started = Tally("podium_runs_started", "Runs started", ["workflow"])
+        self.finished = Tally(
+            "podium_runs", "Runs finished, by final status", ["workflow", "status"]
         )
-        self.started = Counter("podium_runs_started", "Runs started", ["workflow"], registry=r)
-        self.finished = Counter(
-            "podium_runs", "Runs finished, by final status", ["workflow", "status"], registry=r
-        )
-        self.run_seconds = Histogram(
+        self.run_seconds = Spread(
             "podium_run_duration_seconds", "Run time from start to end", ["workflow", "status"],
-            buckets=RUN_BUCKETS, registry=r,
+            RUN_BUCKETS,
         )
-        self.steps = Counter(
-            "podium_steps", "Steps ended, by final status", ["workflow", "step", "kind", "status"],
-            registry=r,
+        self.steps = Tally(
+            "podium_steps", "Steps ended, by final status", ["workflow", "step", "kind", "status"]
         )
-        self.step_seconds = Histogram(
+        self.step_seconds = Spread(
             "podium_step_duration_seconds", "Step time, all attempts and backoff included",
-            ["workflow", "kind", "status"], buckets=STEP_BUCKETS, registry=r,
+            ["workflow", "kind", "status"], STEP_BUCKETS,
         )
-        self.attempts = Counter(
-            "podium_step_attempts", "Step attempts started", ["workflow", "kind"], registry=r
+        self.attempts = Tally("podium_step_attempts", "Step attempts started", ["workflow", "kind"])
+        self.retries = Tally("podium_step_retries", "Failed attempts retried", ["workflow", "kind"])
+        self.fallbacks = Tally(
+            "podium_step_fallbacks", "Steps that fell back", ["workflow", "kind"]
         )
-        self.retries = Counter(
-            "podium_step_retries", "Failed attempts retried", ["workflow", "kind"], registry=r
+        self.compensations = Tally(
+            "podium_compensations", "Saga compensations, by outcome", ["workflow", "outcome"]
         )
-        self.fallbacks = Counter(
-            "podium_step_fallbacks", "Steps that fell back", ["workflow", "kind"], registry=r
-        )
-        self.compensations = Counter(
-            "podium_compensations", "Saga compensations, by outcome", ["workflow", "outcome"],
-            registry=r,
-        )
-        self.queue_wait = Histogram(
+        self.queue_wait = Spread(
             "podium_queue_wait_seconds", "Time a run waited queued before it started",
-            ["priority"], buckets=WAIT_BUCKETS, registry=r,
+            ["priority"], WAIT_BUCKETS,
         )
-        self.decision = Histogram(
+        self.decision = Spread(
             "podium_decision_latency_seconds",
-            "From an input reaching the engine to its decision being committed",
-            buckets=DECISION_BUCKETS, registry=r,
+            "From an input reaching the engine to its decision being committed", [],
+            DECISION_BUCKETS,
         )
-        self.budget_blocked = Counter(
+        self.budget_blocked = Tally(
             "podium_budget_blocked_calls", "Calls a budget refused or held back",
-            ["workflow", "action"], registry=r,
+            ["workflow", "action"],
         )
-        self.circuit_changes = Counter(
+        self.circuit_changes = Tally(
             "podium_circuit_transitions", "Circuit breakers opening, half-opening, closing",
-            ["to"], registry=r,
+            ["to"],
         )
-        self.tokens = Counter(
-            "podium_llm_tokens", "Tokens used, from the spend ledger",
-            ["workflow", "model", "type"], registry=r,
+        self.tokens = Tally(
+            "podium_llm_tokens", "Tokens used, from the spend ledger", ["workflow", "model", "type"]
         )
-        self.cost = Counter(
-            "podium_cost_usd", "Money spent, from the spend ledger", ["workflow", "model"],
-            registry=r,
+        self.cost = Tally(
+            "podium_cost_usd", "Money spent, from the spend ledger", ["workflow", "model"]
         )
+        self._all: tuple[Tally | Spread, ...] = tuple(
+            v for v in vars(self).values() if isinstance(v, Tally | Spread)
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._all:
+            yield metric.family()
 
     # -- the observer ----------------------------------------------------------------------
 
@@ -146,27 +144,26 @@ class CommitMetrics:
                 self._run_moved(t, rt)
             elif t.index < 0 and t.target in _STEP_COUNTED:
                 workflow = self._workflow(rt)
-                self.steps.labels(
-                    workflow, self._step(workflow, t.step_id), _kind(rt, t.step_id), t.target
-                ).inc()
+                step = self._step(workflow, t.step_id)
+                self.steps.inc((workflow, step, _kind(rt, t.step_id), t.target))
             if (t.run_id, t.at) not in decided:  # one decision moves many rows at once
                 decided.add((t.run_id, t.at))
-                self.decision.observe(max(0.0, now - t.at))
+                self.decision.observe((), max(0.0, now - t.at))
 
     def _run_moved(self, t: Transition, rt: RunRuntime | None) -> None:
         workflow = self._workflow(rt)
         if t.source == "queued":
             self._queued.pop(t.run_id, None)
         if t.target == "running" and t.source == "queued":
-            self.started.labels(workflow).inc()
+            self.started.inc((workflow,))
             if rt is not None:
                 waited = max(0.0, t.at - rt.row.created_at)
-                self.queue_wait.labels(rt.row.priority).observe(waited)
+                self.queue_wait.observe((rt.row.priority,), waited)
         elif t.target in _RUN_FINAL:
-            self.finished.labels(workflow, t.target).inc()
+            self.finished.inc((workflow, t.target))
             if rt is not None and rt.row.started_at is not None:
                 took = max(0.0, t.at - rt.row.started_at)
-                self.run_seconds.labels(workflow, t.target).observe(took)
+                self.run_seconds.observe((workflow, t.target), took)
 
     def _step(self, workflow: str, step_id: str) -> str:
         return step_id if self._steps(f"{workflow}\x00{step_id}") != OTHER else OTHER
@@ -179,10 +176,10 @@ class CommitMetrics:
         if kind == "run.queued":
             self._remember(event.correlation_id)
             workflow = self.workflows(str(payload.get("workflow", UNKNOWN)))
-            self.submitted.labels(workflow, str(payload.get("priority", "normal"))).inc()
+            self.submitted.inc((workflow, str(payload.get("priority", "normal"))))
             return
         if kind.startswith("system.circuit."):
-            self.circuit_changes.labels(kind.removeprefix("system.circuit.")).inc()
+            self.circuit_changes.inc((kind.removeprefix("system.circuit."),))
             return
         self._step_event(kind, payload, self._runtime(event.correlation_id))
 
@@ -190,11 +187,11 @@ class CommitMetrics:
         workflow = self._workflow(rt)
         step_kind = _kind(rt, str(payload.get("step", "")))
         if kind == "agent.task.started" and "attempt" in payload:
-            self.attempts.labels(workflow, step_kind).inc()
+            self.attempts.inc((workflow, step_kind))
         elif kind == "agent.task.retrying":
-            self.retries.labels(workflow, step_kind).inc()
+            self.retries.inc((workflow, step_kind))
         elif kind == "agent.task.fallback":
-            self.fallbacks.labels(workflow, step_kind).inc()
+            self.fallbacks.inc((workflow, step_kind))
             self._budget_refusal(workflow, payload)
         elif kind in ("agent.task.completed", "agent.task.failed"):
             if kind == "agent.task.failed":
@@ -202,18 +199,18 @@ class CommitMetrics:
             if payload.get("index", -1) < 0:
                 status = "succeeded" if kind == "agent.task.completed" else "failed"
                 seconds = float(payload.get("duration_s") or 0.0)
-                self.step_seconds.labels(workflow, step_kind, status).observe(seconds)
+                self.step_seconds.observe((workflow, step_kind, status), seconds)
         elif kind == "agent.task.throttled" and "scope" in payload:  # a budget holds it back
-            self.budget_blocked.labels(workflow, "throttled").inc()
+            self.budget_blocked.inc((workflow, "throttled"))
         elif kind == "agent.task.compensated":
-            self.compensations.labels(workflow, "ok").inc()
+            self.compensations.inc((workflow, "ok"))
         elif kind == "agent.task.compensation_failed":
-            self.compensations.labels(workflow, "failed").inc()
+            self.compensations.inc((workflow, "failed"))
 
     def _budget_refusal(self, workflow: str, payload: dict[str, Any]) -> None:
         # The refused call's own error; a for_each parent's says "instance N failed: ...".
         if str(payload.get("error") or "").startswith("budget_exceeded"):
-            self.budget_blocked.labels(workflow, "refused").inc()
+            self.budget_blocked.inc((workflow, "refused"))
 
     def _remember(self, run_id: str) -> None:
         """A queued run's runtime, for a transition after the engine let go of it (a run
@@ -228,11 +225,11 @@ class CommitMetrics:
     def _spend(self, row: SpendRow) -> None:
         workflow, model = self.workflows(row.workflow), row.model or "none"
         if row.tokens_in:
-            self.tokens.labels(workflow, model, "input").inc(row.tokens_in)
+            self.tokens.inc((workflow, model, "input"), row.tokens_in)
         if row.tokens_out:
-            self.tokens.labels(workflow, model, "output").inc(row.tokens_out)
+            self.tokens.inc((workflow, model, "output"), row.tokens_out)
         if row.usd:
-            self.cost.labels(workflow, model).inc(row.usd)
+            self.cost.inc((workflow, model), row.usd)
 
 
 def _kind(rt: RunRuntime | None, step_id: str) -> str:
@@ -268,7 +265,9 @@ class Metrics:
         policy = ScalingPolicy(config.window, config.drain, config.slots_per_worker)
         state = StateCollector(engine.store, engine.control, engine.clock, policy, cache_s=cache_s)
         registry.register(state)
-        metrics = cls(registry, CommitMetrics(registry, engine, engine.clock), state)
+        commits = CommitMetrics(engine, engine.clock)
+        registry.register(commits)
+        metrics = cls(registry, commits, state)
         engine.observers.add(metrics.commits)
         _ATTACHED[engine] = metrics
         return metrics
