@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +20,7 @@ from podium.cli.common import (
     DrainOption,
     JsonOption,
     StoreOption,
+    UsageProblem,
     guarded,
     note,
     open_engine,
@@ -92,7 +94,9 @@ async def _metrics_server(engine: Engine, scrape: tuple[str, int] | None) -> Asy
     host, port = scrape
     try:
         server = metrics.serve(host, port)
-    except OSError as exc:
+    except socket.gaierror as exc:  # not an address: the option is wrong (exit 2)
+        raise UsageProblem(f"--metrics-host: {host!r} is not an address ({exc.strerror})") from None
+    except OSError as exc:  # in use, or not ours to bind
         raise PodiumError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
     shown = f"[{host}]" if ":" in host else host
     note(f"metrics on http://{shown}:{server.port}/metrics")
