@@ -20,6 +20,7 @@ from podium.control.config import ControlConfig, MetricsConfig
 from podium.engine.engine import Engine
 from podium.events import SYSTEM_ACTOR, audit_event
 from podium.model.workflow import Workflow
+from podium.observe.metrics import Metrics
 from podium.settings import Settings
 from podium.store.base import Store
 
@@ -40,6 +41,7 @@ def _client(engine: Engine, client: tuple[str, int] = LOCAL) -> httpx.AsyncClien
 
 async def test_a_metrics_key_scrapes_and_reads_nothing_else(engine: Engine, store: Store) -> None:
     scraper = await _key(store, "metrics")
+    Metrics.attach(engine)  # as `podium serve` does when it starts
     async with _client(engine) as client:
         await engine.run(FLOW)
         response = await client.get("/metrics", headers=scraper)

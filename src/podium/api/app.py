@@ -39,7 +39,6 @@ from podium.api.middleware import (
 )
 from podium.api.streams import EventStreams
 from podium.engine.engine import Engine
-from podium.observe.metrics import Metrics
 
 ROUTERS = (
     runs, history, workflows, events, dlq, pauses, circuits, schedules, system, health,
@@ -81,7 +80,6 @@ def create_app(
         middleware=_middleware(engine, options, auth),
     )
     app.state.engine = engine
-    Metrics.attach(engine)  # counts from now on; `/metrics` shows them
     app.state.streams = streams or EventStreams()
     install_error_handlers(app)
     install_auth(app, auth)

@@ -22,6 +22,7 @@ async def metrics(
     engine: EngineDep, principal: Annotated[Principal, permit(Permission.METRICS_READ)]
 ) -> Response:
     """Counters and histograms of the runs this process ran; queue, workers, circuits,
-    budgets and desired workers read from the store (at most once a second)."""
+    budgets and desired workers read from the store (at most once a second). `podium serve`
+    attaches the metrics when it starts; an app made otherwise counts from the first scrape."""
     body = await Metrics.attach(engine).exposition()
     return Response(body, media_type=CONTENT_TYPE)
