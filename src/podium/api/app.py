@@ -21,6 +21,7 @@ from podium.api import (
     events,
     health,
     history,
+    metrics,
     pauses,
     runs,
     schedules,
@@ -41,7 +42,7 @@ from podium.engine.engine import Engine
 
 ROUTERS = (
     runs, history, workflows, events, dlq, pauses, circuits, schedules, system, health,
-    access, audit,
+    access, audit, metrics,
 )
 
 
@@ -106,7 +107,7 @@ def _middleware(engine: Engine, options: ApiOptions, auth: Authenticator) -> lis
         ))
     stack += [
         Middleware(OriginCheck, cors_origins=control.api.cors_origins),
-        Middleware(AuthMiddleware, auth=auth),
+        Middleware(AuthMiddleware, auth=auth, open_metrics=control.metrics.auth),
         Middleware(
             BodyGuard, max_bytes=control.security.max_request_bytes,
             max_depth=control.security.max_json_depth,

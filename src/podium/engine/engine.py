@@ -841,6 +841,11 @@ class Engine:
     def runtime(self, run_id: str) -> RunRuntime:
         return self._active[run_id].rt
 
+    def held(self, run_id: str) -> RunRuntime | None:
+        """The runtime of a run this engine runs or queues, else None (for observers)."""
+        run = self._active.get(run_id) or self._queued.get(run_id)
+        return None if run is None else run.rt
+
     def knows(self, run_id: str) -> bool:
         """True if this engine runs or queues the run."""
         return run_id in self._active or run_id in self._queued

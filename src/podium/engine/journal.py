@@ -127,7 +127,7 @@ class Journal:
             self._batch, self._after, self._waiters = Batch(owner=self._owner), [], []
             await self._commit(batch)
             if self.failure is None:
-                self._follow_up(Commit(batch.events, transitions), after)
+                self._follow_up(Commit(batch.events, transitions, batch.spend), after)
             for waiter in waiters:
                 if waiter.done():
                     continue
@@ -171,7 +171,7 @@ class Journal:
                 delay_s = min(delay_s * 2, 5.0)
 
     def _follow_up(self, commit: Commit, after: list[Callable[[], None]]) -> None:
-        if commit.events or commit.transitions:
+        if commit.events or commit.transitions or commit.spend:
             self._observers.notify(commit)
         for action in after:
             try:

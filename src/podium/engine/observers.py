@@ -15,16 +15,19 @@ from podium.bus.base import Bus
 from podium.engine.transitions import Transition
 from podium.events import Event
 from podium.store.records import RunState
+from podium.store.spend import SpendRow
 
 log = structlog.get_logger("podium.observers")
 
 
 @dataclass(frozen=True, slots=True)
 class Commit:
-    """What one journal commit made durable: its events and status changes, in order."""
+    """What one journal commit made durable: its events and status changes, in order, and
+    the spend ledger's rows (paid calls, step results with a cost or tokens)."""
 
     events: Sequence[Event]
     transitions: Sequence[Transition]
+    spend: Sequence[SpendRow] = ()
 
 
 class TraceContexts(Protocol):

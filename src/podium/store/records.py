@@ -162,6 +162,16 @@ class QueueStat:
     oldest_created_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class RunActivity:
+    """Runs over a recent window, store-wide: what the desired-workers estimate reads."""
+
+    arrived: int  # runs created since the window's start
+    mean_service_s: float | None  # mean time those that started ran (until now, if running)
+    running: int  # runs running now, whenever they were created
+    dead_letters: int  # entries in the dead-letter queue
+
+
 # -- circuit breakers --
 
 
