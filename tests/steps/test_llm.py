@@ -36,6 +36,7 @@ class FakeHost:
         self.env = env
         self.clock = FakeClock()
         self.cache: dict[str, tuple[Any, float]] = {}
+        self.deltas: list[str] = []
 
     def secret(self, name: str) -> str | None:
         return self.env.get(name)
@@ -46,6 +47,9 @@ class FakeHost:
 
     async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
         self.cache[key] = (json.loads(json.dumps(value)), self.clock.now() + ttl_s)
+
+    def emit_delta(self, ctx: StepContext, text: str) -> None:
+        self.deltas.append(text)
 
 
 @pytest.fixture
@@ -110,7 +114,7 @@ async def test_openai_gives_text_usage_and_cost(
     assert result.output == {
         "text": "hello world",
         "model": "gpt-4o-mini-2024-07-18",
-        "usage": {"input": 5, "output": 2},
+        "usage": {"input": 5, "output": 2, "cache_read": 0, "cache_write": 0},
         "finish_reason": "stop",
     }
     assert (result.tokens_in, result.tokens_out, result.model) == (5, 2, "gpt-4o-mini")
@@ -141,7 +145,7 @@ async def test_anthropic_gives_text_usage_and_cost(
     assert result.output == {
         "text": "hello world",
         "model": "claude-3-5-haiku-latest",
-        "usage": {"input": 5, "output": 2},
+        "usage": {"input": 5, "output": 2, "cache_read": 0, "cache_write": 0},
         "finish_reason": "end_turn",
     }
     assert (result.tokens_in, result.tokens_out) == (5, 2)
@@ -389,7 +393,9 @@ async def test_an_identical_request_is_answered_from_the_cache_at_no_cost(
 
     assert len(server.requests) == 1
     assert first.output["cached"] is False and first.cost_usd > 0
-    assert second.output == {**first.output, "cached": True}
+    # A hit's output shows the usage the ledger books for it: none.
+    zero = {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0}
+    assert second.output == {**first.output, "usage": zero, "cached": True}
     assert (second.cost_usd, second.tokens_in, second.tokens_out) == (0, 0, 0)
     assert CACHE_STATS["hits"] == before["hits"] + 1
     assert CACHE_STATS["misses"] == before["misses"] + 1
@@ -520,7 +526,9 @@ async def test_the_engine_answers_a_repeated_cached_llm_step_without_a_call_or_c
 
     assert len(server.requests) == 1
     assert first.cost_usd > 0 and first.outputs["ask"]["cached"] is False
-    assert second.outputs["ask"] == {**first.outputs["ask"], "cached": True}
+    zero = {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0}
+    assert first.outputs["ask"]["usage"]["input"] > 0
+    assert second.outputs["ask"] == {**first.outputs["ask"], "usage": zero, "cached": True}
     assert (second.cost_usd, second.tokens.input, second.tokens.output) == (0, 0, 0)
 
 

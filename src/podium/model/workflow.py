@@ -169,6 +169,9 @@ class LlmAction(_Action):
     cache_s: Duration | None = Field(None, alias="cache")  # response cache time-to-live
     context_tokens: int | None = Field(None, ge=1)  # keep system + the latest turns that fit
     json_output: bool = False  # parse the reply as JSON into the output's `json`
+    # The answer is a JSON value valid against this JSON Schema, and is the step's output.
+    # A string is a schema file's path (relative to the workflow file), read by the loader.
+    output_schema: dict[str, Any] | str | None = None
 
 
 class N8nAction(_Action):

@@ -112,6 +112,10 @@ class StepHost(Protocol):
     async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
         """Keeps a JSON value under `key` for `ttl_s` seconds."""
 
+    def emit_delta(self, ctx: StepContext, text: str) -> None:
+        """Hands a streamed piece of a step's answer to live listeners (the run's SSE
+        stream); never journaled, and dropped when nobody listens."""
+
     async def wait_signal(self, ctx: StepContext, name: str) -> Any: ...
 
     async def sleep_until(self, ctx: StepContext, wake_at: float) -> None: ...
