@@ -13,11 +13,16 @@ import pytest
 from fake_providers import CACHE_WRITTEN, CACHED_TOKENS, FakeServer, pieces, running
 from llmlib import KEYS, FakeHost, ctx, run_spec, spec
 
+from podium.bus import open_bus
+from podium.control.budgets import money
+from podium.engine.engine import Engine
 from podium.errors import Retry, StepError
 from podium.model.llm import ToolSpec, build_request, is_reasoning_model
 from podium.model.pricing import DEFAULT_PRICING, load_pricing
-from podium.model.workflow import LlmAction
+from podium.model.workflow import LlmAction, Workflow
+from podium.settings import Settings
 from podium.steps.llm import LlmRunner, assistant_turn, tool_result_turn
+from podium.store import open_store
 
 
 @pytest.fixture
@@ -241,3 +246,32 @@ async def test_tool_choice_is_sent_in_each_providers_shape(
         assert sent == ["required", {"type": "function", "function": {"name": "search"}}]
     else:
         assert sent == [{"type": "any"}, {"type": "tool", "name": "search"}]
+
+
+# -- costs are never rounded ------------------------------------------------------------------
+
+
+async def test_the_run_summary_shows_the_ledgers_cost_unrounded(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    wf = Workflow.model_validate({"name": "cheap", "steps": {"ask": {
+        "kind": "llm", "model": "gpt-4o-mini", "base_url": f"{server.url}/v1",
+        "prompt": "say: hello world",
+    }}})
+    async with (
+        open_store(f"sqlite:///{tmp_path / 'podium.db'}") as store,
+        open_bus("memory://") as bus,
+        Engine(store, bus, Settings(poll_interval_s=0.02, lease_s=5), secrets=KEYS) as engine,
+    ):
+        summary = await engine.run(wf)
+        [group] = await store.spend_report("run", 0)
+
+    exact = (3 * MINI_IN + 2 * MINI_OUT) / 1e6  # 1.65e-06: six decimals would say 2e-06
+    assert summary.cost_usd == pytest.approx(exact, rel=1e-12)
+    assert group.usd == pytest.approx(summary.cost_usd, rel=1e-12)
+
+
+def test_money_shows_a_cost_down_to_the_ledgers_precision() -> None:
+    assert money(1.35e-05) == "$0.0000135"
+    assert money(3e-9) == "$0.000000003"
+    assert money(0.5) == "$0.50"
