@@ -43,6 +43,8 @@ class AttemptReporter(UsageSink, Protocol):
     def falling_back(self, rt: RunRuntime, st: StepState, error: str) -> None: ...
 
 
+# Fields that are data, never rendered: a child's definition, an llm answer's JSON Schema.
+_LITERAL_FIELDS = frozenset({"kind", "definition", "output_schema"})
 # id -> (action, fields); holding the action keeps its id from being reused by another object.
 _TEMPLATED: dict[int, tuple[Action, tuple[str, ...]]] = {}
 
@@ -55,7 +57,7 @@ def _templated_fields(action: Action) -> tuple[str, ...]:
     fields = tuple(
         name
         for name in type(action).model_fields
-        if name not in ("kind", "definition") and has_template(getattr(action, name))
+        if name not in _LITERAL_FIELDS and has_template(getattr(action, name))
     )
     _TEMPLATED[id(action)] = (action, fields)
     return fields

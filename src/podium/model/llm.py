@@ -89,7 +89,7 @@ class LlmRequest:
     stream: bool
     # The reply must be a JSON object valid against this schema (native structured output).
     output_schema: dict[str, Any] | None = None
-    schema_name: str = "output"
+    schema_name: str = "final_answer"
     tools: tuple[ToolSpec, ...] = ()
     # "auto" (the provider's default), "required" (some tool), "none", or one tool's name.
     tool_choice: str | None = None

@@ -7,6 +7,7 @@ Validation is bounded: a schema and an answer are size-checked before jsonschema
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -83,3 +84,76 @@ def _child(node: dict[str, Any], part: str | int) -> Any:
     if extra is False:
         return None
     return "undeclared" if extra is None and properties is not None else "unknown"
+
+
+_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
+
+
+def example_of(schema: Any, rng: random.Random, depth: int = 0) -> Any:
+    """A value for `schema` drawn from `rng` (the `sim` kind's structured answer): every
+    declared property, arrays at their minimum length (one item at least), numbers in range.
+    The caller validates it: a schema with constraints this ignores may not be met."""
+    if not isinstance(schema, dict) or depth > 32:
+        return None
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return rng.choice(schema["enum"])
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            return example_of(options[0], rng, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+    maker = _MAKERS.get(str(kind))
+    return None if maker is None else maker(schema, rng, depth)
+
+
+def _object(schema: dict[str, Any], rng: random.Random, depth: int) -> Any:
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return {}
+    return {name: example_of(sub, rng, depth + 1) for name, sub in properties.items()}
+
+
+def _array(schema: dict[str, Any], rng: random.Random, depth: int) -> Any:
+    count = max(int(schema.get("minItems") or 0), 1)
+    maximum = schema.get("maxItems")
+    if isinstance(maximum, int):
+        count = min(count, maximum)
+    return [example_of(schema.get("items") or {}, rng, depth + 1) for _ in range(count)]
+
+
+def _string(schema: dict[str, Any], rng: random.Random, depth: int) -> Any:
+    text = " ".join(rng.choice(_WORDS) for _ in range(2))
+    minimum = int(schema.get("minLength") or 0)
+    if len(text) < minimum:
+        text = (text + " ") * (minimum // (len(text) + 1) + 1)
+    maximum = schema.get("maxLength")
+    return text[:maximum] if isinstance(maximum, int) else text
+
+
+def _integer(schema: dict[str, Any], rng: random.Random, depth: int) -> Any:
+    low = schema.get("minimum", 0)
+    high = schema.get("maximum", max(int(low), 0) + 100)
+    return rng.randint(int(low), max(int(high), int(low)))
+
+
+def _number(schema: dict[str, Any], rng: random.Random, depth: int) -> Any:
+    low = float(schema.get("minimum", 0.0))
+    high = float(schema.get("maximum", low + 1.0))
+    return round(rng.uniform(low, max(high, low)), 4)
+
+
+_MAKERS: dict[str, Any] = {
+    "object": _object,
+    "array": _array,
+    "string": _string,
+    "integer": _integer,
+    "number": _number,
+    "boolean": lambda schema, rng, depth: rng.random() < 0.5,
+    "null": lambda schema, rng, depth: None,
+}

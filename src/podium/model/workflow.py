@@ -132,6 +132,9 @@ class SimAction(_Action):
     model: str | None = None
     cost_usd: float = Field(0.0, ge=0)
     seed: int | None = None
+    # Answer with a value valid against this JSON Schema (a file path, as an llm step's),
+    # drawn from the seed, as an llm step with output_schema would.
+    output_schema: dict[str, Any] | str | None = None
 
 
 class WaitAction(_Action):
