@@ -115,6 +115,7 @@ class FakeServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self.release = threading.Event()  # lets `late` webhooks answer
 
     @property
     def url(self) -> str:
@@ -137,6 +138,7 @@ def running() -> Iterator[FakeServer]:
     try:
         yield server
     finally:
+        server.release.set()
         server.shutdown()
         server.server_close()
         thread.join()
@@ -507,12 +509,20 @@ def _anthropic_block_events(h: _Handler, index: int, block: dict[str, Any]) -> N
 def _webhook(
     h: _Handler, path: str, headers: dict[str, str], body: Any, behaviour: str | None
 ) -> None:
-    """respond: a "Respond to Webhook" JSON reply; fire: 200 and no body; fail: n8n's 500."""
+    """respond: a "Respond to Webhook" JSON reply; fire, empty: 200 and no body (as n8n
+    answers when its workflow fails before the Respond to Webhook node); fail: n8n's 500;
+    late: the answer only once the test releases it; drop: the connection closes unanswered
+    (n8n restarted mid-execution). `webhook-test/` paths behave as `webhook/` ones."""
     name = path.removeprefix("/webhook/")
     if name == "respond":
         h.send_json(200, {"received": body, "method": h.command})
-    elif name == "fire":
+    elif name in ("fire", "empty"):
         h.send_raw(200, "", b"")
+    elif name == "late":
+        h.server.release.wait(30)
+        h.send_json(200, {"done": True})
+    elif name == "drop":
+        h.close_connection = True
     elif name == "fail":
         h.send_json(500, {"code": 0, "message": "There was a problem executing the workflow"})
     else:

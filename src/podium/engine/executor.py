@@ -181,7 +181,9 @@ class StepExecutor:
                 async with asyncio.timeout(step.timeout_s):
                     result = await RUNNERS[action.kind].run(rendered, ctx, self._host)
         except TimeoutError:
-            timed_out = StepTimedOut(st.step_id, step.timeout_s)
+            timed_out: StepError = StepTimedOut(st.step_id, step.timeout_s)
+            if ctx.notes.unretryable:  # the step said another attempt must not follow
+                timed_out = NonRetryable(f"{timed_out}; {ctx.notes.unretryable}")
             timed_out.error_type = type(timed_out).__name__
             raise timed_out from None  # the cause is the cancellation: nothing of the step's
         except StepError as exc:

@@ -185,6 +185,10 @@ class N8nAction(_Action):
     method: Literal["POST", "GET"] = "POST"
     wait: bool = True  # False: only the acceptance counts, output {"accepted", "status"}
     headers: dict[str, str] = Field(default_factory=dict)
+    # wait false: how long after the request was sent an unanswered call counts as accepted.
+    accept_s: Duration = Field(2.0, alias="accept_timeout", gt=0)
+    # n8n ignores Idempotency-Key: a call that reached it is retried only if this says so.
+    retry_after_send: bool = False
 
 
 Action = Annotated[

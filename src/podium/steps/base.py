@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -59,6 +59,15 @@ class _Unbooked:
 UNBOOKED: UsageLedger = _Unbooked()
 
 
+@dataclass(slots=True)
+class AttemptNotes:
+    """What a runner tells the engine about its attempt while it runs. `unretryable`: why no
+    other attempt may follow (the far side got a request it does not deduplicate), which
+    holds even when the engine ends the attempt at its timeout."""
+
+    unretryable: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class StepContext:
     """Facts about one attempt; python steps that ask for `ctx` get this."""
@@ -78,6 +87,7 @@ class StepContext:
     pricing: Pricing = DEFAULT_PRICING
     # The spend ledger, for kinds that pay per call.
     usage: UsageLedger = UNBOOKED
+    notes: AttemptNotes = field(default_factory=AttemptNotes)
 
     @property
     def log(self) -> Any:
