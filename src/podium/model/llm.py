@@ -203,8 +203,12 @@ def estimate_usage(request: LlmRequest) -> tuple[int, int]:
     """At most what a call may use: the prompt at four characters a token, and every token
     `max_tokens` allows out (budgets hold it; the ledger books it for a call without usage)."""
     tokens_in = estimate_tokens(request.system or "") + sum(
-        estimate_tokens(turn.get("content")) for turn in request.messages
+        estimate_tokens(turn.get("content")) + estimate_tokens(turn.get("tool_calls"))
+        for turn in request.messages
     )
+    # Tool definitions and the answer's schema are sent as part of the prompt too.
+    tokens_in += estimate_tokens([[t.name, t.description, t.input_schema] for t in request.tools])
+    tokens_in += estimate_tokens(request.output_schema)
     return tokens_in, request.max_tokens
 
 

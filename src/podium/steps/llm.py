@@ -96,7 +96,8 @@ class Reply:
     complete: bool = False  # a stream saw its end marker
     billing: Billing = "none"
     tool_calls: list[ToolCall] = field(default_factory=list)
-    # The structured answer (output_schema), parsed but not yet validated; MISSING if none.
+    # The structured answer (output_schema), parsed but not yet validated (`has_structured`
+    # tells an answer of JSON null from none).
     structured: Any = None
     has_structured: bool = False
     booked: CallUsage | None = None  # what the ledger booked for this call
