@@ -298,3 +298,12 @@ def test_a_downstream_read_of_a_sim_answer_is_checked_too() -> None:
             "a": {"kind": "sim", "output_schema": FACTS},
             "b": {"kind": "sim", "needs": ["a"], "output": "{{ steps.a.output.nope }}"},
         }})
+
+
+def test_a_for_each_answer_is_read_item_by_item() -> None:
+    data = _reader("{{ steps.a.output[0].title }}")
+    data["steps"]["a"]["for_each"] = [1, 2]
+    assert workflow_warnings(parse_workflow(data).to_json()) == []
+    data["steps"]["b"]["output"] = "{{ steps.a.output[0].nope }}"
+    with pytest.raises(WorkflowInvalid, match="does not declare"):
+        parse_workflow(data)

@@ -50,6 +50,10 @@ def _judged(data: Mapping[str, Any]) -> Iterator[tuple[Problem, bool]]:
     schemas = _schemas(data)
     if not schemas:
         return
+    for_each = {
+        step_id for step_id, raw in raw_steps_of(data).items()
+        if raw.get("for_each") is not None
+    }
     for read in _reads(data):
         schema = schemas.get(read.step)
         if schema is None:
@@ -57,7 +61,10 @@ def _judged(data: Mapping[str, Any]) -> Iterator[tuple[Problem, bool]]:
         shown = "steps." + read.step + ".output" + "".join(
             f"[{p}]" if isinstance(p, int) else f".{p}" for p in read.path
         )
-        verdict = field_verdict(schema, read.path)
+        path = read.path
+        if read.step in for_each:  # the output is the list of the instances' answers
+            schema = {"type": "array", "items": schema}
+        verdict = field_verdict(schema, path)
         if verdict in ("missing", "undeclared"):
             message = f"reads {shown}, a field the output_schema of {read.step} does not declare"
             yield Problem(read.location, message), True

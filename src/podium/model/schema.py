@@ -73,6 +73,8 @@ def _child(node: dict[str, Any], part: str | int) -> Any:
             items = node.get("items")
             return items if isinstance(items, dict) else "unknown"
         return None if kinds not in (None, "array") and isinstance(kinds, str) else "unknown"
+    if kinds == "array":
+        return "unknown"  # a list's attribute (`length` and such) is not a field
     properties = node.get("properties")
     if isinstance(properties, dict) and part in properties:
         return properties[part]
