@@ -139,10 +139,24 @@ def _api_key(host: StepHost, env: str) -> ApiKey:
     return ApiKey(env, value)
 
 
-
-
 def endpoint(request: LlmRequest) -> str:
     return request.base_url.rstrip("/") + WIRES[request.provider].path
+
+
+def _refuse_key_env(action: LlmAction) -> None:
+    """Under a trust policy the provider's default key is used, never one the author names."""
+    if action.api_key_env is not None:
+        raise NonRetryable(
+            "api_key_env is not allowed for a definition from the API;"
+            " the provider's default key is used"
+        )
+
+
+async def _check_policy(action: LlmAction, request: LlmRequest, ctx: StepContext) -> None:
+    """The trust policy's checks, for a caller that sends without `converse` (which checks
+    the egress itself)."""
+    _refuse_key_env(action)
+    await check_egress(ctx, "POST", endpoint(request))
 
 
 class LlmRunner(PooledClient):
@@ -151,11 +165,8 @@ class LlmRunner(PooledClient):
     async def run(self, action: Action, ctx: StepContext, host: StepHost) -> StepResult:
         assert isinstance(action, LlmAction)
         request = build_request(action, ctx.pricing)
-        if ctx.policy is not None and action.api_key_env is not None:
-            raise NonRetryable(
-                "api_key_env is not allowed for a definition from the API;"
-                " the provider's default key is used"
-            )
+        if ctx.policy is not None:
+            _refuse_key_env(action)
         if action.cache_s is None:
             return await self._complete(request, action.api_key_env, ctx, host)
         return await self._cached(request, action.api_key_env, ctx, host, action.cache_s)
