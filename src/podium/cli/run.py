@@ -25,6 +25,7 @@ from podium.cli.common import (
     ServerOption,
     StoreOption,
     UsageProblem,
+    err,
     file_and_json_inputs,
     guarded,
     local_actor,
@@ -43,6 +44,7 @@ from podium.cli.target import load_target
 from podium.cli.view import RunView
 from podium.engine.summary import RunSummary
 from podium.events import new_id
+from podium.model.advice import workflow_warnings
 from podium.model.inputs import parse_cli_inputs, resolve_inputs
 from podium.model.workflow import Workflow
 from podium.observe.context import current_traceparent
@@ -270,3 +272,5 @@ def validate_command(file: FileArgument) -> None:
     workflow = load_workflow(file, settings_for(None, None))
     count = len(workflow.steps)
     out.print(f"{file}: valid ({count} step{'s' if count != 1 else ''})", markup=False)
+    for warning in workflow_warnings(workflow.to_json()):
+        err.print(warning.line(str(file)).replace("error: ", "warning: ", 1), markup=False)

@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from podium.bus.base import Bus
+from podium.bus.transient import Transient
 from podium.clock import Clock, sleep_unless
 from podium.control.admission import Admitted
 from podium.control.budgets import RunBudget
@@ -106,7 +107,9 @@ class Engine:
             clock=self.clock,
         )
         self.policy = self.settings.control.security.policy()
-        self.host = EngineHost(self, self.secrets)
+        # Streamed answers' deltas for live listeners (the API's run streams): never stored.
+        self.transient = Transient(self.redactor)
+        self.host = EngineHost(self, self.secrets, self.transient)
         self.control = ControlPlane(
             self.settings.control, store, self.owner, self._emit_control, clock=self.clock
         )

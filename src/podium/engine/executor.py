@@ -53,6 +53,8 @@ class AttemptReporter(UsageSink, Protocol):
 # A guard's check that is a store round trip, not a wait, is not worth an event.
 _REPORTED_WAIT_S = 0.005
 
+# Fields that are data, never rendered: a child's definition, an llm answer's JSON Schema.
+_LITERAL_FIELDS = frozenset({"kind", "definition", "output_schema"})
 # id -> (action, fields); holding the action keeps its id from being reused by another object.
 _TEMPLATED: dict[int, tuple[Action, tuple[str, ...]]] = {}
 
@@ -65,7 +67,7 @@ def _templated_fields(action: Action) -> tuple[str, ...]:
     fields = tuple(
         name
         for name in type(action).model_fields
-        if name not in ("kind", "definition") and has_template(getattr(action, name))
+        if name not in _LITERAL_FIELDS and has_template(getattr(action, name))
     )
     _TEMPLATED[id(action)] = (action, fields)
     return fields
@@ -193,7 +195,9 @@ class StepExecutor:
                 async with asyncio.timeout(step.timeout_s):
                     result = await RUNNERS[action.kind].run(rendered, ctx, self._host)
         except TimeoutError:
-            timed_out = StepTimedOut(st.step_id, step.timeout_s)
+            timed_out: StepError = StepTimedOut(st.step_id, step.timeout_s)
+            if ctx.notes.unretryable:  # the step said another attempt must not follow
+                timed_out = NonRetryable(f"{timed_out}; {ctx.notes.unretryable}")
             timed_out.error_type = type(timed_out).__name__
             raise timed_out from None  # the cause is the cancellation: nothing of the step's
         except StepError as exc:

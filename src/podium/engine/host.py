@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from podium.bus.transient import Notice, Transient
 from podium.clock import Clock
 from podium.engine.journal import Journal
 from podium.engine.runtime import RunRuntime
@@ -65,10 +66,16 @@ class EngineServices(Protocol):
 
 
 class EngineHost:
-    def __init__(self, engine: EngineServices, secrets: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        engine: EngineServices,
+        secrets: Mapping[str, str],
+        transient: Transient | None = None,
+    ) -> None:
         self._engine = engine
         self.clock = engine.clock
         self._secrets = secrets
+        self.transient = transient or Transient()
         self._waiters: dict[tuple[str, str], list[Waiter]] = {}  # (run, signal) -> waiting steps
         self._claimed: set[int] = set()  # signals handed to a step, not yet committed as taken
 
@@ -80,6 +87,12 @@ class EngineHost:
 
     async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
         await self._engine.store.cache_put(key, value, ttl_s)
+
+    def emit_delta(self, ctx: StepContext, text: str) -> None:
+        if self.transient.listening(ctx.run_id):  # nobody listens: nothing is built
+            payload = {"step": ctx.step_id, "index": ctx.index, "attempt": ctx.attempt,
+                       "text": text}
+            self.transient.publish(Notice(ctx.run_id, "llm.delta", payload))
 
     # -- signals ---------------------------------------------------------------------------------
 

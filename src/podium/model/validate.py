@@ -12,11 +12,13 @@ from typing import Any
 
 from podium.model import expressions
 from podium.model.policy import TrustPolicy
+from podium.model.schema import schema_error
 from podium.model.workflow import STEP_POLICY_KEYS, split_action, with_agent
 
-# Action keys that hold no user expressions: the kind tag, an agent name, and a child workflow's
-# own definition (its templates are the child's, checked when the child is loaded).
-_NOT_EXPRESSIONS = frozenset({"kind", "definition", "agent"})
+# Action keys that hold no user expressions: the kind tag, an agent name, a child workflow's
+# own definition (its templates are the child's, checked when the child is loaded), and an
+# llm answer's JSON Schema (data, never rendered).
+_NOT_EXPRESSIONS = frozenset({"kind", "definition", "agent", "output_schema"})
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ def semantic_problems(data: Mapping[str, Any], policy: TrustPolicy | None = None
             if policy is not None:
                 problems += _trust_problems(part, policy)
             problems += _llm_problems(part)
+            if part.action.get("kind") == "sim":
+                problems += _schema_problems(part)
     return problems + _input_default_problems(data)
 
 
@@ -112,6 +116,11 @@ _INPUT_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def raw_steps_of(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Step id -> raw step, as written (not merged with its agent)."""
+    return _raw_steps(data)
 
 
 def _raw_steps(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -243,6 +252,9 @@ def _trust_problems(part: Part, policy: TrustPolicy) -> list[Problem]:
         problem = policy.egress.check_url(url)
         if problem is not None:
             problems.append(Problem(f"{part.prefix}.{url_field}", problem))
+    if kind in ("llm", "sim") and isinstance(action.get("output_schema"), str):
+        message = "a schema file is not allowed for a definition from the API; inline the schema"
+        problems.append(Problem(f"{part.prefix}.output_schema", message))
     if kind == "llm" and action.get("api_key_env") is not None:
         message = (
             "api_key_env is not allowed for a definition from the API;"
@@ -281,7 +293,30 @@ def _llm_problems(part: Part) -> list[Problem]:
     elif given == ["messages"] and action.get("input"):
         message = "input goes with prompt, not messages; put it into a message"
         problems.append(Problem(f"{part.prefix}.input", message))
-    return problems + _llm_model_problems(part)
+    return problems + _llm_model_problems(part) + _schema_problems(part)
+
+
+def _schema_problems(part: Part) -> list[Problem]:
+    """An `output_schema` must be a usable JSON Schema (a file's is read in by now)."""
+    schema = part.action.get("output_schema")
+    where = f"{part.prefix}.output_schema"
+    if schema is None:
+        return []
+    if isinstance(schema, str):
+        if schema.lower().endswith(WORKFLOW_SUFFIXES):
+            return []  # a schema file: the loader read it in, or said why it could not
+        message = (
+            "give a JSON Schema, or the path of a .json/.yaml schema file"
+            f" (got {show(schema)}; a `module:Class` model is for the Python SDK)"
+        )
+        return [Problem(where, message)]
+    problems = []
+    problem = schema_error(schema)
+    if problem is not None:
+        problems.append(Problem(where, problem))
+    if part.action.get("json_output"):
+        problems.append(Problem(where, "output_schema parses the answer already; drop json_output"))
+    return problems
 
 
 def _llm_model_problems(part: Part) -> list[Problem]:

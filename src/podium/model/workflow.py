@@ -138,6 +138,9 @@ class SimAction(_Action):
     model: str | None = None
     cost_usd: float = Field(0.0, ge=0)
     seed: int | None = None
+    # Answer with a value valid against this JSON Schema (a file path, as an llm step's),
+    # drawn from the seed, as an llm step with output_schema would.
+    output_schema: dict[str, Any] | str | None = None
 
 
 class WaitAction(_Action):
@@ -175,6 +178,9 @@ class LlmAction(_Action):
     cache_s: Duration | None = Field(None, alias="cache")  # response cache time-to-live
     context_tokens: int | None = Field(None, ge=1)  # keep system + the latest turns that fit
     json_output: bool = False  # parse the reply as JSON into the output's `json`
+    # The answer is a JSON value valid against this JSON Schema, and is the step's output.
+    # A string is a schema file's path (relative to the workflow file), read by the loader.
+    output_schema: dict[str, Any] | str | None = None
 
 
 class N8nAction(_Action):
@@ -185,6 +191,10 @@ class N8nAction(_Action):
     method: Literal["POST", "GET"] = "POST"
     wait: bool = True  # False: only the acceptance counts, output {"accepted", "status"}
     headers: dict[str, str] = Field(default_factory=dict)
+    # wait false: how long after the request was sent an unanswered call counts as accepted.
+    accept_s: Duration = Field(2.0, alias="accept_timeout", gt=0)
+    # n8n ignores Idempotency-Key: a call that reached it is retried only if this says so.
+    retry_after_send: bool = False
 
 
 Action = Annotated[

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -59,6 +59,15 @@ class _Unbooked:
 UNBOOKED: UsageLedger = _Unbooked()
 
 
+@dataclass(slots=True)
+class AttemptNotes:
+    """What a runner tells the engine about its attempt while it runs. `unretryable`: why no
+    other attempt may follow (the far side got a request it does not deduplicate), which
+    holds even when the engine ends the attempt at its timeout."""
+
+    unretryable: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class StepContext:
     """Facts about one attempt; python steps that ask for `ctx` get this."""
@@ -81,6 +90,7 @@ class StepContext:
     # The W3C traceparent of this attempt's span, sent on the requests it makes; None while
     # tracing is off.
     traceparent: str | None = None
+    notes: AttemptNotes = field(default_factory=AttemptNotes)
 
     @property
     def log(self) -> Any:
@@ -120,6 +130,10 @@ class StepHost(Protocol):
 
     async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
         """Keeps a JSON value under `key` for `ttl_s` seconds."""
+
+    def emit_delta(self, ctx: StepContext, text: str) -> None:
+        """Hands a streamed piece of a step's answer to live listeners (the run's SSE
+        stream); never journaled, and dropped when nobody listens."""
 
     async def wait_signal(self, ctx: StepContext, name: str) -> Any: ...
 
