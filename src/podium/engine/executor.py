@@ -55,7 +55,8 @@ def _templated_fields(action: Action) -> tuple[str, ...]:
     fields = tuple(
         name
         for name in type(action).model_fields
-        if name not in ("kind", "definition") and has_template(getattr(action, name))
+        # A tool body renders in its own call's run, where `inputs` are the model's arguments.
+        if name not in ("kind", "definition", "tools") and has_template(getattr(action, name))
     )
     _TEMPLATED[id(action)] = (action, fields)
     return fields

@@ -1,0 +1,92 @@
+"""The `llm` and `sim` kinds with `tools`: each runs an agent loop (steps/agent.py).
+
+An `llm` step whose `base_url` is `sim:` asks the built-in simulated model instead of a
+provider: nothing leaves the machine, no key is needed, nothing is booked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from podium.errors import StepError
+from podium.model.llm import build_request
+from podium.model.workflow import Action, LlmAction, SimAction, Tool
+from podium.steps.agent import AgentRun, Model, ToolDef, loop_result
+from podium.steps.base import StepContext, StepHost, StepResult
+from podium.steps.llm import KEY_ENVS, LlmRunner, _api_key, _check_policy
+from podium.steps.llm_tools import ProviderModel
+from podium.steps.sim import SimRunner
+from podium.steps.sim_agent import SimModel
+from podium.steps.tool_schema import input_schema
+
+SIM_BASE_URL = "sim:"
+
+
+def simulated(action: LlmAction) -> bool:
+    return (action.base_url or "").strip() == SIM_BASE_URL
+
+
+def tool_defs(tools: Mapping[str, Tool] | None, ctx: StepContext) -> list[ToolDef]:
+    return [
+        ToolDef(name, tool.description or tool.step.description or name, input_schema(tool, ctx), tool)
+        for name, tool in (tools or {}).items()
+    ]
+
+
+class LlmAgentRunner(LlmRunner):
+    """An `llm` step: one completion, or (with `tools`, or `base_url: sim:`) an agent loop."""
+
+    async def run(self, action: Action, ctx: StepContext, host: StepHost) -> StepResult:
+        assert isinstance(action, LlmAction)
+        if not action.tools and not simulated(action):
+            return await super().run(action, ctx, host)
+        request = build_request(action, ctx.pricing)
+        tools = tool_defs(action.tools, ctx)
+        model: Model
+        if simulated(action):
+            model = SimModel(
+                request.model, tools, output_schema=_output_schema(action),
+                json_answer=action.json_output, hints=action.input,
+            )
+        else:
+            if ctx.policy is not None:
+                await _check_policy(action, request, ctx)
+            key = _api_key(host, action.api_key_env or KEY_ENVS[request.provider])
+            model = ProviderModel(self, request, tools, key, ctx)
+        messages: list[dict[str, Any]] = list(request.messages)
+        final, spent = await AgentRun(model, tools, action.loop, ctx, host).run(messages)
+        return loop_result(model, final, spent)
+
+
+def _output_schema(action: LlmAction) -> dict[str, Any] | None:
+    schema = getattr(action, "output_schema", None)  # structured output, where supported
+    return schema if isinstance(schema, dict) else None
+
+
+class SimAgentRunner(SimRunner):
+    """A `sim` step: simulated output, or (with `tools`) a simulated agent loop whose answer
+    is `output` when set."""
+
+    async def run(self, action: Action, ctx: StepContext, host: StepHost) -> StepResult:
+        assert isinstance(action, SimAction)
+        if not action.tools:
+            return await super().run(action, ctx, host)
+        if ctx.attempt <= action.fail_times:
+            raise StepError(
+                f"simulated failure (attempt {ctx.attempt} of fail_times {action.fail_times})"
+            )
+        tokens = (action.tokens.input, action.tokens.output) if action.tokens else None
+        tools = tool_defs(action.tools, ctx)
+        model = SimModel(
+            action.model or "sim", tools, tokens=tokens, usd_per_turn=action.cost_usd,
+            answer=action.output,
+        )
+        prompt = {"role": "user", "content": _as_prompt(action.input)}
+        final, spent = await AgentRun(model, tools, action.loop, ctx, host).run([prompt])
+        return loop_result(model, final, spent)
+
+
+def _as_prompt(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) if value else "simulate"
