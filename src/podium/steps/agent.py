@@ -287,7 +287,8 @@ class AgentRun:
         finally:
             timer.cancel()
             if not task.done():
-                task.cancel()
+                task.cancel()  # a tool call's child run is cancelled with it
+                await asyncio.wait({task})
         if task.cancelled():
             raise LoopBound(f"agent loop hit timeout={self.bounds.timeout_s:g}s in {what}")
         return task.result()

@@ -47,7 +47,7 @@ class LlmAgentRunner(LlmRunner):
         model: Model
         if simulated(action):
             model = SimModel(
-                request.model, tools, output_schema=_output_schema(action),
+                f"sim:{request.model}", tools, output_schema=_output_schema(action),
                 json_answer=action.json_output, hints=action.input,
             )
         else:

@@ -45,14 +45,16 @@ class SimModel:
     async def reply(self, messages: list[dict[str, Any]], turn: int) -> Turn:
         asked = any(m.get("role") == "tool" for m in messages)
         if self.tools and not asked:
-            topic = _last_user_text(messages)
+            given = [v for v in self.hints.values() if isinstance(v, str)]
+            topic = given[0] if given else _last_user_text(messages)
             calls = tuple(
                 ToolCall(f"sim_{turn}_{i}", t.name, self._arguments(t, topic))
                 for i, t in enumerate(self.tools)
             )
             return self._turn(messages, "", calls, "tool_calls")
         results = [str(m.get("content") or "") for m in messages if m.get("role") == "tool"]
-        facts = [r[:200] for r in results] or [_last_user_text(messages)[:200]]
+        facts = [fact[:200] for r in results for fact in _listed_strings(r)][:10]
+        facts = facts or [_last_user_text(messages)[:200]]
         text = f"{SIM_NOTE} answer from {len(results)} tool result(s): " + " | ".join(facts)
         if self.answer is not None:
             return self._turn(messages, json.dumps(self.answer), (), "stop", self.answer)
@@ -96,6 +98,25 @@ class SimModel:
             structured=structured,
             has_structured=structured is not None,
         )
+
+
+def _listed_strings(result: str) -> list[str]:
+    """The strings inside lists of a JSON tool result (facts, snippets); else the result."""
+    try:
+        value = json.loads(result)
+    except ValueError:
+        return [result]
+    found: list[str] = []
+    todo: list[tuple[Any, bool]] = [(value, False)]
+    while todo and len(found) < 50:
+        item, listed = todo.pop(0)
+        if isinstance(item, str) and listed:
+            found.append(item)
+        elif isinstance(item, dict):
+            todo.extend((v, False) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, True) for v in item)
+    return found or [result]
 
 
 def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
