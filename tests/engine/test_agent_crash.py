@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "steps"))
-from fake_agents import running  # noqa: E402
+from fake_agents import running
 
-from podium.store import codec, open_store  # noqa: E402
+from podium.store import codec, open_store
 
 HERE = Path(__file__).parent
 BOUND_S = 60.0  # bound on waiting for the subprocess to get somewhere; never an assertion

@@ -179,10 +179,9 @@ def _parts(
 
 
 def _tool_action(tool: Mapping[str, Any]) -> dict[str, Any]:
-    body = tool.get("step") if isinstance(tool.get("step"), dict) else tool
-    return _mapping(split_action({k: v for k, v in body.items() if k != "input_schema"}).get(
-        "action"
-    ))
+    body = _mapping(tool.get("step")) or tool
+    flat = {k: v for k, v in body.items() if k != "input_schema"}
+    return _mapping(split_action(flat).get("action"))
 
 
 def _tool_expression_problems(part: Part) -> list[Problem]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from podium.steps.agent_kinds import LlmAgentRunner, SimAgentRunner
 from podium.steps.base import (
     CallUsage,
     StepContext,
@@ -10,7 +11,6 @@ from podium.steps.base import (
     StepRunner,
     UsageLedger,
 )
-from podium.steps.agent_kinds import LlmAgentRunner, SimAgentRunner
 from podium.steps.http import HttpRunner
 from podium.steps.n8n import N8nRunner
 from podium.steps.python import PythonRunner

@@ -315,10 +315,12 @@ class AgentRun:
         if problem is not None or tool is None:
             return ToolResult(call, problem or "", True)
         arguments = call.arguments or {}
-        child_ctx = replace(self.ctx, idempotency_key=f"{self.ctx.idempotency_key}/tool/{number}/{index}")
+        key = f"{self.ctx.idempotency_key}/tool/{number}/{index}"  # the child run's id
         definition = tool_workflow(self.ctx.workflow, tool, arguments)
         try:
-            outputs = await self.host.run_child(child_ctx, definition["name"], definition, arguments)
+            outputs = await self.host.run_child(
+                replace(self.ctx, idempotency_key=key), definition["name"], definition, arguments
+            )
         except StepError as exc:
             return ToolResult(call, f"the tool failed: {exc}", True)
         output = outputs.get("call") if isinstance(outputs, dict) else outputs

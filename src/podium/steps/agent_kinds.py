@@ -30,7 +30,8 @@ def simulated(action: LlmAction) -> bool:
 
 def tool_defs(tools: Mapping[str, Tool] | None, ctx: StepContext) -> list[ToolDef]:
     return [
-        ToolDef(name, tool.description or tool.step.description or name, input_schema(tool, ctx), tool)
+        ToolDef(name, tool.description or tool.step.description or name, input_schema(tool, ctx),
+                tool)
         for name, tool in (tools or {}).items()
     ]
 

@@ -51,10 +51,13 @@ class ProviderModel:
         self._key = key
         self._ctx = ctx
         self.name = request.model
-        self._tool_tokens = estimate_tokens([[t.name, t.description, t.input_schema] for t in tools])
+        self._tool_tokens = estimate_tokens(
+            [[t.name, t.description, t.input_schema] for t in tools]
+        )
 
     def estimate(self, messages: Sequence[Mapping[str, Any]]) -> Estimate:
-        tokens_in, tokens_out = estimate_usage(replace(self._request, messages=list(messages)))
+        conversation = [dict(m) for m in messages]
+        tokens_in, tokens_out = estimate_usage(replace(self._request, messages=conversation))
         tokens_in += self._tool_tokens
         usd = self._ctx.pricing.cost_usd(self.name, tokens_in, tokens_out)
         return Estimate(tokens_in, tokens_out, usd)
@@ -159,18 +162,22 @@ def _openai_message(message: Mapping[str, Any]) -> dict[str, Any]:
 
 def _openai_read(data: Mapping[str, Any], reply: Reply) -> tuple[str, tuple[ToolCall, ...]]:
     choices = data.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices else {}
-    choice = choice if isinstance(choice, dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    choice = _mapping(choices[0] if isinstance(choices, list) and choices else None)
+    message = _mapping(choice.get("message"))
     reply.finish_reason = choice.get("finish_reason")
     calls = []
     for raw in message.get("tool_calls") or []:
-        function = raw.get("function") or {} if isinstance(raw, dict) else {}
+        raw = _mapping(raw)
+        function = _mapping(raw.get("function"))
         text = str(function.get("arguments") or "")
         calls.append(
             ToolCall(str(raw.get("id") or ""), str(function.get("name") or ""), _object(text), text)
         )
     return as_text(message.get("content")), tuple(calls)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _object(text: str) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ output schema its answer is an object valid against that schema, built from the 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,7 +144,8 @@ def instance(
     kind = schema.get("type", "object" if "properties" in schema else "string")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
-    return _BY_TYPE.get(kind, _string)(schema, text, pool, depth)
+    make: _Maker = _BY_TYPE.get(kind, _string)
+    return make(schema, text, pool, depth)
 
 
 def _object(schema: Mapping[str, Any], text: str, pool: Sequence[str], depth: int) -> Any:
@@ -159,7 +160,8 @@ def _object(schema: Mapping[str, Any], text: str, pool: Sequence[str], depth: in
 
 
 def _array(schema: Mapping[str, Any], text: str, pool: Sequence[str], depth: int) -> Any:
-    items = schema.get("items") if isinstance(schema.get("items"), Mapping) else {}
+    items = schema.get("items")
+    items = items if isinstance(items, Mapping) else {}
     count = max(int(schema.get("minItems") or 0), min(len(pool), 3), 1)
     count = min(count, int(schema.get("maxItems") or count))
     if depth >= _MAX_DEPTH:
@@ -183,12 +185,21 @@ def _number(schema: Mapping[str, Any], text: str, pool: Sequence[str], depth: in
     return int(value) if schema.get("type") == "integer" else value
 
 
-_BY_TYPE = {
+def _boolean(schema: Mapping[str, Any], text: str, pool: Sequence[str], depth: int) -> Any:
+    return True
+
+
+def _null(schema: Mapping[str, Any], text: str, pool: Sequence[str], depth: int) -> Any:
+    return None
+
+
+_Maker = Callable[[Mapping[str, Any], str, Sequence[str], int], Any]
+_BY_TYPE: dict[str, _Maker] = {
     "object": _object,
     "array": _array,
     "string": _string,
     "integer": _number,
     "number": _number,
-    "boolean": lambda schema, text, pool, depth: True,
-    "null": lambda schema, text, pool, depth: None,
+    "boolean": _boolean,
+    "null": _null,
 }

@@ -52,7 +52,7 @@ def signature_schema(func: Callable[..., Any]) -> dict[str, Any]:
             continue
         default = ... if param.default is param.empty else param.default
         fields[name] = (hints.get(name, Any), default)
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         func.__name__, __config__=ConfigDict(extra="forbid"), **fields
     )
     schema: dict[str, Any] = model.model_json_schema()
