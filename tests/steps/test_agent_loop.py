@@ -224,6 +224,37 @@ async def test_the_wall_clock_limit_stops_a_tool_call_on_the_engine_clock(
     assert [r.status for r in children] == ["cancelled"]
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_final_answer_that_is_not_json_is_told_why_and_asked_again(
+    store: Store, provider: str
+) -> None:
+    with running([["count"]]) as model:
+        async with engine_on(store) as engine:
+            summary = await run(engine, agent(model.url, provider, json_output=True))
+    output = summary.steps["research"].output
+    assert summary.status == "succeeded", summary.steps["research"].error
+    assert model.turns() == [1, 2, 3] and output["turns"] == 3
+    assert output["json"]["retried"] is True
+    feedback = model.requests[2]["body"]["messages"][-1]
+    assert feedback == {"role": "user", "content": "That reply is not valid JSON. Answer again."}
+
+
+async def test_an_answer_that_stays_invalid_ends_at_max_turns_with_the_reason(
+    store: Store,
+) -> None:
+    # The fake's retried answer is JSON, but not what this schema-less JSON rule plus
+    # max_turns=2 leaves room for: turn 1 calls a tool, turn 2's answer is refused.
+    with running([["count"]]) as model:
+        async with engine_on(store) as engine:
+            workflow = agent(model.url, json_output=True, loop={"max_turns": 2})
+            summary = await run(engine, workflow)
+    error = summary.steps["research"].error
+    assert summary.status == "failed"
+    assert error is not None
+    assert "agent loop hit max_turns=2: That reply is not valid JSON." in error
+    assert len(model.requests) == 2
+
+
 async def test_the_simulated_model_answers_offline_with_a_tool_round(store: Store) -> None:
     workflow = Workflow.model_validate({
         "name": "sim-agent",

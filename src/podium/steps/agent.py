@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 from podium.errors import NonRetryable, StepError
 from podium.model.workflow import AgentLoop, Tool
 from podium.steps.base import StepContext, StepHost, StepResult
+from podium.steps.llm import parse_json_reply
 from podium.steps.tool_schema import arguments_problem
 
 TURN_TTL_S = 30 * 24 * 3600.0
@@ -36,6 +37,32 @@ T = TypeVar("T")
 
 class LoopBound(NonRetryable):
     """A bound of the loop was hit: asking again would hit it again (a fallback may run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRule:
+    """What the final answer must be: JSON (`json_output`), valid against `schema` when
+    given. A reply that is not is told why and asked again, within `max_turns`."""
+
+    schema: dict[str, Any] | None = None
+    json: bool = False
+
+    def judge(self, turn: Turn) -> tuple[Any, str | None]:
+        """(the answer's value, None) or (None, what is wrong with it)."""
+        if self.schema is None and not self.json:
+            return None, None
+        if turn.has_structured:
+            value = turn.structured
+        else:
+            try:
+                value = parse_json_reply(turn.text)
+            except StepError:
+                return None, "That reply is not valid JSON."
+        if self.schema is not None:
+            problem = arguments_problem(value, self.schema)
+            if problem is not None:
+                return None, f"That reply does not match the required JSON Schema: {problem}."
+        return value, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +181,15 @@ class _Spent:
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """How a loop ended: the final turn, its judged value (None without a rule), the spend."""
+
+    turn: Turn
+    value: Any
+    spent: _Spent
+
+
+@dataclass(frozen=True, slots=True)
 class ToolResult:
     call: ToolCall
     content: str
@@ -179,8 +215,10 @@ class AgentRun:
         bounds: AgentLoop | None,
         ctx: StepContext,
         host: StepHost,
+        rule: AnswerRule | None = None,
     ) -> None:
         self.model = model
+        self.rule = rule or AnswerRule()
         self.tools = {t.name: t for t in tools}
         self.bounds = bounds or DEFAULT_LOOP
         self.ctx = ctx
@@ -189,15 +227,24 @@ class AgentRun:
         self.spent = _Spent()
         self.deadline: float | None = None
 
-    async def run(self, messages: list[dict[str, Any]]) -> tuple[Turn, _Spent]:
-        """Turns until the model answers without tool calls; a bound hit raises LoopBound."""
+    async def run(self, messages: list[dict[str, Any]]) -> Answer:
+        """Turns until the model answers (as the rule wants) without tool calls; a bound hit
+        raises LoopBound."""
         await self._start_clock()
         bounds = self.bounds
+        problem = "the model still asked for tools"
         for number in range(1, bounds.max_turns + 1):
             turn = await self._turn(messages, number)
             messages.append(turn.assistant_message())
             if not turn.calls:
-                return turn, self.spent
+                value, wrong = self.rule.judge(turn)
+                if wrong is None:
+                    return Answer(turn, value, self.spent)
+                problem = wrong
+                # Told why, the model answers again (a replayed turn is told the same).
+                messages.append({"role": "user", "content": f"{problem} Answer again."})
+                continue
+            problem = "the model still asked for tools"
             if number == bounds.max_turns:
                 break
             if self.spent.tool_calls + len(turn.calls) > bounds.max_tool_calls:
@@ -208,9 +255,7 @@ class AgentRun:
             self.spent.tool_calls += len(turn.calls)
             results = await self._timed(self._run_tools(number, turn.calls), f"turn {number}")
             messages.extend(result.message() for result in results)
-        raise LoopBound(
-            f"agent loop hit max_turns={bounds.max_turns}: the model still asked for tools"
-        )
+        raise LoopBound(f"agent loop hit max_turns={bounds.max_turns}: {problem}")
 
     # -- turns ------------------------------------------------------------------------------
 
@@ -378,9 +423,11 @@ def _as_content(output: Any) -> str:
     return text[:MAX_RESULT_CHARS] + f"... [cut: {len(text)} characters in all]"
 
 
-def loop_result(model: Model, final: Turn, spent: _Spent) -> StepResult:
-    """The step's output: the answer, what the loop took (turns, calls, tokens, cost)."""
-    output: dict[str, Any] = {
+def loop_result(model: Model, answer: Answer, rule: AnswerRule) -> StepResult:
+    """The step's output: with an output schema, the answer itself (as a plain `llm` step
+    gives it); else the answer and what the loop took (turns, calls, tokens, cost)."""
+    final, spent = answer.turn, answer.spent
+    output: Any = {
         "text": final.text,
         "model": final.model or model.name,
         "finish_reason": final.finish_reason,
@@ -389,8 +436,10 @@ def loop_result(model: Model, final: Turn, spent: _Spent) -> StepResult:
         "turns": spent.turns,
         "tool_calls": spent.log,
     }
-    if final.has_structured:
-        output["json"] = final.structured
+    if rule.schema is not None:
+        output = answer.value
+    elif rule.json:
+        output["json"] = answer.value
     return StepResult(
         output=output,
         tokens_in=spent.fresh_in,

@@ -13,10 +13,10 @@ from typing import Any
 from podium.errors import StepError
 from podium.model.llm import build_request
 from podium.model.workflow import Action, LlmAction, SimAction, Tool
-from podium.steps.agent import AgentRun, Model, ToolDef, loop_result
+from podium.steps.agent import AgentRun, AnswerRule, Model, ToolDef, loop_result
 from podium.steps.base import StepContext, StepHost, StepResult
 from podium.steps.llm import KEY_ENVS, LlmRunner, _api_key, _check_policy
-from podium.steps.llm_tools import ProviderModel
+from podium.steps.llm_tools import ConverseModel, ToolWire
 from podium.steps.sim import SimRunner
 from podium.steps.sim_agent import SimModel
 from podium.steps.tool_schema import input_schema
@@ -45,20 +45,22 @@ class LlmAgentRunner(LlmRunner):
             return await super().run(action, ctx, host)
         request = build_request(action, ctx.pricing)
         tools = tool_defs(action.tools, ctx)
+        rule = AnswerRule(_output_schema(action), action.json_output)
         model: Model
         if simulated(action):
             model = SimModel(
-                f"sim:{request.model}", tools, output_schema=_output_schema(action),
+                f"sim:{request.model}", tools, output_schema=rule.schema,
                 json_answer=action.json_output, hints=action.input,
             )
         else:
             if ctx.policy is not None:
                 await _check_policy(action, request, ctx)
             key = _api_key(host, action.api_key_env or KEY_ENVS[request.provider])
-            model = ProviderModel(self, request, tools, key, ctx)
+            wire = ToolWire(self, request, tools, key, ctx)
+            model = ConverseModel(wire, request, tools, ctx.pricing)
         messages: list[dict[str, Any]] = list(request.messages)
-        final, spent = await AgentRun(model, tools, action.loop, ctx, host).run(messages)
-        return loop_result(model, final, spent)
+        answer = await AgentRun(model, tools, action.loop, ctx, host, rule).run(messages)
+        return loop_result(model, answer, rule)
 
 
 def _output_schema(action: LlmAction) -> dict[str, Any] | None:
@@ -85,8 +87,9 @@ class SimAgentRunner(SimRunner):
             answer=action.output,
         )
         prompt = {"role": "user", "content": _as_prompt(action.input)}
-        final, spent = await AgentRun(model, tools, action.loop, ctx, host).run([prompt])
-        return loop_result(model, final, spent)
+        rule = AnswerRule(json=action.output is not None)
+        answer = await AgentRun(model, tools, action.loop, ctx, host, rule).run([prompt])
+        return loop_result(model, answer, rule)
 
 
 def _as_prompt(value: Any) -> str:

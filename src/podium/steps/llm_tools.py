@@ -1,5 +1,6 @@
 """A provider model for agent loops: tool definitions out, tool calls back, on both wires.
 
+`ConverseModel` asks the provider through a `Converse` (one call per turn); `ToolWire` is one.
 OpenAI chat completions take `tools` (`type: function`), answer `message.tool_calls` (arguments
 as a JSON string) and read results as `role: tool` messages; Anthropic's Messages API takes
 `tools` (`input_schema`), answers `tool_use` content blocks and reads `tool_result` blocks in
@@ -10,32 +11,97 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from podium.errors import StepError
 from podium.model.llm import LlmRequest, as_text, estimate_tokens, estimate_usage
+from podium.model.pricing import Pricing
 from podium.redact import safe_url
 from podium.steps.agent import Estimate, ToolCall, ToolDef, Turn
-from podium.steps.base import StepContext
+from podium.steps.base import CallUsage, StepContext
 from podium.steps.http import PooledClient, map_httpx_errors
-from podium.steps.llm import (
-    WIRES,
-    ApiKey,
-    Reply,
-    _check_status,
-    _sending,
-    parse_json_reply,
-    usage_of,
-)
+from podium.steps.llm import WIRES, ApiKey, _check_status, _sending, usage_of
+from podium.steps.llm import Reply as _Reply
 
 
-class ProviderModel:
-    """The step's provider, asked one turn at a time; each call is booked in `ctx.usage` as
-    it ends (a cancelled turn's call is settled in the background), as a plain `llm` call is."""
+class Reply(Protocol):
+    """A provider's answer to one call, parsed (what the `llm` kind's reply holds)."""
+
+    text: str
+    finish_reason: str | None
+    model: str | None
+    booked: CallUsage | None  # what the spend ledger booked for the call
+    structured: Any
+    has_structured: bool
+
+    @property
+    def tool_calls(self) -> Sequence[Any]:
+        """Each with `id`, `name`, `arguments` (a dict, or None) and `raw_arguments`."""
+
+
+# One provider call for the conversation so far, booked in the spend ledger as it ends.
+Converse = Callable[[list[dict[str, Any]]], Awaitable[Reply]]
+
+
+class ConverseModel:
+    """The step's provider, asked one turn at a time through `converse`."""
 
     ledgered = True
+
+    def __init__(
+        self, converse: Converse, request: LlmRequest, tools: Sequence[ToolDef], pricing: Pricing
+    ) -> None:
+        self._converse = converse
+        self._request = request
+        self._pricing = pricing
+        self.name = request.model
+        self._tool_tokens = estimate_tokens(
+            [[t.name, t.description, t.input_schema] for t in tools]
+        )
+
+    def estimate(self, messages: Sequence[Mapping[str, Any]]) -> Estimate:
+        conversation = [dict(m) for m in messages]
+        tokens_in, tokens_out = estimate_usage(replace(self._request, messages=conversation))
+        tokens_in += self._tool_tokens
+        return Estimate(tokens_in, tokens_out, self._pricing.cost_usd(self.name, tokens_in,
+                                                                       tokens_out))
+
+    async def reply(self, messages: list[dict[str, Any]], turn: int) -> Turn:
+        reply = await self._converse(messages)
+        booked = reply.booked
+        return Turn(
+            text=reply.text,
+            calls=tuple(
+                ToolCall(c.id, c.name, c.arguments, c.raw_arguments) for c in reply.tool_calls
+            ),
+            finish_reason=reply.finish_reason,
+            model=reply.model or self.name,
+            tokens_in=booked.tokens_in if booked else 0,
+            tokens_out=booked.tokens_out if booked else 0,
+            usd=booked.usd if booked else 0.0,
+            structured=reply.structured,
+            has_structured=reply.has_structured,
+        )
+
+
+@dataclass(slots=True)
+class WireReply:
+    """A reply read by `ToolWire` (a `Reply`)."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+    model: str | None = None
+    booked: CallUsage | None = None
+    structured: Any = None
+    has_structured: bool = False
+
+
+class ToolWire:
+    """`Converse` over both wires, tools included, each reply read whole; each call is booked
+    in `ctx.usage` as it ends (a cancelled turn's call is settled in the background)."""
 
     def __init__(
         self,
@@ -46,29 +112,18 @@ class ProviderModel:
         ctx: StepContext,
     ) -> None:
         self._client = client
-        self._request = replace(request, stream=False)  # tool turns are read whole
+        self._request = replace(request, stream=False)
         self._tools = tools
         self._key = key
         self._ctx = ctx
-        self.name = request.model
-        self._tool_tokens = estimate_tokens(
-            [[t.name, t.description, t.input_schema] for t in tools]
-        )
 
-    def estimate(self, messages: Sequence[Mapping[str, Any]]) -> Estimate:
-        conversation = [dict(m) for m in messages]
-        tokens_in, tokens_out = estimate_usage(replace(self._request, messages=conversation))
-        tokens_in += self._tool_tokens
-        usd = self._ctx.pricing.cost_usd(self.name, tokens_in, tokens_out)
-        return Estimate(tokens_in, tokens_out, usd)
-
-    async def reply(self, messages: list[dict[str, Any]], turn: int) -> Turn:
+    async def __call__(self, messages: list[dict[str, Any]]) -> WireReply:
         request = replace(self._request, messages=messages)
-        reply = Reply()
+        reply = _Reply()
         ctx = self._ctx
         call = asyncio.ensure_future(self._post(request, reply))
 
-        def usage() -> Any:
+        def usage() -> CallUsage | None:
             return usage_of(reply, request, ctx.pricing)
 
         try:
@@ -80,22 +135,9 @@ class ProviderModel:
         if booked is not None:
             ctx.usage.report(booked)
         text, calls = call.result()
-        structured, has_structured = None, False
-        if request.json_output and not calls:
-            structured, has_structured = parse_json_reply(text), True
-        return Turn(
-            text=text,
-            calls=calls,
-            finish_reason=reply.finish_reason,
-            model=reply.model or request.model,
-            tokens_in=booked.tokens_in if booked else 0,
-            tokens_out=booked.tokens_out if booked else 0,
-            usd=booked.usd if booked else 0.0,
-            structured=structured,
-            has_structured=has_structured,
-        )
+        return WireReply(text, calls, reply.finish_reason, reply.model, booked)
 
-    async def _post(self, request: LlmRequest, reply: Reply) -> tuple[str, tuple[ToolCall, ...]]:
+    async def _post(self, request: LlmRequest, reply: _Reply) -> tuple[str, tuple[ToolCall, ...]]:
         provider = request.provider
         wire = WIRES[provider]
         url = request.base_url.rstrip("/") + wire.path
@@ -111,7 +153,7 @@ class ProviderModel:
                 data = response.json()
             except ValueError:
                 raise StepError(f"POST {target} returned a reply that is not JSON") from None
-        data = data if isinstance(data, dict) else {}
+        data = _mapping(data)
         wire.usage(data, reply)
         reply.model = data.get("model")
         return _READERS[provider](data, reply)
@@ -160,7 +202,7 @@ def _openai_message(message: Mapping[str, Any]) -> dict[str, Any]:
     return dict(message)
 
 
-def _openai_read(data: Mapping[str, Any], reply: Reply) -> tuple[str, tuple[ToolCall, ...]]:
+def _openai_read(data: Mapping[str, Any], reply: _Reply) -> tuple[str, tuple[ToolCall, ...]]:
     choices = data.get("choices")
     choice = _mapping(choices[0] if isinstance(choices, list) and choices else None)
     message = _mapping(choice.get("message"))
@@ -232,7 +274,7 @@ def _anthropic_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str,
     return out
 
 
-def _anthropic_read(data: Mapping[str, Any], reply: Reply) -> tuple[str, tuple[ToolCall, ...]]:
+def _anthropic_read(data: Mapping[str, Any], reply: _Reply) -> tuple[str, tuple[ToolCall, ...]]:
     reply.finish_reason = data.get("stop_reason")
     blocks = [b for b in data.get("content") or [] if isinstance(b, dict)]
     text = "".join(str(b.get("text") or "") for b in blocks if b.get("type") == "text")
