@@ -7,6 +7,7 @@ provider: nothing leaves the machine, no key is needed, nothing is booked.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from podium.steps.agent import AgentRun, AnswerRule, Model, ToolDef, loop_result
 from podium.steps.base import StepContext, StepHost, StepResult
 from podium.steps.llm import KEY_ENVS, LlmRunner, _api_key, _check_policy
 from podium.steps.llm_tools import ConverseModel, ToolWire
-from podium.steps.sim import SimRunner
+from podium.steps.sim import SimRunner, _latency_s
 from podium.steps.sim_agent import SimModel
 from podium.steps.tool_schema import input_schema
 
@@ -70,7 +71,7 @@ def _output_schema(action: LlmAction) -> dict[str, Any] | None:
 
 class SimAgentRunner(SimRunner):
     """A `sim` step: simulated output, or (with `tools`) a simulated agent loop whose answer
-    is `output` when set."""
+    is `output` when set; `latency` is each turn's, `tokens` and `cost_usd` each turn's."""
 
     async def run(self, action: Action, ctx: StepContext, host: StepHost) -> StepResult:
         assert isinstance(action, SimAction)
@@ -82,9 +83,16 @@ class SimAgentRunner(SimRunner):
             )
         tokens = (action.tokens.input, action.tokens.output) if action.tokens else None
         tools = tool_defs(action.tools, ctx)
+        rng = random.Random(None if action.seed is None else f"{action.seed}/{ctx.idempotency_key}")
+
+        async def pause() -> None:
+            delay = _latency_s(action, rng)
+            if delay > 0:
+                await host.clock.sleep(delay)
+
         model = SimModel(
             action.model or "sim", tools, tokens=tokens, usd_per_turn=action.cost_usd,
-            answer=action.output,
+            answer=action.output, pause=pause,
         )
         prompt = {"role": "user", "content": _as_prompt(action.input)}
         rule = AnswerRule(json=action.output is not None)

@@ -7,7 +7,7 @@ output schema its answer is an object valid against that schema, built from the 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ class SimModel:
     answer: Any = None  # the final answer, when given (a `sim` step's `output`)
     json_answer: bool = False  # no schema, but a JSON answer wanted (`json_output`)
     hints: Mapping[str, Any] = field(default_factory=dict)  # argument values by name (`input`)
+    pause: Callable[[], Awaitable[None]] | None = None  # each turn's simulated latency
     ledgered: bool = False
 
     def estimate(self, messages: Sequence[Mapping[str, Any]]) -> Estimate:
@@ -43,6 +44,8 @@ class SimModel:
         return Estimate(tokens_in, tokens_out, self.usd_per_turn)
 
     async def reply(self, messages: list[dict[str, Any]], turn: int) -> Turn:
+        if self.pause is not None:
+            await self.pause()
         asked = any(m.get("role") == "tool" for m in messages)
         if self.tools and not asked:
             given = [v for v in self.hints.values() if isinstance(v, str)]
