@@ -53,8 +53,9 @@ class AttemptReporter(UsageSink, Protocol):
 # A guard's check that is a store round trip, not a wait, is not worth an event.
 _REPORTED_WAIT_S = 0.005
 
-# Fields that are data, never rendered: a child's definition, an llm answer's JSON Schema.
-_LITERAL_FIELDS = frozenset({"kind", "definition", "output_schema"})
+# Fields never rendered here: a child's definition, an llm answer's JSON Schema (data), and
+# tools (a tool body renders in its own call's run, where `inputs` are the model's arguments).
+_LITERAL_FIELDS = frozenset({"kind", "definition", "output_schema", "tools"})
 # id -> (action, fields); holding the action keeps its id from being reused by another object.
 _TEMPLATED: dict[int, tuple[Action, tuple[str, ...]]] = {}
 

@@ -228,6 +228,12 @@ class EngineHost:
             )
         return await self._engine.definition(runs[0].definition_digest)
 
+    # -- events ------------------------------------------------------------------------------
+
+    def note(self, ctx: StepContext, event_type: str, payload: dict[str, Any]) -> None:
+        if self._engine.knows(ctx.run_id):  # a step whose run this engine lost says nothing
+            self._engine.emit_for(ctx.run_id, event_type, payload)
+
     def _state(self, ctx: StepContext) -> StepState:
         rt = self._engine.runtime(ctx.run_id)
         return rt.steps[ctx.step_id] if ctx.index is None else rt.instances[ctx.step_id][ctx.index]

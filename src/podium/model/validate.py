@@ -16,9 +16,10 @@ from podium.model.schema import schema_error
 from podium.model.workflow import STEP_POLICY_KEYS, split_action, with_agent
 
 # Action keys that hold no user expressions: the kind tag, an agent name, a child workflow's
-# own definition (its templates are the child's, checked when the child is loaded), and an
-# llm answer's JSON Schema (data, never rendered).
-_NOT_EXPRESSIONS = frozenset({"kind", "definition", "agent", "output_schema"})
+# own definition (its templates are the child's, checked when the child is loaded), an llm
+# answer's JSON Schema (data, never rendered); tools are checked as parts of their own (they
+# render in their call's run, not the step's).
+_NOT_EXPRESSIONS = frozenset({"kind", "definition", "agent", "output_schema", "tools"})
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Part:
     raw: Mapping[str, Any]  # as written, to see the `agent` it names
     action: Mapping[str, Any]  # the action keys after the agent merge
     is_compensation: bool = False
+    is_tool: bool = False  # a tool of an agent step: sees its call's arguments as `inputs`
 
 
 def show(value: Any, limit: int = 80) -> str:
@@ -64,10 +66,14 @@ def semantic_problems(data: Mapping[str, Any], policy: TrustPolicy | None = None
         problems += _policy_problems(step_id, merged, steps, upstream[step_id])
         for part in _parts(step_id, raw_steps[step_id], merged, agents):
             problems += _agent_problems(part, agents)
-            problems += _expression_problems(part, steps, upstream[step_id] | _self(part, step_id))
+            if part.is_tool:
+                problems += _tool_expression_problems(part)
+            else:
+                reads = upstream[step_id] | _self(part, step_id)
+                problems += _expression_problems(part, steps, reads)
             if policy is not None:
                 problems += _trust_problems(part, policy)
-            problems += _llm_problems(part)
+            problems += _llm_problems(part) + _loop_problems(part)
             if part.action.get("kind") == "sim":
                 problems += _schema_problems(part)
     return problems + _input_default_problems(data)
@@ -176,6 +182,39 @@ def _parts(
         if isinstance(alternative, dict):
             merged = with_agent(alternative, agents)
             yield Part(f"{prefix}.{key}", alternative, merged, key == "compensate")
+    for name, tool in _mapping(_mapping(split_action(merged).get("action")).get("tools")).items():
+        if isinstance(tool, dict):
+            yield Part(f"{prefix}.tools.{name}", tool, _tool_action(tool), is_tool=True)
+
+
+def _tool_action(tool: Mapping[str, Any]) -> dict[str, Any]:
+    body = _mapping(tool.get("step")) or tool
+    flat = {k: v for k, v in body.items() if k != "input_schema"}
+    return _mapping(split_action(flat).get("action"))
+
+
+def _tool_expression_problems(part: Part) -> list[Problem]:
+    """A tool runs in its call's own run: it reads `inputs` (the model's arguments), `run`
+    and `secrets`, never another step's output."""
+    problems = []
+    for key, value in part.action.items():
+        if key in _NOT_EXPRESSIONS or key in STEP_POLICY_KEYS:
+            continue
+        location = f"{part.prefix}.{key}"
+        problems += [Problem(location, message) for message in expressions.check(value)]
+        for ref in sorted(expressions.step_refs(value)):
+            message = (
+                f"reads steps.{ref}, but a tool sees only its call's arguments (as inputs),"
+                " run and secrets; pass the value in the step's prompt instead"
+            )
+            problems.append(Problem(location, message))
+    return problems
+
+
+def _loop_problems(part: Part) -> list[Problem]:
+    if part.action.get("loop") is not None and not part.action.get("tools"):
+        return [Problem(f"{part.prefix}.loop", "loop applies to a step with tools (got none)")]
+    return []
 
 
 def _policy_problems(

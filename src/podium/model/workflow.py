@@ -141,6 +141,8 @@ class SimAction(_Action):
     # Answer with a value valid against this JSON Schema (a file path, as an llm step's),
     # drawn from the seed, as an llm step with output_schema would.
     output_schema: dict[str, Any] | str | None = None
+    tools: dict[ToolName, Tool] | None = None  # a simulated agent loop: see docs/agents.md
+    loop: AgentLoop | None = None
 
 
 class WaitAction(_Action):
@@ -158,6 +160,46 @@ class WorkflowAction(_Action):
     definition: dict[str, Any] | None = None  # filled by the loader for file paths
 
 
+# Step keys a tool may not have: a tool is called by its model, not placed in the DAG.
+_DAG_KEYS = ("needs", "trigger", "when", "for_each", "max_parallel", "optional", "compensate")
+
+
+class AgentLoop(_Strict):
+    """The bounds of an agent loop (`loop:` on a step with `tools`); past one the step fails
+    (not retried; its fallback runs) naming the bound. `timeout` counts on the engine clock
+    from the loop's first turn, across attempts and restarts."""
+
+    max_turns: int = Field(10, ge=1, le=1000)  # model calls
+    max_tool_calls: int = Field(50, ge=0, le=10_000)
+    max_usd: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=1)
+    timeout_s: Duration | None = Field(None, alias="timeout")
+
+
+class Tool(_Strict):
+    """A tool the model may call: a step body of any kind, outside the DAG. The model's
+    arguments (checked against `input_schema`) become the body's `input` and its `inputs`."""
+
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+    step: Step
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "step" in data:
+            return data
+        misplaced = [key for key in _DAG_KEYS if key in data]
+        if misplaced:
+            raise ValueError(f"a tool is not part of the DAG: remove {', '.join(misplaced)}")
+        rest = {k: v for k, v in data.items() if k not in ("description", "input_schema")}
+        tool = {k: data[k] for k in ("description", "input_schema") if k in data}
+        return {**tool, "step": {**rest, "id": "call"}}
+
+
+ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
 class LlmAction(_Action):
     """One chat completion from an OpenAI-compatible API (OpenAI, vLLM, Ollama, LiteLLM) or
     Anthropic. A non-empty `input` goes, as JSON, after the `prompt` (or alone, as agent steps'
@@ -170,6 +212,8 @@ class LlmAction(_Action):
     system: str | None = None
     prompt: str | None = None
     messages: list[dict[str, Any]] | None = None  # [{role, content}, ...]
+    tools: dict[ToolName, Tool] | None = None  # an agent loop: see docs/agents.md
+    loop: AgentLoop | None = None
     max_tokens: int = Field(1024, ge=1)
     temperature: float | None = Field(None, ge=0)
     base_url: str | None = None  # unset: the provider's public API
@@ -251,6 +295,12 @@ class Step(_Strict):
             latency = self.action.latency
             return latency.p50 if isinstance(latency, LatencyDist) else latency
         return 1.0
+
+
+Tool.model_rebuild()
+LlmAction.model_rebuild()
+SimAction.model_rebuild()
+Step.model_rebuild()
 
 
 class InputSpec(_Strict):

@@ -149,6 +149,10 @@ class StepHost(Protocol):
         inputs: dict[str, Any],
     ) -> Any: ...
 
+    def note(self, ctx: StepContext, event_type: str, payload: dict[str, Any]) -> None:
+        """Journals an event of the step's run (an agent loop's turn) that changes no status;
+        it commits with the engine's next group commit, in the run's event chain."""
+
 
 class StepRunner(Protocol):
     async def run(self, action: Action, ctx: StepContext, host: StepHost) -> StepResult: ...

@@ -149,20 +149,13 @@ def endpoint(request: LlmRequest) -> str:
     return request.base_url.rstrip("/") + WIRES[request.provider].path
 
 
-def _refuse_key_env(action: LlmAction) -> None:
+def refuse_key_env(action: LlmAction) -> None:
     """Under a trust policy the provider's default key is used, never one the author names."""
     if action.api_key_env is not None:
         raise NonRetryable(
             "api_key_env is not allowed for a definition from the API;"
             " the provider's default key is used"
         )
-
-
-async def _check_policy(action: LlmAction, request: LlmRequest, ctx: StepContext) -> None:
-    """The trust policy's checks, for a caller that sends without `converse` (which checks
-    the egress itself)."""
-    _refuse_key_env(action)
-    await check_egress(ctx, "POST", endpoint(request))
 
 
 class LlmRunner(PooledClient):
@@ -172,7 +165,7 @@ class LlmRunner(PooledClient):
         assert isinstance(action, LlmAction)
         request = build_request(action, ctx.pricing)
         if ctx.policy is not None:
-            _refuse_key_env(action)
+            refuse_key_env(action)
         if action.cache_s is None:
             return await self._complete(request, action.api_key_env, ctx, host)
         return await self._cached(request, action.api_key_env, ctx, host, action.cache_s)
