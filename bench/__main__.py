@@ -1,5 +1,5 @@
 """`python -m bench [--workload W2|all] [--runs K] [--json] [--scale F] [--store-dir DIR]
-[--config embedded|distributed] [--workers 1,2,4]`.
+[--config embedded|distributed] [--workers 1,2,4] [--control] [--trace]`.
 
 Runs each workload K times, each in a fresh subprocess, and reports the median of each figure;
 in the distributed configuration, once per worker count.
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -76,6 +78,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--control", action="store_true",
                         help="configure every control (limits, circuits, capacities, budgets)"
                         " far from binding: what the control layer costs")
+    parser.add_argument("--trace", action="store_true",
+                        help="run each workload with tracing off, then on, exporting over OTLP/HTTP"
+                        " to a throwaway receiver: what tracing costs (embedded)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -83,27 +88,34 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--profile profiles the embedded engine; profile a worker with py-spy")
     if args.worker_concurrency < 1:
         parser.error("--worker-concurrency must be at least 1")
+    if args.trace and args.config == "distributed":
+        parser.error("--trace measures the embedded engine")
     return args
 
 
 def measure(
-    name: str, args: argparse.Namespace, store_dir: Path, workers: int | None = None
+    name: str, args: argparse.Namespace, store_dir: Path, workers: int | None = None,
+    trace: bool = False,
 ) -> dict[str, Any]:
     """Runs one workload `--runs` times and merges the reports (medians plus the raw list).
 
-    `workers` set: the distributed configuration with that many worker processes."""
+    `workers` set: the distributed configuration with that many worker processes; `trace`:
+    with tracing on (the OTEL_* variables of this process say where spans go)."""
     reports = []
     extra: list[str] = ["--control"] if args.control else []
     label = name
+    if trace:
+        extra.append("--trace")
+        label = f"{name}+trace"
     if workers is not None:
         extra += ["--config", "distributed", "--workers", str(workers),
                  "--worker-concurrency", str(args.worker_concurrency)]
         label = f"{name} ({workers} workers)"
     for k in range(1, args.runs + 1):
         note(f"{label}: run {k}/{args.runs} ...")
-        profile = args.profile / f"{name}-{k}.prof" if args.profile else None
-        stem = store_dir / (f"{name.lower()}-{k}" if workers is None else
-                            f"{name.lower()}-w{workers}-{k}")
+        profile = args.profile / f"{label}-{k}.prof" if args.profile else None
+        tag = name.lower() + ("-trace" if trace else "")
+        stem = store_dir / (f"{tag}-{k}" if workers is None else f"{tag}-w{workers}-{k}")
         reports.append(run_isolated(
             name, args.scale, stem.with_suffix(".db"), stem.with_suffix(".json"),
             profile, args.timeout, extra,
@@ -124,15 +136,57 @@ def run_all(args: argparse.Namespace, store_dir: Path) -> tuple[list[dict[str, A
     for name in args.workload:
         for workers in worker_counts:
             try:
-                report = measure(name, args, store_dir, workers)
+                found = [measure(name, args, store_dir, workers)]
+                if args.trace:
+                    found.append(traced(name, args, store_dir, found[0]))
             except BenchError as exc:
                 note(f"error: {exc}")
                 status = 1
                 continue
-            reports.append(report)
-            if args.json:
-                print(json.dumps(report), flush=True)
+            for report in found:
+                reports.append(report)
+                if args.json:
+                    print(json.dumps(report), flush=True)
     return reports, status
+
+
+def traced(
+    name: str, args: argparse.Namespace, store_dir: Path, untraced: dict[str, Any]
+) -> dict[str, Any]:
+    """The workload again with tracing on, exporting to a throwaway OTLP receiver (its own
+    process, as a collector would be); the report says what tracing cost against `untraced`."""
+    count_file = store_dir / f"{name.lower()}-spans.txt"
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "bench.otlp_sink", str(count_file)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert sink.stdout is not None
+        endpoint = sink.stdout.readline().strip()
+        saved = {k: os.environ.get(k) for k in _OTEL}
+        os.environ.update({
+            "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_SERVICE_NAME": "podium-bench",
+        })
+        try:
+            report = measure(name, args, store_dir, trace=True)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    report["workload"] = f"{name}+trace"
+    report["spans_received"] = int(count_file.read_text()) if count_file.exists() else 0
+    slower = untraced["workflows_per_s"] / report["workflows_per_s"] - 1
+    report["trace_cost_pct"] = round(100 * slower, 1)
+    return report
+
+
+_OTEL = ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

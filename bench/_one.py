@@ -37,6 +37,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="runs one worker executes at once (distributed)")
     parser.add_argument("--control", action="store_true",
                         help="configure the control layer, not binding (bench/control.toml)")
+    parser.add_argument("--trace", action="store_true",
+                        help="trace the runs, exporting as the OTEL_* variables say (embedded)")
     args = parser.parse_args(argv)
     if args.config == "embedded" and args.db is None:
         parser.error("--db is required with --config embedded")
@@ -66,12 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             coro = run_distributed(spec, settings, args.workers, args.worker_concurrency)
         else:
-            coro = run_workload(spec, args.db, settings)
+            coro = run_workload(spec, args.db, settings, trace=args.trace)
         report = _run(coro, args.profile)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     report["control"] = args.control
+    report["trace"] = args.trace
     args.out.write_text(json.dumps(report))
     return 0
 

@@ -19,6 +19,7 @@ from bench.measure import BenchError, peak_rss_mib, percentiles, take_decision_l
 from bench.workloads import Spec
 from podium.bus import open_bus
 from podium.engine.engine import Engine
+from podium.observe.tracing import Tracing
 from podium.settings import Settings
 from podium.store import RunState, Store, open_store
 
@@ -107,13 +108,23 @@ def build_report(
     }
 
 
-async def run_workload(spec: Spec, db_path: Path, settings: Settings) -> dict[str, Any]:
-    """Runs `spec` on a fresh SQLite file and reports its figures."""
+async def run_workload(
+    spec: Spec, db_path: Path, settings: Settings, *, trace: bool = False
+) -> dict[str, Any]:
+    """Runs `spec` on a fresh SQLite file and reports its figures; `trace`: with tracing on,
+    exporting as the OTEL_* variables say (spans left at the end are flushed after `wall_s`)."""
     tasks.TIMES.clear()
     decisions: array[float] = array("d")  # compact: W6 collects 90,000 of them
     rss_before = peak_rss_mib()
+    tracing = Tracing.from_env() if trace else None
+    if trace and tracing is None:
+        raise BenchError("--trace: the OTEL_* variables configure no exporter")
     async with open_store(f"sqlite:///{db_path}") as store, open_bus("memory://") as bus:
         async with Engine(store, bus, settings) as engine:
+            if tracing is not None:
+                tracing.install(engine)
             timings = await drive(engine, spec, decisions)
+        if tracing is not None:
+            tracing.shutdown()
         rows = await load_rows(store, timings)
     return build_report(spec, settings, timings, rows, decisions, rss_before)

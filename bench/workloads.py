@@ -1,4 +1,4 @@
-"""The workloads W1–W6 of WORKLOADS.md, built as workflow dicts and validated into `Workflow`s.
+"""The workloads W1–W6 of bench/README.md, built as workflow dicts and validated into `Workflow`s.
 
 A `Spec` says what to run, how many runs go at once (`concurrency`) and how many rounds follow.
 """

@@ -17,7 +17,7 @@ async def extract(batch: int) -> dict[str, Any]:
     return {"records": records}
 
 
-def transform(record: dict[str, Any], ctx: Any) -> dict[str, Any]:
+def transform(record: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
     # Sync bodies run in threads; ctx.idempotency_key would be the dedup key for a real sink.
     return {"id": record["id"], "amount": record["amount_cents"] / 100, "key": ctx.idempotency_key}
 

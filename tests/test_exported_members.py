@@ -12,8 +12,8 @@ def test_the_public_api_is_exactly_what_is_documented() -> None:
         "Engine", "Event", "NonRetryable", "Plan", "PodiumError", "Retry", "RunFinished",
         "RunNotFound", "RunSummary", "Settings", "Step", "StepContext", "StepError",
         "StepResult", "StepTimedOut", "Workflow", "WorkflowInvalid", "__version__",
-        "build_plan", "load_workflow", "open_bus", "open_store", "parse_workflow", "run",
-        "run_async",
+        "build_plan", "from_yaml", "load_workflow", "open_bus", "open_store", "parse_workflow",
+        "run", "run_async", "sdk",
     }
     for name in podium.__all__:
         assert hasattr(podium, name), name

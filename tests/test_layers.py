@@ -32,8 +32,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "engine": _BELOW_ENGINE,
     "observe": _BELOW_API - {"observe"},
     "api": _BELOW_API,
-    "podium": _BELOW_API,
-    "cli": _BELOW_API | {"api", "podium"},
+    # sdk: workflows defined in Python, with the rights of the SDK it belongs to.
+    "sdk": _BELOW_API,
+    "podium": _BELOW_API | {"sdk"},
+    "cli": _BELOW_API | {"api", "podium", "sdk"},
 }
 
 # Pairs of modules (paths under src/podium) that must not import each other's way.

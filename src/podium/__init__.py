@@ -1,6 +1,7 @@
 """podium: a durable orchestration engine for AI-agent and workflow pipelines.
 
-The public SDK: define or load a workflow, open a store and a bus, run it with an Engine.
+The public SDK: define (`podium.sdk`, in Python) or load (YAML) a workflow, open a store and a
+bus, run it with an Engine.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from podium import check
+from podium import check, sdk
 from podium.bus import open_bus
 from podium.control.secrets import load_secrets
 from podium.engine.engine import Engine
@@ -30,6 +31,7 @@ from podium.events import Event
 from podium.model import Step, Workflow
 from podium.model.policy import TrustPolicy
 from podium.plan import Plan, build_plan
+from podium.sdk import WorkflowDef, from_yaml
 from podium.settings import Settings
 from podium.steps import StepContext, StepResult
 from podium.store import open_store
@@ -63,12 +65,15 @@ def parse_workflow(
 
 
 async def run_async(
-    workflow: Workflow, inputs: Mapping[str, Any] | None = None, *,
+    workflow: Workflow | WorkflowDef, inputs: Mapping[str, Any] | None = None, *,
     settings: Settings | None = None,
 ) -> RunSummary:
-    """Runs one workflow to the end on the configured store and bus; returns its summary.
-    Without `settings`, `Settings()`: PODIUM_* variables, PODIUM_CONFIG, PODIUM_PRICING_FILE."""
+    """Runs one workflow (loaded, or a `@podium.sdk.workflow`) to the end on the configured
+    store and bus; returns its summary. Without `settings`, `Settings()`: PODIUM_* variables,
+    PODIUM_CONFIG, PODIUM_PRICING_FILE."""
     settings = settings or Settings()
+    if isinstance(workflow, WorkflowDef):
+        workflow = workflow.build(settings=settings)
     secrets = load_secrets(settings.control.secrets, os.environ)
     async with open_store(settings.store, durability=settings.durability) as store, \
             open_bus(settings.bus) as bus, Engine(store, bus, settings, secrets=secrets) as engine:
@@ -76,7 +81,7 @@ async def run_async(
 
 
 def run(
-    workflow: Workflow, inputs: Mapping[str, Any] | None = None, *,
+    workflow: Workflow | WorkflowDef, inputs: Mapping[str, Any] | None = None, *,
     settings: Settings | None = None,
 ) -> RunSummary:
     """Blocking form of `run_async`, for scripts and notebooks without an event loop."""
@@ -103,10 +108,12 @@ __all__ = [
     "WorkflowInvalid",
     "__version__",
     "build_plan",
+    "from_yaml",
     "load_workflow",
     "open_bus",
     "open_store",
     "parse_workflow",
     "run",
     "run_async",
+    "sdk",
 ]

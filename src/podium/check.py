@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from podium.model import expressions, loader
+from podium.model.advice import schema_read_problems
 from podium.model.policy import TrustPolicy
 from podium.model.pricing import DEFAULT_PRICING, Pricing, missing_price
 from podium.model.validate import Part, Problem, action_parts, step_needs
@@ -46,7 +47,8 @@ def parse_workflow(
 
 @dataclass(frozen=True)
 class WorkflowChecks:
-    """The `loader.Check` of this layer: cycles, then each action's call and model price."""
+    """The `loader.Check` of this layer: cycles, each action's call and model price, and
+    reads of structured llm answers against their schemas."""
 
     pricing: Pricing
     resolve_calls: bool = True
@@ -60,7 +62,7 @@ class WorkflowChecks:
             if self.resolve_calls and f"{part.prefix}.call" not in reported:
                 problems += _call_problems(part)
             problems += _price_problems(part, self.pricing)
-        return problems
+        return problems + schema_read_problems(data)
 
 
 def _cycle_problems(needs: Mapping[str, list[str]]) -> Iterator[Problem]:

@@ -182,10 +182,11 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/v1/queue"): Sample("GET", "/v1/queue"),
     ("GET", "/v1/spend"): Sample("GET", "/v1/spend"),
     ("GET", "/v1/budgets"): Sample("GET", "/v1/budgets"),
+    ("GET", "/metrics"): Sample("GET", "/metrics"),
 }
 
 REFUSED_KEYS = ("anonymous", "bad key", "revoked", "expired")
-ROLE_CALLERS = ("viewer", "operator", "developer", "admin")
+ROLE_CALLERS = ("metrics", "viewer", "operator", "developer", "admin")
 SCOPED = "scoped admin, other team"
 CALLERS = (*REFUSED_KEYS, *ROLE_CALLERS, SCOPED)
 

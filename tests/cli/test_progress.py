@@ -123,7 +123,7 @@ def test_the_summary_panel_counts_retries_and_names_fallbacks_compensations_and_
     assert rows["fallbacks used"].strip() == "write"
     assert rows["compensations"].strip() == "fetch"
     assert rows["failed: write"].strip() == "HTTP 503"
-    assert rows["cost"].strip() == "$0.2500 · tokens 10 in / 5 out"
+    assert rows["cost"].strip() == "$0.25 · tokens 10 in / 5 out"  # as `podium spend` says
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Budgets in the engine (DESIGN §3.9): run, workflow and global scopes, block and throttle.
+"""Budgets in the engine: run, workflow and global scopes, block and throttle.
 
 Every test runs on SQLite and PostgreSQL; calls are counted where they land (the fake LLM
 server's request log, the spend ledger), never by asking the guard.
@@ -182,6 +182,21 @@ async def test_the_warning_is_recorded_once_when_spend_crosses_the_threshold(
     # The fifth call is the one that crosses $0.50: four were spent before it.
     assert warning.payload["spent_usd"] == pytest.approx(0.4)
     assert warning.payload["step"] == "s4"
+
+
+async def test_a_refused_call_emits_no_budget_warning(store: Store) -> None:
+    # The run budget refuses the first run's call, the daily window the second's: neither
+    # call is made, so neither may warn that spend is about to cross a threshold.
+    settings = settings_with(daily_usd=0.15, warn_at=0.5)
+    over_run = chain("over-run", 1, sim(0.2), budget={"usd": 0.1, "warn_at": 0.5})
+    over_day = chain("over-day", 1, sim(0.2), budget={"usd": 10.0, "warn_at": 0.01})
+    async with engine_on(store, settings) as engine:
+        first = await engine.run(over_run)
+        second = await engine.run(over_day)
+
+    assert (first.steps["s0"].error or "").startswith("budget_exceeded: the run budget")
+    assert (second.steps["s0"].error or "").startswith("budget_exceeded: the global daily")
+    assert await events_of(store, "system.cost.budget.warning") == []
 
 
 async def test_throttle_waits_until_the_rolling_window_has_room_then_proceeds(

@@ -1,4 +1,4 @@
-"""Circuit breakers (DESIGN §3.3) through the engine, on both stores.
+"""Circuit breakers through the engine, on both stores.
 
 closed -> open after N failures -> half-open after the cool-down -> closed after M trial
 successes; an open circuit sends the step straight to its fallback without calling it.

@@ -1,4 +1,4 @@
-"""The priority queue (DESIGN §3.7): strict priority then FIFO, TTL -> expired -> DLQ.
+"""The priority queue: strict priority then FIFO, TTL -> expired -> DLQ.
 
 On both stores; `podium queue` reads depth and oldest wait per priority from the store.
 """

@@ -1,4 +1,4 @@
-"""Resource admission (DESIGN §3.8): queue, degrade, reject; reservations released on every
+"""Resource admission: queue, degrade, reject; reservations released on every
 path, and after SIGKILL of their holder once its lease-long TTL passes. Both stores."""
 
 from __future__ import annotations

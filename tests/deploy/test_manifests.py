@@ -136,7 +136,13 @@ def test_the_worker_outlives_its_drain_and_is_probed_without_a_port() -> None:
     assert box["args"][:3] == ["worker", "--concurrency", "100"]
     grace_s = dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace_s == 45 and grace_s > drain_s(box["args"])
-    assert "exec" in box["livenessProbe"] and "ports" not in box
+    assert "exec" in box["livenessProbe"]
+    (port,) = box["ports"]  # its one port is for Prometheus, announced to it
+    args = box["args"]
+    assert port["name"] == "metrics"
+    assert str(port["containerPort"]) == args[args.index("--metrics-port") + 1]
+    annotations = dep["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port["containerPort"])
 
 
 def test_env_references_resolve_to_the_configmap_the_secret_and_earlier_variables() -> None:
@@ -152,6 +158,8 @@ def test_env_references_resolve_to_the_configmap_the_secret_and_earlier_variable
             elif "secretKeyRef" in source:
                 ref = source["secretKeyRef"]
                 assert ref["key"] in secrets[ref["name"]]["stringData"]
+            elif "fieldRef" in source:
+                assert source["fieldRef"]["fieldPath"] == "status.podIP"
             else:
                 used = set(re.findall(r"\$\((\w+)\)", var["value"]))
                 assert used <= defined, f"{var['name']} uses {used - defined} before defining it"
@@ -179,12 +187,16 @@ def test_the_autoscalers_target_the_worker_deployment() -> None:
         assert target.get("kind", "Deployment") == "Deployment"
     (metric,) = hpa["spec"]["metrics"]
     assert metric["type"] == "External"
-    assert metric["external"]["metric"]["name"] == "podium_queue_depth"
+    # A metric podium exports (tests/observe/test_metrics_names.py checks the exposition).
+    assert metric["external"]["metric"]["name"] == "podium_desired_workers"
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "1"}
+    (prometheus,) = [t for t in scaled["spec"]["triggers"] if t["type"] == "prometheus"]
+    assert prometheus["metadata"]["query"] == "max(podium_desired_workers)"
 
 
 def test_the_keda_scaler_watches_the_streams_and_group_the_redis_bus_uses() -> None:
     (scaled,) = of_kind("ScaledObject")
-    triggers = scaled["spec"]["triggers"]
+    triggers = [t for t in scaled["spec"]["triggers"] if t["type"] != "prometheus"]
     assert all(t["type"] == "redis-streams" for t in triggers)
     assert {t["metadata"]["consumerGroup"] for t in triggers} == {redis_bus.GROUP}
     streams = [t["metadata"]["stream"] for t in triggers]

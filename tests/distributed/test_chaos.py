@@ -2,7 +2,7 @@
 Redis and PostgreSQL each restart once. Nothing is lost, no committed step runs again.
 
 Every step body appends `idempotency_key nonce` to a side-effect file, then returns the nonce;
-10% of attempts fail (before or after the side effect). The proof (DESIGN §3.4-5): every run
+10% of attempts fail (before or after the side effect). The proof: every run
 succeeded, every step has exactly one `agent.task.completed`, and its committed nonce is the
 LAST line written for its key: no body ran again after its result was committed.
 

@@ -1,4 +1,4 @@
-"""DESIGN §3.4-5: SIGKILL at random moments, restart, and check nothing is lost or repeated.
+"""Durability: SIGKILL at random moments, restart, and check nothing is lost or repeated.
 
 A real subprocess runs the engine; its python steps append 'key nonce' lines to a file.
 """

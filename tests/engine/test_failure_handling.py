@@ -1,4 +1,4 @@
-"""DESIGN §3.2: retry → fallback → optional/degraded → fail, cancel, compensate, dead-letter."""
+"""Failure handling: retry → fallback → optional/degraded → fail, cancel, compensate, DLQ."""
 
 from __future__ import annotations
 

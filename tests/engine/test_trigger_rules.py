@@ -1,4 +1,4 @@
-"""DESIGN §3.1: trigger rules and `when` decide which steps run and which are skipped."""
+"""Trigger rules and `when` decide which steps run and which are skipped."""
 
 from __future__ import annotations
 

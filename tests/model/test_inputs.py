@@ -1,4 +1,4 @@
-"""Run inputs (DESIGN §7 "Inputs"): `-i k=v`, inputs files, defaults, required inputs and types."""
+"""Run inputs: `-i k=v`, inputs files, defaults, required inputs and types."""
 
 from __future__ import annotations
 

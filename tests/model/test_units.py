@@ -1,4 +1,4 @@
-"""Durations and sizes: every form DESIGN §2 allows, and clear refusals of the rest."""
+"""Durations and sizes: every form the format allows, and clear refusals of the rest."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Loading and validating workflows: every rejection of DESIGN §2, one line per problem (§7)."""
+"""Loading and validating workflows: every rejection of the format, one line per problem."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from podium.errors import WorkflowInvalid
 from podium.model import Workflow
 from podium.model.workflow import HttpAction, PythonAction, SimAction, WorkflowAction
 
-# DESIGN §2's example, with the kinds not built yet swapped: `llm` -> `sim`, `n8n` -> `http`.
-DESIGN_EXAMPLE = """\
+# The format's reference example, with `llm` -> `sim` and `n8n` -> `http` (no provider here).
+REFERENCE_EXAMPLE = """\
 name: content-pipeline
 version: 1
 priority: normal
@@ -99,7 +99,7 @@ def write(directory: Path, name: str, text: str) -> Path:
 
 
 def test_the_design_example_workflow_is_valid(tmp_path: Path) -> None:
-    wf = load_workflow(write(tmp_path, "pipeline.yaml", DESIGN_EXAMPLE))
+    wf = load_workflow(write(tmp_path, "pipeline.yaml", REFERENCE_EXAMPLE))
 
     assert wf.name == "content-pipeline"
     assert wf.timeout_s == 300.0
@@ -118,10 +118,10 @@ def test_the_design_example_workflow_is_valid(tmp_path: Path) -> None:
 
 
 def test_the_design_example_loads_from_json_too(tmp_path: Path) -> None:
-    data = yaml.safe_load(DESIGN_EXAMPLE)
+    data = yaml.safe_load(REFERENCE_EXAMPLE)
     path = tmp_path / "pipeline.json"
     path.write_text(json.dumps(data))
-    assert load_workflow(path) == load_workflow(write(tmp_path, "pipeline.yml", DESIGN_EXAMPLE))
+    assert load_workflow(path) == load_workflow(write(tmp_path, "pipeline.yml", REFERENCE_EXAMPLE))
 
 
 def test_step_keys_override_agent_keys() -> None:
@@ -147,7 +147,7 @@ def test_an_agent_sets_the_kind_of_a_fallback_too() -> None:
 
 
 def test_a_workflow_round_trips_through_its_canonical_json(tmp_path: Path) -> None:
-    wf = load_workflow(write(tmp_path, "pipeline.yaml", DESIGN_EXAMPLE))
+    wf = load_workflow(write(tmp_path, "pipeline.yaml", REFERENCE_EXAMPLE))
     canonical = wf.to_json()
     assert Workflow.model_validate(canonical) == wf
     assert Workflow.model_validate(json.loads(json.dumps(canonical))) == wf
@@ -155,7 +155,7 @@ def test_a_workflow_round_trips_through_its_canonical_json(tmp_path: Path) -> No
 
 
 def test_parsing_leaves_the_given_data_unchanged() -> None:
-    data = yaml.safe_load(DESIGN_EXAMPLE)
+    data = yaml.safe_load(REFERENCE_EXAMPLE)
     before = copy.deepcopy(data)
     parse_workflow(data, "wf.yaml")
     assert data == before

@@ -210,7 +210,7 @@ def _workflow(steps: dict[str, dict[str, Any]]) -> Workflow:
 
 
 def _content_pipeline() -> Workflow:
-    """The shape of DESIGN §2's example, with simulated steps."""
+    """The shape of the format's reference example, with simulated steps."""
     return _workflow({
         "research": {"kind": "sim", "latency": "20ms", "estimate": "2s",
                      "resources": {"cpu": 1, "memory": "256Mi", "api_calls": 1}},

@@ -21,7 +21,7 @@ from podium.model.workflow import HttpAction
 from podium.steps.base import StepContext, StepResult
 from podium.steps.http import HttpRunner, retry_after_s
 
-TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$")
 
 
 class _Handler(BaseHTTPRequestHandler):

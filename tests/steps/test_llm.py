@@ -10,42 +10,21 @@ from typing import Any
 
 import pytest
 from fake_providers import ANTHROPIC_KEY, OPENAI_KEY, FakeServer, running
+from llmlib import KEYS, FakeHost
+from llmlib import run_spec as _run
+from llmlib import spec as _spec
 
 import podium
 from podium.bus import open_bus
 from podium.check import parse_workflow
-from podium.clock import FakeClock
 from podium.engine.engine import Engine
 from podium.errors import NonRetryable, Retry, StepError, WorkflowInvalid
 from podium.model.llm import compress
-from podium.model.pricing import DEFAULT_PRICING, Pricing, load_pricing
+from podium.model.pricing import load_pricing
 from podium.model.workflow import LlmAction, Workflow
 from podium.settings import Settings
-from podium.steps.base import StepContext, StepResult
 from podium.steps.llm import CACHE_STATS, LlmRunner
 from podium.store import open_store
-
-KEYS = {"OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY}
-
-
-class FakeHost:
-    """The two StepHost services the llm kind uses: secrets and the response cache, whose
-    entries expire by `clock` (as the store's do by its clock)."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.clock = FakeClock()
-        self.cache: dict[str, tuple[Any, float]] = {}
-
-    def secret(self, name: str) -> str | None:
-        return self.env.get(name)
-
-    async def cache_get(self, key: str) -> Any | None:
-        value, expires_at = self.cache.get(key, (None, 0.0))
-        return value if expires_at > self.clock.now() else None
-
-    async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
-        self.cache[key] = (json.loads(json.dumps(value)), self.clock.now() + ttl_s)
 
 
 @pytest.fixture
@@ -68,35 +47,6 @@ def host() -> FakeHost:
     return FakeHost(dict(KEYS))
 
 
-def _ctx(timeout_s: float = 5, pricing: Pricing = DEFAULT_PRICING) -> StepContext:
-    return StepContext(
-        run_id="run-1", step_id="ask", attempt=1, index=None, item=None,
-        idempotency_key="run-1/ask", inputs={}, workflow="w", timeout_s=timeout_s,
-        pricing=pricing,
-    )
-
-
-def _base_url(server: FakeServer, provider: str, behaviour: str | None = None) -> str:
-    prefix = f"{server.url}/{behaviour}" if behaviour else server.url
-    return f"{prefix}/v1" if provider == "openai" else prefix
-
-
-def _spec(server: FakeServer, provider: str = "openai", **keys: Any) -> dict[str, Any]:
-    model = "gpt-4o-mini" if provider == "openai" else "claude-3-5-haiku-latest"
-    behaviour = keys.pop("behaviour", None)
-    base_url = _base_url(server, provider, behaviour)
-    return {"provider": provider, "model": model, "base_url": base_url,
-            "prompt": "say: hello world", **keys}
-
-
-async def _run(
-    runner: LlmRunner, host: FakeHost, spec: dict[str, Any], timeout_s: float = 5,
-    pricing: Pricing = DEFAULT_PRICING,
-) -> StepResult:
-    action = LlmAction.model_validate({"kind": "llm", **spec})
-    return await runner.run(action, _ctx(timeout_s, pricing), host)  # type: ignore[arg-type]
-
-
 # -- replies, usage, cost ---------------------------------------------------------------------
 
 
@@ -110,7 +60,7 @@ async def test_openai_gives_text_usage_and_cost(
     assert result.output == {
         "text": "hello world",
         "model": "gpt-4o-mini-2024-07-18",
-        "usage": {"input": 5, "output": 2},
+        "usage": {"input": 5, "output": 2, "cache_read": 0, "cache_write": 0},
         "finish_reason": "stop",
     }
     assert (result.tokens_in, result.tokens_out, result.model) == (5, 2, "gpt-4o-mini")
@@ -141,7 +91,7 @@ async def test_anthropic_gives_text_usage_and_cost(
     assert result.output == {
         "text": "hello world",
         "model": "claude-3-5-haiku-latest",
-        "usage": {"input": 5, "output": 2},
+        "usage": {"input": 5, "output": 2, "cache_read": 0, "cache_write": 0},
         "finish_reason": "end_turn",
     }
     assert (result.tokens_in, result.tokens_out) == (5, 2)
@@ -389,7 +339,9 @@ async def test_an_identical_request_is_answered_from_the_cache_at_no_cost(
 
     assert len(server.requests) == 1
     assert first.output["cached"] is False and first.cost_usd > 0
-    assert second.output == {**first.output, "cached": True}
+    # A hit's output shows the usage the ledger books for it: none.
+    zero = {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0}
+    assert second.output == {**first.output, "usage": zero, "cached": True}
     assert (second.cost_usd, second.tokens_in, second.tokens_out) == (0, 0, 0)
     assert CACHE_STATS["hits"] == before["hits"] + 1
     assert CACHE_STATS["misses"] == before["misses"] + 1
@@ -520,7 +472,9 @@ async def test_the_engine_answers_a_repeated_cached_llm_step_without_a_call_or_c
 
     assert len(server.requests) == 1
     assert first.cost_usd > 0 and first.outputs["ask"]["cached"] is False
-    assert second.outputs["ask"] == {**first.outputs["ask"], "cached": True}
+    zero = {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0}
+    assert first.outputs["ask"]["usage"]["input"] > 0
+    assert second.outputs["ask"] == {**first.outputs["ask"], "usage": zero, "cached": True}
     assert (second.cost_usd, second.tokens.input, second.tokens.output) == (0, 0, 0)
 
 

@@ -27,7 +27,7 @@ class CreateKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")
-    role: Literal["viewer", "operator", "developer", "admin"]
+    role: Literal["metrics", "viewer", "operator", "developer", "admin"]
     scope: str | None = Field(None, min_length=1, max_length=200,
                               description="a glob over workflow names, e.g. team-a-*")
     expires: str | None = Field(None, description="a duration: 90d, 12h; none: never")

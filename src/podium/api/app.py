@@ -22,6 +22,7 @@ from podium.api import (
     events,
     health,
     history,
+    metrics,
     pauses,
     runs,
     schedules,
@@ -42,7 +43,7 @@ from podium.engine.engine import Engine
 
 ROUTERS = (
     runs, history, workflows, events, dlq, pauses, circuits, schedules, system, health,
-    access, audit,
+    access, audit, metrics,
 )
 
 
@@ -113,7 +114,8 @@ def _middleware(
     stack += [
         Middleware(OriginCheck, cors_origins=control.api.cors_origins,
                    form_paths=dashboard.is_dashboard),
-        Middleware(AuthMiddleware, auth=auth, bypass=dashboard.is_dashboard),
+        Middleware(AuthMiddleware, auth=auth, open_metrics=control.metrics.auth,
+                   bypass=dashboard.is_dashboard),
         Middleware(dashboard.DashboardGate, auth=auth, sessions=sessions),
         Middleware(
             BodyGuard, max_bytes=control.security.max_request_bytes,

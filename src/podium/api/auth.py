@@ -15,7 +15,7 @@ from podium.api.roles import ROLE_PERMISSIONS, ROLES, Permission
 from podium.events import Actor
 
 __all__ = [
-    "PUBLIC_PATHS", "ROLES", "ROLE_PERMISSIONS", "SCOPED_PERMISSIONS", "Permission",
+    "METRICS_PATH", "PUBLIC_PATHS", "ROLES", "ROLE_PERMISSIONS", "SCOPED_PERMISSIONS", "Permission",
     "Principal", "Refused", "declared_checks", "forbidden", "permit", "principal_of",
     "unauthorized",
 ]
@@ -40,6 +40,8 @@ class Principal:
 
 # The probes: no key, no Host check (a kubelet probes the pod's address), no detail in bodies.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+# Prometheus's scrape path: a key with `metrics:read`, unless `[metrics] auth` opens it.
+METRICS_PATH = "/metrics"
 
 # What a key scoped to a workflow pattern may still use: routes about runs and definitions,
 # which filter by workflow. System-wide routes (workers, keys, audit, queue...) answer 403.

@@ -36,7 +36,7 @@ async def events(
     elif principal.scope is not None:
         raise forbidden("a key scoped to workflows must name a run (`run_id`)")
     return StreamingResponse(
-        stream_events(engine.store, engine.bus, streams, run_id),
+        stream_events(engine.store, engine.bus, streams, run_id, engine.transient),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )

@@ -6,6 +6,7 @@ Failed attempts are counted per client address; past the limit they get 429 inst
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import math
 import time
 from collections import OrderedDict, deque
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from podium.api.auth import PUBLIC_PATHS, Principal, Refused, unauthorized
+from podium.api.auth import METRICS_PATH, PUBLIC_PATHS, Principal, Refused, unauthorized
 from podium.api.errors import error_response, status_for
 from podium.api.keys import VerifiedKeys, parse_token, verify
 from podium.errors import PodiumError
@@ -178,13 +179,17 @@ def client_of(conn: HTTPConnection) -> str:
 
 class AuthMiddleware:
     """Authenticates every request but the probes before its body is read; the principal
-    goes to `request.state.principal`, where `permit` checks its role."""
+    goes to `request.state.principal`, where `permit` checks its role. `open_metrics`
+    (`[metrics] auth`): `/metrics` without a key from loopback (`loopback`) or anywhere
+    (`none`) acts as the `metrics` role; a key sent is checked all the same."""
 
     def __init__(
-        self, app: ASGIApp, auth: Authenticator, bypass: Callable[[str], bool] | None = None
+        self, app: ASGIApp, auth: Authenticator, open_metrics: str = "key",
+        bypass: Callable[[str], bool] | None = None,
     ) -> None:
         self.app = app
         self.auth = auth
+        self.open_metrics = open_metrics
         # Paths whose callers are authenticated further in (the dashboard's session cookie).
         self.bypass = bypass or (lambda path: False)
 
@@ -194,6 +199,12 @@ class AuthMiddleware:
             return
         conn = HTTPConnection(scope)
         client = client_of(conn)
+        if self._open_scrape(scope, conn, client):
+            scope.setdefault("state", {})["principal"] = Principal(
+                Actor(ANONYMOUS, client=client), "metrics", None
+            )
+            await self.app(scope, receive, send)
+            return
         try:
             principal = await self.auth.authenticate(conn.headers.get("authorization"), client)
         except Refused as refused:
@@ -206,6 +217,21 @@ class AuthMiddleware:
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+
+    def _open_scrape(self, scope: Scope, conn: HTTPConnection, client: str) -> bool:
+        if self.open_metrics == "key" or scope["path"] != METRICS_PATH:
+            return False
+        if "authorization" in conn.headers:
+            return False
+        return self.open_metrics == "none" or is_loopback_address(client)
+
+
+def is_loopback_address(client: str) -> bool:
+    try:
+        return ipaddress.ip_address(client).is_loopback
+    except ValueError:
+        return False  # "unknown", or a name: not provably local
 
 
 async def _refused_in_route(request: Request, exc: Exception) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""Permissions and the roles that hold them: viewer ⊂ operator ⊂ developer ⊂ admin.
+"""Permissions and the roles that hold them: metrics ⊂ viewer ⊂ operator ⊂ developer ⊂ admin.
 
 Plain data, without FastAPI, so the CLI can check a role name without loading the server.
 """
@@ -22,9 +22,12 @@ class Permission(StrEnum):
     KEYS_ADMIN = "keys:admin"
     AUDIT_READ = "audit:read"
     SETTINGS_ADMIN = "settings:admin"  # budgets and control settings
+    METRICS_READ = "metrics:read"  # `/metrics`: counts and gauges, no run ids or payloads
 
 
-_VIEWER = frozenset({Permission.RUNS_READ, Permission.SYSTEM_READ})
+# A scraper's key (Prometheus keeps it in its config): it reads `/metrics` and nothing else.
+_METRICS = frozenset({Permission.METRICS_READ})
+_VIEWER = _METRICS | {Permission.RUNS_READ, Permission.SYSTEM_READ}
 _OPERATOR = _VIEWER | {
     Permission.RUNS_SUBMIT, Permission.RUNS_CANCEL, Permission.RUNS_SIGNAL,
     Permission.DLQ_WRITE, Permission.PAUSES_WRITE, Permission.CIRCUITS_WRITE,
@@ -32,8 +35,9 @@ _OPERATOR = _VIEWER | {
 _DEVELOPER = _OPERATOR | {Permission.WORKFLOWS_WRITE, Permission.SCHEDULES_WRITE}
 _ADMIN = frozenset(Permission)
 
-# viewer ⊂ operator ⊂ developer ⊂ admin
+# metrics ⊂ viewer ⊂ operator ⊂ developer ⊂ admin
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
-    "viewer": _VIEWER, "operator": _OPERATOR, "developer": _DEVELOPER, "admin": _ADMIN,
+    "metrics": _METRICS, "viewer": _VIEWER, "operator": _OPERATOR, "developer": _DEVELOPER,
+    "admin": _ADMIN,
 }
 ROLES = tuple(ROLE_PERMISSIONS)

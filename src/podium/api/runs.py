@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,6 +18,7 @@ from podium.engine.summary import RunSummary
 from podium.errors import RunNotFound
 from podium.events import utc_iso
 from podium.model.workflow import Workflow
+from podium.observe.context import parse_traceparent
 from podium.store.records import RUN_STATUSES, RunState
 from podium.store.roles import RunStore, WorkflowRegistry
 
@@ -51,10 +52,18 @@ async def submit_run(
     engine: EngineDep,
     response: Response,
     principal: Annotated[Principal, permit(Permission.RUNS_SUBMIT)],
+    traceparent: Annotated[
+        str | None,
+        Header(description="W3C trace context: the run's trace hangs under this span"),
+    ] = None,
 ) -> dict[str, str]:
     workflow = await registered_workflow(engine.store, principal, body.workflow_name, body.digest)
-    # A definition from the API runs under `[security]`'s rules, never as trusted code.
-    run_id = await engine.submit(workflow, body.inputs, trusted=False, actor=principal.actor)
+    # A definition from the API runs under `[security]`'s rules, never as trusted code. An
+    # invalid traceparent is ignored, as the W3C recommendation says: the run starts a trace.
+    run_id = await engine.submit(
+        workflow, body.inputs, trusted=False, actor=principal.actor,
+        trace_parent=parse_traceparent(traceparent),
+    )
     response.headers["Location"] = f"/v1/runs/{run_id}"
     return {"run_id": run_id}
 

@@ -1,6 +1,8 @@
 """Server-Sent Events over the bus: `event: <event_type>`, `data: <event JSON>`.
 
-A run's stream replays the run's stored events, then follows the bus until `run.completed`.
+A run's stream replays the run's stored events, then follows the bus until `run.completed`;
+beside them come the run's transient notices (`event: llm.delta`, no `id:`: never stored,
+so never replayed), as the steps this process runs stream them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from podium.bus.base import Bus
+from podium.bus.transient import Listener, Notice, Transient
 from podium.events import Event
 from podium.store.base import Store
 from podium.store.roles import EventLog
@@ -37,6 +40,14 @@ def sse(event: Event) -> str:
     return f"id: {event.event_id}\nevent: {event.event_type}\ndata: {data}\n\n"
 
 
+def sse_notice(notice: Notice) -> str:
+    data = json.dumps(
+        {"correlation_id": notice.run_id, "event_type": notice.kind, "payload": notice.payload},
+        separators=(",", ":"), ensure_ascii=False, default=str,
+    )
+    return f"event: {notice.kind}\ndata: {data}\n\n"
+
+
 KEEPALIVE = ": keepalive\n\n"  # an SSE comment: clients ignore it
 
 
@@ -45,25 +56,38 @@ class _Ended(Exception):
 
 
 class _Live:
-    """The bus subscription, read one event at a time with a deadline."""
+    """The bus subscription, read one event at a time with a deadline; a run's notices, when
+    followed too, come first: a step's deltas precede the events of its end."""
 
-    def __init__(self, events: AsyncIterator[Event]) -> None:
+    def __init__(self, events: AsyncIterator[Event], notices: Listener | None = None) -> None:
         self._events = events
         self._next: asyncio.Future[Event] = asyncio.ensure_future(anext(events))
+        self._notices = notices
 
     async def started(self) -> None:
         # One turn of the loop lets an in-process subscription register before the store is
         # read; a bus that registers later is covered by the store catch-up on each idle tick.
         await asyncio.sleep(0)
 
-    async def next(self, closed: asyncio.Event, timeout_s: float) -> Event | None:
-        """The next event, or None after `timeout_s` of silence; `_Ended` when it is over."""
+    async def next(self, closed: asyncio.Event, timeout_s: float) -> Event | Notice | None:
+        """The next event or notice, or None after `timeout_s` of silence; `_Ended` when it
+        is over."""
+        notice = self._notices.pending() if self._notices is not None else None
+        if notice is not None:
+            return notice
         closing = asyncio.ensure_future(closed.wait())
         waiting: set[asyncio.Future[Any]] = {self._next, closing}
+        noticed = None if self._notices is None else asyncio.ensure_future(self._notices.next())
+        if noticed is not None:
+            waiting.add(noticed)
         try:
             await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             closing.cancel()
+            if noticed is not None:
+                noticed.cancel()  # a notice not yet taken stays queued for the next call
+        if noticed is not None and noticed.done() and not noticed.cancelled():
+            return noticed.result()
         if closed.is_set():
             raise _Ended
         if not self._next.done():
@@ -76,6 +100,8 @@ class _Live:
         return event
 
     async def close(self) -> None:
+        if self._notices is not None:
+            self._notices.close()
         self._next.cancel()
         # asyncio.wait, not await: a cancel of this task itself must still propagate.
         await asyncio.wait({self._next})
@@ -87,10 +113,16 @@ class _Live:
 
 
 async def stream_events(
-    store: Store, bus: Bus, streams: EventStreams, run_id: str | None
+    store: Store,
+    bus: Bus,
+    streams: EventStreams,
+    run_id: str | None,
+    transient: Transient | None = None,
 ) -> AsyncIterator[str]:
-    """Every event from now on (run_id None), or one run's whole story, as SSE text."""
-    live = _Live(bus.subscribe(run_id))
+    """Every event from now on (run_id None), or one run's whole story, as SSE text; with
+    `transient`, a run's stream carries its transient notices too."""
+    notices = None if transient is None or run_id is None else transient.listen(run_id)
+    live = _Live(bus.subscribe(run_id), notices)
     try:
         await live.started()
         steps = _follow_all(live, streams) if run_id is None else _follow_run(
@@ -107,7 +139,10 @@ async def _follow_all(live: _Live, streams: EventStreams) -> AsyncGenerator[str,
     with contextlib.suppress(_Ended):
         while True:
             event = await live.next(streams.closed, streams.keepalive_s)
-            yield KEEPALIVE if event is None else sse(event)
+            if event is None:
+                yield KEEPALIVE
+            elif isinstance(event, Event):
+                yield sse(event)
 
 
 async def _follow_run(
@@ -130,6 +165,9 @@ async def _follow_run(
             if finished:
                 return
             while (event := await live.next(streams.closed, streams.keepalive_s)) is not None:
+                if isinstance(event, Notice):
+                    yield sse_notice(event)
+                    continue
                 if event.event_id not in seen:
                     seen.add(event.event_id)
                     yield sse(event)

@@ -9,14 +9,13 @@ import asyncio
 import functools
 import getpass
 import json
-import logging
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -30,7 +29,7 @@ from podium.events import Actor
 from podium.model.inputs import load_inputs_file
 from podium.model.workflow import Workflow
 from podium.plan import Plan, build_plan
-from podium.redact import Redactor, structlog_processor
+from podium.redact import Redactor
 from podium.settings import Settings
 from podium.store import RunState, Store, open_store
 
@@ -194,7 +193,8 @@ async def open_engine(settings: Settings) -> AsyncIterator[Engine]:
         open_bus(settings.bus) as bus,
         Engine(store, bus, settings, secrets=secrets) as engine,
     ):
-        yield engine
+        with traced(engine):
+            yield engine
 
 
 @asynccontextmanager
@@ -254,33 +254,36 @@ def set_verbose(verbose: bool) -> None:
 
 
 def configure_logging() -> None:
-    """Logs go to stderr (stdout carries results and --json); warnings only unless --verbose."""
-    import structlog
+    """Logs go to stderr, as text or JSON lines (`PODIUM_LOG_FORMAT`); warnings only unless
+    --verbose; every secret this process knows masked."""
+    from podium.observe.logs import configure_logging as configure
+    from podium.observe.logs import log_format
 
-    level = logging.DEBUG if _verbose[0] else logging.WARNING
-    structlog.configure(
-        processors=[
-            structlog_processor(REDACTOR),  # first: no later processor sees a secret
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.StackInfoRenderer(),
-            structlog.dev.set_exc_info,
-            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
-            structlog.dev.ConsoleRenderer(
-                exception_formatter=structlog.dev.plain_traceback if _verbose[0] else _briefly
-            ),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        # Looked up per logger, so a live view that swaps sys.stderr still gets the lines.
-        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
+    try:
+        fmt = log_format()
+    except PodiumError as exc:
+        raise UsageProblem(str(exc)) from None
+    configure(REDACTOR, verbose=_verbose[0], fmt=fmt)
 
 
-def _briefly(out: TextIO, exc_info: Any) -> None:
-    """A logged exception, without --verbose: its one line, not its traceback."""
-    exc = exc_info[1]
-    out.write(f"\n{type(exc).__name__}: {' '.join(str(exc).split())} (podium -v: traceback)")
+@contextmanager
+def traced(engine: Engine) -> Iterator[None]:
+    """Traces the engine's runs while the `OTEL_*` variables ask for it (nothing otherwise:
+    no observer, no cost); what is left is exported on the way out."""
+    from podium.observe.tracing import Tracing
+
+    try:
+        tracing = Tracing.from_env()
+    except PodiumError as exc:
+        raise UsageProblem(str(exc)) from None
+    if tracing is None:
+        yield
+        return
+    tracing.install(engine)
+    try:
+        yield
+    finally:
+        tracing.shutdown()
 
 
 def local_actor() -> Actor:

@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from podium.control.budgets import money
 from podium.engine.summary import RunSummary, StepSummary
 from podium.engine.tracebacks import shorten
 from podium.plan import Plan
@@ -91,7 +92,7 @@ def summary_panel(summary: RunSummary, plan: Plan | None) -> Panel:
         grid.add_row("error", Text(summary.error))
     tokens = summary.tokens
     grid.add_row(
-        "cost", f"${summary.cost_usd:.4f} · tokens {tokens.input} in / {tokens.output} out"
+        "cost", f"{money(summary.cost_usd)} · tokens {tokens.input} in / {tokens.output} out"
     )
     title = f"run {summary.run_id} · {summary.workflow} v{summary.workflow_version}"
     return Panel(grid, title=title, title_align="left", expand=False,

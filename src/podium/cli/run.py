@@ -6,14 +6,12 @@ Inputs are checked before the store is opened, so an invalid run leaves nothing 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from podium import check
 from podium.cli.client import URL_VAR, Client, client_for, remote_inputs
 from podium.cli.common import (
     EXIT_FAILED,
@@ -27,6 +25,7 @@ from podium.cli.common import (
     ServerOption,
     StoreOption,
     UsageProblem,
+    err,
     file_and_json_inputs,
     guarded,
     local_actor,
@@ -41,11 +40,14 @@ from podium.cli.common import (
 )
 from podium.cli.progress import Follower, pick_display
 from podium.cli.render import summaries_table, summary_panel
+from podium.cli.target import load_target
 from podium.cli.view import RunView
 from podium.engine.summary import RunSummary
 from podium.events import new_id
+from podium.model.advice import workflow_warnings
 from podium.model.inputs import parse_cli_inputs, resolve_inputs
 from podium.model.workflow import Workflow
+from podium.observe.context import current_traceparent
 from podium.plan import Plan, build_plan
 from podium.plan.render import render_plan
 from podium.settings import Settings
@@ -53,11 +55,16 @@ from podium.settings import Settings
 if TYPE_CHECKING:
     from podium.engine.engine import Engine
 
-FileArgument = Annotated[Path, typer.Argument(help="Workflow file (.yaml, .yml or .json)")]
+FileArgument = Annotated[
+    Path,
+    typer.Argument(metavar="FILE|MODULE:NAME",
+                   help="Workflow file (.yaml, .yml or .json), or a Python workflow module:name"),
+]
 RunTarget = Annotated[
     Path,
-    typer.Argument(metavar="FILE|NAME",
-                   help="Workflow file (.yaml, .yml or .json); with a server, a registered name"),
+    typer.Argument(metavar="FILE|MODULE:NAME|NAME",
+                   help="Workflow file (.yaml, .yml or .json), or a Python workflow module:name;"
+                        " with a server, a registered name"),
 ]
 
 
@@ -114,12 +121,9 @@ def _run_remote(
 
 
 def load_workflow(file: Path, settings: Settings) -> Workflow:
-    """Loads and checks a workflow, pricing its models from the settings; python steps may live
-    beside it, as Airflow's dags folder allows."""
-    folder = str(file.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(1, folder)
-    return check.load_workflow(file, pricing=settings.control.pricing)
+    """Loads and checks a workflow file or `module:workflow`, pricing its models from the
+    settings; python steps may live beside a file, as Airflow's dags folder allows."""
+    return load_target(file, settings)
 
 
 def gather_inputs(
@@ -141,7 +145,8 @@ async def _run(
     ):
         run_id = new_id()  # chosen here, so the view exists before the first event
         follower.track(RunView.of(run_id, workflow.name, plan))
-        await engine.submit(workflow, inputs, run_id=run_id)
+        # Under an active span (TRACEPARENT), the run's trace hangs under it.
+        await engine.submit(workflow, inputs, run_id=run_id, trace_parent=current_traceparent())
         await _wait_or_cancel(engine, run_id)
         await follower.settle(engine.store)
         summary = await engine.summary(run_id)
@@ -267,3 +272,5 @@ def validate_command(file: FileArgument) -> None:
     workflow = load_workflow(file, settings_for(None, None))
     count = len(workflow.steps)
     out.print(f"{file}: valid ({count} step{'s' if count != 1 else ''})", markup=False)
+    for warning in workflow_warnings(workflow.to_json()):
+        err.print(warning.line(str(file)).replace("error: ", "warning: ", 1), markup=False)

@@ -156,9 +156,11 @@ async def _serve(
     from podium.api.app import ApiOptions, create_app
     from podium.api.streams import EventStreams
     from podium.engine.scheduler import Scheduler
+    from podium.observe.metrics import Metrics
 
     exposure = exposure or Exposure(host)
     async with open_engine(settings) as engine:
+        Metrics.attach(engine)  # `/metrics` counts from the start, recovered runs included
         await _check_keys(engine, exposure)
         if not exposure.loopback and not (
             exposure.allowed_hosts or settings.control.api.allowed_hosts

@@ -6,8 +6,11 @@ A worker runs until SIGTERM/SIGINT, then drains: in-flight runs finish or are ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from typing import Annotated
+import socket
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -17,6 +20,7 @@ from podium.cli.common import (
     DrainOption,
     JsonOption,
     StoreOption,
+    UsageProblem,
     guarded,
     note,
     open_engine,
@@ -27,9 +31,13 @@ from podium.cli.common import (
     settings_for,
 )
 from podium.clock import SYSTEM_CLOCK
+from podium.errors import PodiumError
 from podium.events import utc_iso
 from podium.redact import redact_url_password
 from podium.settings import Settings
+
+if TYPE_CHECKING:
+    from podium.engine.engine import Engine
 
 ALIVE_AFTER_S = 10.0  # a worker silent for longer is listed as lost
 
@@ -42,16 +50,25 @@ def worker_command(
     drain_s: DrainOption = 30.0,
     store: StoreOption = None,
     bus: BusOption = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=0, max=65535, help="Serve Prometheus metrics on this port")] = None,
+    metrics_host: Annotated[str, typer.Option(
+        "--metrics-host", help="Address of the metrics port (no key is asked there)",
+    )] = "127.0.0.1",
 ) -> None:
     """Run queued workflows from the bus and the store until SIGTERM (then drain)."""
     settings = settings_for(store, bus).model_copy(update={"max_active_runs": concurrency})
-    run_async(_work(settings, concurrency, drain_s))
+    scrape = None if metrics_port is None else (metrics_host, metrics_port)
+    run_async(_work(settings, concurrency, drain_s, scrape))
 
 
-async def _work(settings: Settings, concurrency: int, drain_s: float) -> None:
+async def _work(
+    settings: Settings, concurrency: int, drain_s: float,
+    scrape: tuple[str, int] | None = None,
+) -> None:
     from podium.engine.worker import Worker
 
-    async with open_engine(settings) as engine:
+    async with open_engine(settings) as engine, _metrics_server(engine, scrape):
         worker = Worker(
             engine, engine.store, engine.bus, concurrency=concurrency, drain_s=drain_s
         )
@@ -62,6 +79,31 @@ async def _work(settings: Settings, concurrency: int, drain_s: float) -> None:
         note(f"worker {engine.owner} started: concurrency {concurrency}, store {where}")
         await worker.run()
         note(f"worker {engine.owner} stopped")
+
+
+@contextlib.asynccontextmanager
+async def _metrics_server(engine: Engine, scrape: tuple[str, int] | None) -> AsyncIterator[None]:
+    """prometheus_client's HTTP server on a thread, for the worker's life (if asked for)."""
+    if scrape is None:
+        yield
+        return
+    from podium.observe.metrics import Metrics
+
+    metrics = Metrics.attach(engine)
+    await metrics.state.refresh()  # learns the loop: scrapes from the server thread use it
+    host, port = scrape
+    try:
+        server = metrics.serve(host, port)
+    except socket.gaierror as exc:  # not an address: the option is wrong (exit 2)
+        raise UsageProblem(f"--metrics-host: {host!r} is not an address ({exc.strerror})") from None
+    except OSError as exc:  # in use, or not ours to bind
+        raise PodiumError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+    shown = f"[{host}]" if ":" in host else host
+    note(f"metrics on http://{shown}:{server.port}/metrics")
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(server.close)
 
 
 @guarded

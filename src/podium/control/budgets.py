@@ -118,8 +118,9 @@ def window_scopes(config: Budgets, workflow: str) -> tuple[WindowScope, ...]:
 
 
 def money(usd: float) -> str:
-    """`$0.50`, `$0.000015`: cents at least, and the digits a small price needs."""
-    digits = f"{usd:.8f}".rstrip("0")
+    """`$0.50`, `$0.0000135`: cents at least, and the digits a small price needs, down to
+    the ledger's precision (a billionth of a dollar)."""
+    digits = f"{usd:.9f}".rstrip("0")
     whole, _, cents = digits.partition(".")
     return f"${whole}.{cents.ljust(2, '0')}"
 
@@ -219,32 +220,37 @@ class BudgetGuard:
                 throttled = True
                 self._emit(call.run_id, "agent.task.throttled", {
                     "step": call.step.id, "index": call.index, "scope": blocking.scope,
-                    "limit_usd": blocking.limit_usd, "spent_usd": round(blocking.spent_usd, 9),
-                    "held_usd": round(blocking.held_usd, 9), "estimate_usd": round(estimate, 9),
+                    "limit_usd": blocking.limit_usd, "spent_usd": blocking.spent_usd,
+                    "held_usd": blocking.held_usd, "estimate_usd": estimate,
                 })
             await self.clock.sleep(self.poll_s)
 
     async def _try(
         self, call: Call, estimate: float, scopes: Sequence[WindowScope]
     ) -> _Usage | None:
-        """Holds the estimate in every scope, or in none; returns the scope that had no room."""
+        """Holds the estimate in every scope, or in none; returns the scope that had no room.
+        Warnings are for calls that go ahead: a refused or held-back call warns of nothing."""
+        admitted: list[_Usage] = []
         run = self._runs(call.run_id)
         if run is not None:
             usage = self._run_usage(call.run_id, run, estimate)
-            self._watch(call, usage, estimate)
             if not usage.fits(estimate):
                 return usage
+            admitted.append(usage)
             self._hold_run(call, estimate)  # at once: parallel steps of the run see it
-        if not scopes:
-            return None
-        try:
-            blocking = await self._hold_windows(call, estimate, scopes)
-        except BaseException:
-            self.exit(call, "refused")
-            raise
-        if blocking is not None:
-            self.exit(call, "refused")
-        return blocking
+        if scopes:
+            try:
+                blocking, usages = await self._hold_windows(call, estimate, scopes)
+            except BaseException:
+                self.exit(call, "refused")
+                raise
+            if blocking is not None:
+                self.exit(call, "refused")
+                return blocking
+            admitted.extend(usages)
+        for usage in admitted:
+            self._watch(call, usage, estimate)
+        return None
 
     def _run_usage(self, run_id: str, run: RunBudget, estimate: float) -> _Usage:
         budget, limit = run.budget, run.budget.usd or 0.0
@@ -266,7 +272,8 @@ class BudgetGuard:
 
     async def _hold_windows(
         self, call: Call, estimate: float, scopes: Sequence[WindowScope]
-    ) -> _Usage | None:
+    ) -> tuple[_Usage | None, list[_Usage]]:
+        """(the scope short of room or None, every scope's usage) after trying the hold."""
         hold = BudgetHold(
             hold_id=uuid.uuid4().hex,
             run_id=call.run_id,
@@ -289,15 +296,13 @@ class BudgetGuard:
             self._release(*release)
             raise StepError(f"the budget check failed: {exc}") from None
         usages = [self._window_usage(u, estimate) for u in found]
-        for usage in usages:
-            self._watch(call, usage, estimate)
         if placed:
             self._holds.add(hold.hold_id)
             call.notes[_HOLD_NOTE] = hold.hold_id
-            return None
+            return None, usages
         # Not placed: the scopes short of room (all of them, should rounding have hidden it).
         refused = [u for u in usages if not u.fits(estimate)] or usages
-        return next((u for u in refused if not u.throttle), refused[0])
+        return next((u for u in refused if not u.throttle), refused[0]), usages
 
     def _window_usage(self, found: ScopeUsage, estimate: float) -> _Usage:
         scope = found.scope
@@ -325,9 +330,9 @@ class BudgetGuard:
         payload: dict[str, Any] = {
             "scope": usage.scope,
             "limit_usd": usage.limit_usd,
-            "spent_usd": round(usage.spent_usd, 9),
-            "held_usd": round(usage.held_usd, 9),
-            "estimate_usd": round(estimate, 9),
+            "spent_usd": usage.spent_usd,
+            "held_usd": usage.held_usd,
+            "estimate_usd": estimate,
             "warn_at": usage.warn_at,
             "run_id": call.run_id,
             "step": call.step.id,

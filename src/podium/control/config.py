@@ -119,6 +119,17 @@ class Api(_Section):
     max_failed_auth_per_minute: int = Field(10, ge=1)  # per client address, then 429
 
 
+class MetricsConfig(_Section):
+    """`/metrics`: who may scrape it, and the desired-workers estimate's knobs."""
+
+    # key: a key with `metrics:read` (role `metrics` or any other); loopback: no key needed
+    # from a loopback address; none: no key needed from anywhere (the numbers are public).
+    auth: Literal["key", "loopback", "none"] = "key"
+    window: Duration = Field(300.0, gt=0)  # arrivals and run times are averaged over it
+    drain: Duration = Field(60.0, gt=0)  # how soon a backlog should be worked off
+    slots_per_worker: int = Field(100, ge=1)  # a worker's --concurrency, if none is live
+
+
 class DeadlockCheck(_Section):
     """How often each engine looks for deadlocks in the store-wide wait-for graph."""
 
@@ -143,6 +154,7 @@ class ControlConfig(BaseSettings):
     secrets: Secrets = Field(default_factory=Secrets)
     api: Api = Field(default_factory=Api)
     deadlock: DeadlockCheck = Field(default_factory=DeadlockCheck)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     # Not a section of the file: read from its own file (PODIUM_PRICING_FILE) by the settings.
     pricing: Pricing = Field(default_factory=lambda: DEFAULT_PRICING, exclude=True)
 

@@ -53,6 +53,8 @@ class TokenBuckets:
         self.clock = store.clock if clock is None else clock
         self.burst_s = BURST_S  # seconds of its rate a bucket holds
         self.ops = 0
+        # Calls that had to wait for tokens, per bucket key, since start (read by metrics).
+        self.waits: dict[str, int] = {}
         self._buckets: dict[str, Bucket] = {}
         self._closed = False
 
@@ -82,6 +84,7 @@ class TokenBuckets:
             bucket.tokens -= amount
             return
         waiter = Waiter(amount, asyncio.get_running_loop().create_future())
+        self.waits[key] = self.waits.get(key, 0) + 1
         bucket.waiters.append(waiter)
         bucket.waiting += amount
         if bucket.filler is None:

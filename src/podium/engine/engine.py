@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from podium.bus.base import Bus
+from podium.bus.transient import Transient
 from podium.clock import Clock, sleep_unless
 from podium.control.admission import Admitted
 from podium.control.budgets import RunBudget
@@ -29,10 +30,10 @@ from podium.engine.executor import StepExecutor
 from podium.engine.host import EngineHost
 from podium.engine.journal import Journal
 from podium.engine.machine import Effects, RunMachine, StepKey
-from podium.engine.observers import BusPublisher, Observers
+from podium.engine.observers import BusPublisher, Observers, TraceContexts
 from podium.engine.runtime import Compiled, RunRuntime
 from podium.engine.summary import RunSummary, build_summary
-from podium.errors import EngineStopped, PodiumError, RunFinished, RunNotFound
+from podium.errors import EngineStopped, PodiumError, RunFinished, RunNotFound, StepError
 from podium.events import SYSTEM_ACTOR, Actor, Event, audit_event, new_id
 from podium.model.inputs import resolve_inputs
 from podium.model.status import RunStatus, StepStatus
@@ -60,14 +61,13 @@ class ActiveRun:
     tasks: dict[StepKey, asyncio.Task[None]] = field(default_factory=dict)
     timer: asyncio.Task[None] | None = None
     lost: bool = False  # another engine holds the run now: do nothing more for it
+    # The machine's run and its id, fixed for the run's life: plain attributes, read per step.
+    rt: RunRuntime = field(init=False)
+    run_id: str = field(init=False)
 
-    @property
-    def rt(self) -> RunRuntime:
-        return self.machine.run
-
-    @property
-    def run_id(self) -> str:
-        return self.machine.run.row.run_id
+    def __post_init__(self) -> None:
+        self.rt = self.machine.run
+        self.run_id = self.rt.row.run_id
 
     def drop_timer(self) -> None:
         if self.timer is not None:
@@ -107,7 +107,9 @@ class Engine:
             clock=self.clock,
         )
         self.policy = self.settings.control.security.policy()
-        self.host = EngineHost(self, self.secrets)
+        # Streamed answers' deltas for live listeners (the API's run streams): never stored.
+        self.transient = Transient(self.redactor)
+        self.host = EngineHost(self, self.secrets, self.transient)
         self.control = ControlPlane(
             self.settings.control, store, self.owner, self._emit_control, clock=self.clock
         )
@@ -261,10 +263,12 @@ class Engine:
         priority: str | None = None,
         trusted: bool = True,
         actor: Actor = SYSTEM_ACTOR,
+        trace_parent: str | None = None,
     ) -> str:
         """Validates the inputs, commits the run as `queued` and returns its id. A given
         `run_id` must be new: a run is never overwritten by another submission. An untrusted
-        run (of a definition from the API) runs under `[security]`'s rules."""
+        run (of a definition from the API) runs under `[security]`'s rules. `trace_parent`
+        (a W3C traceparent, kept with the run) is the span the run's trace hangs under."""
         values = resolve_inputs(workflow, inputs or {})
         if run_id is not None and (self.knows(run_id) or await self.store.get_run(run_id)):
             raise PodiumError(f"run {run_id} exists already; a run id names one run")
@@ -288,6 +292,7 @@ class Engine:
             owner=self.owner,
             lease_until=now + self.settings.lease_s,
             trusted=trusted,
+            trace_parent=trace_parent,
         )
         if self.bus.distributed and not nested:  # a worker takes it: nobody holds it till then
             row.owner, row.lease_until = None, None
@@ -498,8 +503,8 @@ class Engine:
             journal.step(st)
         for event_type, payload, actor in fx.notices:
             self._emit(rt, event_type, payload, actor)
+        journal.transitions(fx.transitions)
         for transition in fx.transitions:
-            journal.transition(transition)
             if transition.target == _FAILED and transition.step_id is not None:
                 self._log_failure(fx.steps[(transition.step_id, transition.index)])
         if fx.spend or fx.signals_taken or fx.dead_letter:
@@ -553,6 +558,9 @@ class Engine:
         """Saga: undo succeeded steps in reverse completion order; one failure stops nothing."""
         for st in states:
             step = run.rt.compiled.step(st.step_id)
+            self._apply(run, run.machine.note(
+                "agent.task.compensating", {"step": st.step_id, "index": st.index}
+            ))
             outcome = await self._executor.run_compensation(run.rt, st, step)
             if run.lost:
                 return
@@ -572,7 +580,7 @@ class Engine:
     # -- what the executor reports between attempts (executor.AttemptReporter) ---------------
 
     def retrying(
-        self, rt: RunRuntime, st: StepState, attempt: int, error: str, delay_s: float
+        self, rt: RunRuntime, st: StepState, attempt: int, error: StepError, delay_s: float
     ) -> None:
         run = self._holding(rt)
         if run is not None:
@@ -584,10 +592,24 @@ class Engine:
             self._apply(run, run.machine.next_attempt(self.clock.now(), st, attempt))
             await self.journal.committed()
 
-    def falling_back(self, rt: RunRuntime, st: StepState, error: str) -> None:
+    def falling_back(self, rt: RunRuntime, st: StepState, error: StepError) -> None:
         run = self._holding(rt)
         if run is not None:
             self._apply(run, run.machine.falling_back(self.clock.now(), st, error))
+
+    def waited(
+        self, rt: RunRuntime, st: StepState, attempt: int, guard: str, waited_s: float
+    ) -> None:
+        run = self._holding(rt)
+        if run is not None:
+            self._apply(run, run.machine.note("agent.task.waited", {
+                "step": st.step_id, "index": st.index, "attempt": attempt, "guard": guard,
+                "waited_s": round(waited_s, 6),
+            }))
+
+    def trace_attempts(self, contexts: TraceContexts) -> None:
+        """Steps' outgoing requests carry their attempt's trace context, from `contexts`."""
+        self._executor.trace_contexts = contexts
 
     def spent(self, row: SpendRow) -> None:
         # Booked even after the run ended (a call abandoned by a cancel): the fence keeps it
@@ -822,6 +844,11 @@ class Engine:
     def runtime(self, run_id: str) -> RunRuntime:
         return self._active[run_id].rt
 
+    def held(self, run_id: str) -> RunRuntime | None:
+        """The runtime of a run this engine runs or queues, else None (for observers)."""
+        run = self._active.get(run_id) or self._queued.get(run_id)
+        return None if run is None else run.rt
+
     def knows(self, run_id: str) -> bool:
         """True if this engine runs or queues the run."""
         return run_id in self._active or run_id in self._queued
@@ -848,7 +875,7 @@ class Engine:
     ) -> None:
         event = Event(
             event_type=event_type,
-            correlation_id=rt.run_id,
+            correlation_id=rt.row.run_id,
             payload=payload,
             causation_id=rt.last_event_id,
             priority=rt.row.priority,

@@ -6,7 +6,7 @@ It returns an Outcome and never decides what the run does next; the engine does 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -15,6 +15,7 @@ from podium.control.guard import Call, CallOutcome, Guard
 from podium.control.plane import ControlPlane
 from podium.engine.ledger import AttemptLedger, UsageSink
 from podium.engine.machine import Outcome
+from podium.engine.observers import TraceContexts
 from podium.engine.rules import backoff_s
 from podium.engine.runtime import RunRuntime
 from podium.engine.tracebacks import format_traceback
@@ -34,15 +35,27 @@ class AttemptReporter(UsageSink, Protocol):
     and the paid calls its attempts book (`UsageSink`)."""
 
     def retrying(
-        self, rt: RunRuntime, st: StepState, attempt: int, error: str, delay_s: float
+        self, rt: RunRuntime, st: StepState, attempt: int, error: StepError, delay_s: float
     ) -> None: ...
 
     async def next_attempt(self, rt: RunRuntime, st: StepState, attempt: int) -> None:
         """Records the attempt count and returns once it is committed (survives a crash)."""
 
-    def falling_back(self, rt: RunRuntime, st: StepState, error: str) -> None: ...
+    def falling_back(self, rt: RunRuntime, st: StepState, error: StepError) -> None: ...
+
+    def waited(
+        self, rt: RunRuntime, st: StepState, attempt: int, guard: str, waited_s: float
+    ) -> None:
+        """An attempt waited `waited_s` for a guard (a slot, a rate limit, a budget, a
+        circuit's trial) before it could call out."""
 
 
+# A guard's check that is a store round trip, not a wait, is not worth an event.
+_REPORTED_WAIT_S = 0.005
+
+# Fields never rendered here: a child's definition, an llm answer's JSON Schema (data), and
+# tools (a tool body renders in its own call's run, where `inputs` are the model's arguments).
+_LITERAL_FIELDS = frozenset({"kind", "definition", "output_schema", "tools"})
 # id -> (action, fields); holding the action keeps its id from being reused by another object.
 _TEMPLATED: dict[int, tuple[Action, tuple[str, ...]]] = {}
 
@@ -55,7 +68,7 @@ def _templated_fields(action: Action) -> tuple[str, ...]:
     fields = tuple(
         name
         for name in type(action).model_fields
-        if name not in ("kind", "definition") and has_template(getattr(action, name))
+        if name not in _LITERAL_FIELDS and has_template(getattr(action, name))
     )
     _TEMPLATED[id(action)] = (action, fields)
     return fields
@@ -89,6 +102,7 @@ class StepExecutor:
         self._redactor = redactor
         self._policy = policy  # for untrusted runs (definitions from the API)
         self._max_output_bytes = max_output_bytes
+        self.trace_contexts: TraceContexts | None = None  # set while tracing is on
 
     async def run_step(self, rt: RunRuntime, st: StepState, step: Step) -> Outcome:
         try:
@@ -113,7 +127,7 @@ class StepExecutor:
         error = str(failure)
         if step.fallback is None:
             return _failed(failure)
-        self._reporter.falling_back(rt, st, error)
+        self._reporter.falling_back(rt, st, failure)
         try:
             result, blob = await self._attempt(rt, st, step, step.fallback, st.attempts)
         except StepError as exc:  # the detail kept is the primary action's
@@ -139,7 +153,7 @@ class StepExecutor:
                     raise
                 after = exc.after if isinstance(exc, Retry) else None
                 delay = backoff_s(policy, attempt) if after is None else after
-                self._reporter.retrying(rt, st, attempt, str(exc), delay)
+                self._reporter.retrying(rt, st, attempt, exc, delay)
                 await self._clock.sleep(delay)
                 attempt += 1
                 if counted:
@@ -164,6 +178,9 @@ class StepExecutor:
                 self._reporter, self._clock, rt.run_id, st.step_id, st.index, rt.row.workflow,
                 attempt,
             ),
+            traceparent=None if self.trace_contexts is None else self.trace_contexts.traceparent(
+                rt.row, st.step_id, st.index, attempt, _role(step, action)
+            ),
         )
         try:
             context = rt.context(st, attempt, self._secrets)
@@ -174,12 +191,14 @@ class StepExecutor:
                     rt.run_id, rt.row.workflow, step, st.index, attempt, rendered, context,
                     primary=action is step.action,
                 )
-                result = await self._guarded(guards, call, ctx, step.timeout_s)
+                result = await self._guarded(guards, call, ctx, step.timeout_s, rt, st)
             else:
                 async with asyncio.timeout(step.timeout_s):
                     result = await RUNNERS[action.kind].run(rendered, ctx, self._host)
         except TimeoutError:
-            timed_out = StepTimedOut(st.step_id, step.timeout_s)
+            timed_out: StepError = StepTimedOut(st.step_id, step.timeout_s)
+            if ctx.notes.unretryable:  # the step said another attempt must not follow
+                timed_out = NonRetryable(f"{timed_out}; {ctx.notes.unretryable}")
             timed_out.error_type = type(timed_out).__name__
             raise timed_out from None  # the cause is the cancellation: nothing of the step's
         except StepError as exc:
@@ -204,7 +223,8 @@ class StepExecutor:
         return exc
 
     async def _guarded(
-        self, guards: tuple[Guard, ...], call: Call, ctx: StepContext, timeout_s: float
+        self, guards: tuple[Guard, ...], call: Call, ctx: StepContext, timeout_s: float,
+        rt: RunRuntime, st: StepState,
     ) -> StepResult:
         """The call, once every guard let it through; the attempt's timeout starts after
         the guards (waiting for a slot is not running)."""
@@ -214,7 +234,7 @@ class StepExecutor:
             for guard in guards:
                 waiting = guard.enter(call)
                 if waiting is not None:
-                    await waiting
+                    await self._wait_for(guard, waiting, rt, st, call.attempt)
                 entered += 1
             outcome = "failed"
             async with asyncio.timeout(timeout_s):
@@ -234,6 +254,20 @@ class StepExecutor:
             for guard in reversed(guards[:entered]):
                 guard.exit(call, outcome)
 
+    async def _wait_for(
+        self, guard: Guard, waiting: Awaitable[None], rt: RunRuntime, st: StepState,
+        attempt: int,
+    ) -> None:
+        """Awaits a guard that made the attempt wait, and reports how long (refused too)."""
+        since = self._clock.monotonic()
+        try:
+            await waiting
+        finally:
+            waited_s = self._clock.monotonic() - since
+            if waited_s >= _REPORTED_WAIT_S:
+                name = type(guard).__name__.removesuffix("Guard").lower()
+                self._reporter.waited(rt, st, attempt, name, waited_s)
+
     def encode(self, step_id: str, output: Any) -> bytes:
         try:
             return codec.encode(output, max_bytes=self._max_output_bytes)
@@ -244,6 +278,12 @@ class StepExecutor:
             raise NonRetryable(
                 f"output of step {step_id} is not JSON-serialisable: {exc}"
             ) from None
+
+
+def _role(step: Step, action: Action) -> str:
+    if action is step.action:
+        return ""
+    return "fallback" if action is step.fallback else "compensate"
 
 
 def _failed(exc: StepError, error: str | None = None) -> Outcome:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from podium.bus.transient import Notice, Transient
 from podium.clock import Clock
 from podium.engine.journal import Journal
 from podium.engine.runtime import RunRuntime
@@ -48,6 +49,7 @@ class EngineServices(Protocol):
         priority: str | None = None,
         trusted: bool = True,
         actor: Actor = SYSTEM_ACTOR,
+        trace_parent: str | None = None,
     ) -> str: ...
 
     async def recover(
@@ -64,10 +66,16 @@ class EngineServices(Protocol):
 
 
 class EngineHost:
-    def __init__(self, engine: EngineServices, secrets: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        engine: EngineServices,
+        secrets: Mapping[str, str],
+        transient: Transient | None = None,
+    ) -> None:
         self._engine = engine
         self.clock = engine.clock
         self._secrets = secrets
+        self.transient = transient or Transient()
         self._waiters: dict[tuple[str, str], list[Waiter]] = {}  # (run, signal) -> waiting steps
         self._claimed: set[int] = set()  # signals handed to a step, not yet committed as taken
 
@@ -79,6 +87,12 @@ class EngineHost:
 
     async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
         await self._engine.store.cache_put(key, value, ttl_s)
+
+    def emit_delta(self, ctx: StepContext, text: str) -> None:
+        if self.transient.listening(ctx.run_id):  # nobody listens: nothing is built
+            payload = {"step": ctx.step_id, "index": ctx.index, "attempt": ctx.attempt,
+                       "text": text}
+            self.transient.publish(Notice(ctx.run_id, "llm.delta", payload))
 
     # -- signals ---------------------------------------------------------------------------------
 
@@ -194,7 +208,8 @@ class EngineHost:
                 else await self._registered(workflow, trusted)
             )
             await engine.submit(
-                child, inputs, run_id=child_id, parent_run_id=ctx.run_id, trusted=trusted
+                child, inputs, run_id=child_id, parent_run_id=ctx.run_id, trusted=trusted,
+                trace_parent=ctx.traceparent,  # its trace hangs under this attempt's span
             )
         elif not row.done:
             await engine.recover([child_id])
@@ -212,6 +227,12 @@ class EngineHost:
                 " or, in a local file, give its file path"
             )
         return await self._engine.definition(runs[0].definition_digest)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def note(self, ctx: StepContext, event_type: str, payload: dict[str, Any]) -> None:
+        if self._engine.knows(ctx.run_id):  # a step whose run this engine lost says nothing
+            self._engine.emit_for(ctx.run_id, event_type, payload)
 
     def _state(self, ctx: StepContext) -> StepState:
         rt = self._engine.runtime(ctx.run_id)

@@ -7,7 +7,7 @@ actions run, in order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import structlog
 
@@ -74,9 +74,9 @@ class Journal:
         self._batch.events.append(event)
         self._schedule()
 
-    def transition(self, transition: Transition) -> None:
-        """A status change made in this batch, for the observers (the rows carry the state)."""
-        self._transitions.append(transition)
+    def transitions(self, transitions: Iterable[Transition]) -> None:
+        """Status changes made in this batch, for the observers (the rows carry the state)."""
+        self._transitions.extend(transitions)
 
     def definition(self, digest: str, body: bytes) -> None:
         self._batch.definitions[digest] = body
@@ -127,7 +127,7 @@ class Journal:
             self._batch, self._after, self._waiters = Batch(owner=self._owner), [], []
             await self._commit(batch)
             if self.failure is None:
-                self._follow_up(Commit(batch.events, transitions), after)
+                self._follow_up(Commit(batch.events, transitions, batch.spend), after)
             for waiter in waiters:
                 if waiter.done():
                     continue
@@ -171,7 +171,7 @@ class Journal:
                 delay_s = min(delay_s * 2, 5.0)
 
     def _follow_up(self, commit: Commit, after: list[Callable[[], None]]) -> None:
-        if commit.events or commit.transitions:
+        if commit.events or commit.transitions or commit.spend:
             self._observers.notify(commit)
         for action in after:
             try:

@@ -17,7 +17,7 @@ from podium.errors import ExpressionError, StepError
 from podium.events import SYSTEM_ACTOR, Actor
 from podium.model.expressions import render
 from podium.model.status import RUN_DEAD, STEP_OPEN, RunStatus, StepStatus
-from podium.model.workflow import Step
+from podium.model.workflow import Action, LlmAction, Step
 from podium.steps import StepResult
 from podium.store.records import DlqEntry, StepState
 from podium.store.spend import SpendRow
@@ -124,7 +124,7 @@ class RunMachine:
                 self._skip(rt.steps[step_id], reason)
         self._move_run(R.RUNNING)
         rt.row.started_at = now
-        self._emit("run.started", {})
+        self._emit("run.started", self._trace_facts())
         self._arm()
         # A replayed run (or one degraded) has decided steps already: look at every step.
         order = rt.compiled.plan.order
@@ -166,7 +166,7 @@ class RunMachine:
         """This engine took the running run over (after a crash or a lost lease)."""
         self._begin(now)
         rt = self.run
-        self._emit("run.resumed", {"owner": owner})
+        self._emit("run.resumed", {"owner": owner, **self._trace_facts()})
         self._arm()
         interrupted = [s for s in rt.all_states() if s.status in _LIVE]
         if rt.row.stopping is not None:
@@ -185,12 +185,12 @@ class RunMachine:
         return self._fx
 
     def retrying(
-        self, now: float, st: StepState, attempt: int, error: str, delay_s: float
+        self, now: float, st: StepState, attempt: int, error: StepError, delay_s: float
     ) -> Effects:
         self._begin(now)
         self._emit("agent.task.retrying", {
-            "step": st.step_id, "index": st.index, "attempt": attempt, "error": error,
-            "delay_s": round(delay_s, 3),
+            "step": st.step_id, "index": st.index, "attempt": attempt, "error": str(error),
+            "error_type": error.error_type or type(error).__name__, "delay_s": round(delay_s, 3),
         })
         return self._fx
 
@@ -202,9 +202,16 @@ class RunMachine:
         self._started(st)
         return self._fx
 
-    def falling_back(self, now: float, st: StepState, error: str) -> Effects:
+    def falling_back(self, now: float, st: StepState, error: StepError) -> Effects:
         self._begin(now)
-        self._emit("agent.task.fallback", {"step": st.step_id, "index": st.index, "error": error})
+        payload = {
+            "step": st.step_id, "index": st.index, "attempt": st.attempts, "error": str(error),
+            "error_type": error.error_type or type(error).__name__,
+        }
+        fallback = self.run.compiled.step(st.step_id).fallback
+        if fallback is not None:  # what runs instead, for whoever names its span
+            payload.update(_action_facts(fallback))
+        self._emit("agent.task.fallback", payload)
         return self._fx
 
     def compensated(self, now: float, st: StepState, outcome: Outcome) -> Effects:
@@ -333,7 +340,12 @@ class RunMachine:
         self._fx.start.append(st)
 
     def _started(self, st: StepState) -> None:
-        payload = {"step": st.step_id, "index": st.index, "attempt": st.attempts}
+        action = self.run.compiled.step(st.step_id).action
+        payload = {
+            "step": st.step_id, "index": st.index, "attempt": st.attempts, "kind": action.kind
+        }
+        if action.kind == "llm":
+            payload.update(_action_facts(action))
         self._emit("agent.task.started", payload)
 
     def _relaunch(self, interrupted: list[StepState]) -> None:
@@ -404,6 +416,12 @@ class RunMachine:
             if not result.ledgered and (result.cost_usd or result.tokens_in or result.tokens_out):
                 self._spend(st, result)
             payload.update(fallback_used=outcome.fallback_used, cost_usd=result.cost_usd)
+            if result.model is not None:  # a model call: what it used and answered with
+                payload.update(
+                    model=result.model, response_model=result.response_model,
+                    finish_reason=result.finish_reason, tokens_in=result.tokens_in,
+                    tokens_out=result.tokens_out,
+                )
             self._emit("agent.task.completed", payload)
         else:
             self._move_step(st, S.FAILED)
@@ -482,7 +500,8 @@ class RunMachine:
         rt = self.run
         if rt.row.status != _RUN_RUNNING or rt.compensating:
             return
-        if any(st.status in STEP_OPEN for st in rt.steps.values()):
+        # Sinks come last in plan order and stay open longest: scanning backwards stops early.
+        if any(st.status in STEP_OPEN for st in reversed(rt.steps.values())):
             return
         if rt.row.stopping is not None:
             pending = self._to_compensate()
@@ -528,6 +547,7 @@ class RunMachine:
             "status": row.status,
             "error": row.error,
             "duration_s": round(row.finished_at - (row.started_at or row.created_at), 6),
+            **self._trace_facts(),
         })
         if row.status in RUN_DEAD:
             failed_steps = tuple(
@@ -556,6 +576,15 @@ class RunMachine:
     ) -> None:
         self._fx.notices.append((event_type, payload, actor))
 
+    def _trace_facts(self) -> dict[str, Any]:
+        """What a tracer needs to place the run's spans, in whichever process runs it: when
+        it was queued, and the span it was started under (if any)."""
+        row = self.run.row
+        facts: dict[str, Any] = {"workflow": row.workflow, "queued_at": row.created_at}
+        if row.trace_parent is not None:
+            facts["trace_parent"] = row.trace_parent
+        return facts
+
     def _arm(self) -> None:
         row, limit = self.run.row, self.run.workflow.timeout_s
         if limit is not None and row.started_at is not None:
@@ -564,6 +593,13 @@ class RunMachine:
     def _begin(self, now: float) -> None:
         self._fx = Effects()
         self._now = now
+
+
+def _action_facts(action: Action) -> dict[str, Any]:
+    """An action's kind, and for an `llm` call its provider and model (when not templated)."""
+    if isinstance(action, LlmAction):
+        return {"kind": action.kind, "provider": action.provider, "model": action.model}
+    return {"kind": action.kind}
 
 
 def _truthy(value: Any) -> bool:

@@ -14,16 +14,30 @@ import structlog
 from podium.bus.base import Bus
 from podium.engine.transitions import Transition
 from podium.events import Event
+from podium.store.records import RunState
+from podium.store.spend import SpendRow
 
 log = structlog.get_logger("podium.observers")
 
 
 @dataclass(frozen=True, slots=True)
 class Commit:
-    """What one journal commit made durable: its events and status changes, in order."""
+    """What one journal commit made durable: its events and status changes, in order, and
+    the spend ledger's rows (paid calls, step results with a cost or tokens)."""
 
     events: Sequence[Event]
     transitions: Sequence[Transition]
+    spend: Sequence[SpendRow] = ()
+
+
+class TraceContexts(Protocol):
+    """Gives each step attempt its trace context (registered by the tracing observer)."""
+
+    def traceparent(
+        self, run: RunState, step_id: str, index: int, attempt: int, role: str
+    ) -> str:
+        """The W3C traceparent of the attempt's span; `role` is "" for the step's own action,
+        "fallback" or "compensate"."""
 
 
 class Observer(Protocol):

@@ -106,7 +106,7 @@ def build_summary(row: RunState, order: Sequence[str], states: Iterable[StepStat
         status=row.status,
         outputs=outputs,
         steps=steps,
-        cost_usd=round(row.cost_usd, 6),
+        cost_usd=row.cost_usd,  # as the ledger holds it: never rounded
         tokens=Tokens(input=row.tokens_in, output=row.tokens_out),
         duration_s=_span(row.started_at or row.created_at, row.finished_at),
         error=row.error,

@@ -1,6 +1,11 @@
 """What an `llm` action asks of its provider, provider-neutral: the model, the conversation.
 
 Pure: the step kind sends it, and budgets estimate a call's cost from it before it is made.
+
+The conversation (`LlmRequest.messages`) is provider-neutral; the wire code translates it:
+- `{"role": "user" | "assistant", "content": str}` (a provider-native content list passes);
+- `{"role": "assistant", "content": str, "tool_calls": [{"id", "name", "arguments": {...}}]}`;
+- `{"role": "tool", "tool_call_id": str, "name": str, "content": str, "is_error": bool}`.
 """
 
 from __future__ import annotations
@@ -8,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +22,56 @@ from podium.model.pricing import Pricing, missing_price
 from podium.model.workflow import LlmAction
 
 BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+# OpenAI's reasoning families (o1, o3, o4-mini, gpt-5...) take `max_completion_tokens` and
+# refuse `max_tokens` and a non-default `temperature`.
+_REASONING_MODEL = re.compile(r"^(o\d+|gpt-5)(\b|[-.])")
+
+
+def is_reasoning_model(model: str) -> bool:
+    """An OpenAI o-series (or gpt-5) model, by family name, snapshots included."""
+    return _REASONING_MODEL.match(model) is not None
+
+
+def needs_wrapping(schema: dict[str, Any]) -> bool:
+    """Providers take an object at the top of a structured answer; another type travels
+    wrapped as `{"value": ...}` and is unwrapped on return."""
+    return schema.get("type") != "object"
+
+
+def wire_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema as sent: an object at the top (see `needs_wrapping`)."""
+    if not needs_wrapping(schema):
+        return schema
+    return {
+        "type": "object", "properties": {"value": schema}, "required": ["value"],
+        "additionalProperties": False,
+    }
+
+
+def strict_compatible(schema: Any) -> bool:
+    """Whether OpenAI's strict mode takes the schema: every object closed
+    (additionalProperties: false) and every property required. A looser schema is sent
+    unstrict; podium validates the answer either way."""
+    if isinstance(schema, list):
+        return all(strict_compatible(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required") or []) != set(properties):
+            return False
+    return all(strict_compatible(value) for value in schema.values())
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool the model may call: its name, what it does, and its arguments' JSON Schema."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +87,16 @@ class LlmRequest:
     temperature: float | None
     json_output: bool
     stream: bool
+    # The reply must be a JSON object valid against this schema (native structured output).
+    output_schema: dict[str, Any] | None = None
+    schema_name: str = "final_answer"
+    tools: tuple[ToolSpec, ...] = ()
+    # "auto" (the provider's default), "required" (some tool), "none", or one tool's name.
+    tool_choice: str | None = None
 
     def cache_key(self) -> str:
         """sha256 of the canonical request; `stream` and the key do not change the answer."""
-        canonical = {
+        canonical: dict[str, Any] = {
             "provider": self.provider,
             "base_url": self.base_url,
             "model": self.model,
@@ -44,6 +106,12 @@ class LlmRequest:
             "temperature": self.temperature,
             "json_output": self.json_output,
         }
+        # Added only when set, so that a plain request keeps the key it always had.
+        if self.output_schema is not None:
+            canonical["output_schema"] = self.output_schema
+        if self.tools:
+            canonical["tools"] = [[t.name, t.description, t.input_schema] for t in self.tools]
+            canonical["tool_choice"] = self.tool_choice
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -65,7 +133,16 @@ def build_request(action: LlmAction, pricing: Pricing) -> LlmRequest:
         temperature=action.temperature,
         json_output=action.json_output,
         stream=action.stream,
+        output_schema=_output_schema(action),
     )
+
+
+def _output_schema(action: LlmAction) -> dict[str, Any] | None:
+    schema = action.output_schema
+    if isinstance(schema, str):
+        # The loader reads a schema file in; a path left here was never loaded from a file.
+        raise NonRetryable(f"output_schema {schema!r} was not read: load the workflow file")
+    return schema
 
 
 def _model(action: LlmAction, pricing: Pricing) -> str:
@@ -126,8 +203,12 @@ def estimate_usage(request: LlmRequest) -> tuple[int, int]:
     """At most what a call may use: the prompt at four characters a token, and every token
     `max_tokens` allows out (budgets hold it; the ledger books it for a call without usage)."""
     tokens_in = estimate_tokens(request.system or "") + sum(
-        estimate_tokens(turn.get("content")) for turn in request.messages
+        estimate_tokens(turn.get("content")) + estimate_tokens(turn.get("tool_calls"))
+        for turn in request.messages
     )
+    # Tool definitions and the answer's schema are sent as part of the prompt too.
+    tokens_in += estimate_tokens([[t.name, t.description, t.input_schema] for t in request.tools])
+    tokens_in += estimate_tokens(request.output_schema)
     return tokens_in, request.max_tokens
 
 

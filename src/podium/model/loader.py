@@ -21,6 +21,7 @@ from podium.model.validate import WORKFLOW_SUFFIXES, Problem, semantic_problems,
 from podium.model.workflow import Workflow, with_agent
 
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
+MAX_SCHEMA_BYTES = 1024 * 1024  # an output_schema file
 MAX_DEPTH = 64  # nesting of mappings and lists; a real workflow uses a dozen
 MAX_ALIASES = 100  # YAML alias uses per document: enough for shared agents, not for a bomb
 MAX_NODES = 1_000_000  # values in a YAML document once its aliases are expanded
@@ -72,6 +73,18 @@ def read_document(path: Path, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) ->
     if path.suffix.lower() == ".json":
         return _parse_json(content, path)
     return _parse_yaml(content, path)
+
+
+def read_text(text: str, source: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
+    """The parsed content of YAML (or JSON, which YAML reads too) given as text, with the
+    limits of `read_document`; `source` names it in messages."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise WorkflowInvalid([
+            f"error: {source}: the text is {size / _MIB:.1f} MiB, over the"
+            f" {max_bytes / _MIB:g} MiB limit for a workflow definition"
+        ])
+    return _parse_yaml(text, source)
 
 
 def check_depth(value: Any, max_depth: int) -> str | None:
@@ -174,7 +187,7 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def _parse_yaml(content: str, path: Path) -> Any:
+def _parse_yaml(content: str, path: Path | str) -> Any:
     try:
         return yaml.load(content, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
     except yaml.MarkedYAMLError as exc:
@@ -291,19 +304,52 @@ def _include_in_step(
 ) -> dict[str, Any]:
     nested = isinstance(raw.get("action"), dict)  # the canonical form keeps the action apart
     action = raw["action"] if nested else with_agent(raw, agents)
-    definition = _child_definition(prefix, action, includes, problems)
-    if definition is not None and nested:
-        raw = {**raw, "action": {**raw["action"], "definition": definition}}
-    elif definition is not None:
-        raw = {**raw, "definition": definition}
+    found = _file_fields(prefix, action, includes, problems)
+    if found and nested:
+        raw = {**raw, "action": {**raw["action"], **found}}
+    elif found:
+        raw = {**raw, **found}
     for key in ("fallback", "compensate"):
         alternative = raw.get(key)
         if isinstance(alternative, dict):
             merged = with_agent(alternative, agents)
-            definition = _child_definition(f"{prefix}.{key}", merged, includes, problems)
-            if definition is not None:
-                raw = {**raw, key: {**alternative, "definition": definition}}
+            found = _file_fields(f"{prefix}.{key}", merged, includes, problems)
+            if found:
+                raw = {**raw, key: {**alternative, **found}}
     return raw
+
+
+def _file_fields(
+    prefix: str, action: Mapping[str, Any], includes: _Includes, problems: list[Problem]
+) -> dict[str, Any]:
+    """The action's fields that name a file, read: a child workflow's `definition`, an llm
+    step's `output_schema`."""
+    found: dict[str, Any] = {}
+    definition = _child_definition(prefix, action, includes, problems)
+    if definition is not None:
+        found["definition"] = definition
+    schema = _schema_file(prefix, action, includes, problems)
+    if schema is not None:
+        found["output_schema"] = schema
+    return found
+
+
+def _schema_file(
+    prefix: str, action: Mapping[str, Any], includes: _Includes, problems: list[Problem]
+) -> Any:
+    """The JSON Schema in the file an llm (or sim) action's `output_schema` names (relative to the
+    workflow file), or None (problems appended)."""
+    target = action.get("output_schema")
+    if action.get("kind") not in ("llm", "sim") or not isinstance(target, str):
+        return None
+    if not target.lower().endswith(WORKFLOW_SUFFIXES):
+        return None  # not a file: validation says what it should be
+    try:
+        return read_document(includes.base_dir / target, "a JSON Schema", MAX_SCHEMA_BYTES)
+    except WorkflowInvalid as exc:
+        for line in exc.problems:
+            problems.append(Problem(f"{prefix}.output_schema", line.removeprefix("error: ")))
+        return None
 
 
 def _child_definition(

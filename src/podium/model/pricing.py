@@ -1,5 +1,8 @@
 """Token prices (USD per million tokens) and the tier -> model table of the `llm` kind.
 
+A model's prompt-cache prices (a cached input token read, one written) come from its own
+entry when given, else from its provider's rate (`CACHE_RATES`) times its input price.
+
 `load_pricing(path)` merges a TOML, YAML or JSON file over the built-in defaults; the result
 travels on the settings (`settings.control.pricing`), never as a process global.
 """
@@ -31,6 +34,8 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1": (2.00, 8.00),
     "gpt-4.1-mini": (0.40, 1.60),
     "gpt-4.1-nano": (0.10, 0.40),
+    "o1": (15.00, 60.00),
+    "o1-mini": (1.10, 4.40),
     "o3": (2.00, 8.00),
     "o3-mini": (1.10, 4.40),
     "o4-mini": (1.10, 4.40),
@@ -43,6 +48,31 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "claude-opus-4": (15.00, 75.00),
     "claude-opus-4-1": (15.00, 75.00),
 }
+
+# The list prices of prompt-cache reads (USD per million tokens) where they differ from the
+# provider's rate below; the date of writing applies to them as to DEFAULT_PRICES.
+DEFAULT_CACHE_READ: dict[str, float] = {
+    "gpt-4.1": 0.50,
+    "gpt-4.1-mini": 0.10,
+    "gpt-4.1-nano": 0.025,
+    "o3": 0.50,
+    "o4-mini": 0.275,
+}
+
+# (cache read, cache write) as a fraction of the input price, by the model's provider:
+# OpenAI bills a cached prompt token at half price and caching itself at nothing extra;
+# Anthropic bills a cache read at a tenth, and a cache write (5-minute TTL) at 1.25 times.
+CACHE_RATES: dict[str, tuple[float, float]] = {
+    "openai": (0.50, 1.00),
+    "anthropic": (0.10, 1.25),
+}
+
+
+def provider_of(model: str) -> str:
+    """The provider whose cache rates a model follows: `claude-*` is Anthropic's, any other
+    (OpenAI's, and OpenAI-compatible servers') OpenAI's."""
+    return "anthropic" if model.startswith("claude") else "openai"
+
 
 # Which model a step's `tier` means when it names no `model`; overridable under `tiers`.
 DEFAULT_TIERS: dict[str, dict[str, str]] = {
@@ -71,6 +101,19 @@ class PricingInvalid(PodiumError):
 class ModelPrice:
     input_usd_per_mtok: float
     output_usd_per_mtok: float
+    cache_read_usd_per_mtok: float | None = None  # None: the provider's rate (CACHE_RATES)
+    cache_write_usd_per_mtok: float | None = None
+
+
+def cache_prices(model: str, price: ModelPrice) -> tuple[float, float]:
+    """(cache read, cache write) USD per million tokens for `model` at `price`."""
+    read_rate, write_rate = CACHE_RATES[provider_of(model)]
+    read = price.cache_read_usd_per_mtok
+    write = price.cache_write_usd_per_mtok
+    return (
+        price.input_usd_per_mtok * read_rate if read is None else read,
+        price.input_usd_per_mtok * write_rate if write is None else write,
+    )
 
 
 def missing_price(model: str) -> str:
@@ -91,11 +134,28 @@ class Pricing:
         bases = [name for name in self.prices if model.startswith(f"{name}-")]
         return self.prices[max(bases, key=len)] if bases else None
 
-    def cost_usd(self, model: str, tokens_in: int, tokens_out: int) -> float:
+    def cost_usd(
+        self,
+        model: str,
+        tokens_in: int,
+        tokens_out: int,
+        *,
+        cache_read: int = 0,
+        cache_write: int = 0,
+    ) -> float:
+        """What a call costs; `tokens_in` counts every input token, of which `cache_read`
+        were read from the prompt cache and `cache_write` written to it."""
         price = self.price(model)
         if price is None:
             raise PricingInvalid(missing_price(model))
-        total = tokens_in * price.input_usd_per_mtok + tokens_out * price.output_usd_per_mtok
+        total = tokens_out * price.output_usd_per_mtok
+        if cache_read or cache_write:
+            read_usd, write_usd = cache_prices(model, price)
+            plain = max(tokens_in - cache_read - cache_write, 0)
+            total += cache_read * read_usd + cache_write * write_usd
+        else:
+            plain = tokens_in
+        total += plain * price.input_usd_per_mtok
         return total / 1_000_000
 
     def model_for_tier(self, provider: str, tier: str) -> str:
@@ -107,6 +167,12 @@ class _Entry(BaseModel):
 
     input: float = Field(ge=0, allow_inf_nan=False, description="USD per 1M input tokens")
     output: float = Field(ge=0, allow_inf_nan=False, description="USD per 1M output tokens")
+    cache_read: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="USD per 1M input tokens read from cache"
+    )
+    cache_write: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="USD per 1M input tokens written to cache"
+    )
 
 
 class _Tiers(BaseModel):
@@ -119,7 +185,8 @@ class _Tiers(BaseModel):
 
 
 class _File(BaseModel):
-    """`{models: {name: {input, output}}, tiers: {openai|anthropic: {simple: model, ...}}}`."""
+    """`{models: {name: {input, output, cache_read?, cache_write?}},
+    tiers: {openai|anthropic: {simple: model, ...}}}`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -180,8 +247,14 @@ def _problem_lines(path: Path, exc: ValidationError) -> list[str]:
 
 
 def _merge(parsed: _File) -> Pricing:
-    prices = {name: ModelPrice(*pair) for name, pair in DEFAULT_PRICES.items()}
-    prices.update({n: ModelPrice(e.input, e.output) for n, e in parsed.models.items()})
+    prices = {
+        name: ModelPrice(*pair, cache_read_usd_per_mtok=DEFAULT_CACHE_READ.get(name))
+        for name, pair in DEFAULT_PRICES.items()
+    }
+    prices.update({
+        n: ModelPrice(e.input, e.output, e.cache_read, e.cache_write)
+        for n, e in parsed.models.items()
+    })
     tiers = {provider: dict(table) for provider, table in DEFAULT_TIERS.items()}
     for provider, table in parsed.tiers.items():
         tiers[provider].update(table.model_dump(exclude_none=True))

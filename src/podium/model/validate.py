@@ -12,11 +12,14 @@ from typing import Any
 
 from podium.model import expressions
 from podium.model.policy import TrustPolicy
+from podium.model.schema import schema_error
 from podium.model.workflow import STEP_POLICY_KEYS, split_action, with_agent
 
-# Action keys that hold no user expressions: the kind tag, an agent name, and a child workflow's
-# own definition (its templates are the child's, checked when the child is loaded).
-_NOT_EXPRESSIONS = frozenset({"kind", "definition", "agent"})
+# Action keys that hold no user expressions: the kind tag, an agent name, a child workflow's
+# own definition (its templates are the child's, checked when the child is loaded), an llm
+# answer's JSON Schema (data, never rendered); tools are checked as parts of their own (they
+# render in their call's run, not the step's).
+_NOT_EXPRESSIONS = frozenset({"kind", "definition", "agent", "output_schema", "tools"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Part:
     raw: Mapping[str, Any]  # as written, to see the `agent` it names
     action: Mapping[str, Any]  # the action keys after the agent merge
     is_compensation: bool = False
+    is_tool: bool = False  # a tool of an agent step: sees its call's arguments as `inputs`
 
 
 def show(value: Any, limit: int = 80) -> str:
@@ -62,10 +66,16 @@ def semantic_problems(data: Mapping[str, Any], policy: TrustPolicy | None = None
         problems += _policy_problems(step_id, merged, steps, upstream[step_id])
         for part in _parts(step_id, raw_steps[step_id], merged, agents):
             problems += _agent_problems(part, agents)
-            problems += _expression_problems(part, steps, upstream[step_id] | _self(part, step_id))
+            if part.is_tool:
+                problems += _tool_expression_problems(part)
+            else:
+                reads = upstream[step_id] | _self(part, step_id)
+                problems += _expression_problems(part, steps, reads)
             if policy is not None:
                 problems += _trust_problems(part, policy)
-            problems += _llm_problems(part)
+            problems += _llm_problems(part) + _loop_problems(part)
+            if part.action.get("kind") == "sim":
+                problems += _schema_problems(part)
     return problems + _input_default_problems(data)
 
 
@@ -112,6 +122,11 @@ _INPUT_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def raw_steps_of(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Step id -> raw step, as written (not merged with its agent)."""
+    return _raw_steps(data)
 
 
 def _raw_steps(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -167,6 +182,39 @@ def _parts(
         if isinstance(alternative, dict):
             merged = with_agent(alternative, agents)
             yield Part(f"{prefix}.{key}", alternative, merged, key == "compensate")
+    for name, tool in _mapping(_mapping(split_action(merged).get("action")).get("tools")).items():
+        if isinstance(tool, dict):
+            yield Part(f"{prefix}.tools.{name}", tool, _tool_action(tool), is_tool=True)
+
+
+def _tool_action(tool: Mapping[str, Any]) -> dict[str, Any]:
+    body = _mapping(tool.get("step")) or tool
+    flat = {k: v for k, v in body.items() if k != "input_schema"}
+    return _mapping(split_action(flat).get("action"))
+
+
+def _tool_expression_problems(part: Part) -> list[Problem]:
+    """A tool runs in its call's own run: it reads `inputs` (the model's arguments), `run`
+    and `secrets`, never another step's output."""
+    problems = []
+    for key, value in part.action.items():
+        if key in _NOT_EXPRESSIONS or key in STEP_POLICY_KEYS:
+            continue
+        location = f"{part.prefix}.{key}"
+        problems += [Problem(location, message) for message in expressions.check(value)]
+        for ref in sorted(expressions.step_refs(value)):
+            message = (
+                f"reads steps.{ref}, but a tool sees only its call's arguments (as inputs),"
+                " run and secrets; pass the value in the step's prompt instead"
+            )
+            problems.append(Problem(location, message))
+    return problems
+
+
+def _loop_problems(part: Part) -> list[Problem]:
+    if part.action.get("loop") is not None and not part.action.get("tools"):
+        return [Problem(f"{part.prefix}.loop", "loop applies to a step with tools (got none)")]
+    return []
 
 
 def _policy_problems(
@@ -243,6 +291,9 @@ def _trust_problems(part: Part, policy: TrustPolicy) -> list[Problem]:
         problem = policy.egress.check_url(url)
         if problem is not None:
             problems.append(Problem(f"{part.prefix}.{url_field}", problem))
+    if kind in ("llm", "sim") and isinstance(action.get("output_schema"), str):
+        message = "a schema file is not allowed for a definition from the API; inline the schema"
+        problems.append(Problem(f"{part.prefix}.output_schema", message))
     if kind == "llm" and action.get("api_key_env") is not None:
         message = (
             "api_key_env is not allowed for a definition from the API;"
@@ -281,7 +332,30 @@ def _llm_problems(part: Part) -> list[Problem]:
     elif given == ["messages"] and action.get("input"):
         message = "input goes with prompt, not messages; put it into a message"
         problems.append(Problem(f"{part.prefix}.input", message))
-    return problems + _llm_model_problems(part)
+    return problems + _llm_model_problems(part) + _schema_problems(part)
+
+
+def _schema_problems(part: Part) -> list[Problem]:
+    """An `output_schema` must be a usable JSON Schema (a file's is read in by now)."""
+    schema = part.action.get("output_schema")
+    where = f"{part.prefix}.output_schema"
+    if schema is None:
+        return []
+    if isinstance(schema, str):
+        if schema.lower().endswith(WORKFLOW_SUFFIXES):
+            return []  # a schema file: the loader read it in, or said why it could not
+        message = (
+            "give a JSON Schema, or the path of a .json/.yaml schema file"
+            f" (got {show(schema)}; a `module:Class` model is for the Python SDK)"
+        )
+        return [Problem(where, message)]
+    problems = []
+    problem = schema_error(schema)
+    if problem is not None:
+        problems.append(Problem(where, problem))
+    if part.action.get("json_output"):
+        problems.append(Problem(where, "output_schema parses the answer already; drop json_output"))
+    return problems
 
 
 def _llm_model_problems(part: Part) -> list[Problem]:

@@ -5,12 +5,18 @@ A step is its scheduling policy (needs, trigger, retry, ...) plus an `action`: w
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from podium.model.units import Duration, SizeMiB
+
+if TYPE_CHECKING:
+    from podium.model.loader import Check
 
 Priority = Literal["critical", "high", "normal", "low"]
 TriggerRule = Literal["all_success", "all_done", "one_success", "one_failed", "none_failed"]
@@ -132,6 +138,11 @@ class SimAction(_Action):
     model: str | None = None
     cost_usd: float = Field(0.0, ge=0)
     seed: int | None = None
+    # Answer with a value valid against this JSON Schema (a file path, as an llm step's),
+    # drawn from the seed, as an llm step with output_schema would.
+    output_schema: dict[str, Any] | str | None = None
+    tools: dict[ToolName, Tool] | None = None  # a simulated agent loop: see docs/agents.md
+    loop: AgentLoop | None = None
 
 
 class WaitAction(_Action):
@@ -149,6 +160,46 @@ class WorkflowAction(_Action):
     definition: dict[str, Any] | None = None  # filled by the loader for file paths
 
 
+# Step keys a tool may not have: a tool is called by its model, not placed in the DAG.
+_DAG_KEYS = ("needs", "trigger", "when", "for_each", "max_parallel", "optional", "compensate")
+
+
+class AgentLoop(_Strict):
+    """The bounds of an agent loop (`loop:` on a step with `tools`); past one the step fails
+    (not retried; its fallback runs) naming the bound. `timeout` counts on the engine clock
+    from the loop's first turn, across attempts and restarts."""
+
+    max_turns: int = Field(10, ge=1, le=1000)  # model calls
+    max_tool_calls: int = Field(50, ge=0, le=10_000)
+    max_usd: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=1)
+    timeout_s: Duration | None = Field(None, alias="timeout")
+
+
+class Tool(_Strict):
+    """A tool the model may call: a step body of any kind, outside the DAG. The model's
+    arguments (checked against `input_schema`) become the body's `input` and its `inputs`."""
+
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+    step: Step
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "step" in data:
+            return data
+        misplaced = [key for key in _DAG_KEYS if key in data]
+        if misplaced:
+            raise ValueError(f"a tool is not part of the DAG: remove {', '.join(misplaced)}")
+        rest = {k: v for k, v in data.items() if k not in ("description", "input_schema")}
+        tool = {k: data[k] for k in ("description", "input_schema") if k in data}
+        return {**tool, "step": {**rest, "id": "call"}}
+
+
+ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
 class LlmAction(_Action):
     """One chat completion from an OpenAI-compatible API (OpenAI, vLLM, Ollama, LiteLLM) or
     Anthropic. A non-empty `input` goes, as JSON, after the `prompt` (or alone, as agent steps'
@@ -161,6 +212,8 @@ class LlmAction(_Action):
     system: str | None = None
     prompt: str | None = None
     messages: list[dict[str, Any]] | None = None  # [{role, content}, ...]
+    tools: dict[ToolName, Tool] | None = None  # an agent loop: see docs/agents.md
+    loop: AgentLoop | None = None
     max_tokens: int = Field(1024, ge=1)
     temperature: float | None = Field(None, ge=0)
     base_url: str | None = None  # unset: the provider's public API
@@ -169,6 +222,9 @@ class LlmAction(_Action):
     cache_s: Duration | None = Field(None, alias="cache")  # response cache time-to-live
     context_tokens: int | None = Field(None, ge=1)  # keep system + the latest turns that fit
     json_output: bool = False  # parse the reply as JSON into the output's `json`
+    # The answer is a JSON value valid against this JSON Schema, and is the step's output.
+    # A string is a schema file's path (relative to the workflow file), read by the loader.
+    output_schema: dict[str, Any] | str | None = None
 
 
 class N8nAction(_Action):
@@ -179,6 +235,10 @@ class N8nAction(_Action):
     method: Literal["POST", "GET"] = "POST"
     wait: bool = True  # False: only the acceptance counts, output {"accepted", "status"}
     headers: dict[str, str] = Field(default_factory=dict)
+    # wait false: how long after the request was sent an unanswered call counts as accepted.
+    accept_s: Duration = Field(2.0, alias="accept_timeout", gt=0)
+    # n8n ignores Idempotency-Key: a call that reached it is retried only if this says so.
+    retry_after_send: bool = False
 
 
 Action = Annotated[
@@ -237,6 +297,12 @@ class Step(_Strict):
         return 1.0
 
 
+Tool.model_rebuild()
+LlmAction.model_rebuild()
+SimAction.model_rebuild()
+Step.model_rebuild()
+
+
 class InputSpec(_Strict):
     type: InputType = "string"
     required: bool = False
@@ -287,6 +353,37 @@ class Workflow(_Strict):
     def to_json(self) -> dict[str, Any]:
         """The canonical form kept with every run (round-trips via `Workflow.model_validate`)."""
         return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+    def to_yaml(self) -> str:
+        """The workflow as a YAML document, steps flat as written by hand; loading it back
+        (`from_yaml`, `podium.load_workflow`) gives an equal model."""
+        data = self.to_json()
+        data["steps"] = {step_id: _flat(step) for step_id, step in data["steps"].items()}
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+    @classmethod
+    def from_yaml(
+        cls, text: str, source: str = "workflow", base_dir: Path | None = None, *,
+        check: Check | None = None,
+    ) -> Workflow:
+        """A workflow from YAML (or JSON) text, with every problem in one WorkflowInvalid.
+        Only the model's own checks run unless `check` adds more: `podium.from_yaml` also
+        imports the calls and prices the models, as loading a file does."""
+        from podium.model import loader
+
+        data = loader.read_text(text, source)
+        return loader.parse_workflow(data, source, base_dir, check=check or _no_more_checks)
+
+
+def _flat(step: dict[str, Any]) -> dict[str, Any]:
+    """A canonical step (action apart, id repeated) as a hand-written one: keys side by side."""
+    needs = {"needs": step["needs"]} if "needs" in step else {}
+    policy = {k: v for k, v in step.items() if k not in ("id", "action", "needs")}
+    return {**needs, **step["action"], **policy}
+
+
+def _no_more_checks(data: Mapping[str, Any], found: Sequence[Any]) -> list[Any]:
+    return []
 
 
 def with_agent(raw: dict[str, Any], agents: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from podium.steps.agent_kinds import LlmAgentRunner, SimAgentRunner
 from podium.steps.base import (
     CallUsage,
     StepContext,
@@ -11,10 +12,8 @@ from podium.steps.base import (
     UsageLedger,
 )
 from podium.steps.http import HttpRunner
-from podium.steps.llm import LlmRunner
 from podium.steps.n8n import N8nRunner
 from podium.steps.python import PythonRunner
-from podium.steps.sim import SimRunner
 from podium.steps.wait import WaitRunner
 from podium.steps.workflow import WorkflowRunner
 
@@ -24,8 +23,8 @@ RUNNERS: dict[str, StepRunner] = {
     "python": PythonRunner(),
     "http": _HTTP,
     "n8n": N8nRunner(_HTTP),
-    "llm": LlmRunner(),
-    "sim": SimRunner(),
+    "llm": LlmAgentRunner(),  # an agent loop when the step has tools
+    "sim": SimAgentRunner(),
     "wait": WaitRunner(),
     "workflow": WorkflowRunner(),
 }

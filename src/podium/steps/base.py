@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -59,6 +59,15 @@ class _Unbooked:
 UNBOOKED: UsageLedger = _Unbooked()
 
 
+@dataclass(slots=True)
+class AttemptNotes:
+    """What a runner tells the engine about its attempt while it runs. `unretryable`: why no
+    other attempt may follow (the far side got a request it does not deduplicate), which
+    holds even when the engine ends the attempt at its timeout."""
+
+    unretryable: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class StepContext:
     """Facts about one attempt; python steps that ask for `ctx` get this."""
@@ -78,12 +87,19 @@ class StepContext:
     pricing: Pricing = DEFAULT_PRICING
     # The spend ledger, for kinds that pay per call.
     usage: UsageLedger = UNBOOKED
+    # The W3C traceparent of this attempt's span, sent on the requests it makes; None while
+    # tracing is off.
+    traceparent: str | None = None
+    notes: AttemptNotes = field(default_factory=AttemptNotes)
 
     @property
     def log(self) -> Any:
         """A structlog logger bound to this attempt (built on use: most steps never log)."""
+        ids: dict[str, str] = {}
+        if self.traceparent is not None:  # 00-{trace id}-{span id}-{flags}
+            ids = {"trace_id": self.traceparent[3:35], "span_id": self.traceparent[36:52]}
         return structlog.get_logger("podium.step").bind(
-            run_id=self.run_id, step_id=self.step_id, attempt=self.attempt
+            run_id=self.run_id, step_id=self.step_id, attempt=self.attempt, **ids
         )
 
 
@@ -96,6 +112,9 @@ class StepResult:
     model: str | None = None
     # Its calls are in the spend ledger already (ctx.usage): the result adds no row of its own.
     ledgered: bool = False
+    # What the provider answered with (an `llm` call): the model and why it stopped.
+    response_model: str | None = None
+    finish_reason: str | None = None
 
 
 class StepHost(Protocol):
@@ -112,6 +131,10 @@ class StepHost(Protocol):
     async def cache_put(self, key: str, value: Any, ttl_s: float) -> None:
         """Keeps a JSON value under `key` for `ttl_s` seconds."""
 
+    def emit_delta(self, ctx: StepContext, text: str) -> None:
+        """Hands a streamed piece of a step's answer to live listeners (the run's SSE
+        stream); never journaled, and dropped when nobody listens."""
+
     async def wait_signal(self, ctx: StepContext, name: str) -> Any: ...
 
     async def sleep_until(self, ctx: StepContext, wake_at: float) -> None: ...
@@ -125,6 +148,10 @@ class StepHost(Protocol):
         definition: dict[str, Any] | None,
         inputs: dict[str, Any],
     ) -> Any: ...
+
+    def note(self, ctx: StepContext, event_type: str, payload: dict[str, Any]) -> None:
+        """Journals an event of the step's run (an agent loop's turn) that changes no status;
+        it commits with the engine's next group commit, in the run's event chain."""
 
 
 class StepRunner(Protocol):

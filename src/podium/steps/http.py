@@ -66,18 +66,31 @@ class HttpRunner(PooledClient):
         with map_httpx_errors(action.method, target, ctx.timeout_s):
             response = await self._send(action, ctx)
         if not _succeeded(action, response.status_code):
-            raise _status_error(action.method, target, response)
+            raise status_error(action.method, target, response)
         return response
 
     async def _send(self, action: HttpAction, ctx: StepContext) -> httpx.Response:
-        json_body, params = _payload(action)
-        url = httpx.URL(action.url)
-        if params:
-            # Merged by hand: httpx's `params=` would replace a query already in the URL.
-            url = url.copy_merge_params(params)
-        return await self.client().request(
-            action.method, url, headers=_headers(action, ctx), json=json_body, timeout=ctx.timeout_s
-        )
+        client = self.client()
+        return await client.send(build_request(client, action, ctx))
+
+
+def build_request(
+    client: httpx.AsyncClient,
+    action: HttpAction,
+    ctx: StepContext,
+    extensions: dict[str, Any] | None = None,
+) -> httpx.Request:
+    """The action's request: its JSON body or query, the Idempotency-Key and traceparent
+    headers, the attempt's timeout (httpx `extensions`, e.g. a trace hook, pass through)."""
+    json_body, params = _payload(action)
+    url = httpx.URL(action.url)
+    if params:
+        # Merged by hand: httpx's `params=` would replace a query already in the URL.
+        url = url.copy_merge_params(params)
+    return client.build_request(
+        action.method, url, headers=_headers(action, ctx), json=json_body,
+        timeout=ctx.timeout_s, extensions=extensions,
+    )
 
 
 async def check_egress(ctx: StepContext, method: str, url: str) -> None:
@@ -91,15 +104,20 @@ async def check_egress(ctx: StepContext, method: str, url: str) -> None:
 
 
 def traceparent(run_id: str) -> str:
-    """A W3C traceparent whose trace id is derived from the run: its steps share one trace."""
+    """A W3C traceparent whose trace id is derived from the run: its steps share one trace.
+    Sent while tracing is off (nothing is recorded: the sampled flag is clear)."""
     trace_id = hashlib.sha256(run_id.encode()).hexdigest()[:32]
-    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    return f"00-{trace_id}-{secrets.token_hex(8)}-00"
+
+
+def trace_headers(ctx: StepContext) -> dict[str, str]:
+    """The attempt's trace context for a request it sends (none while tracing is off)."""
+    return {} if ctx.traceparent is None else {"traceparent": ctx.traceparent}
 
 
 def _headers(action: HttpAction, ctx: StepContext) -> httpx.Headers:
-    headers = httpx.Headers(
-        {"Idempotency-Key": ctx.idempotency_key, "traceparent": traceparent(ctx.run_id)}
-    )
+    parent = ctx.traceparent or traceparent(ctx.run_id)
+    headers = httpx.Headers({"Idempotency-Key": ctx.idempotency_key, "traceparent": parent})
     headers.update(action.headers)  # the author's own headers win, compared case-insensitively
     return headers
 
@@ -140,7 +158,9 @@ def response_output(response: httpx.Response) -> Any:
     return {"status": response.status_code, "text": response.text}
 
 
-def _status_error(method: str, target: str, response: httpx.Response) -> StepError:
+def status_error(method: str, target: str, response: httpx.Response) -> StepError:
+    """The error an unexpected status means: 429/503 wait as told, 5xx/408/429 retry,
+    other statuses will not change by asking again."""
     status = response.status_code
     message = f"{method} {target} returned {status}"
     body = response.text.strip()

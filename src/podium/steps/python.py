@@ -34,6 +34,8 @@ def resolve_call(target: str) -> Callable[..., Any]:
             obj = getattr(obj, attr)
         except AttributeError:
             raise CallNotFound(f"module {module_name!r} has no attribute {attr_path!r}") from None
+    # A step function of the SDK (`@podium.sdk.step`) stands for the function it decorates.
+    obj = getattr(obj, "__podium_function__", obj)
     if not callable(obj):
         raise CallNotFound(f"{target!r} is not callable")
     return obj  # type: ignore[no-any-return]

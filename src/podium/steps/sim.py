@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
-from podium.errors import StepError
+from podium.errors import NonRetryable, StepError
+from podium.model.schema import example_of, schema_problem
 from podium.model.workflow import Action, LatencyDist, SimAction
 from podium.steps.base import StepContext, StepHost, StepResult
 
@@ -22,6 +24,15 @@ def _latency_s(action: SimAction, rng: random.Random) -> float:
     # Log-normal through p50 and p99: the long tail real model APIs show.
     sigma = max(math.log(max(latency.p99, latency.p50) / latency.p50) / 2.326, 1e-9)
     return rng.lognormvariate(math.log(latency.p50), sigma)
+
+
+def _answer(schema: dict[str, Any], rng: random.Random) -> Any:
+    """A structured answer, as an llm step with this schema would give: valid, or none."""
+    value = example_of(schema, rng)
+    problem = schema_problem(value, schema)
+    if problem is not None:
+        raise NonRetryable(f"the simulator cannot answer this output_schema: {problem}")
+    return value
 
 
 class SimRunner:
@@ -39,6 +50,8 @@ class SimRunner:
         if action.fail_rate and rng.random() < action.fail_rate:
             raise StepError(f"simulated failure (fail_rate {action.fail_rate:g})")
         output = action.output if action.output is not None else action.input or None
+        if isinstance(action.output_schema, dict):
+            output = _answer(action.output_schema, rng)
         tokens = action.tokens
         return StepResult(
             output=output,

@@ -107,10 +107,10 @@ def sorted_spend(groups: Sequence[SpendGroup], by: str) -> list[SpendGroup]:
 
 def _group_json(group: SpendGroup) -> dict[str, Any]:
     return {
-        "usd": round(group.usd, 9),
+        "usd": group.usd,
         "tokens": {"input": group.tokens_in, "output": group.tokens_out},
         "calls": group.calls,
-        "estimated_usd": round(group.estimated_usd, 9),
+        "estimated_usd": group.estimated_usd,
     }
 
 
@@ -143,9 +143,9 @@ def budget_json(usage: ScopeUsage, warn_at: float, action: str) -> dict[str, Any
         "title": scope_title(scope),
         "window_s": scope.window_s,
         "limit_usd": scope.limit_usd,
-        "spent_usd": round(usage.spent_usd, 9),
-        "held_usd": round(usage.held_usd, 9),
-        "remaining_usd": round(max(scope.limit_usd - usage.spent_usd - usage.held_usd, 0.0), 9),
+        "spent_usd": usage.spent_usd,
+        "held_usd": usage.held_usd,
+        "remaining_usd": max(scope.limit_usd - usage.spent_usd - usage.held_usd, 0.0),
         "warn_at": warn_at,
         "action": action,
     }

@@ -74,6 +74,10 @@ class RunState:
     # False for runs of definitions that arrived over the API: their http/n8n/llm steps may
     # reach only the `[security] egress` hosts, their python steps only allowed modules.
     trusted: bool = True
+    # The W3C traceparent of the span the run was started under (an API request, a parent
+    # run's step); None: the run's trace starts with it. Kept so every engine that runs a
+    # step of it, before or after a crash, continues the same trace.
+    trace_parent: str | None = None
 
     @property
     def done(self) -> bool:
@@ -167,6 +171,16 @@ class QueueStat:
     priority: str
     depth: int
     oldest_created_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunActivity:
+    """Runs over a recent window, store-wide: what the desired-workers estimate reads."""
+
+    arrived: int  # runs created since the window's start
+    mean_service_s: float | None  # mean time those that started ran (until now, if running)
+    running: int  # runs running now, whenever they were created
+    dead_letters: int  # entries in the dead-letter queue
 
 
 # -- circuit breakers --

@@ -21,6 +21,7 @@ from podium.store.records import (
     DlqEntry,
     QueueStat,
     RegisteredWorkflow,
+    RunActivity,
     RunPage,
     RunState,
     Signal,
@@ -102,6 +103,9 @@ class RunStore(Clocked, Protocol):
 
     async def queue_stats(self) -> list[QueueStat]:
         """Per priority: how many runs are queued and since when the oldest waits."""
+
+    async def run_activity(self, since: float) -> RunActivity:
+        """Runs created since `since` and how long they ran, runs running, the DLQ's size."""
 
 
 class EventLog(Protocol):

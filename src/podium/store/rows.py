@@ -41,6 +41,7 @@ def run_params(r: RunState) -> tuple[Any, ...]:
         r.lease_until,
         r.stopping,
         r.trusted,
+        r.trace_parent,
     )
 
 
@@ -108,6 +109,7 @@ def run_from_row(row: Sequence[Any]) -> RunState:
         lease_until=row[16],
         stopping=row[17],
         trusted=bool(row[18]),
+        trace_parent=row[19],
     )
 
 

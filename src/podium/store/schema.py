@@ -177,7 +177,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX spend_ts ON spend (ts, usd);
     CREATE INDEX spend_workflow_ts ON spend (workflow, ts, usd);
     """,
-    # 13: the dashboard's run listing: counts by status (a covering scan, not the table) and
+    # 13: the trace context a run was started under (a W3C traceparent), so every engine
+    # that runs a step of it continues the same trace
+    """
+    ALTER TABLE runs ADD COLUMN trace_parent TEXT;
+    """,
+    # 14: the dashboard's run listing: counts by status (a covering scan, not the table) and
     # pages filtered by status or workflow, newest first, over a large store
     """
     CREATE INDEX runs_status_created ON runs (status, created_at);
@@ -407,7 +412,11 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE spend DROP CONSTRAINT spend_pkey;
     ALTER TABLE spend ADD PRIMARY KEY (run_id, step_id, idx, ts, call_id);
     """,
-    # 13: the dashboard's run listing, as MIGRATIONS[12]
+    # 13: a run's trace context, as MIGRATIONS[12]
+    """
+    ALTER TABLE runs ADD COLUMN trace_parent TEXT;
+    """,
+    # 14: the dashboard's run listing, as MIGRATIONS[13]
     """
     CREATE INDEX runs_status_created ON runs (status, created_at);
     CREATE INDEX runs_workflow_created ON runs (workflow, created_at);

@@ -30,6 +30,7 @@ from podium.store.records import (
     DlqEntry,
     QueueStat,
     RegisteredWorkflow,
+    RunActivity,
     RunPage,
     RunState,
     Signal,
@@ -53,7 +54,7 @@ RUN_COLS, RUN_TYPES = columns_of(
     "run_id text, workflow text, workflow_version text, definition_digest text, inputs bytea,"
     " priority text, status text, created_at float8, started_at float8, finished_at float8,"
     " error text, parent_run_id text, cost_usd float8, tokens_in int8, tokens_out int8,"
-    " owner text, lease_until float8, stopping text, trusted bool"
+    " owner text, lease_until float8, stopping text, trusted bool, trace_parent text"
 )
 STEP_COLS, STEP_TYPES = columns_of(
     "run_id text, step_id text, idx int4, status text, attempts int4, started_at float8,"
@@ -325,6 +326,19 @@ class SQLStore(ABC):
             f" GROUP BY priority ORDER BY min({BY_PRIORITY})"
         )
         return [QueueStat(r[0], r[1], r[2]) for r in rows]
+
+    async def run_activity(self, since: float) -> RunActivity:
+        # Three index-backed counts (runs_created, runs_unfinished): cheap at any table size.
+        window = await self._one(
+            "SELECT count(*), avg(coalesce(finished_at, ?) - started_at) FROM runs"
+            " WHERE created_at >= ?",
+            (self.clock.now(), since),
+        )
+        running = await self._one("SELECT count(*) FROM runs WHERE status = 'running'")
+        dead = await self._one("SELECT count(*) FROM dlq")
+        assert window is not None and running is not None and dead is not None
+        mean = None if window[1] is None else float(window[1])
+        return RunActivity(int(window[0]), mean, int(running[0]), int(dead[0]))
 
     # -- signals, cancels, pauses --
 

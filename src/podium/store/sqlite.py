@@ -50,7 +50,7 @@ from podium.store.sql import (
 
 _T = TypeVar("_T")
 
-_UPSERT_RUN = f"INSERT INTO runs ({RUN_COLS}) VALUES ({','.join('?' * 19)})" + on_run_conflict("0")
+_UPSERT_RUN = f"INSERT INTO runs ({RUN_COLS}) VALUES ({','.join('?' * 20)})" + on_run_conflict("0")
 _UPSERT_STEP = upsert("steps", STEP_COLS, "run_id, step_id, idx", "?")
 _INSERT_EVENT = (
     f"INSERT INTO events (seq, {EVENT_COLS}, prev_hash, hash) VALUES ({','.join('?' * 13)})"

@@ -4,9 +4,7 @@ tokens, its events, and the actions the caller's role allows.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -25,6 +23,7 @@ from podium.api.streams import stream_events
 from podium.engine.engine import Engine
 from podium.engine.summary import RunSummary
 from podium.events import Event
+from podium.observe.context import RunTrace
 from podium.plan import build_plan
 from podium.redact import redact_url_password
 from podium.store.records import RunState, StepState
@@ -68,16 +67,12 @@ class RunView:
     kinds: tuple[str, ...] = KINDS
 
 
-TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 def trace_id_of(row: RunState) -> str:
-    """The run's trace id, as the tracer derives it: from the W3C traceparent the run was
-    started under when its row keeps one, else from the run id."""
-    found = TRACEPARENT.fullmatch(str(getattr(row, "trace_parent", None) or ""))
-    if found:
-        return found.group(1)
-    return hashlib.sha256(row.run_id.encode()).hexdigest()[:32]
+    """The run's trace id, as the tracer derives it (from the traceparent it was started
+    under, else from the run id)."""
+    return f"{RunTrace.of(row.run_id, row.trace_parent).trace_id:032x}"
 
 
 def trace_url(row: RunState) -> str | None:
