@@ -305,7 +305,8 @@ def test_the_line_progress_names_each_finished_step_when_stderr_is_not_a_termina
     result = podium("run", str(path), "-i", "n=1")
     assert result.code == 0
     lines = result.stderr.splitlines()
-    assert lines[0].startswith("✓ first succeeded in ")
-    assert lines[1].startswith("✓ second succeeded in ")
+    assert lines[0].startswith("run ") and lines[0].endswith(" queued")  # the id, at submit
+    assert lines[1].startswith("✓ first succeeded in ")
+    assert lines[2].startswith("✓ second succeeded in ")
     assert lines[-1].startswith("■ run ") and "succeeded" in lines[-1]
     assert "status" in result.stdout and "critical path" in result.stdout

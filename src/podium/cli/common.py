@@ -85,6 +85,10 @@ InputsFileOption = Annotated[
     Path | None,
     typer.Option("--inputs-file", metavar="FILE", help="Inputs from a JSON or YAML file"),
 ]
+DetachOption = Annotated[
+    bool,
+    typer.Option("--detach", help="Submit the run, print its id and exit; workers run it"),
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables")
 ]

@@ -152,6 +152,15 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseHolder:
+    """An engine holding unfinished runs under a lease that has not run out yet."""
+
+    owner: str
+    runs: int
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStat:
     priority: str
     depth: int

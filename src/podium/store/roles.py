@@ -19,6 +19,7 @@ from podium.store.records import (
     CircuitRecord,
     CircuitResult,
     DlqEntry,
+    LeaseHolder,
     QueueStat,
     RegisteredWorkflow,
     RunState,
@@ -82,6 +83,9 @@ class RunStore(Clocked, Protocol):
     async def renew_leases(self, owner: str, lease_s: float) -> None: ...
 
     async def release_leases(self, owner: str) -> None: ...
+
+    async def lease_holders(self, run_ids: Sequence[str] | None = None) -> list[LeaseHolder]:
+        """Who holds unfinished runs (of `run_ids`, or all) under a live lease, and until when."""
 
     async def list_dlq(self, limit: int = 100) -> list[DlqEntry]: ...
 

@@ -28,6 +28,7 @@ from podium.store.records import (
     CircuitRecord,
     CircuitResult,
     DlqEntry,
+    LeaseHolder,
     QueueStat,
     RegisteredWorkflow,
     RunState,
@@ -262,6 +263,23 @@ class SQLStore(ABC):
             self.dialect.sql("UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = ?"),
             (owner,),
         )
+
+    async def lease_holders(self, run_ids: Sequence[str] | None = None) -> list[LeaseHolder]:
+        holders: dict[str, LeaseHolder] = {}
+        for chunk in self.dialect.chunks(run_ids) if run_ids is not None else [None]:
+            clause, params = self.dialect.any_of("run_id", chunk) if chunk else ("1 = 1", [])
+            rows = await self._all(
+                "SELECT owner, count(*), max(lease_until) FROM runs"
+                f" WHERE status IN {UNFINISHED} AND owner IS NOT NULL AND lease_until >= ?"
+                f" AND {clause} GROUP BY owner",
+                [self.clock.now(), *params],
+            )
+            for owner, runs, until in rows:
+                seen = holders.get(owner)
+                if seen is not None:
+                    runs, until = runs + seen.runs, max(until, seen.until)
+                holders[owner] = LeaseHolder(owner, runs, until)
+        return list(holders.values())
 
     # -- the DLQ and the priority queue --
 
