@@ -595,6 +595,16 @@ class Engine:
             self._apply(run, run.machine.next_attempt(self.clock.now(), st, attempt))
             await self.journal.committed()
 
+    def waiting_for_slot(self, rt: RunRuntime, st: StepState, attempt: int) -> None:
+        run = self._holding(rt)
+        if run is not None:
+            self._apply(run, run.machine.waiting_for_slot(self.clock.now(), st, attempt))
+
+    def got_slot(self, rt: RunRuntime, st: StepState, attempt: int) -> None:
+        run = self._holding(rt)
+        if run is not None:
+            self._apply(run, run.machine.got_slot(self.clock.now(), st, attempt))
+
     def falling_back(self, rt: RunRuntime, st: StepState, error: str) -> None:
         run = self._holding(rt)
         if run is not None:

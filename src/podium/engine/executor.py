@@ -6,12 +6,13 @@ It returns an Outcome and never decides what the run does next; the engine does 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
 from podium.clock import SYSTEM_CLOCK, Clock
 from podium.control.guard import Call, CallOutcome, Guard
+from podium.control.limits import LimitsGuard
 from podium.control.plane import ControlPlane
 from podium.engine.ledger import AttemptLedger, UsageSink
 from podium.engine.machine import Outcome
@@ -41,6 +42,11 @@ class AttemptReporter(UsageSink, Protocol):
         """Records the attempt count and returns once it is committed (survives a crash)."""
 
     def falling_back(self, rt: RunRuntime, st: StepState, error: str) -> None: ...
+
+    def waiting_for_slot(self, rt: RunRuntime, st: StepState, attempt: int) -> None:
+        """The attempt has to wait for a concurrency slot or a rate-limit token."""
+
+    def got_slot(self, rt: RunRuntime, st: StepState, attempt: int) -> None: ...
 
 
 # id -> (action, fields); holding the action keeps its id from being reused by another object.
@@ -174,7 +180,7 @@ class StepExecutor:
                     rt.run_id, rt.row.workflow, step, st.index, attempt, rendered, context,
                     primary=action is step.action,
                 )
-                result = await self._guarded(guards, call, ctx, step.timeout_s)
+                result = await self._guarded(guards, call, ctx, step.timeout_s, rt, st)
             else:
                 async with asyncio.timeout(step.timeout_s):
                     result = await RUNNERS[action.kind].run(rendered, ctx, self._host)
@@ -204,7 +210,8 @@ class StepExecutor:
         return exc
 
     async def _guarded(
-        self, guards: tuple[Guard, ...], call: Call, ctx: StepContext, timeout_s: float
+        self, guards: tuple[Guard, ...], call: Call, ctx: StepContext, timeout_s: float,
+        rt: RunRuntime, st: StepState,
     ) -> StepResult:
         """The call, once every guard let it through; the attempt's timeout starts after
         the guards (waiting for a slot is not running)."""
@@ -214,7 +221,10 @@ class StepExecutor:
             for guard in guards:
                 waiting = guard.enter(call)
                 if waiting is not None:
-                    await waiting
+                    if isinstance(guard, LimitsGuard):
+                        await self._wait_for_slot(waiting, rt, st, call.attempt)
+                    else:
+                        await waiting
                 entered += 1
             outcome = "failed"
             async with asyncio.timeout(timeout_s):
@@ -233,6 +243,24 @@ class StepExecutor:
         finally:
             for guard in reversed(guards[:entered]):
                 guard.exit(call, outcome)
+
+    async def _wait_for_slot(
+        self, waiting: Awaitable[None], rt: RunRuntime, st: StepState, attempt: int
+    ) -> None:
+        """Awaits a limit; one that does not let the attempt through at once is reported, so
+        the step reads `ready` (not running) until it gets its slot."""
+        task = asyncio.ensure_future(waiting)
+        try:
+            await asyncio.sleep(0)  # the task's first step runs: it is done unless it waits
+            if task.done():
+                task.result()
+                return
+            self._reporter.waiting_for_slot(rt, st, attempt)
+            await task
+        except BaseException:
+            task.cancel()
+            raise
+        self._reporter.got_slot(rt, st, attempt)
 
     def encode(self, step_id: str, output: Any) -> bytes:
         try:

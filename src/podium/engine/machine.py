@@ -90,6 +90,8 @@ class RunMachine:
         self._encode = encode  # a step's output -> its stored bytes (raises StepError)
         self._fx = Effects()
         self._now = 0.0
+        # Attempts in flight that wait for a concurrency slot: `ready` meanwhile, not running.
+        self._slot_waits: set[StepKey] = set()
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -180,6 +182,10 @@ class RunMachine:
     def finished(self, now: float, st: StepState, outcome: Outcome) -> Effects:
         """A step's attempts ended (a late result, after a cancel or a stop, is ignored)."""
         self._begin(now)
+        if self._slot_waits and (st.step_id, st.index) in self._slot_waits:
+            self._slot_waits.discard((st.step_id, st.index))
+            if st.status == _READY:  # refused while it waited (a budget, a circuit)
+                self._move_step(st, S.RUNNING)
         if st.status == _RUNNING and not self.run.row.done:
             self._finish(st, outcome)
         return self._fx
@@ -200,6 +206,31 @@ class RunMachine:
         st.attempts = attempt
         self._journal(st)
         self._started(st)
+        return self._fx
+
+    def waiting_for_slot(self, now: float, st: StepState, attempt: int) -> Effects:
+        """The attempt waits for a concurrency slot or rate-limit token: `ready`, not running."""
+        self._begin(now)
+        if st.status == _RUNNING and not self.run.row.done:
+            self._slot_waits.add((st.step_id, st.index))
+            self._move_step(st, S.READY)
+            self._emit("agent.task.waiting", {
+                "step": st.step_id, "index": st.index, "attempt": attempt, "for": "slot",
+            })
+        return self._fx
+
+    def got_slot(self, now: float, st: StepState, attempt: int) -> Effects:
+        """The waiting attempt got its slot and starts now (the first one sets `started_at`)."""
+        self._begin(now)
+        key = (st.step_id, st.index)
+        if key in self._slot_waits and st.status == _READY and not self.run.row.done:
+            self._slot_waits.discard(key)
+            self._move_step(st, S.RUNNING)
+            if attempt <= 1:
+                st.started_at = now
+            self._emit("agent.task.started", {
+                "step": st.step_id, "index": st.index, "attempt": attempt, "after_waiting": True,
+            })
         return self._fx
 
     def falling_back(self, now: float, st: StepState, error: str) -> Effects:
@@ -236,7 +267,7 @@ class RunMachine:
     def release(self, now: float, st: StepState) -> Effects:
         """The pauses changed: a held step starts, or is held again if still paused."""
         self._begin(now)
-        if st.status != _READY or self.run.row.done:
+        if st.status != _READY or self.run.row.done or (st.step_id, st.index) in self._slot_waits:
             return self._fx
         if st.index < 0:
             self._launch(st)
@@ -309,6 +340,8 @@ class RunMachine:
         instances = self.run.instances[parent.step_id]
         limit = step.max_parallel or len(instances) or 1
         running = sum(1 for i in instances if i.status == _RUNNING)
+        if self._slot_waits:  # ready while they wait for a slot: in flight all the same
+            running += sum(1 for i in instances if (i.step_id, i.index) in self._slot_waits)
         for inst in instances:
             if running >= limit:
                 break
