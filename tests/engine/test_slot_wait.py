@@ -24,7 +24,8 @@ def workflow() -> Workflow:
         "name": "one-at-a-time",
         "inputs": {"gate": {"type": "string"}},
         "steps": {"work": {
-            "kind": "python", "call": "test_slot_wait:gated", "input": {"name": "{{ inputs.gate }}"},
+            "kind": "python", "call": "test_slot_wait:gated",
+            "input": {"name": "{{ inputs.gate }}"},
             "limits": {"max_concurrent": 1}, "retry": {"attempts": 1},
         }},
     })
