@@ -27,7 +27,7 @@ R, S = RunStatus, StepStatus
 # lookup costs ten times a module constant's, and a run decides dozens of times per step.
 _PENDING, _READY, _RUNNING = S.PENDING.value, S.READY.value, S.RUNNING.value
 _SUCCEEDED, _FAILED, _CANCELLED = S.SUCCEEDED.value, S.FAILED.value, S.CANCELLED.value
-_COMPENSATED = S.COMPENSATED.value
+_COMPENSATED, _SKIPPED = S.COMPENSATED.value, S.SKIPPED.value
 _LIVE = frozenset({_RUNNING, _READY})
 _FAILURES = frozenset({_FAILED, _CANCELLED})
 _RUN_RUNNING, _RUN_FAILED = R.RUNNING.value, R.FAILED.value
@@ -122,8 +122,12 @@ class RunMachine:
         self._begin(now)
         rt = self.run
         for step_id in dropped:
-            if rt.steps[step_id].status == _PENDING:
-                self._skip(rt.steps[step_id], reason)
+            st = rt.steps[step_id]
+            if st.status == _PENDING:
+                self._skip(st, reason)
+                # Kept with the step (a skip has no error otherwise): the run ends `degraded`,
+                # whichever engine completes it.
+                st.error = reason or "dropped to fit the free resources"
         self._move_run(R.RUNNING)
         rt.row.started_at = now
         self._emit("run.started", {})
@@ -543,7 +547,10 @@ class RunMachine:
         parents = rt.steps.values()
         failed = sum(1 for s in units if s.compensation_error is not None)
         ran = failed + sum(1 for s in units if s.status == _COMPENSATED)
-        degraded = any(s.status == _FAILED or s.fallback_used for s in parents)
+        degraded = any(
+            s.status == _FAILED or s.fallback_used or (s.status == _SKIPPED and s.error)
+            for s in parents
+        )
         status = final_status(
             row.stopping, degraded=degraded, compensations_ran=ran, compensations_failed=failed
         )
