@@ -30,6 +30,7 @@ from podium.clock import SYSTEM_CLOCK
 from podium.events import utc_iso
 from podium.redact import redact_url_password
 from podium.settings import Settings
+from podium.store.records import FORGOTTEN_AFTER_S
 
 ALIVE_AFTER_S = 10.0  # a worker silent for longer is listed as lost
 
@@ -71,9 +72,9 @@ def workers_command(json_output: JsonOption = False, store: StoreOption = None) 
 
 
 async def _list_workers(settings: Settings, json_output: bool) -> None:
-    async with opened_store(settings) as store:
-        workers = await store.list_workers()
     now = SYSTEM_CLOCK.now()
+    async with opened_store(settings) as store:
+        workers = await store.list_workers(seen_since=now - FORGOTTEN_AFTER_S)
     rows = [
         {
             "worker_id": w.worker_id, "host": w.host, "pid": w.pid,

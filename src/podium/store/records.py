@@ -90,6 +90,11 @@ class DlqEntry:
     added_at: float
 
 
+# A worker silent this long is forgotten: deleted by the live workers' heartbeats, and no
+# longer listed (`podium workers`, the API). Shorter silences are listed as `lost`.
+FORGOTTEN_AFTER_S = 600.0
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
     """A worker's heartbeat row: who it is, how busy, and when it last said so."""

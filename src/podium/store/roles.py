@@ -160,7 +160,11 @@ class WorkerRegistry(Protocol):
 
     async def heartbeat(self, worker: WorkerInfo) -> None: ...
 
-    async def list_workers(self) -> list[WorkerInfo]: ...
+    async def forget_workers(self, silent_since: float) -> int:
+        """Deletes the workers whose last heartbeat is older than `silent_since`."""
+
+    async def list_workers(self, seen_since: float | None = None) -> list[WorkerInfo]:
+        """Workers (that beat at or after `seen_since`, if given), oldest first."""
 
 
 class CircuitStore(Clocked, Protocol):

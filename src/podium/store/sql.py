@@ -388,8 +388,16 @@ class SQLStore(ABC):
             ),
         )
 
-    async def list_workers(self) -> list[WorkerInfo]:
-        rows = await self._all(f"SELECT {WORKER_COLS} FROM workers ORDER BY started_at")
+    async def forget_workers(self, silent_since: float) -> int:
+        return await self._execute(
+            self.dialect.sql("DELETE FROM workers WHERE heartbeat_at < ?"), (silent_since,)
+        )
+
+    async def list_workers(self, seen_since: float | None = None) -> list[WorkerInfo]:
+        since, params = ("WHERE heartbeat_at >= ?", [seen_since]) if seen_since else ("", [])
+        rows = await self._all(
+            f"SELECT {WORKER_COLS} FROM workers {since} ORDER BY started_at", params
+        )
         return [WorkerInfo(*row) for row in rows]
 
     # -- the event log and the audit chain --
