@@ -110,6 +110,12 @@ def db_upgrade_command(store: StoreOption = None) -> None:
 
 
 async def _upgrade(settings: Settings) -> None:
-    async with opened_store(settings):
-        pass
-    note(f"{redact_url_password(settings.store)}: schema up to date")
+    async with opened_store(settings) as store:
+        before, now = store.schema_versions
+    where = redact_url_password(settings.store)
+    if before == now:
+        note(f"{where}: schema up to date (version {now}); no migration applied")
+    elif before == 0:
+        note(f"{where}: new store: applied migrations 1 to {now} (schema version {now})")
+    else:
+        note(f"{where}: applied migrations {before + 1} to {now} (schema version {now})")
