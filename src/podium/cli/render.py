@@ -107,8 +107,10 @@ def summary_panel(summary: RunSummary, plan: Plan | None) -> Panel:
 
 
 def _compensations(steps: dict[str, StepSummary]) -> str:
+    """In the order they ran: the newest completion is undone first."""
     parts = []
-    for step_id, step in steps.items():
+    ran = sorted(steps.items(), key=lambda item: item[1].finished_at or "", reverse=True)
+    for step_id, step in ran:
         if step.compensation_error:
             parts.append(f"{step_id} (failed: {clip(step.compensation_error, 50)})")
         elif step.status == "compensated":
