@@ -6,6 +6,7 @@ A worker runs until SIGTERM/SIGINT, then drains: in-flight runs finish or are ha
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from podium.cli.common import (
     DrainOption,
     JsonOption,
     StoreOption,
+    UsageProblem,
     guarded,
     note,
     open_engine,
@@ -30,6 +32,7 @@ from podium.clock import SYSTEM_CLOCK
 from podium.events import utc_iso
 from podium.redact import redact_url_password
 from podium.settings import Settings
+from podium.steps.python import path_summary
 from podium.store.records import FORGOTTEN_AFTER_S
 
 ALIVE_AFTER_S = 10.0  # a worker silent for longer is listed as lost
@@ -41,15 +44,39 @@ def worker_command(
         int, typer.Option("--concurrency", "-c", min=1, help="Runs this worker executes at once")
     ] = 100,
     drain_s: DrainOption = 30.0,
+    serves: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--serves", metavar="MODULES",
+            help="Modules of python steps this worker must import (comma-separated,"
+            " repeatable): checked at start, so a worker that cannot run them does not start",
+        ),
+    ] = None,
     store: StoreOption = None,
     bus: BusOption = None,
 ) -> None:
     """Run queued workflows from the bus and the store until SIGTERM (then drain)."""
     settings = settings_for(store, bus).model_copy(update={"max_active_runs": concurrency})
-    run_async(_work(settings, concurrency, drain_s))
+    modules = check_serves(serves or [])
+    run_async(_work(settings, concurrency, drain_s, modules))
 
 
-async def _work(settings: Settings, concurrency: int, drain_s: float) -> None:
+def check_serves(given: list[str]) -> list[str]:
+    """Imports every module named in `--serves`; the first that fails is a usage error."""
+    modules = [m.strip() for value in given for m in value.split(",") if m.strip()]
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # an import can raise anything; say which module and why
+            raise UsageProblem(
+                f"--serves: cannot import module {module!r} here: {exc}; {path_summary()}"
+            ) from None
+    return modules
+
+
+async def _work(
+    settings: Settings, concurrency: int, drain_s: float, modules: list[str]
+) -> None:
     from podium.engine.worker import Worker
 
     async with open_engine(settings) as engine:
@@ -60,7 +87,8 @@ async def _work(settings: Settings, concurrency: int, drain_s: float) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)
         where = redact_url_password(settings.store)
-        note(f"worker {engine.owner} started: concurrency {concurrency}, store {where}")
+        serving = f", serves {', '.join(modules)}" if modules else ""
+        note(f"worker {engine.owner} started: concurrency {concurrency}, store {where}{serving}")
         await worker.run()
         note(f"worker {engine.owner} stopped")
 

@@ -31,6 +31,7 @@ class EngineServices(Protocol):
     store: Store
     clock: Clock
     journal: Journal
+    owner: str
 
     def runtime(self, run_id: str) -> RunRuntime: ...
 
@@ -67,6 +68,7 @@ class EngineHost:
     def __init__(self, engine: EngineServices, secrets: Mapping[str, str]) -> None:
         self._engine = engine
         self.clock = engine.clock
+        self.worker_id = engine.owner
         self._secrets = secrets
         self._waiters: dict[tuple[str, str], list[Waiter]] = {}  # (run, signal) -> waiting steps
         self._claimed: set[int] = set()  # signals handed to a step, not yet committed as taken
