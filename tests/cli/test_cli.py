@@ -145,13 +145,14 @@ def test_runs_json_lists_runs_with_utc_timestamps(
     assert result.code == 0, result.stderr
     (run,) = result.json()
     assert set(run) == {
-        "run_id", "workflow", "workflow_version", "status", "created_at", "finished_at",
-        "duration_s", "error",
+        "run_id", "workflow", "workflow_version", "status", "priority", "created_at",
+        "started_at", "finished_at", "duration_s", "error", "parent_run_id",
     }
     assert run["run_id"] == succeeded["run_id"]
     assert (run["workflow"], run["workflow_version"]) == ("counted", "1")
     assert run["status"] == "succeeded"
     assert is_utc_iso(run["created_at"]) and is_utc_iso(run["finished_at"])
+    assert is_utc_iso(run["started_at"]) and run["priority"] == "normal"
     assert run["duration_s"] > 0
 
 

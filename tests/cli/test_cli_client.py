@@ -161,8 +161,9 @@ def test_run_by_name_waits_and_prints_the_summary_as_a_local_run(server: Server)
     runs = server.cli("runs", "--json", "--workflow", "hello")
     assert runs.code == 0, runs.stderr
     [row] = [r for r in runs.json() if r["run_id"] == summary["run_id"]]
-    assert set(row) == {"run_id", "workflow", "workflow_version", "status", "created_at",
-                        "finished_at", "duration_s", "error"}
+    assert set(row) == {"run_id", "workflow", "workflow_version", "status", "priority",
+                        "created_at", "started_at", "finished_at", "duration_s", "error",
+                        "parent_run_id"}
     status = server.cli("status", summary["run_id"], "--json")
     assert status.code == 0 and status.json() == summary
 
