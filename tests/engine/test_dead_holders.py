@@ -8,9 +8,11 @@ import socket
 import subprocess
 import sys
 
+from podium.bus.base import Bus
 from podium.engine.engine import Engine
 from podium.engine.holders import Holder, dead_here
 from podium.model.workflow import Workflow
+from podium.settings import Settings
 from podium.store.base import Store
 
 WAITING = Workflow.model_validate(
@@ -35,10 +37,10 @@ def test_an_owner_id_names_host_and_pid_and_only_a_gone_local_process_is_dead() 
 
 
 async def test_leases_of_a_dead_local_holder_are_released_and_live_ones_kept(
-    engine: Engine, store: Store
+    engine: Engine, store: Store, bus: Bus, settings: Settings
 ) -> None:
-    run_id = await engine.submit(WAITING)
-    await store.release_leases(engine.owner)
+    async with Engine(store, bus, settings) as left:  # its runs stay unfinished, unheld
+        run_id, other = await left.submit(WAITING), await left.submit(WAITING)
     dead = f"{socket.gethostname()}:{dead_pid()}:feed"
     assert await store.claim_unfinished(dead, 30.0, [run_id]) == [run_id]
     [holder] = await store.lease_holders([run_id])
@@ -46,8 +48,6 @@ async def test_leases_of_a_dead_local_holder_are_released_and_live_ones_kept(
     assert holder.until > store.clock.now() + 20
 
     foreign = f"elsewhere.example:{dead_pid()}:beef"
-    other = await engine.submit(WAITING)
-    await store.release_leases(engine.owner)
     assert await store.claim_unfinished(foreign, 30.0, [other]) == [other]
 
     assert await engine.release_dead_holders() == [dead]
