@@ -36,6 +36,16 @@ def test_an_owner_id_names_host_and_pid_and_only_a_gone_local_process_is_dead() 
     assert not dead_here(f"elsewhere.example:{dead_pid()}:abc")  # cannot tell: not ours
 
 
+def test_a_killed_process_not_reaped_yet_counts_as_dead() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        child.kill()
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # dead, left unreaped: a zombie
+        assert dead_here(f"{socket.gethostname()}:{child.pid}:abc")
+    finally:
+        child.wait()
+
+
 async def test_leases_of_a_dead_local_holder_are_released_and_live_ones_kept(
     engine: Engine, store: Store, bus: Bus, settings: Settings
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,18 @@ class Holder:
             return True
         except PermissionError:  # alive, another user's
             return False
+        return _zombie(self.pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process its parent has not reaped yet still answers `kill 0`: dead all the
+    same (Linux says so in /proc; elsewhere it counts as alive until reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
+    # `pid (comm) state ...`: comm may hold spaces and parentheses; the state follows the last ")".
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def dead_here(owner: str) -> bool:
