@@ -111,7 +111,7 @@ def _run_remote(
     run_id: str = client.post("/v1/runs", {"workflow_name": name, "inputs": values})["run_id"]
     if detach:
         return _detached(run_id, json_output, f"the server at {client.where} runs it")
-    note(f"run {run_id} of {name} submitted to {client.where}; waiting for it to end")
+    note(f"run {run_id} queued: {name} on {client.where}; waiting for it to end")
     try:
         summary = RunSummary.model_validate(client.wait_final(run_id))
     except KeyboardInterrupt:
