@@ -115,6 +115,8 @@ def redact_url_password(url: str) -> str:
     if "password=" in query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, MASK if k == "password" else v) for k, v in pairs], safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing to mask: as given (urlunsplit would drop `sqlite:///`'s slashes)
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 

@@ -145,13 +145,14 @@ def test_runs_json_lists_runs_with_utc_timestamps(
     assert result.code == 0, result.stderr
     (run,) = result.json()
     assert set(run) == {
-        "run_id", "workflow", "workflow_version", "status", "created_at", "finished_at",
-        "duration_s", "error",
+        "run_id", "workflow", "workflow_version", "status", "priority", "created_at",
+        "started_at", "finished_at", "duration_s", "error", "parent_run_id",
     }
     assert run["run_id"] == succeeded["run_id"]
     assert (run["workflow"], run["workflow_version"]) == ("counted", "1")
     assert run["status"] == "succeeded"
     assert is_utc_iso(run["created_at"]) and is_utc_iso(run["finished_at"])
+    assert is_utc_iso(run["started_at"]) and run["priority"] == "normal"
     assert run["duration_s"] > 0
 
 
@@ -305,7 +306,8 @@ def test_the_line_progress_names_each_finished_step_when_stderr_is_not_a_termina
     result = podium("run", str(path), "-i", "n=1")
     assert result.code == 0
     lines = result.stderr.splitlines()
-    assert lines[0].startswith("✓ first succeeded in ")
-    assert lines[1].startswith("✓ second succeeded in ")
+    assert lines[0].startswith("run ") and lines[0].endswith(" queued")  # the id, at submit
+    assert lines[1].startswith("✓ first succeeded in ")
+    assert lines[2].startswith("✓ second succeeded in ")
     assert lines[-1].startswith("■ run ") and "succeeded" in lines[-1]
     assert "status" in result.stdout and "critical path" in result.stdout

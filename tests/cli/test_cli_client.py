@@ -145,6 +145,19 @@ def _wait_healthy(url: str, proc: subprocess.Popen[str]) -> None:
     raise AssertionError("podium serve never answered /healthz")
 
 
+def test_run_detach_by_name_prints_the_id_and_the_server_runs_it(server: Server) -> None:
+    result = server.cli("run", "hello", "-i", "times=1", "--detach")
+    assert result.code == 0, result.stderr
+    run_id = result.stdout.strip()
+    assert f"run {run_id} queued; the server at " in result.stderr
+    for _ in range(200):  # the server runs it on its own: its status reaches the end
+        status = server.cli("status", run_id, "--json")
+        if status.code == 0 and status.json()["status"] == "succeeded":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} never succeeded on the server")
+
+
 def test_the_store_url_given_to_the_cli_really_cannot_be_opened() -> None:
     env = {**cli_env(), "PODIUM_STORE": NOWHERE}
     proc = subprocess.run([*CLI, "runs"], capture_output=True, text=True, env=env, timeout=60)
@@ -154,6 +167,7 @@ def test_the_store_url_given_to_the_cli_really_cannot_be_opened() -> None:
 def test_run_by_name_waits_and_prints_the_summary_as_a_local_run(server: Server) -> None:
     result = server.cli("run", "hello", "-i", "times=3", "--json")
     assert result.code == 0, result.stderr
+    assert f"run {result.json()['run_id']} queued: hello on " in result.stderr
     summary = result.json()
     assert summary["status"] == "succeeded" and summary["workflow"] == "hello"
     assert summary["outputs"]["greet"] == {"said": 3}  # `-i` parsed by the declared type
@@ -161,8 +175,9 @@ def test_run_by_name_waits_and_prints_the_summary_as_a_local_run(server: Server)
     runs = server.cli("runs", "--json", "--workflow", "hello")
     assert runs.code == 0, runs.stderr
     [row] = [r for r in runs.json() if r["run_id"] == summary["run_id"]]
-    assert set(row) == {"run_id", "workflow", "workflow_version", "status", "created_at",
-                        "finished_at", "duration_s", "error"}
+    assert set(row) == {"run_id", "workflow", "workflow_version", "status", "priority",
+                        "created_at", "started_at", "finished_at", "duration_s", "error",
+                        "parent_run_id"}
     status = server.cli("status", summary["run_id"], "--json")
     assert status.code == 0 and status.json() == summary
 

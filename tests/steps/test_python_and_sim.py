@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from podium.clock import FakeClock
-from podium.errors import StepError
+from podium.errors import NonRetryable, StepError
 from podium.model.workflow import PythonAction, SimAction
 from podium.steps import StepContext
 from podium.steps.python import PythonRunner
@@ -63,10 +63,22 @@ async def test_a_function_asking_for_ctx_gets_it() -> None:
     assert result.output == {"x": 1, "key": "r1/s"}
 
 
-async def test_an_unimportable_call_fails_the_attempt_with_the_reason() -> None:
+async def test_an_unimportable_call_fails_without_retry_naming_the_worker_and_its_path() -> None:
     action = PythonAction(kind="python", call="no_such_module_xyz:fn")
-    with pytest.raises(StepError, match="cannot import module 'no_such_module_xyz'"):
-        await PythonRunner().run(action, _ctx(), None)  # type: ignore[arg-type]
+    host: Any = SimpleNamespace(worker_id="box:42:abc")
+    with pytest.raises(NonRetryable) as caught:
+        await PythonRunner().run(action, _ctx(), host)
+    message = str(caught.value)
+    assert message.startswith("cannot import module 'no_such_module_xyz'")
+    assert "at worker box:42:abc" in message and "sys.path (" in message
+    assert len(message) < 800  # the path is summarised, however long it is
+
+
+async def test_a_missing_function_is_not_retried_either() -> None:
+    action = PythonAction(kind="python", call=f"{__name__}:no_such_function")
+    host: Any = SimpleNamespace(worker_id="box:42:abc")
+    with pytest.raises(NonRetryable, match="has no attribute 'no_such_function' at worker box"):
+        await PythonRunner().run(action, _ctx(), host)
 
 
 async def test_sim_fails_the_first_fail_times_attempts_then_succeeds() -> None:

@@ -16,7 +16,7 @@ from podium.api.auth import Permission, Principal, permit
 from podium.api.deps import EngineDep
 from podium.api.errors import ERROR_RESPONSES
 from podium.events import utc_iso
-from podium.store.records import WorkerInfo
+from podium.store.records import FORGOTTEN_AFTER_S, WorkerInfo
 
 router = APIRouter(tags=["health"], responses=ERROR_RESPONSES)
 log = structlog.get_logger("podium.api")
@@ -55,7 +55,8 @@ async def workers(
     engine: EngineDep, principal: Annotated[Principal, permit(Permission.SYSTEM_READ)]
 ) -> dict[str, list[dict[str, Any]]]:
     now = engine.clock.now()
-    return {"workers": [_worker(w, now) for w in await engine.store.list_workers()]}
+    listed = await engine.store.list_workers(seen_since=now - FORGOTTEN_AFTER_S)
+    return {"workers": [_worker(w, now) for w in listed]}
 
 
 def _worker(w: WorkerInfo, now: float) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Each group of commands lives in its own module; this one wires them up and sets 
 from __future__ import annotations
 
 import sys
+from importlib import metadata
 from typing import Annotated
 
 import typer
@@ -52,10 +53,25 @@ app.add_typer(audit_cli.audit_app, name="audit")
 app.add_typer(keys_cli.keys_app, name="keys")
 
 
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        try:
+            installed = metadata.version("podium")
+        except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+            installed = "unknown (not installed)"
+        typer.echo(f"podium {installed}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _options(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log debug details to stderr")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True,
+                     help="Print the installed version and exit"),
     ] = False,
 ) -> None:
     set_verbose(verbose)

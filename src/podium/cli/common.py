@@ -84,6 +84,10 @@ InputsFileOption = Annotated[
     Path | None,
     typer.Option("--inputs-file", metavar="FILE", help="Inputs from a JSON or YAML file"),
 ]
+DetachOption = Annotated[
+    bool,
+    typer.Option("--detach", help="Submit the run, print its id and exit; workers run it"),
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables")
 ]
@@ -188,6 +192,7 @@ async def open_engine(settings: Settings) -> AsyncIterator[Engine]:
     for value in secrets.values():
         REDACTOR.add(value)
     configure_logging()
+    note_relative_sqlite(settings.store)
     async with (
         open_store(settings.store, durability=settings.durability) as store,
         open_bus(settings.bus) as bus,
@@ -200,8 +205,23 @@ async def open_engine(settings: Settings) -> AsyncIterator[Engine]:
 @asynccontextmanager
 async def opened_store(settings: Settings) -> AsyncIterator[Store]:
     """The store alone, for commands that only read it."""
+    note_relative_sqlite(settings.store)
     async with open_store(settings.store, durability=settings.durability) as store:
         yield store
+
+
+def note_relative_sqlite(url: str) -> None:
+    """`sqlite:///tmp/x.db` is the relative path `tmp/x.db` (three slashes: relative, four:
+    absolute, as SQLAlchemy reads them); said when it looks meant as `/tmp/x.db`."""
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    if path.is_absolute() or not path.parts or not Path("/", path.parts[0]).is_dir():
+        return
+    note(
+        f"note: {url} is the relative path {path} ({Path.cwd() / path}); for /{path} write"
+        f" sqlite:////{path} (four slashes)"
+    )
 
 
 async def stored_plan(store: Store, row: RunState) -> tuple[Workflow, Plan]:

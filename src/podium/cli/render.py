@@ -29,18 +29,26 @@ NOTE_WIDTH = 70  # errors can be long; a table cell keeps the start, `status` sh
 
 # Columns a reader copies or scans (ids, statuses, times) never wrap; free text takes what is left.
 _NO_WRAP = frozenset({
-    "run", "status", "created", "added", "duration", "seq", "time (UTC)", "event", "level",
+    "run", "id", "status", "created", "added", "duration", "seq", "time (UTC)", "event", "level",
     "attempts", "retries",
 })
 
 
-def new_table(title: str, columns: Iterable[str], right: Iterable[str] = ()) -> Table:
+_IDS = frozenset({"run", "id"})  # uuids: shown whole, whatever the terminal's width
+
+
+def new_table(
+    title: str, columns: Iterable[str], right: Iterable[str] = (), whole: Iterable[str] = ()
+) -> Table:
+    """A table whose id columns (`run`, `id`, and `whole`) are never cut or wrapped."""
+    whole = frozenset(whole)
     table = Table(title=title, title_justify="left")
     aligned = set(right)
     for column in columns:
         table.add_column(
             column, justify="right" if column in aligned else "left",
-            no_wrap=column in _NO_WRAP, min_width=36 if column == "run" else None,
+            no_wrap=column in _NO_WRAP or column in whole,
+            min_width=36 if column in _IDS or column in whole else None,
         )
     return table
 
@@ -100,8 +108,10 @@ def summary_panel(summary: RunSummary, plan: Plan | None) -> Panel:
 
 
 def _compensations(steps: dict[str, StepSummary]) -> str:
+    """In the order they ran: the newest completion is undone first."""
     parts = []
-    for step_id, step in steps.items():
+    ran = sorted(steps.items(), key=lambda item: item[1].finished_at or "", reverse=True)
+    for step_id, step in ran:
         if step.compensation_error:
             parts.append(f"{step_id} (failed: {clip(step.compensation_error, 50)})")
         elif step.status == "compensated":

@@ -18,6 +18,7 @@ from podium.cli.common import (
     EXIT_OK,
     SUCCESSFUL,
     BusOption,
+    DetachOption,
     InputsFileOption,
     InputsJsonOption,
     InputsOption,
@@ -42,8 +43,9 @@ from podium.cli.progress import Follower, pick_display
 from podium.cli.render import summaries_table, summary_panel
 from podium.cli.target import load_target
 from podium.cli.view import RunView
+from podium.cli.waiting import watch_workers
 from podium.engine.summary import RunSummary
-from podium.events import new_id
+from podium.events import new_id, utc_iso
 from podium.model.advice import workflow_warnings
 from podium.model.inputs import parse_cli_inputs, resolve_inputs
 from podium.model.workflow import Workflow
@@ -51,6 +53,7 @@ from podium.observe.context import current_traceparent
 from podium.plan import Plan, build_plan
 from podium.plan.render import render_plan
 from podium.settings import Settings
+from podium.store.base import Store
 
 if TYPE_CHECKING:
     from podium.engine.engine import Engine
@@ -78,6 +81,7 @@ def run_command(
     store: StoreOption = None,
     bus: BusOption = None,
     server: ServerOption = None,
+    detach: DetachOption = False,
 ) -> None:
     """Plan, admit and run a workflow to the end in this process, with live progress; with a
     server (PODIUM_URL or --server), run a workflow registered there by name and wait for it."""
@@ -85,12 +89,14 @@ def run_command(
     if client is not None:
         name = registered_name(file, client)
         with client:
-            code = _run_remote(client, name, inputs or [], inputs_json, inputs_file, json_output)
+            code = _run_remote(
+                client, name, inputs or [], inputs_json, inputs_file, json_output, detach
+            )
         raise typer.Exit(code)
     settings = settings_for(store, bus)
     workflow = load_workflow(file, settings)
     values = gather_inputs(workflow, inputs or [], inputs_json, inputs_file)
-    code = run_async(_run(workflow, values, settings, json_output))
+    code = run_async(_run(workflow, values, settings, json_output, detach))
     raise typer.Exit(code)
 
 
@@ -106,11 +112,13 @@ def registered_name(target: Path, client: Client) -> str:
 
 def _run_remote(
     client: Client, name: str, pairs: list[str], inputs_json: str | None,
-    inputs_file: Path | None, json_output: bool,
+    inputs_file: Path | None, json_output: bool, detach: bool,
 ) -> int:
     values = remote_inputs(client, name, pairs, inputs_json, inputs_file)
     run_id: str = client.post("/v1/runs", {"workflow_name": name, "inputs": values})["run_id"]
-    note(f"run {run_id} of {name} submitted to {client.where}; waiting for it to end")
+    if detach:
+        return _detached(run_id, json_output, f"the server at {client.where} runs it")
+    note(f"run {run_id} queued: {name} on {client.where}; waiting for it to end")
     try:
         summary = RunSummary.model_validate(client.wait_final(run_id))
     except KeyboardInterrupt:
@@ -136,9 +144,12 @@ def gather_inputs(
 
 
 async def _run(
-    workflow: Workflow, inputs: dict[str, Any], settings: Settings, json_output: bool
+    workflow: Workflow, inputs: dict[str, Any], settings: Settings, json_output: bool,
+    detach: bool = False,
 ) -> int:
     plan = build_plan(workflow)
+    if detach:
+        return await _submit_detached(workflow, inputs, settings, json_output)
     async with (
         open_engine(settings) as engine,
         Follower(engine.bus, pick_display(json_output)) as follower,
@@ -147,11 +158,38 @@ async def _run(
         follower.track(RunView.of(run_id, workflow.name, plan))
         # Under an active span (TRACEPARENT), the run's trace hangs under it.
         await engine.submit(workflow, inputs, run_id=run_id, trace_parent=current_traceparent())
-        await _wait_or_cancel(engine, run_id)
+        note(f"run {run_id} queued")
+        async with watch_workers(engine, run_id):
+            await _wait_or_cancel(engine, run_id)
         await follower.settle(engine.store)
         summary = await engine.summary(run_id)
     show_summary(summary, plan, json_output)
     return exit_code([summary])
+
+
+async def _submit_detached(
+    workflow: Workflow, inputs: dict[str, Any], settings: Settings, json_output: bool
+) -> int:
+    """Submits for the workers and returns at once: only a shared bus has someone to run it."""
+    async with open_engine(settings) as engine:
+        if not engine.bus.distributed:
+            raise UsageProblem(
+                f"--detach needs workers to run the run: with the bus {settings.bus} it would"
+                " live only in this process; set PODIUM_BUS (or --bus) to a redis:// URL that"
+                " `podium worker` shares, or PODIUM_URL to a server"
+            )
+        run_id = await engine.submit(workflow, inputs)
+    return _detached(run_id, json_output, "a `podium worker` on this store and bus runs it")
+
+
+def _detached(run_id: str, json_output: bool, who: str) -> int:
+    """The id on stdout (for `RUN=$(podium run --detach ...)`), the how on stderr."""
+    if json_output:
+        print_json({"run_id": run_id, "status": "queued"})
+    else:
+        out.print(run_id, markup=False, highlight=False)
+    note(f"run {run_id} queued; {who}: `podium status {run_id}` follows it")
+    return EXIT_OK
 
 
 async def _wait_or_cancel(engine: Engine, run_id: str) -> None:
@@ -232,15 +270,13 @@ async def _recover(run_ids: list[str], settings: Settings, json_output: bool) ->
         for run_id in run_ids:
             await require_run(engine.store, run_id)  # an unknown id is an error, not "nothing"
         resumed = await engine.recover(run_ids or None)
-        for run_id in sorted(set(run_ids) - set(resumed)):
-            row = await require_run(engine.store, run_id)
-            why = f"it already ended ({row.status})" if row.done else "another process holds it"
-            note(f"run {run_id} not recovered: {why}")
+        refused = await _not_recovered(engine.store, sorted(set(run_ids) - set(resumed)))
         if not resumed:
-            note("nothing to recover")
+            if not run_ids:
+                await _say_why_nothing(engine.store)
             if json_output:
                 print_json([])
-            return EXIT_OK
+            return EXIT_FAILED if refused else EXIT_OK
         result = await follow_runs(engine, follower, resumed)
     if result is None:
         return EXIT_FAILED
@@ -249,7 +285,41 @@ async def _recover(run_ids: list[str], settings: Settings, json_output: bool) ->
         print_json([s.model_dump(mode="json") for s in summaries])
     else:
         out.print(summaries_table(summaries))
-    return exit_code(summaries)
+    return EXIT_FAILED if refused else exit_code(summaries)
+
+
+async def _not_recovered(store: Store, run_ids: list[str]) -> bool:
+    """Says why each named run was not resumed (ended, or held by whom until when)."""
+    for run_id in run_ids:
+        row = await require_run(store, run_id)
+        if row.done:
+            note(f"run {run_id} not recovered: it already ended ({row.status})")
+            continue
+        holders = await store.lease_holders([run_id])
+        if holders:
+            held = holders[0]
+            note(
+                f"run {run_id} not recovered: held by the live process {held.owner}"
+                f" (host:pid:engine) until {utc_iso(held.until)}; try again after that"
+            )
+        else:
+            note(f"run {run_id} not recovered: another process took it over just now")
+    return bool(run_ids)
+
+
+async def _say_why_nothing(store: Store) -> None:
+    """Tells "no unfinished runs" apart from "every unfinished run is held by a live process"."""
+    holders = await store.lease_holders()
+    if not holders:
+        note("nothing to recover: no unfinished runs")
+        return
+    count = sum(h.runs for h in holders)
+    until = utc_iso(max(h.until for h in holders))
+    owners = ", ".join(sorted(h.owner for h in holders))
+    note(
+        f"nothing to recover now: {count} unfinished run{'s' if count != 1 else ''} held by"
+        f" live processes ({owners}) until {until} at the latest"
+    )
 
 
 # -- plan, validate -----------------------------------------------------------------------------

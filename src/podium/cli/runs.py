@@ -102,10 +102,14 @@ def _remote_runs(
 
 def _as_run_json(row: dict[str, Any]) -> dict[str, Any]:
     """A row of `GET /v1/runs` as `runs --json` prints it (the duration from its times)."""
-    keys = ("run_id", "workflow", "workflow_version", "status", "created_at", "finished_at")
+    keys = (
+        "run_id", "workflow", "workflow_version", "status", "priority", "created_at",
+        "started_at", "finished_at",
+    )
     document = {key: row.get(key) for key in keys}
     document["duration_s"] = row.get("duration_s", _duration(row))
     document["error"] = row.get("error")
+    document["parent_run_id"] = row.get("parent_run_id")
     return document
 
 

@@ -176,6 +176,7 @@ def list_command(
         table = new_table(
             "schedules",
             ("id", "name", "workflow", "spec", "next fire (UTC)", "last fired (UTC)", "last run"),
+            whole=["last run"] if any(s["last_run_id"] for s in schedules) else [],
         )
         for s in schedules:
             table.add_row(
@@ -257,7 +258,7 @@ async def _scheduler(settings: Settings, drain_s: float) -> None:
             resumed = await engine.recover()
             if resumed:
                 note(f"resumed {len(resumed)} unfinished run(s)")
-        scheduler = Scheduler(engine)
+        scheduler = Scheduler(engine, on_fired=_say_fired)
         hurry = asyncio.Event()
         _on_signals(scheduler, hurry)
         role = "runs execute here" if embedded else "workers execute runs"
@@ -266,6 +267,11 @@ async def _scheduler(settings: Settings, drain_s: float) -> None:
         if embedded:
             await drain_engine(engine, drain_s, hurry)
         note("podium scheduler stopped")
+
+
+def _say_fired(fired: dict[str, Any]) -> None:
+    """A line per fire: what an operator watching `podium scheduler` wants to see."""
+    note(f"schedule {fired['schedule']} fired (tick {fired['tick']}): run {fired['run_id']}")
 
 
 def _on_signals(scheduler: Scheduler, hurry: asyncio.Event) -> None:

@@ -114,6 +114,8 @@ def _ignore_run(run: RunView, event: Event) -> None:
 def _on_started(view: StepView, event: Event) -> bool:
     view.status = "running"
     view.attempt = int(event.payload.get("attempt", view.attempt or 1))
+    if event.payload.get("after_waiting"):  # it got its slot: it starts only now
+        view.started_at, view.note = event.timestamp, None
     view.started_at = view.started_at or event.timestamp
     view.duration_s = None
     if "instances" in event.payload:
@@ -151,6 +153,9 @@ def _on_fallback(view: StepView, event: Event) -> bool:
 
 
 def _on_waiting(view: StepView, event: Event) -> bool:
+    if event.payload.get("for") == "slot":  # not running until it gets a concurrency slot
+        view.status, view.note = "ready", "waiting for a concurrency slot"
+        return False
     view.note = f"waiting for signal {event.payload.get('signal')!r}"
     return False
 

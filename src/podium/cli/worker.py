@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -35,6 +36,8 @@ from podium.errors import PodiumError
 from podium.events import utc_iso
 from podium.redact import redact_url_password
 from podium.settings import Settings
+from podium.steps.python import path_summary
+from podium.store.records import FORGOTTEN_AFTER_S
 
 if TYPE_CHECKING:
     from podium.engine.engine import Engine
@@ -48,6 +51,14 @@ def worker_command(
         int, typer.Option("--concurrency", "-c", min=1, help="Runs this worker executes at once")
     ] = 100,
     drain_s: DrainOption = 30.0,
+    serves: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--serves", metavar="MODULES",
+            help="Modules of python steps this worker must import (comma-separated,"
+            " repeatable): checked at start, so a worker that cannot run them does not start",
+        ),
+    ] = None,
     store: StoreOption = None,
     bus: BusOption = None,
     metrics_port: Annotated[int | None, typer.Option(
@@ -59,11 +70,25 @@ def worker_command(
     """Run queued workflows from the bus and the store until SIGTERM (then drain)."""
     settings = settings_for(store, bus).model_copy(update={"max_active_runs": concurrency})
     scrape = None if metrics_port is None else (metrics_host, metrics_port)
-    run_async(_work(settings, concurrency, drain_s, scrape))
+    modules = check_serves(serves or [])
+    run_async(_work(settings, concurrency, drain_s, modules, scrape))
+
+
+def check_serves(given: list[str]) -> list[str]:
+    """Imports every module named in `--serves`; the first that fails is a usage error."""
+    modules = [m.strip() for value in given for m in value.split(",") if m.strip()]
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # an import can raise anything; say which module and why
+            raise UsageProblem(
+                f"--serves: cannot import module {module!r} here: {exc}; {path_summary()}"
+            ) from None
+    return modules
 
 
 async def _work(
-    settings: Settings, concurrency: int, drain_s: float,
+    settings: Settings, concurrency: int, drain_s: float, modules: list[str],
     scrape: tuple[str, int] | None = None,
 ) -> None:
     from podium.engine.worker import Worker
@@ -76,7 +101,8 @@ async def _work(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)
         where = redact_url_password(settings.store)
-        note(f"worker {engine.owner} started: concurrency {concurrency}, store {where}")
+        serving = f", serves {', '.join(modules)}" if modules else ""
+        note(f"worker {engine.owner} started: concurrency {concurrency}, store {where}{serving}")
         await worker.run()
         note(f"worker {engine.owner} stopped")
 
@@ -113,9 +139,9 @@ def workers_command(json_output: JsonOption = False, store: StoreOption = None) 
 
 
 async def _list_workers(settings: Settings, json_output: bool) -> None:
-    async with opened_store(settings) as store:
-        workers = await store.list_workers()
     now = SYSTEM_CLOCK.now()
+    async with opened_store(settings) as store:
+        workers = await store.list_workers(seen_since=now - FORGOTTEN_AFTER_S)
     rows = [
         {
             "worker_id": w.worker_id, "host": w.host, "pid": w.pid,
@@ -151,6 +177,12 @@ def db_upgrade_command(store: StoreOption = None) -> None:
 
 
 async def _upgrade(settings: Settings) -> None:
-    async with opened_store(settings):
-        pass
-    note(f"{redact_url_password(settings.store)}: schema up to date")
+    async with opened_store(settings) as store:
+        before, now = store.schema_versions
+    where = redact_url_password(settings.store)
+    if before == now:
+        note(f"{where}: schema up to date (version {now}); no migration applied")
+    elif before == 0:
+        note(f"{where}: new store: applied migrations 1 to {now} (schema version {now})")
+    else:
+        note(f"{where}: applied migrations {before + 1} to {now} (schema version {now})")

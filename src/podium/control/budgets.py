@@ -10,7 +10,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -21,7 +21,7 @@ from podium.errors import BudgetExceeded, PodiumError, StepError
 from podium.model.llm import build_request, estimate_usage
 from podium.model.pricing import Pricing
 from podium.model.workflow import Action, Budget, LlmAction, SimAction, Step
-from podium.store.roles import BudgetStore
+from podium.store.roles import BudgetStore, CacheStore
 from podium.store.spend import (
     DAY_S,
     EPSILON_USD,
@@ -136,12 +136,17 @@ def refusal(usage: _Usage, estimate: float) -> str:
 # -- the guard -------------------------------------------------------------------------------
 
 
+class BudgetCacheStore(BudgetStore, CacheStore, Protocol):
+    """Budget holds, and the llm response cache: a call it answers costs nothing."""
+
+
 class BudgetGuard:
     """The first Guard: refuses (`block`) or holds back (`throttle`) a call that would take a
     scope past its limit. Calls with no estimated cost pass after a kind check."""
 
     def __init__(
-        self, config: Budgets, pricing: Pricing, store: BudgetStore, owner: str, emit: Emit, *,
+        self, config: Budgets, pricing: Pricing, store: BudgetCacheStore, owner: str, emit: Emit,
+        *,
         clock: Clock | None = None,
     ) -> None:
         self._config = config
@@ -187,6 +192,8 @@ class BudgetGuard:
             self._scopes[call.workflow] = scopes
         if not scopes and self._runs(call.run_id) is None:
             return None
+        if isinstance(call.action, LlmAction) and call.action.cache_s is not None:
+            return self._admit_unless_cached(call.action, call, estimate, scopes)
         return self._admit(call, estimate, scopes)
 
     def exit(self, call: Call, outcome: CallOutcome) -> None:
@@ -207,6 +214,20 @@ class BudgetGuard:
             self._release(hold_id)
 
     # -- admission ----------------------------------------------------------------------------
+
+    async def _admit_unless_cached(
+        self, action: LlmAction, call: Call, estimate: float, scopes: Sequence[WindowScope]
+    ) -> None:
+        """A call the response cache answers costs nothing: it holds nothing and never waits
+        for room. (An entry that expires between this look and the step's own is a call
+        made without a hold; the ledger books it all the same.)"""
+        try:
+            hit = await self._store.cache_get(build_request(action, self._pricing).cache_key())
+        except PodiumError:
+            hit = None  # the step's own look will fail or miss: admit as a paid call
+        if isinstance(hit, dict):
+            return
+        await self._admit(call, estimate, scopes)
 
     async def _admit(self, call: Call, estimate: float, scopes: Sequence[WindowScope]) -> None:
         throttled = False

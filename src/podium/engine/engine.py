@@ -27,6 +27,7 @@ from podium.control.admission import Admitted
 from podium.control.budgets import RunBudget
 from podium.control.plane import ControlPlane
 from podium.engine.executor import StepExecutor
+from podium.engine.holders import dead_here
 from podium.engine.host import EngineHost
 from podium.engine.journal import Journal
 from podium.engine.machine import Effects, RunMachine, StepKey
@@ -408,7 +409,9 @@ class Engine:
     async def recover(
         self, run_ids: Sequence[str] | None = None, *, limit: int | None = None
     ) -> list[str]:
-        """Resumes unfinished runs nobody holds (at most `limit`); returns their ids."""
+        """Resumes unfinished runs nobody holds (at most `limit`); returns their ids. Runs held
+        by a dead process of this host are taken over at once, not when its lease runs out."""
+        await self.release_dead_holders(run_ids)
         claimed = await self.store.claim_unfinished(
             self.owner, self.settings.lease_s, run_ids, limit=limit
         )
@@ -425,6 +428,14 @@ class Engine:
                 self._resuming.discard(run_id)
             resumed.append(run_id)
         return resumed
+
+    async def release_dead_holders(self, run_ids: Sequence[str] | None = None) -> list[str]:
+        """Frees the leases of engines of this host whose process is gone; returns their ids."""
+        dead = [h.owner for h in await self.store.lease_holders(run_ids) if dead_here(h.owner)]
+        for owner in dead:
+            log.info("taking over the runs of a dead process", owner=owner)
+            await self.store.release_leases(owner)
+        return dead
 
     async def replay(self, run_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
         """Re-runs a dead-lettered run from its failed steps, reusing succeeded outputs."""
@@ -591,6 +602,16 @@ class Engine:
         if run is not None:
             self._apply(run, run.machine.next_attempt(self.clock.now(), st, attempt))
             await self.journal.committed()
+
+    def waiting_for_slot(self, rt: RunRuntime, st: StepState, attempt: int) -> None:
+        run = self._holding(rt)
+        if run is not None:
+            self._apply(run, run.machine.waiting_for_slot(self.clock.now(), st, attempt))
+
+    def got_slot(self, rt: RunRuntime, st: StepState, attempt: int) -> None:
+        run = self._holding(rt)
+        if run is not None:
+            self._apply(run, run.machine.got_slot(self.clock.now(), st, attempt))
 
     def falling_back(self, rt: RunRuntime, st: StepState, error: StepError) -> None:
         run = self._holding(rt)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from podium.clock import SYSTEM_CLOCK, Clock
 from podium.control.guard import Call, CallOutcome, Guard
+from podium.control.limits import LimitsGuard
 from podium.control.plane import ControlPlane
 from podium.engine.ledger import AttemptLedger, UsageSink
 from podium.engine.machine import Outcome
@@ -48,6 +49,11 @@ class AttemptReporter(UsageSink, Protocol):
     ) -> None:
         """An attempt waited `waited_s` for a guard (a slot, a rate limit, a budget, a
         circuit's trial) before it could call out."""
+
+    def waiting_for_slot(self, rt: RunRuntime, st: StepState, attempt: int) -> None:
+        """The attempt has to wait for a concurrency slot or a rate-limit token."""
+
+    def got_slot(self, rt: RunRuntime, st: StepState, attempt: int) -> None: ...
 
 
 # A guard's check that is a store round trip, not a wait, is not worth an event.
@@ -261,12 +267,33 @@ class StepExecutor:
         """Awaits a guard that made the attempt wait, and reports how long (refused too)."""
         since = self._clock.monotonic()
         try:
-            await waiting
+            if isinstance(guard, LimitsGuard):
+                await self._wait_for_slot(waiting, rt, st, attempt)
+            else:
+                await waiting
         finally:
             waited_s = self._clock.monotonic() - since
             if waited_s >= _REPORTED_WAIT_S:
                 name = type(guard).__name__.removesuffix("Guard").lower()
                 self._reporter.waited(rt, st, attempt, name, waited_s)
+
+    async def _wait_for_slot(
+        self, waiting: Awaitable[None], rt: RunRuntime, st: StepState, attempt: int
+    ) -> None:
+        """Awaits a limit; one that does not let the attempt through at once is reported, so
+        the step reads `ready` (not running) until it gets its slot."""
+        task = asyncio.ensure_future(waiting)
+        try:
+            await asyncio.sleep(0)  # the task's first step runs: it is done unless it waits
+            if task.done():
+                task.result()
+                return
+            self._reporter.waiting_for_slot(rt, st, attempt)
+            await task
+        except BaseException:
+            task.cancel()
+            raise
+        self._reporter.got_slot(rt, st, attempt)
 
     def encode(self, step_id: str, output: Any) -> bytes:
         try:

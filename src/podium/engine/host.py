@@ -32,6 +32,7 @@ class EngineServices(Protocol):
     store: Store
     clock: Clock
     journal: Journal
+    owner: str
 
     def runtime(self, run_id: str) -> RunRuntime: ...
 
@@ -74,6 +75,7 @@ class EngineHost:
     ) -> None:
         self._engine = engine
         self.clock = engine.clock
+        self.worker_id = engine.owner
         self._secrets = secrets
         self.transient = transient or Transient()
         self._waiters: dict[tuple[str, str], list[Waiter]] = {}  # (run, signal) -> waiting steps

@@ -27,7 +27,7 @@ R, S = RunStatus, StepStatus
 # lookup costs ten times a module constant's, and a run decides dozens of times per step.
 _PENDING, _READY, _RUNNING = S.PENDING.value, S.READY.value, S.RUNNING.value
 _SUCCEEDED, _FAILED, _CANCELLED = S.SUCCEEDED.value, S.FAILED.value, S.CANCELLED.value
-_COMPENSATED = S.COMPENSATED.value
+_COMPENSATED, _SKIPPED = S.COMPENSATED.value, S.SKIPPED.value
 _LIVE = frozenset({_RUNNING, _READY})
 _FAILURES = frozenset({_FAILED, _CANCELLED})
 _RUN_RUNNING, _RUN_FAILED = R.RUNNING.value, R.FAILED.value
@@ -90,6 +90,8 @@ class RunMachine:
         self._encode = encode  # a step's output -> its stored bytes (raises StepError)
         self._fx = Effects()
         self._now = 0.0
+        # Attempts in flight that wait for a concurrency slot: `ready` meanwhile, not running.
+        self._slot_waits: set[StepKey] = set()
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -120,8 +122,12 @@ class RunMachine:
         self._begin(now)
         rt = self.run
         for step_id in dropped:
-            if rt.steps[step_id].status == _PENDING:
-                self._skip(rt.steps[step_id], reason)
+            st = rt.steps[step_id]
+            if st.status == _PENDING:
+                self._skip(st, reason)
+                # Kept with the step (a skip has no error otherwise): the run ends `degraded`,
+                # whichever engine completes it.
+                st.error = reason or "dropped to fit the free resources"
         self._move_run(R.RUNNING)
         rt.row.started_at = now
         self._emit("run.started", self._trace_facts())
@@ -180,6 +186,10 @@ class RunMachine:
     def finished(self, now: float, st: StepState, outcome: Outcome) -> Effects:
         """A step's attempts ended (a late result, after a cancel or a stop, is ignored)."""
         self._begin(now)
+        if self._slot_waits and (st.step_id, st.index) in self._slot_waits:
+            self._slot_waits.discard((st.step_id, st.index))
+            if st.status == _READY:  # refused while it waited (a budget, a circuit)
+                self._move_step(st, S.RUNNING)
         if st.status == _RUNNING and not self.run.row.done:
             self._finish(st, outcome)
         return self._fx
@@ -200,6 +210,31 @@ class RunMachine:
         st.attempts = attempt
         self._journal(st)
         self._started(st)
+        return self._fx
+
+    def waiting_for_slot(self, now: float, st: StepState, attempt: int) -> Effects:
+        """The attempt waits for a concurrency slot or rate-limit token: `ready`, not running."""
+        self._begin(now)
+        if st.status == _RUNNING and not self.run.row.done:
+            self._slot_waits.add((st.step_id, st.index))
+            self._move_step(st, S.READY)
+            self._emit("agent.task.waiting", {
+                "step": st.step_id, "index": st.index, "attempt": attempt, "for": "slot",
+            })
+        return self._fx
+
+    def got_slot(self, now: float, st: StepState, attempt: int) -> Effects:
+        """The waiting attempt got its slot and starts now (the first one sets `started_at`)."""
+        self._begin(now)
+        key = (st.step_id, st.index)
+        if key in self._slot_waits and st.status == _READY and not self.run.row.done:
+            self._slot_waits.discard(key)
+            self._move_step(st, S.RUNNING)
+            if attempt <= 1:
+                st.started_at = now
+            self._emit("agent.task.started", {
+                "step": st.step_id, "index": st.index, "attempt": attempt, "after_waiting": True,
+            })
         return self._fx
 
     def falling_back(self, now: float, st: StepState, error: StepError) -> Effects:
@@ -243,7 +278,7 @@ class RunMachine:
     def release(self, now: float, st: StepState) -> Effects:
         """The pauses changed: a held step starts, or is held again if still paused."""
         self._begin(now)
-        if st.status != _READY or self.run.row.done:
+        if st.status != _READY or self.run.row.done or (st.step_id, st.index) in self._slot_waits:
             return self._fx
         if st.index < 0:
             self._launch(st)
@@ -316,6 +351,8 @@ class RunMachine:
         instances = self.run.instances[parent.step_id]
         limit = step.max_parallel or len(instances) or 1
         running = sum(1 for i in instances if i.status == _RUNNING)
+        if self._slot_waits:  # ready while they wait for a slot: in flight all the same
+            running += sum(1 for i in instances if (i.step_id, i.index) in self._slot_waits)
         for inst in instances:
             if running >= limit:
                 break
@@ -529,7 +566,10 @@ class RunMachine:
         parents = rt.steps.values()
         failed = sum(1 for s in units if s.compensation_error is not None)
         ran = failed + sum(1 for s in units if s.status == _COMPENSATED)
-        degraded = any(s.status == _FAILED or s.fallback_used for s in parents)
+        degraded = any(
+            s.status == _FAILED or s.fallback_used or (s.status == _SKIPPED and s.error)
+            for s in parents
+        )
         status = final_status(
             row.stopping, degraded=degraded, compensations_ran=ran, compensations_failed=failed
         )

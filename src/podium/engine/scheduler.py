@@ -7,6 +7,7 @@ exactly one of them submits it, under a run id derived from (schedule, tick).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -44,8 +45,10 @@ class Scheduler:
         *,
         poll_interval_s: float | None = None,
         claim_timeout_s: float | None = None,
+        on_fired: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.on_fired = on_fired  # told of every run a tick submitted (the CLI prints a line)
         self.store = engine.store
         self.clock = engine.clock
         self.poll_interval_s = poll_interval_s or engine.settings.poll_interval_s
@@ -141,6 +144,9 @@ class Scheduler:
             await self.engine.submit(
                 workflow, inputs, run_id=run_id, trusted=schedule.trusted
             )
+            log.info("schedule fired", schedule=schedule.name, run_id=run_id, tick=payload["tick"])
+            if self.on_fired is not None:
+                self.on_fired(payload)
         await self.store.finish_schedule_tick(schedule.schedule_id, tick, run_id, now)
         return run_id
 

@@ -19,7 +19,7 @@ from podium.clock import sleep_unless, wait_done
 from podium.engine.engine import Engine
 from podium.errors import PodiumError
 from podium.store.base import Store
-from podium.store.records import WorkerInfo
+from podium.store.records import FORGOTTEN_AFTER_S, WorkerInfo
 
 log = structlog.get_logger("podium.worker")
 
@@ -166,5 +166,6 @@ class Worker:
         )
         try:
             await self.store.heartbeat(info)
+            await self.store.forget_workers(info.heartbeat_at - FORGOTTEN_AFTER_S)
         except Exception as exc:  # a missed heartbeat must not stop the work
             log.warning("heartbeat failed", error=str(exc))

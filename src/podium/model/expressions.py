@@ -10,7 +10,15 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, meta
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateSyntaxError,
+    Undefined,
+    UndefinedError,
+    meta,
+    nodes,
+)
 from jinja2.exceptions import SecurityError
 
 from podium.errors import ExpressionError
@@ -153,11 +161,34 @@ def check(value: Any) -> list[str]:
                 f"expression {text!r}: `env` is not available; use secrets.NAME for names"
                 " allowed in [secrets] allow"
             )
-        if re.search(r"\.\s*_|\[\s*['\"]_", text):
-            problems.append(
-                f"expression {text!r} reaches a private attribute, which the sandbox forbids"
-            )
+        problems += _private_access(text)
     return problems
+
+
+def _private_access(text: str) -> list[str]:
+    """Names and attributes starting with `_` (`__import__`, `x.__class__`, `x['_y']`): the
+    sandbox refuses them at run time; the template's syntax tree shows them before."""
+    problems: list[str] = []
+    for node in _ENV.parse(text).find_all((nodes.Name, nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Name) and node.name.startswith("_"):
+            problems.append(
+                f"expression {text!r} uses the name {node.name!r}: names starting with _ are"
+                " not available in the sandbox"
+            )
+        elif isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
+            problems.append(
+                f"expression {text!r} reaches the private attribute {node.attr!r}, which the"
+                " sandbox forbids"
+            )
+        elif (
+            isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str) and node.arg.value.startswith("_")
+        ):
+            problems.append(
+                f"expression {text!r} reaches the private key {node.arg.value!r}, which the"
+                " sandbox forbids"
+            )
+    return problems[:1]  # one line per problem: the first such access says it
 
 
 def step_refs(value: Any) -> set[str]:

@@ -252,10 +252,20 @@ def _parse(
     try:
         workflow = Workflow.model_validate(data)
     except ValidationError as exc:
-        problems = pydantic_problems(exc) + problems
+        problems = _without_follow_ons(pydantic_problems(exc), problems) + problems
     if problems:
         raise WorkflowInvalid(list(dict.fromkeys(p.line(source) for p in problems)))
     return workflow
+
+
+def _without_follow_ons(found: list[Problem], semantic: list[Problem]) -> list[Problem]:
+    """Drops pydantic's "missing kind" of a step whose unknown agent was to set it: one line
+    per problem, and the agent is the problem."""
+    bad_agents = {p.location for p in semantic if p.location.endswith(".agent")}
+    return [
+        p for p in found
+        if not (p.location.endswith(".kind") and p.location[: -len("kind")] + "agent" in bad_agents)
+    ]
 
 
 def _not_a_mapping(data: Any) -> str:

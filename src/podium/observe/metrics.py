@@ -186,7 +186,9 @@ class CommitMetrics(Collector):
     def _step_event(self, kind: str, payload: dict[str, Any], rt: RunRuntime | None) -> None:
         workflow = self._workflow(rt)
         step_kind = _kind(rt, str(payload.get("step", "")))
-        if kind == "agent.task.started" and "attempt" in payload:
+        if kind == "agent.task.started" and "attempt" in payload and not payload.get(
+            "after_waiting"
+        ):
             self.attempts.inc((workflow, step_kind))
         elif kind == "agent.task.retrying":
             self.retries.inc((workflow, step_kind))

@@ -231,7 +231,9 @@ class TraceObserver:
 
     def _attempt_started(self, run: _Run, event: Event, payload: dict[str, Any]) -> None:
         attempt = payload.get("attempt")
-        if attempt is None:  # a for_each step's start: its instances are the attempts
+        # A for_each step's start (its instances are the attempts), or an attempt let through
+        # by a limit after a wait: its span began at its first start, the wait is its own span.
+        if attempt is None or payload.get("after_waiting"):
             return
         key = (payload["step"], payload.get("index", -1))
         run.attempts[key] = _Attempt(
@@ -305,7 +307,8 @@ class TraceObserver:
             attempt = self._open(run, payload) or next(
                 (a for a in run.attempts.values() if a.step == payload.get("step")), None
             )
-            _add(run.events if attempt is None else attempt.events, name, _flat(payload),
+            label = "slot.wait" if payload.get("for") == "slot" else name
+            _add(run.events if attempt is None else attempt.events, label, _flat(payload),
                  event.timestamp)
 
         return handle

@@ -121,6 +121,7 @@ class StepHost(Protocol):
     """Engine services that some kinds need (signals, timers, child runs, secrets)."""
 
     clock: Clock  # the engine's time: what a kind that waits (`sim` latency) sleeps on
+    worker_id: str  # the engine running the step (`host:pid:token`), named in its errors
 
     def secret(self, name: str) -> str | None:
         """An environment value (API key...) for a runner; never log or store it."""

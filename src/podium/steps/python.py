@@ -8,17 +8,33 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from podium.errors import NonRetryable, StepError
+from podium.errors import NonRetryable
 from podium.model.workflow import Action, PythonAction
 from podium.steps.base import StepContext, StepHost, StepResult
 
+PATH_SUMMARY_CHARS = 300  # how much of sys.path an import error shows
+
 
 class CallNotFound(LookupError):
-    pass
+    """The call's module cannot be imported here (`imported` False) or lacks the function."""
+
+    def __init__(self, message: str, *, imported: bool = True) -> None:
+        super().__init__(message)
+        self.imported = imported
+
+
+def path_summary(limit: int = PATH_SUMMARY_CHARS) -> str:
+    """This process's import path, cut to `limit` characters: where a module was looked for."""
+    entries = [entry or "." for entry in sys.path]
+    text = ", ".join(entries)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"sys.path ({len(entries)} entries): {text}"
 
 
 @lru_cache(maxsize=1024)
@@ -28,7 +44,8 @@ def resolve_call(target: str) -> Callable[..., Any]:
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:  # an import can raise anything; the user needs the reason
-        raise CallNotFound(f"cannot import module {module_name!r}: {exc}") from None
+        message = f"cannot import module {module_name!r}: {exc}"
+        raise CallNotFound(message, imported=False) from None
     for attr in attr_path.split("."):
         try:
             obj = getattr(obj, attr)
@@ -67,7 +84,14 @@ class PythonRunner:
         try:
             func = resolve_call(action.call)
         except CallNotFound as exc:
-            raise StepError(str(exc)) from None
+            # Not retried: a retry runs in the same process, with the same import path.
+            where = f"at worker {host.worker_id}"
+            if exc.imported:
+                raise NonRetryable(f"{exc} {where}") from None
+            raise NonRetryable(
+                f"{exc} {where}; {path_summary()}. Install the module where workers run (or"
+                " start `podium worker` with it on PYTHONPATH; `--serves MODULE` checks at start)"
+            ) from None
         kwargs = dict(action.input)
         if _wants_ctx(func):
             kwargs["ctx"] = ctx

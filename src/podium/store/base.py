@@ -64,6 +64,8 @@ class Store(
     """Every role (roles.py): what an engine needs, and what each backend implements."""
 
     url: str
+    # The schema version found on opening, and the one now (migrations applied in between).
+    schema_versions: tuple[int, int]
 
     async def __aenter__(self) -> Store: ...
 

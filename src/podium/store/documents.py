@@ -30,12 +30,14 @@ def run_duration_s(row: RunState) -> float | None:
 
 
 def run_json(row: RunState) -> dict[str, Any]:
-    """One run of `podium runs --json`."""
+    """One run of `podium runs --json`: the fields of the API's listing, and its duration."""
     return {
         "run_id": row.run_id, "workflow": row.workflow,
         "workflow_version": row.workflow_version, "status": row.status,
-        "created_at": utc_iso(row.created_at), "finished_at": iso(row.finished_at),
+        "priority": row.priority, "created_at": utc_iso(row.created_at),
+        "started_at": iso(row.started_at), "finished_at": iso(row.finished_at),
         "duration_s": run_duration_s(row), "error": row.error,
+        "parent_run_id": row.parent_run_id,
     }
 
 

@@ -354,6 +354,7 @@ class PostgresStore(SQLStore):
         self, url: str, *, max_connections: int = 10, clock: Clock = SYSTEM_CLOCK
     ) -> None:
         self.url = url
+        self.schema_versions = (0, 0)
         self.clock = clock
         self.safe_url = redact_url_password(url)
         self._conninfo, self._schema = parse_url(url)
@@ -439,6 +440,7 @@ class PostgresStore(SQLStore):
         for version, script in enumerate(POSTGRES_MIGRATIONS[current:], start=current + 1):
             await conn.execute(script)  # whole: without parameters, several statements may run
             await conn.execute("INSERT INTO schema_version VALUES (%s)", (version,))
+        self.schema_versions = (current, len(POSTGRES_MIGRATIONS))
 
     async def _run(
         self, action: str, work: Callable[[Conn], Awaitable[T]], *, retry: bool = True

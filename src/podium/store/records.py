@@ -94,6 +94,11 @@ class DlqEntry:
     added_at: float
 
 
+# A worker silent this long is forgotten: deleted by the live workers' heartbeats, and no
+# longer listed (`podium workers`, the API). Shorter silences are listed as `lost`.
+FORGOTTEN_AFTER_S = 600.0
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
     """A worker's heartbeat row: who it is, how busy, and when it last said so."""
@@ -164,6 +169,15 @@ class RunPage:
     until: float | None = None
     run_id_contains: str | None = None
     before: tuple[float, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseHolder:
+    """An engine holding unfinished runs under a lease that has not run out yet."""
+
+    owner: str
+    runs: int
+    until: float
 
 
 @dataclass(frozen=True, slots=True)

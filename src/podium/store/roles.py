@@ -19,6 +19,7 @@ from podium.store.records import (
     CircuitRecord,
     CircuitResult,
     DlqEntry,
+    LeaseHolder,
     QueueStat,
     RegisteredWorkflow,
     RunActivity,
@@ -91,6 +92,9 @@ class RunStore(Clocked, Protocol):
     async def renew_leases(self, owner: str, lease_s: float) -> None: ...
 
     async def release_leases(self, owner: str) -> None: ...
+
+    async def lease_holders(self, run_ids: Sequence[str] | None = None) -> list[LeaseHolder]:
+        """Who holds unfinished runs (of `run_ids`, or all) under a live lease, and until when."""
 
     async def list_dlq(self, limit: int = 100) -> list[DlqEntry]: ...
 
@@ -168,7 +172,11 @@ class WorkerRegistry(Protocol):
 
     async def heartbeat(self, worker: WorkerInfo) -> None: ...
 
-    async def list_workers(self) -> list[WorkerInfo]: ...
+    async def forget_workers(self, silent_since: float) -> int:
+        """Deletes the workers whose last heartbeat is older than `silent_since`."""
+
+    async def list_workers(self, seen_since: float | None = None) -> list[WorkerInfo]:
+        """Workers (that beat at or after `seen_since`, if given), oldest first."""
 
 
 class CircuitStore(Clocked, Protocol):

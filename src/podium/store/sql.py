@@ -28,6 +28,7 @@ from podium.store.records import (
     CircuitRecord,
     CircuitResult,
     DlqEntry,
+    LeaseHolder,
     QueueStat,
     RegisteredWorkflow,
     RunActivity,
@@ -294,6 +295,23 @@ class SQLStore(ABC):
             (owner,),
         )
 
+    async def lease_holders(self, run_ids: Sequence[str] | None = None) -> list[LeaseHolder]:
+        holders: dict[str, LeaseHolder] = {}
+        for chunk in self.dialect.chunks(run_ids) if run_ids is not None else [None]:
+            clause, params = self.dialect.any_of("run_id", chunk) if chunk else ("1 = 1", [])
+            rows = await self._all(
+                "SELECT owner, count(*), max(lease_until) FROM runs"
+                f" WHERE status IN {UNFINISHED} AND owner IS NOT NULL AND lease_until >= ?"
+                f" AND {clause} GROUP BY owner",
+                [self.clock.now(), *params],
+            )
+            for owner, runs, until in rows:
+                seen = holders.get(owner)
+                if seen is not None:
+                    runs, until = runs + seen.runs, max(until, seen.until)
+                holders[owner] = LeaseHolder(owner, runs, until)
+        return list(holders.values())
+
     # -- the DLQ and the priority queue --
 
     async def list_dlq(self, limit: int = 100) -> list[DlqEntry]:
@@ -414,8 +432,16 @@ class SQLStore(ABC):
             ),
         )
 
-    async def list_workers(self) -> list[WorkerInfo]:
-        rows = await self._all(f"SELECT {WORKER_COLS} FROM workers ORDER BY started_at")
+    async def forget_workers(self, silent_since: float) -> int:
+        return await self._execute(
+            self.dialect.sql("DELETE FROM workers WHERE heartbeat_at < ?"), (silent_since,)
+        )
+
+    async def list_workers(self, seen_since: float | None = None) -> list[WorkerInfo]:
+        since, params = ("WHERE heartbeat_at >= ?", [seen_since]) if seen_since else ("", [])
+        rows = await self._all(
+            f"SELECT {WORKER_COLS} FROM workers {since} ORDER BY started_at", params
+        )
         return [WorkerInfo(*row) for row in rows]
 
     # -- the event log and the audit chain --

@@ -150,6 +150,7 @@ class SQLiteStore(SQLStore):
         self, path: str, *, durability: str = "process", clock: Clock = SYSTEM_CLOCK
     ) -> None:
         self.url = f"sqlite:///{path}"
+        self.schema_versions = (0, 0)
         self.clock = clock
         self._path = path
         self._synchronous = "FULL" if durability == "full" else "NORMAL"
@@ -225,6 +226,7 @@ class SQLiteStore(SQLStore):
                 for statement in filter(str.strip, script.split(";")):
                     db.execute(statement)
                 db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+            self.schema_versions = (current, len(MIGRATIONS))
             _link_old_events(db)
             db.execute("COMMIT")
         except BaseException:

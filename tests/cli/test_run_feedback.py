@@ -1,0 +1,108 @@
+"""`podium run` gives feedback from the first second: the run id at submit, `--detach`, and a
+notice when no worker is alive to take a distributed run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from cli_support import Podium
+
+from podium.cli.waiting import warn_without_workers
+from podium.clock import FakeClock
+from podium.store import open_store
+from podium.store.base import Store
+from podium.store.records import WorkerInfo
+
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+QUICK = "name: quick\nsteps:\n  a: {kind: sim}\n"
+
+
+@pytest.fixture
+def podium(tmp_path: Path) -> Podium:
+    return Podium(tmp_path / "p.db", tmp_path)
+
+
+@pytest.fixture
+def redis_bus() -> Iterator[str]:
+    """A bus URL with a fresh key prefix (deleted afterwards); fails under CI, else skips."""
+    try:
+        with redis.Redis(REDIS_HOST, REDIS_PORT, socket_connect_timeout=3) as client:
+            client.ping()
+    except redis.RedisError as exc:
+        message = f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    prefix = f"newcomer-{uuid.uuid4().hex}"
+    yield f"redis://{REDIS_HOST}:{REDIS_PORT}/0?prefix={prefix}"
+    with redis.Redis(REDIS_HOST, REDIS_PORT) as client:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+
+
+def test_run_prints_the_run_id_as_queued_on_stderr_without_a_terminal(podium: Podium) -> None:
+    result = podium("run", str(podium.write("quick.yaml", QUICK)), "--json")
+    assert result.code == 0
+    assert f"run {result.json()['run_id']} queued" in result.stderr.splitlines()
+
+
+def test_detach_without_a_shared_bus_is_a_usage_error_that_says_what_to_set(
+    podium: Podium,
+) -> None:
+    result = podium("run", str(podium.write("quick.yaml", QUICK)), "--detach")
+    assert result.code == 2
+    assert "--detach needs workers" in result.stderr and "PODIUM_BUS" in result.stderr
+    assert not podium.store_path.exists() or asyncio.run(_runs(podium.store)) == []
+
+
+def test_detach_submits_prints_the_id_on_stdout_and_leaves_the_run_queued(
+    podium: Podium, redis_bus: str
+) -> None:
+    path = podium.write("quick.yaml", QUICK)
+    result = podium("run", str(path), "--detach", "--bus", redis_bus)
+    assert result.code == 0, result.stderr
+    run_id = result.stdout.strip()
+    assert f"run {run_id} queued; a `podium worker`" in result.stderr
+    assert asyncio.run(_runs(podium.store)) == [(run_id, "queued")]
+
+
+async def _runs(url: str) -> list[tuple[str, str]]:
+    async with open_store(url) as store:
+        return [(r.run_id, r.status) for r in await store.list_runs()]
+
+
+def _worker(clock: FakeClock, state: str = "running") -> WorkerInfo:
+    now = clock.now()
+    return WorkerInfo("w1", "host", 1, 4, 0, state, now, now)
+
+
+async def test_no_worker_heartbeat_is_said_once_and_the_wait_goes_on(
+    clocked_store: Store, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await clocked_store.heartbeat(_worker(clock))
+    watch = asyncio.create_task(warn_without_workers(clocked_store, clock, "r1", after_s=5))
+    for _ in range(3):  # the worker beats: nothing to say
+        await _advance(clock, 5)
+        await clocked_store.heartbeat(_worker(clock))
+    assert "no worker" not in capsys.readouterr().err
+    await _advance(clock, 5.1)  # the last beat is now 5.1 s old: said, and the watch is over
+    await asyncio.wait_for(watch, 5)
+    err = capsys.readouterr().err
+    assert err.count("no worker has sent a heartbeat for 5 s: run r1 waits") == 1
+
+
+async def _advance(clock: FakeClock, seconds: float) -> None:
+    """Moves time once the watcher sleeps on it, then lets it look at the store."""
+    async with asyncio.timeout(10):
+        while clock.sleepers == 0:
+            await asyncio.sleep(0.001)
+    clock.advance(seconds)
+    for _ in range(20):
+        await asyncio.sleep(0.005)
