@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/podium run examples/content_pipeline.yaml --store sqlite:///.podium/demo.db
+	$(VENV)/bin/podium run examples/content_pipeline.yaml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
