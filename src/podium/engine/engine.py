@@ -33,6 +33,7 @@ from podium.engine.machine import Effects, RunMachine, StepKey
 from podium.engine.observers import BusPublisher, Observers, TraceContexts
 from podium.engine.runtime import Compiled, RunRuntime
 from podium.engine.summary import RunSummary, build_summary
+from podium.engine.turns import TurnGuards
 from podium.errors import EngineStopped, PodiumError, RunFinished, RunNotFound, StepError
 from podium.events import SYSTEM_ACTOR, Actor, Event, audit_event, new_id
 from podium.model.inputs import resolve_inputs
@@ -109,7 +110,9 @@ class Engine:
         self.policy = self.settings.control.security.policy()
         # Streamed answers' deltas for live listeners (the API's run streams): never stored.
         self.transient = Transient(self.redactor)
-        self.host = EngineHost(self, self.secrets, self.transient)
+        # Agent loops' model calls pass the control layer's guards one by one.
+        self.turns = TurnGuards(self, self.clock)
+        self.host = EngineHost(self, self.secrets, self.transient, self.turns)
         self.control = ControlPlane(
             self.settings.control, store, self.owner, self._emit_control, clock=self.clock
         )
@@ -127,6 +130,7 @@ class Engine:
             self.settings.max_output_bytes,
             self.control,
             clock=self.clock,
+            turns=self.turns,
         )
         self._compiled: dict[str, Compiled] = {}
         self._compiled_by_obj: dict[int, Compiled] = {}

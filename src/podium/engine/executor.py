@@ -6,7 +6,8 @@ It returns an Outcome and never decides what the run does next; the engine does 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -19,8 +20,10 @@ from podium.engine.observers import TraceContexts
 from podium.engine.rules import backoff_s
 from podium.engine.runtime import RunRuntime
 from podium.engine.tracebacks import format_traceback
+from podium.engine.turns import TurnGuards, wait_for_guard
 from podium.errors import NonRetryable, OutputTooLarge, Retry, StepError, StepTimedOut
 from podium.model.expressions import has_template, render
+from podium.model.llm import guarded_per_turn
 from podium.model.policy import TrustPolicy
 from podium.model.workflow import Action, RetryPolicy, Step
 from podium.redact import Redactor
@@ -49,9 +52,6 @@ class AttemptReporter(UsageSink, Protocol):
         """An attempt waited `waited_s` for a guard (a slot, a rate limit, a budget, a
         circuit's trial) before it could call out."""
 
-
-# A guard's check that is a store round trip, not a wait, is not worth an event.
-_REPORTED_WAIT_S = 0.005
 
 # Fields never rendered here: a child's definition, an llm answer's JSON Schema (data), and
 # tools (a tool body renders in its own call's run, where `inputs` are the model's arguments).
@@ -93,8 +93,11 @@ class StepExecutor:
         control: ControlPlane,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        turns: TurnGuards | None = None,
     ) -> None:
         self._clock = clock
+        # Agent loops' model calls, guarded one by one (the host's `guard_call`).
+        self.turns = turns or TurnGuards(reporter, clock)
         self._control = control
         self._reporter = reporter
         self._host = host
@@ -190,6 +193,7 @@ class StepExecutor:
                 call = Call(
                     rt.run_id, rt.row.workflow, step, st.index, attempt, rendered, context,
                     primary=action is step.action,
+                    span="loop" if guarded_per_turn(rendered) else "attempt",
                 )
                 result = await self._guarded(guards, call, ctx, step.timeout_s, rt, st)
             else:
@@ -227,18 +231,27 @@ class StepExecutor:
         rt: RunRuntime, st: StepState,
     ) -> StepResult:
         """The call, once every guard let it through; the attempt's timeout starts after
-        the guards (waiting for a slot is not running)."""
+        the guards (waiting for a slot is not running). An agent loop's attempt (span
+        `loop`) passes only its slots here; its model calls pass the rest one by one
+        (`TurnGuards`)."""
         entered = 0
         outcome: CallOutcome = "cancelled"
         try:
             for guard in guards:
                 waiting = guard.enter(call)
                 if waiting is not None:
-                    await self._wait_for(guard, waiting, rt, st, call.attempt)
+                    await wait_for_guard(
+                        guard, waiting, self._clock, self._reporter, rt, st, call.attempt
+                    )
                 entered += 1
             outcome = "failed"
-            async with asyncio.timeout(timeout_s):
-                result = await RUNNERS[call.action.kind].run(call.action, ctx, self._host)
+            looping = (
+                self.turns.looping(call, guards, ctx, rt, st) if call.span == "loop"
+                else nullcontext()
+            )
+            with looping:
+                async with asyncio.timeout(timeout_s):
+                    result = await RUNNERS[call.action.kind].run(call.action, ctx, self._host)
             call.tokens_in, call.tokens_out = result.tokens_in, result.tokens_out
             call.cost_usd = result.cost_usd
             outcome = "ok"
@@ -253,20 +266,6 @@ class StepExecutor:
         finally:
             for guard in reversed(guards[:entered]):
                 guard.exit(call, outcome)
-
-    async def _wait_for(
-        self, guard: Guard, waiting: Awaitable[None], rt: RunRuntime, st: StepState,
-        attempt: int,
-    ) -> None:
-        """Awaits a guard that made the attempt wait, and reports how long (refused too)."""
-        since = self._clock.monotonic()
-        try:
-            await waiting
-        finally:
-            waited_s = self._clock.monotonic() - since
-            if waited_s >= _REPORTED_WAIT_S:
-                name = type(guard).__name__.removesuffix("Guard").lower()
-                self._reporter.waited(rt, st, attempt, name, waited_s)
 
     def encode(self, step_id: str, output: Any) -> bytes:
         try:
