@@ -619,6 +619,9 @@ class Engine:
         # Booked even after the run ended (a call abandoned by a cancel): the fence keeps it
         # only while this engine holds the run.
         self.journal.spend(row)
+        run = self._active.get(row.run_id)
+        if run is not None:  # the run's budget sees it now, between an agent loop's turns
+            run.rt.booked.booked(row.usd, row.tokens_in, row.tokens_out)
 
     def linger(self, work: Coroutine[Any, Any, None], name: str) -> None:
         self.tasks.start(work, name=name)
@@ -775,7 +778,7 @@ class Engine:
         budget = run.rt.workflow.budget if run is not None else None
         if run is None or budget is None or budget.usd is None:
             return None
-        return RunBudget(budget, sum(s.cost_usd for s in run.rt.compensation_units()))
+        return RunBudget(budget, run.rt.spent_usd())
 
     # -- background duties --------------------------------------------------------------------
 
