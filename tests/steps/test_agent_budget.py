@@ -243,3 +243,22 @@ async def test_a_turn_that_fails_counts_once_against_the_circuit(store: Store) -
     assert model.turns() == [1, 2, 2]
     assert step_summary.error is not None and "circuit writer is open" in step_summary.error
     assert state.state == "open" and state.failures == 2
+
+
+async def test_a_failed_steps_booked_calls_are_in_the_runs_cost(store: Store) -> None:
+    """A plain `llm` step whose replies are paid for and then refused (not JSON): the run's
+    cost and tokens are the spend ledger's, as `podium spend --by run` shows them."""
+    with running([], usage=USAGE) as model:
+        async with engine_on(store) as engine:
+            step = {
+                "kind": "llm", "model": MODEL, "base_url": model.url + "/v1",
+                "prompt": "answer in JSON", "json_output": True,
+                "retry": {"attempts": 2, "backoff": 0},
+            }
+            summary = await run(engine, workflow({"ask": step}))
+    assert summary.status == "failed"
+    assert len(model.requests) == 2
+    booked = await ledger_of(store, summary.run_id)
+    assert booked.calls == 2 and booked.usd == pytest.approx(2 * PER_CALL)
+    assert summary.cost_usd == pytest.approx(booked.usd)
+    assert (summary.tokens.input, summary.tokens.output) == (booked.tokens_in, booked.tokens_out)
