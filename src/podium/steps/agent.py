@@ -9,6 +9,10 @@ any run's lease. Each tool call runs as a child run of a one-step workflow whose
 derives from (step, turn, call index): the engine's nested-run path reuses a finished child's
 output and resumes an unfinished one, so a completed tool call never runs twice, and every
 step policy (retries, timeouts, circuits, limits, budgets, audit) applies to it as to any step.
+
+Guards. Each model call passes the engine's budgets, circuit and rate limits as a call of its
+own (`StepHost.guard_call`), just before it is sent: a budget stops the loop between two turns
+with no request past it. A replayed turn makes no call and passes no guard.
 """
 
 from __future__ import annotations
