@@ -6,7 +6,7 @@ It returns an Outcome and never decides what the run does next; the engine does 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any, Protocol
@@ -20,7 +20,7 @@ from podium.engine.observers import TraceContexts
 from podium.engine.rules import backoff_s
 from podium.engine.runtime import RunRuntime
 from podium.engine.tracebacks import format_traceback
-from podium.engine.turns import TurnGuards, wait_for_guard
+from podium.engine.turns import TurnGuards
 from podium.errors import NonRetryable, OutputTooLarge, Retry, StepError, StepTimedOut
 from podium.model.expressions import has_template, render
 from podium.model.llm import guarded_per_turn
@@ -52,6 +52,9 @@ class AttemptReporter(UsageSink, Protocol):
         """An attempt waited `waited_s` for a guard (a slot, a rate limit, a budget, a
         circuit's trial) before it could call out."""
 
+
+# A guard's check that is a store round trip, not a wait, is not worth an event.
+_REPORTED_WAIT_S = 0.005
 
 # Fields never rendered here: a child's definition, an llm answer's JSON Schema (data), and
 # tools (a tool body renders in its own call's run, where `inputs` are the model's arguments).
@@ -240,9 +243,7 @@ class StepExecutor:
             for guard in guards:
                 waiting = guard.enter(call)
                 if waiting is not None:
-                    await wait_for_guard(
-                        guard, waiting, self._clock, self._reporter, rt, st, call.attempt
-                    )
+                    await self._wait_for(guard, waiting, rt, st, call.attempt)
                 entered += 1
             outcome = "failed"
             looping = (
@@ -266,6 +267,20 @@ class StepExecutor:
         finally:
             for guard in reversed(guards[:entered]):
                 guard.exit(call, outcome)
+
+    async def _wait_for(
+        self, guard: Guard, waiting: Awaitable[None], rt: RunRuntime, st: StepState,
+        attempt: int,
+    ) -> None:
+        """Awaits a guard that made the attempt wait, and reports how long (refused too)."""
+        since = self._clock.monotonic()
+        try:
+            await waiting
+        finally:
+            waited_s = self._clock.monotonic() - since
+            if waited_s >= _REPORTED_WAIT_S:
+                name = type(guard).__name__.removesuffix("Guard").lower()
+                self._reporter.waited(rt, st, attempt, name, waited_s)
 
     def encode(self, step_id: str, output: Any) -> bytes:
         try:

@@ -84,12 +84,12 @@ class EngineHost:
         turns: TurnGuards | None = None,
     ) -> None:
         self._engine = engine
-        self.turns = turns  # agent loops' model calls (None: they pass unguarded)
         self.clock = engine.clock
         self._secrets = secrets
         self.transient = transient or Transient()
         self._waiters: dict[tuple[str, str], list[Waiter]] = {}  # (run, signal) -> waiting steps
         self._claimed: set[int] = set()  # signals handed to a step, not yet committed as taken
+        self.turns = turns  # agent loops' model calls (None: they pass unguarded)
 
     def secret(self, name: str) -> str | None:
         return self._secrets.get(name)

@@ -19,7 +19,7 @@ from podium.steps import CallEstimate, CallUsage, StepContext
 from podium.store.records import StepState
 
 # A guard's check that is a store round trip, not a wait, is not worth an event.
-REPORTED_WAIT_S = 0.005
+_REPORTED_WAIT_S = 0.005
 
 AttemptKey = tuple[str, str, int | None, int]  # run, step, for_each index, attempt
 
@@ -27,22 +27,8 @@ AttemptKey = tuple[str, str, int | None, int]  # run, step, for_each index, atte
 class WaitReporter(Protocol):
     def waited(
         self, rt: RunRuntime, st: StepState, attempt: int, guard: str, waited_s: float
-    ) -> None: ...
-
-
-async def wait_for_guard(
-    guard: Guard, waiting: Awaitable[None], clock: Clock, reporter: WaitReporter,
-    rt: RunRuntime, st: StepState, attempt: int,
-) -> None:
-    """Awaits a guard that made a call wait, and reports how long (a refusal too)."""
-    since = clock.monotonic()
-    try:
-        await waiting
-    finally:
-        waited_s = clock.monotonic() - since
-        if waited_s >= REPORTED_WAIT_S:
-            name = type(guard).__name__.removesuffix("Guard").lower()
-            reporter.waited(rt, st, attempt, name, waited_s)
+    ) -> None:
+        """A call waited `waited_s` for a guard (`agent.task.waited`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +106,7 @@ class TurnGuards:
             for guard in guards:
                 waiting = guard.enter(turn)
                 if waiting is not None:
-                    await wait_for_guard(
-                        guard, waiting, self._clock, self._reporter, loop.rt, loop.st,
-                        turn.attempt,
-                    )
+                    await self._wait_for(guard, waiting, loop)
                 entered += 1
             outcome = "failed"
             yield _Turn(turn)
@@ -138,3 +121,15 @@ class TurnGuards:
         finally:
             for guard in reversed(guards[:entered]):
                 guard.exit(turn, outcome)
+
+    async def _wait_for(self, guard: Guard, waiting: Awaitable[None], loop: _Loop) -> None:
+        """Awaits a guard that made a turn wait (a throttled budget, `rpm`), on the engine
+        clock, and reports how long (a refusal after a wait too)."""
+        since = self._clock.monotonic()
+        try:
+            await waiting
+        finally:
+            waited_s = self._clock.monotonic() - since
+            if waited_s >= _REPORTED_WAIT_S:
+                name = type(guard).__name__.removesuffix("Guard").lower()
+                self._reporter.waited(loop.rt, loop.st, loop.call.attempt, name, waited_s)
