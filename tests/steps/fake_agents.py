@@ -33,6 +33,7 @@ class FakeAgentServer(ThreadingHTTPServer):
         usage: tuple[int, int] = (1000, 50),
         arguments: dict[str, dict[str, Any]] | None = None,
         hold_turn: int | None = None,
+        fail_turns: set[int] | None = None,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.plan = plan
@@ -40,6 +41,7 @@ class FakeAgentServer(ThreadingHTTPServer):
         self.usage = usage
         self.arguments = arguments or {}  # tool name -> the arguments asked with
         self.hold_turn = hold_turn  # the first request for this turn waits for `release`
+        self.fail_turns = fail_turns or set()  # every request for these turns answers 500
         self.release = threading.Event()
         self.held = threading.Event()
         self.requests: list[dict[str, Any]] = []
@@ -88,6 +90,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.requests.append({"turn": turn, "body": body, "problem": problem})
         if problem is not None:
             self._send(400, {"error": {"type": "invalid_request_error", "message": problem}})
+            return
+        if turn in self.server.fail_turns:
+            self._send(500, {"error": {"type": "server_error", "message": "overloaded"}})
             return
         if first and turn == self.server.hold_turn:
             self.server.held.set()

@@ -181,9 +181,11 @@ class BudgetGuard:
 
     def enter(self, call: Call) -> Awaitable[None] | None:
         kind = call.action.kind
-        if kind != "llm" and kind != "sim":
-            return None
-        estimate = estimate_usd(call.action, self._pricing)
+        if (kind != "llm" and kind != "sim") or call.span == "loop":
+            return None  # a loop's calls are budgeted one by one, as turns
+        estimate = call.estimate_usd
+        if estimate is None:
+            estimate = estimate_usd(call.action, self._pricing)
         if estimate <= 0:
             return None
         scopes = self._scopes.get(call.workflow)

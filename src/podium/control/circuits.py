@@ -77,8 +77,8 @@ class CircuitGuard:
         return primary and self._policy(step) is not None
 
     def enter(self, call: Call) -> Awaitable[None] | None:
-        if not call.primary:
-            return None
+        if not call.primary or call.span == "loop":
+            return None  # a loop's model calls pass one by one, as turns
         policy = self._policy(call.step)
         if policy is None:
             return None

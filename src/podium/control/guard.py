@@ -16,13 +16,20 @@ from podium.model.workflow import Action, HttpAction, LlmAction, N8nAction, Pyth
 # refused it before any call; cancelled: the attempt was cancelled (or the engine stopped).
 CallOutcome = Literal["ok", "failed", "refused", "cancelled"]
 
+# What a Call stands for. attempt: one step attempt, passing every guard. loop: the attempt of
+# an agent loop that asks a provider: it holds only what it keeps for its whole life
+# (concurrency slots); budgets, circuits and rate limits see each of its model calls instead,
+# as a turn (one call of the loop: no slot of its own). Each call is counted once that way.
+CallSpan = Literal["attempt", "loop", "turn"]
+
 # (run id or "" for a system event, event type, payload): queued on the run's journal.
 Emit = Callable[[str, str, dict[str, Any]], None]
 
 
 @dataclass(slots=True)
 class Call:
-    """One attempt of one step instance (or its fallback), as the guards see it."""
+    """One attempt of one step instance (or its fallback), or one model call of an agent
+    loop's attempt (`span`), as the guards see it."""
 
     run_id: str
     workflow: str
@@ -36,6 +43,10 @@ class Call:
     tokens_out: int = 0
     cost_usd: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)  # per-guard state between enter/exit
+    span: CallSpan = "attempt"
+    # A turn's own estimate (its conversation so far), instead of one made from the action.
+    estimate_usd: float | None = None
+    estimate_tokens: float | None = None
 
     @property
     def agent(self) -> str | None:

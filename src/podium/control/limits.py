@@ -188,6 +188,8 @@ class LimitsGuard:
 
     def enter(self, call: Call) -> Awaitable[None] | None:
         plan = self._plan(call)
+        if call.span != "attempt":  # an agent loop: slots for the attempt, rates per call
+            return self._enter_rules(call, plan.rules) if plan.rules else None
         fixed = plan.fixed
         if fixed is None:
             return self._enter_rules(call, plan.rules) if plan.rules else None
@@ -248,28 +250,34 @@ class LimitsGuard:
         self._waits.held(call, name, capacity)
 
     async def _enter_rules(self, call: Call, rules: tuple[Rule, ...]) -> None:
+        """Every rule's slot then its rates; a loop's attempt takes only the slots (held
+        through its turns) and each of its turns only the rates."""
         held = _Held()
+        slots, rates = call.span != "turn", call.span != "loop"
         try:
             named = [(rule, rule.fixed or rule.name(call)) for rule in rules]
             # Slots first: tokens taken while waiting for a slot would be spent on nothing.
             for rule, name in named:
-                if rule.slots is not None:
+                if slots and rule.slots is not None:
                     await self._slot(call, name, rule.slots)
                     held.slots.append(name)
-            for rule, name in named:
+            for rule, name in named if rates else ():
                 if rule.rpm is not None:
                     key = f"{name}:rpm"
                     if not self._buckets.try_take(key, 1.0):
                         await self._buckets.take(key, rule.rpm[0], rule.rpm[1], 1.0)
                     held.requests.append(key)
                 if rule.tpm is not None:
-                    estimate = estimate_tokens(call.action)
+                    estimate = call.estimate_tokens
+                    if estimate is None:
+                        estimate = estimate_tokens(call.action)
                     if estimate > 0:
                         await self._take(f"{name}:tpm", rule.tpm, estimate)
                         held.tokens.append((f"{name}:tpm", estimate))
         except BaseException:
             self._give_back(held, refund=True)
-            self._waits.released(call)
+            if slots:
+                self._waits.released(call)
             raise
         call.notes["limits"] = held
 
@@ -279,7 +287,8 @@ class LimitsGuard:
 
     def exit(self, call: Call, outcome: CallOutcome) -> None:
         held = call.notes.pop("limits", None)
-        self._waits.released(call)
+        if call.span != "turn":  # a turn holds no slot (its step's key is its attempt's)
+            self._waits.released(call)
         if isinstance(held, _Fixed):
             for name, _ in held.slots:
                 self._pools.release(name)

@@ -34,6 +34,7 @@ from podium.engine.machine import Effects, RunMachine, StepKey
 from podium.engine.observers import BusPublisher, Observers, TraceContexts
 from podium.engine.runtime import Compiled, RunRuntime
 from podium.engine.summary import RunSummary, build_summary
+from podium.engine.turns import TurnGuards
 from podium.errors import EngineStopped, PodiumError, RunFinished, RunNotFound, StepError
 from podium.events import SYSTEM_ACTOR, Actor, Event, audit_event, new_id
 from podium.model.inputs import resolve_inputs
@@ -110,7 +111,9 @@ class Engine:
         self.policy = self.settings.control.security.policy()
         # Streamed answers' deltas for live listeners (the API's run streams): never stored.
         self.transient = Transient(self.redactor)
-        self.host = EngineHost(self, self.secrets, self.transient)
+        # Agent loops' model calls pass the control layer's guards one by one.
+        self.turns = TurnGuards(self, self.clock)
+        self.host = EngineHost(self, self.secrets, self.transient, self.turns)
         self.control = ControlPlane(
             self.settings.control, store, self.owner, self._emit_control, clock=self.clock
         )
@@ -128,6 +131,7 @@ class Engine:
             self.settings.max_output_bytes,
             self.control,
             clock=self.clock,
+            turns=self.turns,
         )
         self._compiled: dict[str, Compiled] = {}
         self._compiled_by_obj: dict[int, Compiled] = {}
@@ -636,6 +640,9 @@ class Engine:
         # Booked even after the run ended (a call abandoned by a cancel): the fence keeps it
         # only while this engine holds the run.
         self.journal.spend(row)
+        run = self._active.get(row.run_id)
+        if run is not None:  # the run's budget sees it now, between an agent loop's turns
+            run.rt.booked.booked(row.usd, row.tokens_in, row.tokens_out)
 
     def linger(self, work: Coroutine[Any, Any, None], name: str) -> None:
         self.tasks.start(work, name=name)
@@ -792,7 +799,7 @@ class Engine:
         budget = run.rt.workflow.budget if run is not None else None
         if run is None or budget is None or budget.usd is None:
             return None
-        return RunBudget(budget, sum(s.cost_usd for s in run.rt.compensation_units()))
+        return RunBudget(budget, run.rt.spent_usd())
 
     # -- background duties --------------------------------------------------------------------
 

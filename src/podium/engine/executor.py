@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Mapping
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -20,8 +21,10 @@ from podium.engine.observers import TraceContexts
 from podium.engine.rules import backoff_s
 from podium.engine.runtime import RunRuntime
 from podium.engine.tracebacks import format_traceback
+from podium.engine.turns import TurnGuards
 from podium.errors import NonRetryable, OutputTooLarge, Retry, StepError, StepTimedOut
 from podium.model.expressions import has_template, render
+from podium.model.llm import guarded_per_turn
 from podium.model.policy import TrustPolicy
 from podium.model.workflow import Action, RetryPolicy, Step
 from podium.redact import Redactor
@@ -99,8 +102,11 @@ class StepExecutor:
         control: ControlPlane,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        turns: TurnGuards | None = None,
     ) -> None:
         self._clock = clock
+        # Agent loops' model calls, guarded one by one (the host's `guard_call`).
+        self.turns = turns or TurnGuards(reporter, clock)
         self._control = control
         self._reporter = reporter
         self._host = host
@@ -196,6 +202,7 @@ class StepExecutor:
                 call = Call(
                     rt.run_id, rt.row.workflow, step, st.index, attempt, rendered, context,
                     primary=action is step.action,
+                    span="loop" if guarded_per_turn(rendered) else "attempt",
                 )
                 result = await self._guarded(guards, call, ctx, step.timeout_s, rt, st)
             else:
@@ -233,7 +240,9 @@ class StepExecutor:
         rt: RunRuntime, st: StepState,
     ) -> StepResult:
         """The call, once every guard let it through; the attempt's timeout starts after
-        the guards (waiting for a slot is not running)."""
+        the guards (waiting for a slot is not running). An agent loop's attempt (span
+        `loop`) passes only its slots here; its model calls pass the rest one by one
+        (`TurnGuards`)."""
         entered = 0
         outcome: CallOutcome = "cancelled"
         try:
@@ -243,8 +252,13 @@ class StepExecutor:
                     await self._wait_for(guard, waiting, rt, st, call.attempt)
                 entered += 1
             outcome = "failed"
-            async with asyncio.timeout(timeout_s):
-                result = await RUNNERS[call.action.kind].run(call.action, ctx, self._host)
+            looping = (
+                self.turns.looping(call, guards, ctx, rt, st) if call.span == "loop"
+                else nullcontext()
+            )
+            with looping:
+                async with asyncio.timeout(timeout_s):
+                    result = await RUNNERS[call.action.kind].run(call.action, ctx, self._host)
             call.tokens_in, call.tokens_out = result.tokens_in, result.tokens_out
             call.cost_usd = result.cost_usd
             outcome = "ok"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -15,15 +16,24 @@ from podium.clock import Clock
 from podium.engine.journal import Journal
 from podium.engine.runtime import RunRuntime
 from podium.engine.summary import RunSummary
+from podium.engine.turns import TurnGuards
 from podium.errors import NonRetryable
 from podium.events import SYSTEM_ACTOR, Actor
 from podium.model.workflow import Workflow
-from podium.steps import StepContext
+from podium.steps import CallEstimate, CallUsage, GuardedCall, StepContext
 from podium.store.base import Store
 from podium.store.records import StepState
 from podium.store.waits import child_run_id
 
 Waiter = tuple[StepState, "asyncio.Future[Any]"]
+
+
+class _Unguarded:
+    def settle(self, usage: CallUsage | None) -> None:
+        return None
+
+
+_UNGUARDED = _Unguarded()
 
 
 class EngineServices(Protocol):
@@ -72,6 +82,7 @@ class EngineHost:
         engine: EngineServices,
         secrets: Mapping[str, str],
         transient: Transient | None = None,
+        turns: TurnGuards | None = None,
     ) -> None:
         self._engine = engine
         self.clock = engine.clock
@@ -80,6 +91,7 @@ class EngineHost:
         self.transient = transient or Transient()
         self._waiters: dict[tuple[str, str], list[Waiter]] = {}  # (run, signal) -> waiting steps
         self._claimed: set[int] = set()  # signals handed to a step, not yet committed as taken
+        self.turns = turns  # agent loops' model calls (None: they pass unguarded)
 
     def secret(self, name: str) -> str | None:
         return self._secrets.get(name)
@@ -95,6 +107,13 @@ class EngineHost:
             payload = {"step": ctx.step_id, "index": ctx.index, "attempt": ctx.attempt,
                        "text": text}
             self.transient.publish(Notice(ctx.run_id, "llm.delta", payload))
+
+    def guard_call(
+        self, ctx: StepContext, estimate: CallEstimate
+    ) -> AbstractAsyncContextManager[GuardedCall]:
+        if self.turns is None:
+            return nullcontext(_UNGUARDED)
+        return self.turns.guard(ctx, estimate)
 
     # -- signals ---------------------------------------------------------------------------------
 

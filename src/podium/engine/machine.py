@@ -452,6 +452,8 @@ class RunMachine:
             st.completed_seq = rt.next_seq()
             if not result.ledgered and (result.cost_usd or result.tokens_in or result.tokens_out):
                 self._spend(st, result)
+            elif result.ledgered:
+                rt.booked.resulted(result.cost_usd, result.tokens_in, result.tokens_out)
             payload.update(fallback_used=outcome.fallback_used, cost_usd=result.cost_usd)
             if result.model is not None:  # a model call: what it used and answered with
                 payload.update(
@@ -574,9 +576,12 @@ class RunMachine:
             row.stopping, degraded=degraded, compensations_ran=ran, compensations_failed=failed
         )
         self._move_run(RunStatus(status))
-        row.cost_usd = sum(s.cost_usd for s in parents)
-        row.tokens_in = sum(s.tokens_in for s in parents)
-        row.tokens_out = sum(s.tokens_out for s in parents)
+        # The results' cost and the ledger-booked calls no result counts (a failed step's
+        # calls, a retried attempt's): what the spend ledger holds for the run.
+        usd, tokens_in, tokens_out = rt.booked.outside_results()
+        row.cost_usd = sum(s.cost_usd for s in parents) + usd
+        row.tokens_in = sum(s.tokens_in for s in parents) + tokens_in
+        row.tokens_out = sum(s.tokens_out for s in parents) + tokens_out
         self._fx.disarm = True
         self._finalize()
 

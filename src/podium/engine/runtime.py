@@ -55,6 +55,40 @@ class StepsView(Mapping[str, Mapping[str, Any]]):
         return len(self._steps)
 
 
+@dataclass(slots=True)
+class BookedCalls:
+    """The paid calls of a run booked in the spend ledger as they ended (`llm` calls, an
+    agent loop's turns) while this engine held it, and the part of them that committed step
+    results count. The rest (a failed or retried attempt's calls, the turns of a loop still
+    running) is spend no step's cost shows: the run's cost and its budget add it."""
+
+    usd: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    in_results_usd: float = 0.0
+    in_results_in: int = 0
+    in_results_out: int = 0
+
+    def booked(self, usd: float, tokens_in: int, tokens_out: int) -> None:
+        self.usd += usd
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+
+    def resulted(self, usd: float, tokens_in: int, tokens_out: int) -> None:
+        """A committed result whose calls are in the ledger already (`StepResult.ledgered`)."""
+        self.in_results_usd += usd
+        self.in_results_in += tokens_in
+        self.in_results_out += tokens_out
+
+    def outside_results(self) -> tuple[float, int, int]:
+        """(usd, tokens in, tokens out) booked but counted by no step's result."""
+        return (
+            max(self.usd - self.in_results_usd, 0.0),
+            max(self.tokens_in - self.in_results_in, 0),
+            max(self.tokens_out - self.in_results_out, 0),
+        )
+
+
 @dataclass(eq=False)
 class RunRuntime:
     row: RunState
@@ -66,6 +100,7 @@ class RunRuntime:
     completed: int = 0
     compensating: bool = False
     last_event_id: str | None = None  # the causation of the next event
+    booked: BookedCalls = field(default_factory=BookedCalls)
 
     @property
     def run_id(self) -> str:
@@ -74,6 +109,12 @@ class RunRuntime:
     @property
     def workflow(self) -> Workflow:
         return self.compiled.workflow
+
+    def spent_usd(self) -> float:
+        """What the run has cost so far: its committed results, and its ledger-booked calls
+        that no result counts (the spend ledger's total for the run, as this engine knows
+        it; `podium spend --by run` agrees once the run is over)."""
+        return sum(s.cost_usd for s in self.compensation_units()) + self.booked.outside_results()[0]
 
     def all_states(self) -> Iterator[StepState]:
         yield from self.steps.values()

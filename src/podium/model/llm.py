@@ -22,6 +22,7 @@ from podium.model.pricing import Pricing, missing_price
 from podium.model.workflow import LlmAction
 
 BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+SIM_BASE_URL = "sim:"  # the built-in simulated model: no provider, nothing booked
 # OpenAI's reasoning families (o1, o3, o4-mini, gpt-5...) take `max_completion_tokens` and
 # refuse `max_tokens` and a non-default `temperature`.
 _REASONING_MODEL = re.compile(r"^(o\d+|gpt-5)(\b|[-.])")
@@ -30,6 +31,17 @@ _REASONING_MODEL = re.compile(r"^(o\d+|gpt-5)(\b|[-.])")
 def is_reasoning_model(model: str) -> bool:
     """An OpenAI o-series (or gpt-5) model, by family name, snapshots included."""
     return _REASONING_MODEL.match(model) is not None
+
+
+def simulated(action: LlmAction) -> bool:
+    """Does the step ask the built-in simulated model (`base_url: sim:`), not a provider?"""
+    return (action.base_url or "").strip() == SIM_BASE_URL
+
+
+def guarded_per_turn(action: object) -> bool:
+    """Is this (rendered) action an agent loop that asks a provider, so that each of its
+    model calls, not its attempt as a whole, passes the budget, circuit and rate guards?"""
+    return isinstance(action, LlmAction) and bool(action.tools) and not simulated(action)
 
 
 def needs_wrapping(schema: dict[str, Any]) -> bool:

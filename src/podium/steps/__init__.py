@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from podium.steps.agent_kinds import LlmAgentRunner, SimAgentRunner
 from podium.steps.base import (
+    CallEstimate,
     CallUsage,
+    GuardedCall,
     StepContext,
     StepHost,
     StepResult,
@@ -40,7 +42,9 @@ async def close_runners() -> None:
 
 __all__ = [
     "RUNNERS",
+    "CallEstimate",
     "CallUsage",
+    "GuardedCall",
     "StepContext",
     "StepHost",
     "StepResult",

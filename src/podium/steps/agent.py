@@ -9,6 +9,10 @@ any run's lease. Each tool call runs as a child run of a one-step workflow whose
 derives from (step, turn, call index): the engine's nested-run path reuses a finished child's
 output and resumes an unfinished one, so a completed tool call never runs twice, and every
 step policy (retries, timeouts, circuits, limits, budgets, audit) applies to it as to any step.
+
+Guards. Each model call passes the engine's budgets, circuit and rate limits as a call of its
+own (`StepHost.guard_call`), just before it is sent: a budget stops the loop between two turns
+with no request past it. A replayed turn makes no call and passes no guard.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 from podium.errors import NonRetryable, StepError
 from podium.model.workflow import AgentLoop, Tool
-from podium.steps.base import StepContext, StepHost, StepResult
+from podium.steps.base import CallEstimate, CallUsage, StepContext, StepHost, StepResult
 from podium.steps.llm import parse_json_reply
 from podium.steps.tool_schema import arguments_problem
 
@@ -276,8 +280,8 @@ class AgentRun:
             turn = Turn.from_record(kept)
             self.spent.add(turn, fresh=False)
             return turn
-        self._check_spend(messages, number)
-        turn = await self._timed(self.model.reply(list(messages), number), f"turn {number}")
+        guess = self._check_spend(messages, number)
+        turn = await self._timed(self._ask(messages, number, guess), f"turn {number}")
         # Kept before any tool starts: after a crash the same calls are replayed, never asked
         # for again. A failed write fails the attempt (its retry asks the model again).
         await self.host.cache_put(key, turn.record(), TURN_TTL_S)
@@ -297,14 +301,32 @@ class AgentRun:
             "finish_reason": turn.finish_reason,
         }
 
-    def _check_spend(self, messages: Sequence[Mapping[str, Any]], number: int) -> None:
-        """Before each model call: a call that could pass a bound is not made."""
+    async def _ask(self, messages: list[dict[str, Any]], number: int, guess: Estimate) -> Turn:
+        """One model call, passed through the engine's guards first (budgets, the circuit,
+        rate limits: each call of the loop is theirs to refuse, hold back or count, as an
+        attempt is). A refusal says which turn the loop stopped before."""
+        estimate = CallEstimate(guess.tokens_in + guess.tokens_out, guess.usd)
+        asked = False
+        try:
+            async with self.host.guard_call(self.ctx, estimate) as call:
+                asked = True
+                turn = await self.model.reply(list(messages), number)
+                call.settle(CallUsage(turn.model, turn.tokens_in, turn.tokens_out, turn.usd))
+        except NonRetryable as exc:
+            if not asked:  # no request was sent: the loop ends here (a fallback may run)
+                exc.args = (f"{exc}; the agent loop stopped before turn {number}", *exc.args[1:])
+            raise
+        return turn
+
+    def _check_spend(self, messages: Sequence[Mapping[str, Any]], number: int) -> Estimate:
+        """Before each model call: a call that could pass a bound is not made. Returns the
+        call's estimate (its worst case), which the guards hold for it too."""
         bounds, spent = self.bounds, self.spent
         if self.deadline is not None and self.host.clock.now() >= self.deadline:
             raise LoopBound(f"agent loop hit timeout={bounds.timeout_s:g}s before turn {number}")
-        if bounds.max_usd is None and bounds.max_tokens is None:
-            return
         guess = self.model.estimate(messages)
+        if bounds.max_usd is None and bounds.max_tokens is None:
+            return guess
         if bounds.max_usd is not None and spent.usd + guess.usd > bounds.max_usd + 1e-12:
             raise LoopBound(
                 f"agent loop hit max_usd={bounds.max_usd:g} before turn {number}: spent"
@@ -318,6 +340,7 @@ class AgentRun:
                 f"agent loop hit max_tokens={bounds.max_tokens} before turn {number}: used"
                 f" {used}, the next call may use up to {guess.tokens_in + guess.tokens_out}"
             )
+        return guess
 
     async def _timed(self, work: Awaitable[T], what: str) -> T:
         """`work`, stopped (cancelled) at the loop's deadline on the engine clock."""

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from podium.errors import StepError
-from podium.model.llm import ToolSpec, build_request
+from podium.model.llm import ToolSpec, build_request, simulated
 from podium.model.workflow import Action, LlmAction, SimAction, Tool
 from podium.steps.agent import AgentRun, AnswerRule, Model, ToolDef, loop_result
 from podium.steps.base import StepContext, StepHost, StepResult
@@ -22,12 +22,6 @@ from podium.steps.llm_tools import ConverseModel
 from podium.steps.sim import SimRunner, _latency_s
 from podium.steps.sim_agent import SimModel
 from podium.steps.tool_schema import input_schema
-
-SIM_BASE_URL = "sim:"
-
-
-def simulated(action: LlmAction) -> bool:
-    return (action.base_url or "").strip() == SIM_BASE_URL
 
 
 def tool_defs(tools: Mapping[str, Tool] | None, ctx: StepContext) -> list[ToolDef]:

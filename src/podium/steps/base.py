@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +29,23 @@ class CallUsage:
     tokens_out: int
     usd: float
     estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CallEstimate:
+    """At most what one model call may use, worked out before it is made: what its guards
+    set aside (a budget hold, rate-limit tokens) until the call settles."""
+
+    tokens: int  # input and output
+    usd: float
+
+
+class GuardedCall(Protocol):
+    """One model call let through by the control layer's guards (`StepHost.guard_call`)."""
+
+    def settle(self, usage: CallUsage | None) -> None:
+        """What the call used, as the spend ledger booked it (None: nothing was booked):
+        rate-limit tokens are reconciled with it when the call ends."""
 
 
 class UsageLedger(Protocol):
@@ -135,6 +153,18 @@ class StepHost(Protocol):
     def emit_delta(self, ctx: StepContext, text: str) -> None:
         """Hands a streamed piece of a step's answer to live listeners (the run's SSE
         stream); never journaled, and dropped when nobody listens."""
+
+    def guard_call(
+        self, ctx: StepContext, estimate: CallEstimate
+    ) -> AbstractAsyncContextManager[GuardedCall]:
+        """Passes one model call of an agent loop through the guards an attempt passes
+        (budgets, the circuit, rate limits) before it is made, and tells them how it ended
+        when the block exits: normally (ok, once `settle` said what it used), by a
+        StepError (failed) or by a cancel. A guard's refusal (`BudgetExceeded`,
+        `CircuitOpen`) is raised on entry, before any request; a guard that makes the call
+        wait (a throttled budget, `rpm`) waits on the engine clock. Where the attempt is
+        not guarded call by call (no engine, no guard configured, a simulated model) the
+        block only runs its body."""
 
     async def wait_signal(self, ctx: StepContext, name: str) -> Any: ...
 
