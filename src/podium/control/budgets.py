@@ -194,8 +194,10 @@ class BudgetGuard:
             self._scopes[call.workflow] = scopes
         if not scopes and self._runs(call.run_id) is None:
             return None
-        if isinstance(call.action, LlmAction) and call.action.cache_s is not None:
-            return self._admit_unless_cached(call.action, call, estimate, scopes)
+        action = call.action
+        # A cached llm call may cost nothing; a loop's turn is never answered from the cache.
+        if isinstance(action, LlmAction) and action.cache_s is not None and call.span != "turn":
+            return self._admit_unless_cached(action, call, estimate, scopes)
         return self._admit(call, estimate, scopes)
 
     def exit(self, call: Call, outcome: CallOutcome) -> None:
