@@ -85,6 +85,25 @@ def test_the_timeline_shows_failed_attempts_backoff_and_a_fallback() -> None:
     assert len(drawn.bars) == 4 and len(drawn.markers) == 1
 
 
+def test_the_timeline_draws_waits_for_a_slot_and_for_other_guards() -> None:
+    events = [
+        _event("started", 10.0, step="a", index=-1, attempt=1),
+        _event("waiting", 10.0, step="a", index=-1, attempt=1, **{"for": "slot"}),
+        _event("started", 12.0, step="a", index=-1, attempt=1, after_waiting=True),
+        _event("waited", 12.0, step="a", index=-1, attempt=1, guard="limits", waited_s=2.0),
+        _event("completed", 13.0, step="a", index=-1),
+        _event("started", 10.0, step="b", index=-1, attempt=1),
+        _event("waited", 11.5, step="b", index=-1, attempt=1, guard="circuit", waited_s=1.5),
+        _event("completed", 12.5, step="b", index=-1),
+    ]
+    a, b = rows_of(["a", "b"], events)
+    # The slot wait replaces the attempt's start: one wait bar, then one attempt bar.
+    assert [(s.kind, s.start, s.end) for s in a.segments] == [
+        ("wait", 10.0, 12.0), ("attempt", 12.0, 13.0)
+    ]
+    assert ("wait", 10.0, 11.5) in [(s.kind, s.start, s.end) for s in b.segments]
+
+
 def test_start_form_values_are_typed_by_the_declared_inputs() -> None:
     wf = Workflow.model_validate({"name": "w", "inputs": {
         "topic": {"type": "string", "required": True}, "depth": {"type": "integer"},

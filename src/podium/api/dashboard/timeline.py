@@ -1,5 +1,6 @@
 """A run's timeline (Gantt) from its events: attempts, retry backoffs, waits for a signal, a
-pause or a budget, and markers for fallbacks, compensations, skips and cancels.
+slot, a rate limit, a pause or a budget, and markers for fallbacks, compensations, skips and
+cancels.
 
 Rows follow the plan's order; a `for_each` step's instances get rows of their own (a few).
 """
@@ -45,6 +46,11 @@ class Row:
         segment = Segment(kind, at, None, note)
         self.open[kind] = segment
         self.segments.append(segment)
+
+    def drop(self, kind: str) -> None:
+        segment = self.open.pop(kind, None)
+        if segment is not None:
+            self.segments.remove(segment)
 
     def end(self, kind: str, at: float, as_kind: str | None = None) -> None:
         segment = self.open.pop(kind, None)
@@ -93,7 +99,14 @@ def _apply(row: Row, event: Event) -> None:
     if kind == "started":
         row.end("held", at)
         row.end("backoff", at)
+        row.end("wait", at)  # let through by a limit after waiting for a slot
         row.begin("attempt", at, f"attempt {p.get('attempt', '')}".strip())
+    elif kind == "waiting" and p.get("for") == "slot":
+        row.drop("attempt")  # it had not called out yet: the wait is what it did
+        row.begin("wait", at, "waiting for a concurrency slot or a rate limit")
+    elif kind == "waited" and p.get("guard") != "limits":  # limits: the slot wait above
+        waited = float(p.get("waited_s") or 0.0)
+        row.segments.append(Segment("wait", at - waited, at, f"waited for {p.get('guard')}"))
     elif kind == "retrying":
         row.end("attempt", at, "failed")
         delay = float(p.get("delay_s") or 0.0)
