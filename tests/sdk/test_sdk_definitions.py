@@ -26,6 +26,7 @@ PYTHON_FORMS = [
     ("etl", "etl", EXAMPLES / "etl.yaml"),
     ("approval", "approval", EXAMPLES / "approval.yaml"),
     ("every_kind", "every_kind", EXAMPLES / "python" / "every_kind.yaml"),
+    ("research_agent", "research_agent", EXAMPLES / "research_agent.yaml"),
 ]
 
 
@@ -202,3 +203,21 @@ def test_an_agent_carries_its_policies_and_its_steps_start_from_it() -> None:
     assert second.fallback is not None and second.action.model_dump()["latency"] == 0.01
     with pytest.raises(WorkflowInvalid, match="two different agents are named 'helper'"):
         clash.definition()
+
+
+def test_an_answer_schema_can_be_a_pydantic_model() -> None:
+    from pydantic import BaseModel, Field
+
+    class Findings(BaseModel):
+        answer: str
+        facts: list[str] = Field(min_length=1)
+
+    @sdk.workflow(name="typed-answer")
+    def typed_answer() -> None:
+        sdk.sim(output_schema=Findings, seed=3).step("answer")
+
+    schema = typed_answer.build().steps["answer"].action.output_schema
+    assert schema == Findings.model_json_schema()
+    summary = podium.run(typed_answer, {})
+    assert summary.status == "succeeded"
+    Findings.model_validate(summary.outputs["answer"])  # the simulated answer fits the model

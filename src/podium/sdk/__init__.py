@@ -20,8 +20,10 @@ from typing import Any
 from podium.sdk.actions import (
     Action,
     Agent,
+    AgentLoop,
     Latency,
     Tokens,
+    Tool,
     agent,
     http,
     llm,
@@ -55,6 +57,7 @@ inputs: Any = Ref("inputs")  # the run's inputs (a @workflow's parameters refer 
 __all__ = [
     "Action",
     "Agent",
+    "AgentLoop",
     "Budget",
     "Circuit",
     "Duration",
@@ -68,6 +71,7 @@ __all__ = [
     "StepRef",
     "Task",
     "Tokens",
+    "Tool",
     "TriggerRule",
     "WorkflowDef",
     "agent",

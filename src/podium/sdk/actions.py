@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Unpack
 
-from podium.sdk.policies import Duration, StepOptions, _Policy
+from pydantic import BaseModel
+
+from podium.sdk.policies import Circuit, Duration, Limits, RetryPolicy, StepOptions, _Policy
 from podium.sdk.refs import StepRef, raw
 from podium.sdk.trace import current
 
@@ -29,6 +31,21 @@ class Tokens(_Policy):
 
     input: int | None = None
     output: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentLoop(_Policy):
+    """The bounds of an agent loop (an llm step with `tools`); past one the step fails."""
+
+    max_turns: int | None = None
+    max_tool_calls: int | None = None
+    max_usd: float | None = None
+    max_tokens: int | None = None
+    timeout: Duration | None = None
+
+
+# An answer's JSON Schema: inline, a file beside the workflow, or a pydantic model.
+OutputSchema = Mapping[str, Any] | str | type[BaseModel]
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,31 @@ class Agent:
         return current(step_id).add(step_id, action, {**options, "agent": self})
 
 
+@dataclass(frozen=True, kw_only=True)
+class Tool:
+    """A tool an llm step's model may call: an action of any kind, outside the DAG, run as a
+    durable child run; the model's arguments (checked against `input_schema`) are its input."""
+
+    action: Action
+    description: str | None = None
+    input_schema: Mapping[str, Any] | type[BaseModel] | None = None
+    retry: RetryPolicy | None = None
+    timeout: Duration | None = None
+    circuit: Circuit | None = None
+    limits: Limits | None = None
+    fallback: Action | None = None
+
+    def to_raw(self) -> dict[str, Any]:
+        schema = self.input_schema
+        policy = {
+            "description": self.description,
+            "input_schema": _schema(schema) if schema is not None else None,
+            "retry": self.retry, "timeout": self.timeout, "circuit": self.circuit,
+            "limits": self.limits, "fallback": self.fallback,
+        }
+        return {**self.action.to_raw(), **_written(policy)}
+
+
 def agent(name: str, action: Action, **options: Unpack[StepOptions]) -> Agent:
     """An agent: `writer = sdk.agent("writer", sdk.sim(model="sim-writer", latency="500ms"))`."""
     return Agent(name, action, dict(options))
@@ -83,9 +125,13 @@ def sim(
     model: str | None = None,
     cost_usd: float | None = None,
     seed: int | None = None,
+    output_schema: OutputSchema | None = None,
+    tools: Mapping[str, Tool | Action] | None = None,
+    loop: AgentLoop | None = None,
 ) -> Action:
-    """A simulated agent (demos, load and chaos tests): its latency, failures and output."""
-    return _action("sim", locals())
+    """A simulated agent (demos, load and chaos tests): its latency, failures and output;
+    with `tools`, a simulated agent loop; with `output_schema`, a valid answer."""
+    return _action("sim", _agentic(locals()))
 
 
 def llm(
@@ -105,9 +151,14 @@ def llm(
     cache: Duration | None = None,
     context_tokens: int | None = None,
     json_output: bool | None = None,
+    output_schema: OutputSchema | None = None,
+    tools: Mapping[str, Tool | Action] | None = None,
+    loop: AgentLoop | None = None,
 ) -> Action:
-    """One chat completion (OpenAI-compatible or Anthropic); `model` or `tier` is needed."""
-    return _action("llm", locals())
+    """A chat completion (OpenAI-compatible or Anthropic); `model` or `tier` is needed. With
+    `output_schema` (a JSON Schema, a file, or a pydantic model) the answer is validated and
+    becomes the output; with `tools`, an agent loop within `loop`'s bounds."""
+    return _action("llm", _agentic(locals()))
 
 
 def http(
@@ -130,8 +181,11 @@ def n8n(
     wait: bool | None = None,
     headers: Mapping[str, str] | None = None,
     input: Mapping[str, Any] | None = None,
+    accept_timeout: Duration | None = None,
+    retry_after_send: bool | None = None,
 ) -> Action:
-    """Triggers an n8n workflow through its webhook; `input` is the JSON body."""
+    """Triggers an n8n workflow through its webhook; `input` is the JSON body. A call whose
+    request was sent is not retried unless `retry_after_send` (n8n may have run it)."""
     return _action("n8n", locals())
 
 
@@ -157,6 +211,25 @@ def python(
 ) -> Action:
     """A `module:function` named as text; a `@step` function's `.bind(...)` is the typed way."""
     return _action("python", locals())
+
+
+def _schema(schema: Mapping[str, Any] | str | type[BaseModel]) -> Any:
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    return schema
+
+
+def _agentic(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of an llm or sim action, with its schema and tools written as YAML has them."""
+    out = dict(given)
+    if out.get("output_schema") is not None:
+        out["output_schema"] = _schema(out["output_schema"])
+    if out.get("tools") is not None:
+        out["tools"] = {
+            name: tool.to_raw() if isinstance(tool, Tool | Action) else tool
+            for name, tool in out["tools"].items()
+        }
+    return out
 
 
 def _action(kind: str, given: Mapping[str, Any]) -> Action:
