@@ -28,7 +28,8 @@ SEARCH_INPUT = {
 
 
 @sdk.workflow(
-    name="research-agent", description="Find facts about a topic with two tools, then answer as JSON"
+    name="research-agent",
+    description="Find facts about a topic with two tools, then answer as JSON",
 )
 def research_agent(
     topic: str = "octopuses",
