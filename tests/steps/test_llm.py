@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_providers import ANTHROPIC_KEY, OPENAI_KEY, FakeServer, running
+from fake_providers import ANTHROPIC_KEY, OPENAI_KEY, FakeServer
 from llmlib import KEYS, FakeHost
 from llmlib import run_spec as _run
 from llmlib import spec as _spec
@@ -25,27 +24,6 @@ from podium.model.workflow import LlmAction, Workflow
 from podium.settings import Settings
 from podium.steps.llm import CACHE_STATS, LlmRunner
 from podium.store import open_store
-
-
-@pytest.fixture
-def server() -> Iterator[FakeServer]:
-    with running() as srv:
-        yield srv
-
-
-@pytest.fixture
-async def runner() -> AsyncIterator[LlmRunner]:
-    llm = LlmRunner()
-    try:
-        yield llm
-    finally:
-        await llm.aclose()
-
-
-@pytest.fixture
-def host() -> FakeHost:
-    return FakeHost(dict(KEYS))
-
 
 # -- replies, usage, cost ---------------------------------------------------------------------
 

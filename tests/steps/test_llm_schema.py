@@ -5,12 +5,11 @@ answered by the simulator."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_providers import FEEDBACK_MARK, FakeServer, running, sample
+from fake_providers import FEEDBACK_MARK, FakeServer, sample
 from llmlib import KEYS, FakeHost, run_spec, spec
 from typer.testing import CliRunner
 
@@ -43,26 +42,6 @@ CLOSED = {
     "required": ["answer"],
     "additionalProperties": False,
 }
-
-
-@pytest.fixture
-def server() -> Iterator[FakeServer]:
-    with running() as srv:
-        yield srv
-
-
-@pytest.fixture
-async def runner() -> AsyncIterator[LlmRunner]:
-    llm = LlmRunner()
-    try:
-        yield llm
-    finally:
-        await llm.aclose()
-
-
-@pytest.fixture
-def host() -> FakeHost:
-    return FakeHost(dict(KEYS))
 
 
 # -- sent natively, answered as the object ----------------------------------------------------

@@ -5,12 +5,11 @@ the tool-call seam (`LlmRunner.converse`) on both wire formats."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from fake_providers import CACHE_WRITTEN, CACHED_TOKENS, FakeServer, pieces, running
+from fake_providers import CACHE_WRITTEN, CACHED_TOKENS, FakeServer, pieces
 from llmlib import KEYS, FakeHost, ctx, run_spec, spec
 
 from podium.bus import open_bus
@@ -23,27 +22,6 @@ from podium.model.workflow import LlmAction, Workflow
 from podium.settings import Settings
 from podium.steps.llm import LlmRunner, assistant_turn, tool_result_turn
 from podium.store import open_store
-
-
-@pytest.fixture
-def server() -> Iterator[FakeServer]:
-    with running() as srv:
-        yield srv
-
-
-@pytest.fixture
-async def runner() -> AsyncIterator[LlmRunner]:
-    llm = LlmRunner()
-    try:
-        yield llm
-    finally:
-        await llm.aclose()
-
-
-@pytest.fixture
-def host() -> FakeHost:
-    return FakeHost(dict(KEYS))
-
 
 HAIKU_IN, HAIKU_OUT = 0.80, 4.00  # claude-3-5-haiku, USD per 1M tokens
 MINI_IN, MINI_OUT = 0.15, 0.60  # gpt-4o-mini
