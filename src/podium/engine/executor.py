@@ -21,7 +21,7 @@ from podium.engine.observers import TraceContexts
 from podium.engine.rules import backoff_s
 from podium.engine.runtime import RunRuntime
 from podium.engine.tracebacks import format_traceback
-from podium.engine.turns import TurnGuards
+from podium.engine.turns import TurnGuards, reported_wait
 from podium.errors import NonRetryable, OutputTooLarge, Retry, StepError, StepTimedOut
 from podium.model.expressions import has_template, render
 from podium.model.llm import guarded_per_turn
@@ -58,9 +58,6 @@ class AttemptReporter(UsageSink, Protocol):
 
     def got_slot(self, rt: RunRuntime, st: StepState, attempt: int) -> None: ...
 
-
-# A guard's check that is a store round trip, not a wait, is not worth an event.
-_REPORTED_WAIT_S = 0.005
 
 # Fields never rendered here: a child's definition, an llm answer's JSON Schema (data), and
 # tools (a tool body renders in its own call's run, where `inputs` are the model's arguments).
@@ -278,18 +275,11 @@ class StepExecutor:
         self, guard: Guard, waiting: Awaitable[None], rt: RunRuntime, st: StepState,
         attempt: int,
     ) -> None:
-        """Awaits a guard that made the attempt wait, and reports how long (refused too)."""
-        since = self._clock.monotonic()
-        try:
-            if isinstance(guard, LimitsGuard):
-                await self._wait_for_slot(waiting, rt, st, attempt)
-            else:
-                await waiting
-        finally:
-            waited_s = self._clock.monotonic() - since
-            if waited_s >= _REPORTED_WAIT_S:
-                name = type(guard).__name__.removesuffix("Guard").lower()
-                self._reporter.waited(rt, st, attempt, name, waited_s)
+        """Awaits a guard that made the attempt wait, and reports how long (refused too); a
+        limit's wait makes the step read `ready` while it lasts."""
+        if isinstance(guard, LimitsGuard):
+            waiting = self._wait_for_slot(waiting, rt, st, attempt)
+        await reported_wait(self._clock, self._reporter, guard, waiting, rt, st, attempt)
 
     async def _wait_for_slot(
         self, waiting: Awaitable[None], rt: RunRuntime, st: StepState, attempt: int

@@ -125,11 +125,21 @@ class TurnGuards:
     async def _wait_for(self, guard: Guard, waiting: Awaitable[None], loop: _Loop) -> None:
         """Awaits a guard that made a turn wait (a throttled budget, `rpm`), on the engine
         clock, and reports how long (a refusal after a wait too)."""
-        since = self._clock.monotonic()
-        try:
-            await waiting
-        finally:
-            waited_s = self._clock.monotonic() - since
-            if waited_s >= _REPORTED_WAIT_S:
-                name = type(guard).__name__.removesuffix("Guard").lower()
-                self._reporter.waited(loop.rt, loop.st, loop.call.attempt, name, waited_s)
+        await reported_wait(self._clock, self._reporter, guard, waiting, loop.rt, loop.st,
+                            loop.call.attempt)
+
+
+async def reported_wait(
+    clock: Clock, reporter: WaitReporter, guard: Guard, waiting: Awaitable[None],
+    rt: RunRuntime, st: StepState, attempt: int,
+) -> None:
+    """Awaits `waiting` (a guard's), then reports how long it took (`agent.task.waited`),
+    refused too, unless it was only a store round trip."""
+    since = clock.monotonic()
+    try:
+        await waiting
+    finally:
+        waited_s = clock.monotonic() - since
+        if waited_s >= _REPORTED_WAIT_S:
+            name = type(guard).__name__.removesuffix("Guard").lower()
+            reporter.waited(rt, st, attempt, name, waited_s)
