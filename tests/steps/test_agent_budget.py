@@ -188,7 +188,8 @@ async def test_an_rpm_limit_holds_the_second_turn_back_on_the_engine_clock(
     assert len(model.requests) == 2
     (waited,) = await events(clocked_store, "agent.task.waited", run_id)
     assert waited["guard"] == "limits" and waited["step"] == "research"
-    assert 50 <= waited["waited_s"] <= 70  # a minute's request, on the engine clock
+    # A minute's request, on the engine clock (more if the loop lagged behind the clock).
+    assert waited["waited_s"] >= 50
 
 
 async def test_a_circuit_that_opens_mid_loop_stops_the_next_turn(store: Store) -> None:
