@@ -119,9 +119,10 @@ async def test_rpm_spreads_calls_over_time(clocked_store: Store, clock: FakeCloc
             statuses = await runs
     assert statuses == ["succeeded"] * 40
     starts = [at for _, at in server.starts]
-    # At most the burst (10) plus the rate over the window, plus one chunk of slack.
-    assert max_in_window(starts, 1.0) <= 10 + 10 + 2
-    assert max_in_window(starts, 2.0) <= 10 + 20 + 2
+    # At most the burst (10) plus the rate over the window, plus slack: the server stamps a
+    # call when it arrives, a little after the grant when the engine lags the fake clock.
+    assert max_in_window(starts, 1.0) <= 10 + 10 + 4
+    assert max_in_window(starts, 2.0) <= 10 + 20 + 4
     assert max(starts) - min(starts) >= 2.0  # 40 calls at 10/s after a burst of 10
 
 
