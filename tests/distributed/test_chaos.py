@@ -107,6 +107,7 @@ async def _submit_all(engine: Any, workflow: Workflow, total: int) -> list[str]:
     return ids
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(360)
 async def test_workers_killed_and_services_restarted_lose_nothing_and_repeat_no_committed_step(
     tmp_path: Path,

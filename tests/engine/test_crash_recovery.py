@@ -14,6 +14,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from podium.model.status import RUN_FINAL
 from podium.store import open_store
 
@@ -47,6 +49,7 @@ def _kill_at_random(proc: subprocess.Popen[bytes], rng: random.Random) -> None:
         proc.communicate()
 
 
+@pytest.mark.slow  # a dozen real SIGKILLs and restarts
 def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_completed_step(
     tmp_path: Path,
 ) -> None:

@@ -90,6 +90,7 @@ async def _answers(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     await eventually(up, timeout_s=60)
 
 
+@pytest.mark.slow  # a real Prometheus server scraping podium serve
 async def test_prometheus_scrapes_podium_serve_and_answers_runs_total(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
