@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -54,7 +55,7 @@ class ExportProcess:
         self.dropped = 0
         self._proc = subprocess.Popen(
             [sys.executable, "-P", str(Path(otlp_child.__file__))],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, bufsize=0,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
             env={**os.environ, **{k: v for k, v in env.items() if k.startswith("OTEL_")}},
         )
         stdin = self._proc.stdin
@@ -69,6 +70,22 @@ class ExportProcess:
             target=self._send_loop, name="podium-span-export", daemon=True
         )
         self._sender.start()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def dead(self) -> bool:
+        """The child is gone: spans are dropped (and counted) from now on."""
+        return self._dead
+
+    def ready(self, timeout_s: float) -> bool:
+        """Waits (up to `timeout_s`) until the child is set up; False if it is not."""
+        out = self._proc.stdout
+        assert out is not None
+        readable, _, _ = select.select([out], [], [], timeout_s)
+        return bool(readable) and out.readline() == b"ready\n"
 
     # -- the engine's side: never blocks --------------------------------------------------------
 
@@ -95,6 +112,11 @@ class ExportProcess:
         while not self._dead:
             self._wake.wait(self._delay_s)
             self._wake.clear()
+            if self._proc.poll() is not None:  # died: drop from now on, not once full
+                self._dead = True
+                self._drop(len(self._spans))
+                self._spans.clear()
+                break
             self._send_queued()
             if self._closing:
                 break
@@ -129,6 +151,9 @@ class ExportProcess:
         if self._sender.is_alive():  # stuck writing to a child that reads no more
             self._proc.kill()
             self._sender.join(5)
+        if self._spans:  # left behind by a child that died meanwhile
+            self._drop(len(self._spans))
+            self._spans.clear()
         with contextlib.suppress(OSError, ValueError):
             self._stdin.close()
         try:
@@ -136,5 +161,7 @@ class ExportProcess:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
         if self.dropped:
             log.warning("spans dropped", count=self.dropped)

@@ -8,7 +8,7 @@ The engine's end is observe/export.py.
 Wire format: frames of a 4-byte big-endian length and a `marshal`led value (both ends run the
 same interpreter). The first frame is the resource's attributes (a dict); each later one a
 list of spans, each a plain tuple laid out as `SPAN_FIELDS` says. End of input: export what is
-left and exit.
+left and exit. It writes one line, `ready`, on stdout once it is set up.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def encode(resource: dict[str, Any], spans: Sequence[tuple[Any, ...]]) -> bytes:
     return data
 
 
-def main(stream: IO[bytes]) -> int:
+def main(stream: IO[bytes], out: IO[bytes]) -> int:
     logging.basicConfig(format="podium span export: %(message)s", level=logging.WARNING)
     # Endpoint, headers, timeout, compression, certificates, retries: the exporter reads the
     # OTEL_* variables. Its HTTP client takes the bytes encoded here; opentelemetry is pinned,
@@ -115,6 +115,8 @@ def main(stream: IO[bytes]) -> int:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     exporter = OTLPSpanExporter()
+    out.write(b"ready\n")  # set up: what the engine's end waits for in `ready`
+    out.flush()
     incoming = frames(stream)
     resource = next(incoming, None)
     if not isinstance(resource, dict):
@@ -133,4 +135,4 @@ def main(stream: IO[bytes]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.stdin.buffer))
+    sys.exit(main(sys.stdin.buffer, sys.stdout.buffer))

@@ -30,6 +30,9 @@ class SpanSink(Protocol):
     def emit(self, span: SpanTuple) -> None:
         """Takes a finished span; called on the event loop, so it must not block."""
 
+    def ready(self, timeout_s: float) -> bool:
+        """Waits until spans can be exported (an export process set up); False if not."""
+
     def shutdown(self) -> None:
         """Exports what is left."""
 
@@ -44,6 +47,9 @@ class ProcessorSink:
     def emit(self, span: SpanTuple) -> None:
         self.processor.on_end(readable(span, self._resource))
 
+    def ready(self, timeout_s: float) -> bool:
+        return True
+
     def shutdown(self) -> None:
         self.processor.shutdown()
 
@@ -57,6 +63,9 @@ class Fanout:
     def emit(self, span: SpanTuple) -> None:
         for sink in self.sinks:
             sink.emit(span)
+
+    def ready(self, timeout_s: float) -> bool:
+        return all(sink.ready(timeout_s) for sink in self.sinks)
 
     def shutdown(self) -> None:
         for sink in self.sinks:

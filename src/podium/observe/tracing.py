@@ -479,11 +479,14 @@ def tracing_configured(environ: Mapping[str, str] | None = None) -> bool:
     )
 
 
-def default_resource() -> Resource:
+def default_resource(environ: Mapping[str, str] | None = None) -> Resource:
     """The process's resource; service.name defaults to `podium` (`OTEL_SERVICE_NAME` and
     `OTEL_RESOURCE_ATTRIBUTES` win)."""
     resource = Resource.create()
-    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+    service = (environ or {}).get("OTEL_SERVICE_NAME")
+    if service:  # variables given to from_env, not the process's own
+        resource = resource.merge(Resource({"service.name": service}))
+    elif str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource({"service.name": "podium"}))
     return resource
 
@@ -537,7 +540,7 @@ class Tracing:
                 )
             if name == "otlp":
                 _check_protocol(env)
-        resource = default_resource()
+        resource = default_resource(env)
         sinks = [_sink(name, env, resource) for name in names]
         return cls(sinks[0] if len(sinks) == 1 else Fanout(*sinks), resource, sampler)
 
@@ -545,6 +548,10 @@ class Tracing:
         """Observes `engine`'s commits and gives its steps their attempts' trace context."""
         engine.observers.add(self.observer)
         engine.trace_attempts(self.observer)
+
+    def ready(self, timeout_s: float = 10.0) -> bool:
+        """Waits until spans can be exported; a process need not (spans queue meanwhile)."""
+        return self.sink.ready(timeout_s)
 
     def shutdown(self) -> None:
         self.sink.shutdown()
