@@ -16,7 +16,6 @@ import select
 import subprocess
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,7 +28,7 @@ from podium.observe import otlp_child
 log = structlog.get_logger("podium.tracing")
 
 _PIPE_BYTES = 1024 * 1024  # F_SETPIPE_SZ: room for a few batches while the child encodes
-_SHUTDOWN_S = 30.0
+_SHUTDOWN_S = 15.0  # for the sender to hand over the queue, then for the child to export it
 
 
 def _number(env: Mapping[str, str], name: str, default: int) -> int:
@@ -144,7 +143,6 @@ class ExportProcess:
     def shutdown(self) -> None:
         """Sends what is queued, lets the child export it, and waits for it (within a bound:
         a child that hangs is killed, its spans lost)."""
-        deadline = time.monotonic() + _SHUTDOWN_S
         self._closing = True
         self._wake.set()
         self._sender.join(_SHUTDOWN_S)
@@ -157,7 +155,7 @@ class ExportProcess:
         with contextlib.suppress(OSError, ValueError):
             self._stdin.close()
         try:
-            self._proc.wait(max(deadline - time.monotonic(), 0.1))
+            self._proc.wait(_SHUTDOWN_S)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()

@@ -508,7 +508,10 @@ def _sink(name: str, env: Mapping[str, str], resource: Resource) -> SpanSink:
     # Imported here: a process that does not export never starts the export process.
     from podium.observe.export import ExportProcess
 
-    return ExportProcess(dict(resource.attributes), env)
+    try:
+        return ExportProcess(dict(resource.attributes), env)
+    except OSError as exc:
+        raise PodiumError(f"the span export process could not start: {exc}") from None
 
 
 class Tracing:
