@@ -3,6 +3,7 @@ protobuf a collector decodes; a dead export process never blocks or breaks the e
 
 from __future__ import annotations
 
+import enum
 import os
 import signal
 from collections.abc import Iterator
@@ -104,3 +105,23 @@ def test_tracing_from_env_exports_through_the_export_process(receiver: Receiver)
     tracing.shutdown()
     (span,) = receiver.received()
     assert span.name == "chat gpt-4o-mini" and span.service == "export-test"
+
+
+async def test_values_of_subclassed_types_are_exported_as_their_plain_values(
+    receiver: Receiver,
+) -> None:
+    class Colour(enum.StrEnum):
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    export = ExportProcess({"service.name": "export-test"}, _env(receiver))
+    span = _spans()[1]
+    attributes = {"colour": Colour.RED, "level": Level.HIGH, "things": [Colour.RED], "o": object}
+    export.emit((*span[:9], attributes, [("e", {"colour": Colour.RED}, 300)], None))
+    export.shutdown()
+    (received,) = receiver.received()
+    assert received.attributes == {"colour": "red", "level": 3, "things": ["red"],
+                                   "o": str(object)}
+    assert export.dropped == 0

@@ -39,6 +39,23 @@ def _number(env: Mapping[str, str], name: str, default: int) -> int:
     return value if value > 0 else default
 
 
+def _plain(value: Any) -> Any:
+    """`value` made of the exact types marshal takes (an enum member becomes its value)."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, bool | int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return (list if isinstance(value, list) else tuple)(_plain(v) for v in value)
+    return str(value)
+
+
 class ExportProcess:
     """The engine's end of the span export process (a SpanSink)."""
 
@@ -124,7 +141,11 @@ class ExportProcess:
         spans, size = self._spans, self._batch
         while spans and not self._dead:
             batch = [spans.popleft() for _ in range(min(len(spans), size))]
-            if not self._write(otlp_child.frame(batch)):
+            try:
+                data = otlp_child.frame(batch)
+            except ValueError:  # a value marshal does not take (a str or int subclass...)
+                data = otlp_child.frame([_plain(span) for span in batch])
+            if not self._write(data):
                 self._drop(len(batch) + len(spans))
                 spans.clear()
 
