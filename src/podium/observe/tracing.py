@@ -161,7 +161,7 @@ class TraceObserver:
     # -- Observer -------------------------------------------------------------------------------
 
     def committed(self, commit: Commit) -> None:
-        handlers = self._handlers
+        handlers, runs = self._handlers, self._runs
         for event in commit.events:
             if not event.correlation_id:  # a system event of no run
                 continue
@@ -171,7 +171,7 @@ class TraceObserver:
                     handler = self._root_event(event.event_type.removeprefix("system."))
                 else:
                     continue
-            run = self._run(event)
+            run = runs.get(event.correlation_id) or self._run(event)
             if run.trace.sampled or event.event_type in _PLACING:  # an unsampled run: no work
                 handler(run, event, event.payload)
 
@@ -431,10 +431,12 @@ class TraceObserver:
         trace = run.trace
         if not trace.sampled:
             return
+        if None in attributes.values():
+            attributes = {k: v for k, v in attributes.items() if v is not None}
         self._sink.emit((
             trace.trace_id, span_id, parent_id, remote, trace.flags, name, kind, start_ns,
-            max(end_ns, start_ns), {k: v for k, v in attributes.items() if v is not None},
-            events or [], None if error is None else error[:1000],
+            max(end_ns, start_ns), attributes, events or [],
+            None if error is None else error[:1000],
         ))
 
 
