@@ -1,11 +1,15 @@
 """OpenTelemetry traces of runs, built from the engine's committed events (its observer seam).
 
 A run is one trace: a root span `invoke_workflow {workflow}`, a span per step attempt
-(`chat {model}` for `llm`, after the GenAI semantic conventions; `execute_tool {step}` for the
-other kinds), a span for time spent queued and for each wait on a guard (a slot, a rate limit,
-a budget, a circuit's trial); retries, fallbacks, compensations, circuits, throttles, pauses and
+(`chat {model}` for `llm`, after the GenAI semantic conventions; `invoke_agent {step}` for an
+agent loop, with a `chat {model}` span per turn under it; `execute_tool {step}` for the other
+kinds), a span for time spent queued and for each wait on a guard (a slot, a rate limit, a
+budget, a circuit's trial); retries, fallbacks, compensations, circuits, throttles, pauses and
 signal waits are span events. Spans are made when their end is committed, with the start and
-end times the events recorded, so tracing adds no work to a step itself.
+end times the events recorded, so tracing adds no work to a step itself. They leave as plain
+tuples for a sink (observe/sinks.py): the span export process for OTLP (observe/export.py),
+which encodes and sends them away from the event loop. A sampler (observe/sampling.py) decides
+once per run whether it is traced at all.
 
 Ids are deterministic, so that any process computes the same ones without asking another:
 - the trace id is the trace id of the span the run was started under (`traceparent` on
