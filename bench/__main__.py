@@ -23,7 +23,7 @@ from bench.workloads import NAMES
 
 RAW_FIELDS = (
     "wall_s", "workflows_per_s", "steps_per_s", "e2e_latency_ms", "decision_latency_ms",
-    "queue_wait_ms", "peak_rss_mib",
+    "queue_wait_ms", "peak_rss_mib", "cpu_s",
 )
 
 
@@ -124,7 +124,7 @@ def measure(
             note(profile_summary(profile))
     merged: dict[str, Any] = median_of(reports)
     merged["runs"] = args.runs
-    merged["raw"] = [{f: r[f] for f in RAW_FIELDS} for r in reports]
+    merged["raw"] = [{f: r[f] for f in RAW_FIELDS if f in r} for r in reports]
     return merged
 
 
@@ -183,6 +183,8 @@ def traced(
     report["spans_received"] = int(count_file.read_text()) if count_file.exists() else 0
     slower = untraced["workflows_per_s"] / report["workflows_per_s"] - 1
     report["trace_cost_pct"] = round(100 * slower, 1)
+    if untraced.get("cpu_s"):  # steadier than wall time on a busy machine
+        report["trace_cpu_cost_pct"] = round(100 * (report["cpu_s"] / untraced["cpu_s"] - 1), 1)
     return report
 
 

@@ -59,3 +59,16 @@ def test_unknown_workload_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "W9" in proc.stderr
+
+
+def test_trace_reports_the_spans_received_and_what_tracing_cost(tmp_path: Path) -> None:
+    reports = _run_bench(tmp_path, "--workload", "W2", "--json", "--scale", "0.05", "--trace")
+    untraced, traced = reports
+    assert untraced["workload"] == "W2" and traced["workload"] == "W2+trace"
+    assert traced["trace"] is True and untraced["trace"] is False
+    # Each of the 10 runs: its root, 10 attempts, and the time it was queued (if any).
+    assert 10 * 11 <= traced["spans_received"] <= 10 * 12
+    assert isinstance(traced["trace_cost_pct"], int | float)
+    assert isinstance(traced["trace_cpu_cost_pct"], int | float)
+    assert traced["cpu_s"] > 0 and traced["export_cpu_s"] > 0  # the export process's own
+    assert "export_cpu_s" not in untraced

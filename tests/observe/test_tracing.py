@@ -25,7 +25,9 @@ from steplib import make_workflow
 from podium.api.app import create_app
 from podium.bus import open_bus
 from podium.engine.engine import Engine
+from podium.errors import PodiumError
 from podium.observe.context import RunTrace, attempt_span_id, parse_traceparent
+from podium.observe.sampling import Sampler
 from podium.observe.tracing import Tracing, tracing_configured
 from podium.settings import Settings
 from podium.store import open_store
@@ -302,3 +304,94 @@ def test_tracing_is_on_only_when_the_otel_variables_ask() -> None:
     with pytest.raises(Exception, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
         Tracing.from_env({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
 
+
+
+async def test_each_agent_turn_is_a_chat_span_under_its_attempt(
+    engine: Engine, exporter: InMemorySpanExporter
+) -> None:
+    workflow = make_workflow({
+        "research": {"kind": "llm", "model": "gpt-4o-mini", "base_url": "sim:",
+                     "prompt": "facts", "input": {"q": "octopus"},
+                     "tools": {"search": {"kind": "sim", "output": {"hits": ["octopus found"]},
+                                          "description": "web search"}}},
+    }, name="agentic")
+    summary = await engine.run(workflow)
+    assert summary.status == "succeeded"
+    assert summary.steps["research"].output["turns"] == 2
+    spans = exporter.get_finished_spans()
+    named = _by_name(spans)
+    (agent,) = named["invoke_agent research"]
+    assert agent.context is not None
+    assert (agent.attributes or {})["gen_ai.operation.name"] == "invoke_agent"
+    assert (agent.attributes or {})["podium.turns"] == 2
+    turns = sorted(named["chat gpt-4o-mini"], key=lambda s: (s.attributes or {})["podium.turn"])
+    assert [(s.attributes or {})["podium.turn"] for s in turns] == [1, 2]
+    for turn in turns:
+        attributes = dict(turn.attributes or {})
+        assert turn.parent is not None and turn.parent.span_id == agent.context.span_id
+        assert turn.context is not None and turn.context.trace_id == agent.context.trace_id
+        assert attributes["gen_ai.operation.name"] == "chat"
+        assert attributes["gen_ai.request.model"] == "gpt-4o-mini"
+        assert attributes["gen_ai.response.model"] == "sim:gpt-4o-mini"
+        assert attributes["podium.step_id"] == "research"
+        assert "gen_ai.usage.input_tokens" in attributes
+        assert agent.start_time is not None and turn.start_time is not None
+        assert agent.end_time is not None and turn.end_time is not None
+        assert agent.start_time <= turn.start_time <= turn.end_time <= agent.end_time
+    assert tuple((turns[0].attributes or {})["podium.tool_calls"]) == ("search",)
+    assert "podium.tool_calls" not in (turns[1].attributes or {})
+    assert len({s.context.span_id for s in turns if s.context}) == 2
+
+
+def _sampled_tracing(exporter: InMemorySpanExporter, env: dict[str, str]) -> Tracing:
+    return Tracing(SimpleSpanProcessor(exporter), sampler=Sampler.from_env(env))
+
+
+async def test_the_sampler_drops_whole_runs_and_says_so_downstream(
+    tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    """`always_off`: no span of the run, and its steps send a traceparent with the sampled
+    flag clear; `parentbased_always_off` still follows a sampled parent."""
+    settings = Settings(poll_interval_s=0.02, lease_s=5, store_retry_s=0.5)
+    workflow = make_workflow({"code": {"kind": "python", "call": "tracelib:remember"}},
+                             name="sampled")
+    async with open_store(f"sqlite:///{tmp_path / 'p.db'}") as store, open_bus() as bus:
+        async with Engine(store, bus, settings) as engine:
+            _sampled_tracing(exporter, {"OTEL_TRACES_SAMPLER": "always_off"}).install(engine)
+            assert (await engine.run(workflow)).status == "succeeded"
+            assert exporter.get_finished_spans() == ()
+            (sent,) = tracelib.SEEN
+            assert sent is not None and sent.endswith("-00")
+        async with Engine(store, bus, settings) as engine:
+            env = {"OTEL_TRACES_SAMPLER": "parentbased_always_off"}
+            _sampled_tracing(exporter, env).install(engine)
+            assert (await engine.wait(
+                await engine.submit(workflow, trace_parent=PARENT))).status == "succeeded"
+            assert (await engine.run(workflow)).status == "succeeded"  # no parent: dropped
+    roots = [s for s in exporter.get_finished_spans() if s.name == "invoke_workflow sampled"]
+    assert [f"{s.context.trace_id:032x}" for s in roots if s.context] == [PARENT[3:35]]
+    assert tracelib.SEEN[1] == f"{tracelib.SEEN[1][:-2]}01"
+
+
+def test_a_ratio_decides_on_the_trace_id_as_the_sdk_does() -> None:
+    from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
+
+    ratio = Sampler.from_env({"OTEL_TRACES_SAMPLER": "traceidratio",
+                              "OTEL_TRACES_SAMPLER_ARG": "0.25"})
+    sdk = TraceIdRatioBased(0.25)
+    traces = [RunTrace.of(f"run-{n}", None).trace_id for n in range(2000)]
+    ours = [ratio.sampled(t, None) for t in traces]
+    assert ours == [sdk.should_sample(None, t, "x").decision == Decision.RECORD_AND_SAMPLE
+                    for t in traces]
+    assert 400 < sum(ours) < 600
+    dropped = traces[ours.index(False)]
+    assert not ratio.sampled(dropped, True)  # not parent-based: a sampled parent does not count
+    based = Sampler.from_env({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                              "OTEL_TRACES_SAMPLER_ARG": "0"})
+    assert based.sampled(traces[0], True) and not based.sampled(traces[0], None)
+    assert Sampler.from_env({}).sampled(traces[0], None)
+    for bad in ({"OTEL_TRACES_SAMPLER": "sometimes"},
+                {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"},
+                {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"}):
+        with pytest.raises(PodiumError, match="OTEL_TRACES_SAMPLER"):
+            Sampler.from_env(bad)

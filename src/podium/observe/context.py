@@ -5,6 +5,7 @@ Ids are deterministic (see observe/tracing.py): any process computes an attempt'
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -72,6 +73,7 @@ class RunTrace:
         return _SAMPLED if self.sampled else 0
 
 
+@functools.lru_cache(maxsize=4096)  # asked when the attempt starts, and again when it ends
 def attempt_span_id(run_id: str, step_id: str, index: int, attempt: int, role: str = "") -> int:
     """The span id of one attempt (`role`: "" the step's action, "fallback", "compensate")."""
     return derived_id(f"attempt\x1f{run_id}\x1f{step_id}\x1f{index}\x1f{attempt}\x1f{role}", 64)

@@ -1,11 +1,15 @@
 """OpenTelemetry traces of runs, built from the engine's committed events (its observer seam).
 
 A run is one trace: a root span `invoke_workflow {workflow}`, a span per step attempt
-(`chat {model}` for `llm`, after the GenAI semantic conventions; `execute_tool {step}` for the
-other kinds), a span for time spent queued and for each wait on a guard (a slot, a rate limit,
-a budget, a circuit's trial); retries, fallbacks, compensations, circuits, throttles, pauses and
+(`chat {model}` for `llm`, after the GenAI semantic conventions; `invoke_agent {step}` for an
+agent loop, with a `chat {model}` span per turn under it; `execute_tool {step}` for the other
+kinds), a span for time spent queued and for each wait on a guard (a slot, a rate limit, a
+budget, a circuit's trial); retries, fallbacks, compensations, circuits, throttles, pauses and
 signal waits are span events. Spans are made when their end is committed, with the start and
-end times the events recorded, so tracing adds no work to a step itself.
+end times the events recorded, so tracing adds no work to a step itself. They leave as plain
+tuples for a sink (observe/sinks.py): the span export process for OTLP (observe/export.py),
+which encodes and sends them away from the event loop. A sampler (observe/sampling.py) decides
+once per run whether it is traced at all.
 
 Ids are deterministic, so that any process computes the same ones without asking another:
 - the trace id is the trace id of the span the run was started under (`traceparent` on
@@ -22,40 +26,38 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event as SdkEvent
-from opentelemetry.sdk.trace import (
-    ReadableSpan,
-    SpanProcessor,
-    SynchronousMultiSpanProcessor,
-)
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from podium.engine.engine import Engine
 from podium.engine.observers import Commit
 from podium.errors import PodiumError
 from podium.events import Event
 from podium.observe.context import RunTrace, attempt_span_id, derived_id, traceparent_of
+from podium.observe.sampling import Sampler
+from podium.observe.sinks import (
+    KIND_CLIENT,
+    KIND_INTERNAL,
+    Fanout,
+    ProcessorSink,
+    SpanEvent,
+    SpanSink,
+)
 from podium.store.records import RunState
 
-_SCOPE = InstrumentationScope("podium")
-_UNSET = Status(StatusCode.UNSET)
 _MAX_RUNS = 100_000  # runs whose spans are open at once (a lost run's state is dropped past it)
 _MAX_EVENTS = 64  # span events kept per span
 _OK_RUN = frozenset({"succeeded", "degraded"})
 _TOOL_TYPES = {"python": "function", "http": "extension", "n8n": "extension"}
+_PLACING = frozenset({"run.started", "run.resumed", "run.completed"})
 
 
 # -- what the observer keeps between events -----------------------------------------------------
-
-SpanEvent = tuple[str, dict[str, Any], int]  # name, attributes, time (ns)
-
 
 @dataclass(slots=True)
 class _Attempt:
@@ -67,6 +69,7 @@ class _Attempt:
     kind: str = ""
     provider: str | None = None
     model: str | None = None
+    turns: int = 0  # agent-loop turns answered in this attempt
     events: list[SpanEvent] = field(default_factory=list)
 
 
@@ -111,12 +114,11 @@ def log_ids(
 class TraceObserver:
     """Turns committed events into spans; also gives each attempt its `traceparent`."""
 
-    def __init__(self, processor: SpanProcessor, resource: Resource | None = None) -> None:
-        # Spans are handed to the processor whole (ids, times, events known): no tracer, no
-        # context, no sampler per span. Sampling follows the run's parent (recorded unless its
-        # sampled flag is clear).
-        self._processor = processor
-        self._resource = resource or default_resource()
+    def __init__(self, sink: SpanSink, sampler: Sampler | None = None) -> None:
+        # Spans are handed to the sink whole (ids, times, events known) as plain tuples: no
+        # tracer, no context, no SDK object per span. The sampler decides once per run.
+        self._sink = sink
+        self._sampler = sampler or Sampler()
         self._runs: dict[str, _Run] = {}
         _OBSERVERS.add(self)
         self._handlers: dict[str, Callable[[_Run, Event, dict[str, Any]], None]] = {
@@ -137,6 +139,7 @@ class TraceObserver:
             "agent.task.compensating": self._compensating,
             "agent.task.compensated": self._compensation_ended,
             "agent.task.compensation_failed": self._compensation_ended,
+            "agent.task.turn": self._turn,
             "system.cost.budget.warning": self._root_event("budget.warning"),
             "system.deadlock.detected": self._root_event("deadlock.detected"),
         }
@@ -149,13 +152,20 @@ class TraceObserver:
     # -- TraceContexts (engine.observers) ------------------------------------------------------
 
     def traceparent(self, run: RunState, step_id: str, index: int, attempt: int, role: str) -> str:
-        trace = self.trace_of(run.run_id) or RunTrace.of(run.run_id, run.trace_parent)
+        trace = self.trace_of(run.run_id) or self._trace(run.run_id, run.trace_parent)
         return traceparent_of(trace, attempt_span_id(run.run_id, step_id, index, attempt, role))
+
+    def _trace(self, run_id: str, trace_parent: str | None) -> RunTrace:
+        """The run's trace, its sampled flag as the sampler decides."""
+        trace = RunTrace.of(run_id, trace_parent)
+        given = trace.sampled if trace.parent_span_id is not None else None
+        sampled = self._sampler.sampled(trace.trace_id, given)
+        return trace if sampled == trace.sampled else replace(trace, sampled=sampled)
 
     # -- Observer -------------------------------------------------------------------------------
 
     def committed(self, commit: Commit) -> None:
-        handlers = self._handlers
+        handlers, runs = self._handlers, self._runs
         for event in commit.events:
             if not event.correlation_id:  # a system event of no run
                 continue
@@ -165,14 +175,16 @@ class TraceObserver:
                     handler = self._root_event(event.event_type.removeprefix("system."))
                 else:
                     continue
-            handler(self._run(event), event, event.payload)
+            run = runs.get(event.correlation_id) or self._run(event)
+            if run.trace.sampled or event.event_type in _PLACING:  # an unsampled run: no work
+                handler(run, event, event.payload)
 
     def _run(self, event: Event) -> _Run:
         run_id = event.correlation_id
         run = self._runs.get(run_id)
         if run is None:
             facts = event.payload
-            trace = RunTrace.of(run_id, facts.get("trace_parent"))
+            trace = self._trace(run_id, facts.get("trace_parent"))
             run = _Run(run_id, trace, facts.get("workflow") or "", facts.get("queued_at"))
             if len(self._runs) >= _MAX_RUNS:  # runs another engine took over never complete here
                 self._runs.pop(next(iter(self._runs)))
@@ -195,7 +207,8 @@ class TraceObserver:
         _add(run.events, "resumed", {"podium.owner": facts.get("owner")}, event.timestamp)
 
     def _place(self, run: _Run, facts: dict[str, Any]) -> None:
-        run.trace = RunTrace.of(run.run_id, facts.get("trace_parent"))
+        if "trace_parent" in facts:  # else the trace derived from the run id stands
+            run.trace = self._trace(run.run_id, facts.get("trace_parent"))
         run.workflow = facts.get("workflow") or run.workflow
         run.queued_at = facts.get("queued_at", run.queued_at)
 
@@ -216,8 +229,9 @@ class TraceObserver:
             error = facts.get("error") or status
         parent = run.trace.parent_span_id
         self._span(
-            run, f"invoke_workflow {run.workflow}".strip(), parent, run.trace.root_span_id,
-            _ns(min(start, end)), _ns(end), attributes, run.events, error, root=parent is None,
+            run, f"invoke_workflow {run.workflow}".strip(), parent or 0, run.trace.root_span_id,
+            _ns(min(start, end)), _ns(end), attributes, run.events, error,
+            remote=parent is not None,
         )
         self._runs.pop(run.run_id, None)
 
@@ -242,7 +256,8 @@ class TraceObserver:
         )
 
     def _open(self, run: _Run, payload: dict[str, Any]) -> _Attempt | None:
-        return run.attempts.get((payload.get("step", ""), payload.get("index", -1)))
+        index = payload.get("index")  # an agent turn's is None outside a for_each
+        return run.attempts.get((payload.get("step", ""), index if isinstance(index, int) else -1))
 
     def _retrying(self, run: _Run, event: Event, payload: dict[str, Any]) -> None:
         attempt = run.attempts.pop((payload["step"], payload.get("index", -1)), None)
@@ -343,12 +358,14 @@ class TraceObserver:
         if attempt.role:
             attributes["podium.role"] = attempt.role
         attributes["podium.kind"] = attempt.kind
-        if attempt.kind == "llm":
-            name, kind = self._llm(attempt, payload, attributes), SpanKind.CLIENT
+        if attempt.turns:  # an agent loop: its model calls are the turns' `chat` spans
+            name, kind = self._agent(attempt, payload, attributes), KIND_INTERNAL
+        elif attempt.kind == "llm":
+            name, kind = self._llm(attempt, payload, attributes), KIND_CLIENT
         elif attempt.role == "compensate":
-            name, kind = f"compensate {attempt.step}", SpanKind.INTERNAL
+            name, kind = f"compensate {attempt.step}", KIND_INTERNAL
         else:
-            name, kind = f"execute_tool {attempt.step}", SpanKind.INTERNAL
+            name, kind = f"execute_tool {attempt.step}", KIND_INTERNAL
             attributes["gen_ai.operation.name"] = "execute_tool"
             attributes["gen_ai.tool.name"] = attempt.step
             tool_type = _TOOL_TYPES.get(attempt.kind)
@@ -372,46 +389,79 @@ class TraceObserver:
     def _llm(self, attempt: _Attempt, payload: dict[str, Any], attributes: dict[str, Any]) -> str:
         model = payload.get("model") or attempt.model
         attributes["gen_ai.operation.name"] = "chat"
-        attributes["gen_ai.provider.name"] = attempt.provider or "openai"
-        if model:
-            attributes["gen_ai.request.model"] = model
-        if payload.get("response_model"):
-            attributes["gen_ai.response.model"] = payload["response_model"]
-        if "tokens_in" in payload:
-            attributes["gen_ai.usage.input_tokens"] = payload["tokens_in"]
-            attributes["gen_ai.usage.output_tokens"] = payload.get("tokens_out", 0)
-        if payload.get("finish_reason"):
-            attributes["gen_ai.response.finish_reasons"] = [payload["finish_reason"]]
+        _genai(attributes, attempt, model, payload.get("response_model"), payload)
         return f"chat {model}" if model else "chat"
+
+    def _agent(
+        self, attempt: _Attempt, payload: dict[str, Any], attributes: dict[str, Any]
+    ) -> str:
+        attributes["gen_ai.operation.name"] = "invoke_agent"
+        attributes["gen_ai.agent.name"] = attempt.step
+        attributes["podium.turns"] = attempt.turns
+        model = payload.get("model") or attempt.model
+        _genai(attributes, attempt, model, payload.get("response_model"), payload)
+        return f"invoke_agent {attempt.step}"
+
+    def _turn(self, run: _Run, event: Event, payload: dict[str, Any]) -> None:
+        """A model turn of an agent loop: a `chat` span under its attempt's span."""
+        attempt = self._open(run, payload)
+        if attempt is None:
+            return
+        attempt.turns += 1
+        end = event.timestamp
+        start = max(end - float(payload.get("latency_s") or 0.0), attempt.start_ns / 1e9)
+        model = attempt.model or payload.get("model")
+        attributes = self._step_attributes(run, attempt.step, attempt.index, attempt.attempt)
+        attributes["gen_ai.operation.name"] = "chat"
+        _genai(attributes, attempt, model, payload.get("model"), payload)
+        attributes["podium.turn"] = payload.get("turn")
+        calls = payload.get("tool_calls")
+        if isinstance(calls, list) and calls:
+            attributes["podium.tool_calls"] = [str(c.get("name")) for c in calls
+                                               if isinstance(c, dict)]
+        parent = attempt_span_id(
+            run.run_id, attempt.step, attempt.index, attempt.attempt, attempt.role
+        )
+        span_id = derived_id(f"turn\x1f{parent}\x1f{payload.get('turn')}", 64)
+        self._span(run, f"chat {model}" if model else "chat", parent, span_id, _ns(start),
+                   _ns(end), attributes, kind=KIND_CLIENT)
 
     # -- making a span ----------------------------------------------------------------------------
 
     def _span(
-        self, run: _Run, name: str, parent_id: int | None, span_id: int, start_ns: int,
-        end_ns: int, attributes: dict[str, Any], events: Sequence[SpanEvent] = (),
-        error: str | None = None, *, kind: SpanKind = SpanKind.INTERNAL, root: bool = False,
+        self, run: _Run, name: str, parent_id: int, span_id: int, start_ns: int, end_ns: int,
+        attributes: dict[str, Any], events: list[SpanEvent] | None = None,
+        error: str | None = None, *, kind: int = KIND_INTERNAL, remote: bool = False,
     ) -> None:
+        """Hands a finished span to the sink (`parent_id` 0: a root; `remote`: the parent is
+        the span the run was started under, in another process)."""
         trace = run.trace
         if not trace.sampled:
             return
-        flags = TraceFlags(trace.flags)
-        parent = None
-        if not root:
-            parent = SpanContext(trace.trace_id, parent_id or trace.root_span_id, True, flags)
-        status = _UNSET if error is None else Status(StatusCode.ERROR, error[:1000])
-        self._processor.on_end(ReadableSpan(
-            name,
-            context=SpanContext(trace.trace_id, span_id, False, flags),
-            parent=parent,
-            resource=self._resource,
-            attributes={k: v for k, v in attributes.items() if v is not None},
-            events=[SdkEvent(n, a, ts) for n, a, ts in events],
-            kind=kind,
-            status=status,
-            start_time=start_ns,
-            end_time=max(end_ns, start_ns),
-            instrumentation_scope=_SCOPE,
+        if None in attributes.values():
+            attributes = {k: v for k, v in attributes.items() if v is not None}
+        self._sink.emit((
+            trace.trace_id, span_id, parent_id, remote, trace.flags, name, kind, start_ns,
+            max(end_ns, start_ns), attributes, events or [],
+            None if error is None else error[:1000],
         ))
+
+
+def _genai(
+    attributes: dict[str, Any], attempt: _Attempt, model: str | None,
+    response_model: str | None, payload: dict[str, Any],
+) -> None:
+    """The GenAI attributes of a model call (or of a loop's calls, summed)."""
+    attributes["gen_ai.provider.name"] = attempt.provider or "openai"
+    if model:
+        attributes["gen_ai.request.model"] = model
+    if response_model:
+        attributes["gen_ai.response.model"] = response_model
+    if "tokens_in" in payload:
+        attributes["gen_ai.usage.input_tokens"] = payload["tokens_in"]
+        attributes["gen_ai.usage.output_tokens"] = payload.get("tokens_out", 0)
+    if payload.get("finish_reason"):
+        attributes["gen_ai.response.finish_reasons"] = [payload["finish_reason"]]
 
 
 def _flat(payload: dict[str, Any]) -> dict[str, Any]:
@@ -438,20 +488,19 @@ def tracing_configured(environ: Mapping[str, str] | None = None) -> bool:
     )
 
 
-def default_resource() -> Resource:
+def default_resource(environ: Mapping[str, str] | None = None) -> Resource:
     """The process's resource; service.name defaults to `podium` (`OTEL_SERVICE_NAME` and
     `OTEL_RESOURCE_ATTRIBUTES` win)."""
     resource = Resource.create()
-    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+    service = (environ or {}).get("OTEL_SERVICE_NAME")
+    if service:  # variables given to from_env, not the process's own
+        resource = resource.merge(Resource({"service.name": service}))
+    elif str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource({"service.name": "podium"}))
     return resource
 
 
-def _exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
-    if name == "console":
-        return ConsoleSpanExporter()
-    if name != "otlp":
-        raise PodiumError(f"OTEL_TRACES_EXPORTER names {name!r}; podium exports to otlp or console")
+def _check_protocol(env: Mapping[str, str]) -> None:
     protocol = (
         env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "http/protobuf"
@@ -460,19 +509,32 @@ def _exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
         raise PodiumError(
             f"OTEL_EXPORTER_OTLP_PROTOCOL is {protocol!r}; podium exports OTLP over http/protobuf"
         )
-    # Imported here: a process that does not export never loads requests and protobuf.
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter()  # endpoint, headers, timeout, compression: the OTEL_* variables
+
+def _sink(name: str, env: Mapping[str, str], resource: Resource) -> SpanSink:
+    if name == "console":
+        return ProcessorSink(BatchSpanProcessor(ConsoleSpanExporter()), resource)
+    # Imported here: a process that does not export never starts the export process.
+    from podium.observe.export import ExportProcess
+
+    try:
+        return ExportProcess(dict(resource.attributes), env)
+    except OSError as exc:
+        raise PodiumError(f"the span export process could not start: {exc}") from None
 
 
 class Tracing:
-    """Traces for one process: the span processor (a batch one exports in a background
-    thread), and the observer each engine registers. `shutdown` flushes what is left."""
+    """Traces for one process: where spans go (OTLP: the span export process; an SDK span
+    processor), and the observer each engine registers. `shutdown` exports what is left."""
 
-    def __init__(self, processor: SpanProcessor, resource: Resource | None = None) -> None:
-        self.processor = processor
-        self.observer = TraceObserver(processor, resource)
+    def __init__(
+        self, sink: SpanSink | SpanProcessor, resource: Resource | None = None,
+        sampler: Sampler | None = None,
+    ) -> None:
+        if isinstance(sink, SpanProcessor):
+            sink = ProcessorSink(sink, resource or default_resource())
+        self.sink = sink
+        self.observer = TraceObserver(sink, sampler)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Tracing | None:
@@ -480,19 +542,28 @@ class Tracing:
         env = os.environ if environ is None else environ
         if not tracing_configured(env):
             return None
+        sampler = Sampler.from_env(env)
         names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
-        exporters = [_exporter(name, env) for name in names if name and name != "none"]
-        if len(exporters) == 1:
-            return cls(BatchSpanProcessor(exporters[0]))
-        both = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
-        for exporter in exporters:
-            both.add_span_processor(BatchSpanProcessor(exporter))
-        return cls(both)
+        names = [name for name in names if name and name != "none"]
+        for name in names:  # every name checked before any process starts
+            if name not in ("otlp", "console"):
+                raise PodiumError(
+                    f"OTEL_TRACES_EXPORTER names {name!r}; podium exports to otlp or console"
+                )
+            if name == "otlp":
+                _check_protocol(env)
+        resource = default_resource(env)
+        sinks = [_sink(name, env, resource) for name in names]
+        return cls(sinks[0] if len(sinks) == 1 else Fanout(*sinks), resource, sampler)
 
     def install(self, engine: Engine) -> None:
         """Observes `engine`'s commits and gives its steps their attempts' trace context."""
         engine.observers.add(self.observer)
         engine.trace_attempts(self.observer)
 
+    def ready(self, timeout_s: float = 10.0) -> bool:
+        """Waits until spans can be exported; a process need not (spans queue meanwhile)."""
+        return self.sink.ready(timeout_s)
+
     def shutdown(self) -> None:
-        self.processor.shutdown()
+        self.sink.shutdown()

@@ -281,19 +281,23 @@ class AgentRun:
             self.spent.add(turn, fresh=False)
             return turn
         guess = self._check_spend(messages, number)
+        asked = self.host.clock.now()
         turn = await self._timed(self._ask(messages, number, guess), f"turn {number}")
+        latency_s = self.host.clock.now() - asked
         # Kept before any tool starts: after a crash the same calls are replayed, never asked
         # for again. A failed write fails the attempt (its retry asks the model again).
         await self.host.cache_put(key, turn.record(), TURN_TTL_S)
         self.spent.add(turn, fresh=True)
-        self.host.note(self.ctx, TURN_EVENT, self._turn_event(number, turn))
+        self.host.note(self.ctx, TURN_EVENT, self._turn_event(number, turn, latency_s))
         return turn
 
-    def _turn_event(self, number: int, turn: Turn) -> dict[str, Any]:
+    def _turn_event(self, number: int, turn: Turn, latency_s: float) -> dict[str, Any]:
         return {
             "step": self.ctx.step_id,
             "index": self.ctx.index,
             "turn": number,
+            "model": turn.model,
+            "latency_s": round(latency_s, 6),
             "tool_calls": [{"id": c.id, "name": c.name} for c in turn.calls],
             "tokens_in": turn.tokens_in,
             "tokens_out": turn.tokens_out,
