@@ -20,7 +20,8 @@ from podium.model.llm import ToolSpec, build_request, is_reasoning_model
 from podium.model.pricing import DEFAULT_PRICING, load_pricing
 from podium.model.workflow import LlmAction, Workflow
 from podium.settings import Settings
-from podium.steps.llm import LlmRunner, assistant_turn, tool_result_turn
+from podium.steps.llm import LlmRunner
+from podium.steps.llm_wire import assistant_turn, tool_result_turn
 from podium.store import open_store
 
 HAIKU_IN, HAIKU_OUT = 0.80, 4.00  # claude-3-5-haiku, USD per 1M tokens

@@ -17,8 +17,9 @@ from podium.model.llm import ToolSpec, build_request, simulated
 from podium.model.workflow import Action, LlmAction, SimAction, Tool
 from podium.steps.agent import AgentRun, AnswerRule, Model, ToolDef, loop_result
 from podium.steps.base import StepContext, StepHost, StepResult
-from podium.steps.llm import LlmRunner, Reply, refuse_key_env
+from podium.steps.llm import LlmRunner, refuse_key_env
 from podium.steps.llm_tools import ConverseModel
+from podium.steps.llm_wire import Reply
 from podium.steps.sim import SimRunner, _latency_s
 from podium.steps.sim_agent import SimModel
 from podium.steps.tool_schema import input_schema
