@@ -12,11 +12,13 @@ import pytest
 from limitlib import OPENAI_KEY, counting_server, llm_workflow, settings_with
 
 from podium.bus import open_bus
+from podium.bus.transient import Transient
 from podium.control.config import AgentControl
 from podium.control.guard import Call, pass_guard
 from podium.control.limits import estimate_tokens
 from podium.engine.engine import Engine
 from podium.model.workflow import Limits, Workflow
+from podium.redact import Redactor
 from podium.settings import Settings
 from podium.store import Store
 
@@ -107,3 +109,6 @@ class _NoBus:
     """An Engine is built here only to read its control plane; it never starts."""
 
     distributed = False
+
+    def transient(self, redactor: Redactor) -> Transient:
+        return Transient(redactor)

@@ -2,7 +2,7 @@
 
 A run's stream replays the run's stored events, then follows the bus until `run.completed`;
 beside them come the run's transient notices (`event: llm.delta`, no `id:`: never stored,
-so never replayed), as the steps this process runs stream them.
+so never replayed), as the steps stream them (in this process, or in a worker on Redis).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from podium.bus.base import Bus
-from podium.bus.transient import Listener, Notice, Transient
+from podium.bus.transient import Listener, Notice, Notices
 from podium.events import Event
 from podium.store.base import Store
 from podium.store.roles import EventLog
@@ -117,7 +117,7 @@ async def stream_events(
     bus: Bus,
     streams: EventStreams,
     run_id: str | None,
-    transient: Transient | None = None,
+    transient: Notices | None = None,
 ) -> AsyncIterator[str]:
     """Every event from now on (run_id None), or one run's whole story, as SSE text; with
     `transient`, a run's stream carries its transient notices too."""

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from podium.bus.transient import Notices
 from podium.events import Event
+from podium.redact import Redactor
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,11 @@ class Bus(Protocol):
 
     def completed_runs(self) -> AsyncIterator[str]:
         """Ids of runs that completed from now on (what `Engine.wait_done` listens to)."""
+
+    def transient(self, redactor: Redactor) -> Notices:
+        """Where an engine's transient notices (a streamed step's deltas) go and its listeners
+        take them from: this process only, or every process on the bus. Masked with
+        `redactor` before they leave."""
 
     async def dispatch(self, run_id: str, priority: str) -> None:
         """Offers a committed, queued run to the workers."""

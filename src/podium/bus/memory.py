@@ -9,7 +9,9 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from podium.bus.base import Dispatch
+from podium.bus.transient import Notices, Transient
 from podium.events import Event
+from podium.redact import Redactor
 
 _CLOSED = None
 
@@ -52,6 +54,9 @@ class MemoryBus:
         async for event in self.subscribe():
             if event.event_type == "run.completed":
                 yield event.correlation_id
+
+    def transient(self, redactor: Redactor) -> Notices:
+        return Transient(redactor)
 
     # Dispatch within one process: only useful to exercise a Worker without Redis.
 

@@ -31,10 +31,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from podium.bus.base import Dispatch
+from podium.bus.redis_notices import RedisNotices
+from podium.bus.transient import Notices
 from podium.clock import SYSTEM_CLOCK, Clock, sleep_unless, wait_done
 from podium.errors import PodiumError
 from podium.events import Event
-from podium.redact import safe_url
+from podium.redact import Redactor, safe_url
 
 T = TypeVar("T")
 Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry: (id, fields); replies are bytes
@@ -93,6 +95,8 @@ class RedisBus:
             self._redis = Redis(connection_pool=pool)
         except ValueError as exc:  # its messages name the option, never the password
             raise PodiumError(f"invalid bus URL for Redis at {self._where}: {exc}") from exc
+        self._prefix = prefix
+        self._notices: list[RedisNotices] = []
         self._events_key = f"{prefix}:events"
         self._completions_key = f"{prefix}:completions"
         self._dispatch_keys = {p: f"{prefix}:dispatch:{p}" for p in PRIORITIES}
@@ -122,6 +126,8 @@ class RedisBus:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for notices in self._notices:
+            await notices.aclose()
         await self._stop_publisher()
         await self._shut()
 
@@ -235,6 +241,13 @@ class RedisBus:
     async def _read_events(self, after_id: bytes) -> list[Entry]:
         streams: dict[KeyT, StreamIdT] = {self._events_key: after_id}
         return _entries(await self._redis.xread(streams, count=PUBLISH_BATCH, block=BLOCK_MS))
+
+    def transient(self, redactor: Redactor) -> Notices:
+        """Notices cross processes on pub/sub: the worker running a step publishes its deltas,
+        an API process with a listener of the run reads them."""
+        notices = RedisNotices(self._redis, self._prefix, redactor, self._pause)
+        self._notices.append(notices)
+        return notices
 
     # Dispatches: one stream per priority, one consumer group over them.
 

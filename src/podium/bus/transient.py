@@ -1,4 +1,4 @@
-"""Transient notices of this process (a streamed step's text deltas) for live listeners.
+"""Transient notices (a streamed step's text deltas) for live listeners, and their fan-out.
 
 Never stored nor journaled: a notice nobody listens to is dropped; a slow listener loses some.
 Payloads are masked like every value podium writes (a secret split across two deltas is not).
@@ -7,8 +7,9 @@ Payloads are masked like every value podium writes (a secret split across two de
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from podium.redact import Redactor
 
@@ -25,13 +26,35 @@ class Notice:
     payload: dict[str, Any]
 
 
-class Transient:
-    """Fans notices out to the listeners of their run, without waiting for any of them."""
+class Notices(Protocol):
+    """Where a step's notices go and listeners take them (a bus hands one to the engine)."""
 
-    def __init__(self, redactor: Redactor | None = None, max_queued: int = MAX_QUEUED) -> None:
+    def listening(self, run_id: str) -> bool:
+        """False only if nobody can be listening to the run: its notices need not be built."""
+
+    def publish(self, notice: Notice) -> None:
+        """Masks the notice and hands it on, never waiting."""
+
+    def listen(self, run_id: str) -> Listener:
+        """The run's notices from now on, until the listener is closed."""
+
+
+class Transient:
+    """Fans notices out to the listeners of their run (in this process), waiting for none.
+
+    `watch(run_id, True)` is told when a run gets its first listener, `watch(run_id, False)`
+    when its last one leaves (a bus follows the run's notices elsewhere meanwhile)."""
+
+    def __init__(
+        self,
+        redactor: Redactor | None = None,
+        max_queued: int = MAX_QUEUED,
+        watch: Callable[[str, bool], None] | None = None,
+    ) -> None:
         self._listeners: dict[str, list[asyncio.Queue[Notice]]] = {}
         self._redactor = redactor or Redactor()
         self._max_queued = max_queued
+        self._watch = watch
 
     def publish(self, notice: Notice) -> None:
         queues = self._listeners.get(notice.run_id, ())
@@ -47,15 +70,18 @@ class Transient:
     def listen(self, run_id: str) -> Listener:
         """The run's notices from now on, until the listener is closed."""
         queue: asyncio.Queue[Notice] = asyncio.Queue()
-        self._listeners.setdefault(run_id, []).append(queue)
+        queues = self._listeners.setdefault(run_id, [])
+        queues.append(queue)
+        if len(queues) == 1 and self._watch is not None:
+            self._watch(run_id, True)
         return Listener(self, run_id, queue)
 
     def _forget(self, run_id: str, queue: asyncio.Queue[Notice]) -> None:
         queues = self._listeners.get(run_id, [])
         if queue in queues:
             queues.remove(queue)
-        if not queues:
-            self._listeners.pop(run_id, None)
+        if not queues and self._listeners.pop(run_id, None) is not None and self._watch:
+            self._watch(run_id, False)
 
 
 class Listener:

@@ -21,7 +21,6 @@ from typing import Any
 import structlog
 
 from podium.bus.base import Bus
-from podium.bus.transient import Transient
 from podium.clock import Clock, sleep_unless
 from podium.control.admission import Admitted
 from podium.control.budgets import RunBudget
@@ -109,8 +108,9 @@ class Engine:
             clock=self.clock,
         )
         self.policy = self.settings.control.security.policy()
-        # Streamed answers' deltas for live listeners (the API's run streams): never stored.
-        self.transient = Transient(self.redactor)
+        # Streamed answers' deltas for live listeners (the API's run streams): never stored;
+        # the bus carries them to the listeners of other processes if it can.
+        self.transient = bus.transient(self.redactor)
         # Agent loops' model calls pass the control layer's guards one by one.
         self.turns = TurnGuards(self, self.clock)
         self.host = EngineHost(self, self.secrets, self.transient, self.turns)

@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from podium.bus.transient import Notice, Transient
+from podium.bus.transient import Notice, Notices, Transient
 from podium.clock import Clock
 from podium.engine.journal import Journal
 from podium.engine.runtime import RunRuntime
@@ -81,14 +81,14 @@ class EngineHost:
         self,
         engine: EngineServices,
         secrets: Mapping[str, str],
-        transient: Transient | None = None,
+        transient: Notices | None = None,
         turns: TurnGuards | None = None,
     ) -> None:
         self._engine = engine
         self.clock = engine.clock
         self.worker_id = engine.owner
         self._secrets = secrets
-        self.transient = transient or Transient()
+        self.transient: Notices = transient or Transient()
         self._waiters: dict[tuple[str, str], list[Waiter]] = {}  # (run, signal) -> waiting steps
         self._claimed: set[int] = set()  # signals handed to a step, not yet committed as taken
         self.turns = turns  # agent loops' model calls (None: they pass unguarded)
