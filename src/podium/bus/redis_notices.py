@@ -56,6 +56,7 @@ class RedisNotices:
         self._runs: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closed = False
+        self._failing = False
 
     def listening(self, run_id: str) -> bool:
         return True  # a listener elsewhere cannot be seen from here without a round trip
@@ -115,7 +116,11 @@ class RedisNotices:
         try:
             await pipe.execute()
         except RedisError as exc:  # transient by nature: lost, not retried
-            log.warning("cannot publish transient notices", notices=len(batch), error=str(exc))
+            if not self._failing:  # once per outage, not once per delta
+                log.warning("cannot publish transient notices", error=str(exc))
+            self._failing = True
+        else:
+            self._failing = False
         if self._dropped:
             log.warning("transient notices dropped, the publisher fell behind",
                         dropped=self._dropped)
@@ -136,7 +141,7 @@ class RedisNotices:
             pubsub = self._redis.pubsub()
             try:
                 await self._follow(pubsub)
-            except RedisError as exc:
+            except (RedisError, OSError) as exc:
                 log.warning("cannot read transient notices, retrying", error=str(exc))
                 await self._pause(1.0)
             finally:
