@@ -30,7 +30,7 @@ def redis_prefix() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    name = f"t-deltas-{uuid.uuid4().hex}"
+    name = f"t-{uuid.uuid4().hex}"
     yield name
     with redis.Redis(REDIS_HOST, REDIS_PORT) as client:
         keys = list(client.scan_iter(match=f"{name}:*"))

@@ -4,14 +4,11 @@ notice when no worker is alive to take a distributed run."""
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from cli_support import Podium
+from redislib import redis_prefix, redis_url
 
 from podium.cli.waiting import warn_without_workers
 from podium.clock import FakeClock
@@ -19,7 +16,7 @@ from podium.store import open_store
 from podium.store.base import Store
 from podium.store.records import WorkerInfo
 
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+__all__ = ["redis_prefix"]  # the fixture, used by name
 QUICK = "name: quick\nsteps:\n  a: {kind: sim}\n"
 
 
@@ -29,22 +26,9 @@ def podium(tmp_path: Path) -> Podium:
 
 
 @pytest.fixture
-def redis_bus() -> Iterator[str]:
+def redis_bus(redis_prefix: str) -> str:
     """A bus URL with a fresh key prefix (deleted afterwards); fails under CI, else skips."""
-    try:
-        with redis.Redis(REDIS_HOST, REDIS_PORT, socket_connect_timeout=3) as client:
-            client.ping()
-    except redis.RedisError as exc:
-        message = f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    prefix = f"newcomer-{uuid.uuid4().hex}"
-    yield f"redis://{REDIS_HOST}:{REDIS_PORT}/0?prefix={prefix}"
-    with redis.Redis(REDIS_HOST, REDIS_PORT) as client:
-        keys = list(client.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
+    return redis_url(redis_prefix)
 
 
 def test_run_prints_the_run_id_as_queued_on_stderr_without_a_terminal(podium: Podium) -> None:
