@@ -70,3 +70,15 @@ async def run_spec(
     action = LlmAction.model_validate({"kind": "llm", **spec})
     context = ctx(timeout_s, pricing, attempt)
     return await runner.run(action, context, host)  # type: ignore[arg-type]
+
+
+def sse_messages(text: str) -> list[tuple[str, dict[str, Any], bool]]:
+    """(event type, data, has an id) per SSE message; keep-alive comments skipped."""
+    found = []
+    for block in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":")
+        )
+        if fields:
+            found.append((fields["event"], json.loads(fields["data"]), "id" in fields))
+    return found

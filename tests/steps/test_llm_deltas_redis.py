@@ -12,9 +12,8 @@ import httpx
 import pytest
 from clocklib import eventually
 from fake_providers import FakeServer, pieces
-from llmlib import KEYS
+from llmlib import KEYS, sse_messages
 from redislib import redis_prefix, redis_url, subscribers
-from test_llm_deltas_sse import _messages
 
 from podium.api.app import create_app
 from podium.api.keys import new_key
@@ -73,7 +72,7 @@ async def test_a_worker_streams_its_deltas_to_an_sse_client_of_the_api_process(
         await working
         stored = [event for _, event in await api_store.list_events(run_id, 0, 1000)]
 
-    messages = _messages(response.text)
+    messages = sse_messages(response.text)
     deltas = [data for kind, data, _ in messages if kind == "llm.delta"]
     assert [d["payload"]["text"] for d in deltas] == pieces(REPLY)
     assert {(d["payload"]["step"], d["correlation_id"]) for d in deltas} == {("ask", run_id)}

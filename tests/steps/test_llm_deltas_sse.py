@@ -4,17 +4,15 @@ come, and are never stored: the run's stored events hold none of them."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from clocklib import eventually
 from fake_providers import FakeServer, pieces, running
-from llmlib import KEYS
+from llmlib import KEYS, sse_messages
 
 from podium.api.app import create_app
 from podium.api.keys import new_key
@@ -38,18 +36,6 @@ async def _admin_key(store: Store) -> str:
 def server() -> Iterator[FakeServer]:
     with running() as srv:
         yield srv
-
-
-def _messages(text: str) -> list[tuple[str, dict[str, Any], bool]]:
-    """(event type, data, has an id) per SSE message; keep-alive comments skipped."""
-    found = []
-    for block in text.split("\n\n"):
-        fields = dict(
-            line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":")
-        )
-        if fields:
-            found.append((fields["event"], json.loads(fields["data"]), "id" in fields))
-    return found
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
@@ -87,7 +73,7 @@ async def test_an_sse_client_sees_the_deltas_of_a_streamed_llm_step(
         await gate
         stored = [event for _, event in await store.list_events(run_id, 0, 1000)]
 
-    messages = _messages(response.text)
+    messages = sse_messages(response.text)
     deltas = [data for kind, data, _ in messages if kind == "llm.delta"]
     assert [d["payload"]["text"] for d in deltas] == pieces(REPLY)
     assert {(d["payload"]["step"], d["correlation_id"]) for d in deltas} == {("ask", run_id)}
