@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import Podium
+from clocklib import eventually
 from redislib import redis_prefix, redis_url
 
 from podium.cli.waiting import warn_without_workers
@@ -73,20 +74,18 @@ async def test_no_worker_heartbeat_is_said_once_and_the_wait_goes_on(
     await clocked_store.heartbeat(_worker(clock))
     watch = asyncio.create_task(warn_without_workers(clocked_store, clock, "r1", after_s=5))
     for _ in range(3):  # the worker beats: nothing to say
-        await _advance(clock, 5)
+        await _advance(clock, 5, watch)
         await clocked_store.heartbeat(_worker(clock))
     assert "no worker" not in capsys.readouterr().err
-    await _advance(clock, 5.1)  # the last beat is now 5.1 s old: said, and the watch is over
+    await _advance(clock, 5.1, watch)  # the last beat is now 5.1 s old: said, and the watch is over
     await asyncio.wait_for(watch, 5)
     err = capsys.readouterr().err
     assert err.count("no worker has sent a heartbeat for 5 s: run r1 waits") == 1
 
 
-async def _advance(clock: FakeClock, seconds: float) -> None:
-    """Moves time once the watcher sleeps on it, then lets it look at the store."""
-    async with asyncio.timeout(10):
-        while clock.sleepers == 0:
-            await asyncio.sleep(0.001)
+async def _advance(clock: FakeClock, seconds: float, watch: asyncio.Task[None]) -> None:
+    """Moves time once the watcher sleeps on it, then waits until it has looked at the store:
+    asleep on the clock again, or done."""
+    await eventually(lambda: clock.sleepers > 0)
     clock.advance(seconds)
-    for _ in range(20):
-        await asyncio.sleep(0.005)
+    await eventually(lambda: clock.sleepers > 0 or watch.done())
