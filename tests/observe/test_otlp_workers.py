@@ -12,14 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from clocklib import eventually
 from fake_providers import OPENAI_KEY, FakeServer, running
+from redislib import redis_prefix, redis_url
 from tracelib import ReceivedSpan, Receiver, receiving
 
 from podium.bus import open_bus
@@ -29,23 +28,14 @@ from podium.settings import Settings
 from podium.store import open_store
 
 HERE = Path(__file__).resolve().parent
+__all__ = ["redis_prefix"]  # the fixture, used by name
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    prefix = f"obs_traces_{uuid.uuid4().hex[:12]}"
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis not reachable at 127.0.0.1:6379: {exc}")
-        pytest.skip(f"Redis not reachable at 127.0.0.1:6379: {exc}")
-    yield f"redis://127.0.0.1:6379/0?prefix={prefix}"
-    for key in client.scan_iter(f"{prefix}*"):
-        client.delete(key)
-    client.close()
+def bus_url(redis_prefix: str) -> str:
+    """A Redis bus of this test's own (fails under CI=true when Redis is unreachable)."""
+    return redis_url(redis_prefix)
 
 
 @pytest.fixture
@@ -97,9 +87,9 @@ class Workers:
 
 @pytest.fixture
 async def workers(
-    tmp_path: Path, postgres_url: str, redis_url: str, receiver: Receiver
+    tmp_path: Path, postgres_url: str, bus_url: str, receiver: Receiver
 ) -> AsyncIterator[Workers]:
-    group = Workers(tmp_path, postgres_url, redis_url, receiver.endpoint)
+    group = Workers(tmp_path, postgres_url, bus_url, receiver.endpoint)
     try:
         yield group
     finally:
@@ -115,7 +105,7 @@ def _named(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
 
 async def test_a_run_across_two_workers_is_one_connected_trace(
     workers: Workers, receiver: Receiver, provider: FakeServer, postgres_url: str,
-    redis_url: str,
+    bus_url: str,
 ) -> None:
     workflow = Workflow.model_validate({
         "name": "otlp-two",
@@ -130,7 +120,7 @@ async def test_a_run_across_two_workers_is_one_connected_trace(
     settings = Settings(poll_interval_s=0.05, lease_s=2)
     async with (
         open_store(postgres_url) as store,
-        open_bus(redis_url) as bus,
+        open_bus(bus_url) as bus,
         Engine(store, bus, settings) as engine,
     ):
         a = workers.spawn("a")
