@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from serverlib import serving
+
 from podium.control.config import ControlConfig
 from podium.model.workflow import Workflow
 from podium.settings import Settings
@@ -110,15 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def counting_server(clock: Callable[[], float] = time.monotonic) -> Iterator[CountingServer]:
     server = CountingServer(clock)
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
+    with serving(server, server.gate.set):  # no request is left waiting on a failed test
         yield server
-    finally:
-        server.gate.set()  # no request is left waiting on a failed test
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def settings_with(**control: Any) -> Settings:

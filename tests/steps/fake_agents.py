@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from serverlib import serving
+
 OPENAI_KEY = "sk-test-agents-0123456789"
 ANTHROPIC_KEY = "sk-ant-test-agents-0123456789"
 MODEL = "gpt-4o-mini"
@@ -63,15 +65,8 @@ class FakeAgentServer(ThreadingHTTPServer):
 @contextmanager
 def running(plan: list[list[str]], **options: Any) -> Iterator[FakeAgentServer]:
     server = FakeAgentServer(plan, **options)
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
+    with serving(server, server.release.set):
         yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 class _Handler(BaseHTTPRequestHandler):

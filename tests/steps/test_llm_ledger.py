@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from clocklib import eventually
 from fake_providers import OPENAI_KEY
+from serverlib import serving
 
 from podium.bus import Bus
 from podium.clock import FakeClock
@@ -99,15 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def provider(script: list[Script]) -> Iterator[ScriptedProvider]:
     server = ScriptedProvider(script)
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
+    with serving(server, server.release.set):
         yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def _workflow(server: ScriptedProvider, **step: Any) -> Workflow:
