@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+CLOSING_DUMP_S = 60.0  # a submitter that takes longer to close is stuck
 REDIS_START = [
     "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
     "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no",
@@ -345,12 +346,25 @@ async def submitter(made: Cluster, **settings: Any) -> AsyncIterator[Any]:
     from podium.store import open_store
 
     config = Settings(store=made.store_url, bus=made.bus_url, **settings)
-    async with (
-        open_store(made.store_url) as store,
-        open_bus(made.bus_url) as bus,
-        Engine(store, bus, config) as engine,
-    ):
-        yield engine
+    stack = contextlib.AsyncExitStack()
+    try:
+        store = await stack.enter_async_context(open_store(made.store_url))
+        bus = await stack.enter_async_context(open_bus(made.bus_url))
+        yield await stack.enter_async_context(Engine(store, bus, config))
+    finally:
+        # Should closing hang, every task's stack goes to stderr (pytest shows it with the
+        # timeout's failure) to say where.
+        watch = asyncio.get_running_loop().call_later(CLOSING_DUMP_S, _dump_tasks)
+        try:
+            await stack.aclose()
+        finally:
+            watch.cancel()
+
+
+def _dump_tasks() -> None:
+    print(f"closing still waits after {CLOSING_DUMP_S:g}s; its tasks:", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=25, file=sys.stderr)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from podium.engine.runtime import RunRuntime
 from podium.engine.tracebacks import format_traceback
 from podium.engine.turns import TurnGuards, reported_wait
 from podium.errors import NonRetryable, OutputTooLarge, Retry, StepError, StepTimedOut
-from podium.model.expressions import has_template, render
+from podium.model.expressions import Evaluator, compile_render
 from podium.model.llm import guarded_per_turn
 from podium.model.policy import TrustPolicy
 from podium.model.workflow import Action, RetryPolicy, Step
@@ -62,29 +62,38 @@ class AttemptReporter(UsageSink, Protocol):
 # Fields never rendered here: a child's definition, an llm answer's JSON Schema (data), and
 # tools (a tool body renders in its own call's run, where `inputs` are the model's arguments).
 _LITERAL_FIELDS = frozenset({"kind", "definition", "output_schema", "tools"})
-# id -> (action, fields); holding the action keeps its id from being reused by another object.
-_TEMPLATED: dict[int, tuple[Action, tuple[str, ...]]] = {}
+Renderers = tuple[tuple[str, Evaluator], ...]
+# id -> (action, its fields' renderers); holding the action keeps its id from being reused.
+_TEMPLATED: dict[int, tuple[Action, Renderers]] = {}
 
 
-def _templated_fields(action: Action) -> tuple[str, ...]:
-    """Which fields of an action hold expressions (computed once per action object)."""
+def _renderers(action: Action) -> Renderers:
+    """The fields of an action that hold expressions, each compiled (once per action)."""
     cached = _TEMPLATED.get(id(action))
     if cached is not None:
         return cached[1]
-    fields = tuple(
-        name
+    renderers = tuple(
+        (name, renderer)
         for name in type(action).model_fields
-        if name not in _LITERAL_FIELDS and has_template(getattr(action, name))
+        if name not in _LITERAL_FIELDS
+        and (renderer := compile_render(getattr(action, name))) is not None
     )
-    _TEMPLATED[id(action)] = (action, fields)
-    return fields
+    _TEMPLATED[id(action)] = (action, renderers)
+    return renderers
 
 
 def render_action(action: Action, context: Mapping[str, Any]) -> Action:
-    fields = _templated_fields(action)
-    if not fields:
+    renderers = _renderers(action)
+    if not renderers:
         return action
-    return action.model_copy(update={f: render(getattr(action, f), context) for f in fields})
+    # What `model_copy(update=...)` does, without its generic copying: this runs per attempt.
+    rendered = {name: render(context) for name, render in renderers}
+    copy = object.__new__(type(action))
+    object.__setattr__(copy, "__dict__", {**action.__dict__, **rendered})
+    object.__setattr__(copy, "__pydantic_extra__", action.__pydantic_extra__)
+    object.__setattr__(copy, "__pydantic_fields_set__", action.model_fields_set | rendered.keys())
+    object.__setattr__(copy, "__pydantic_private__", action.__pydantic_private__)
+    return copy
 
 
 class StepExecutor:

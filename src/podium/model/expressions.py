@@ -126,23 +126,51 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         if "{{" not in value and "{%" not in value:
             return value
-        try:
-            return compile_text(value)(context)
-        except ExpressionError:
-            raise
-        except RenderLimit as exc:
-            raise ExpressionError(f"expression {_short(value)} {exc}") from None
-        except SecurityError as exc:
-            raise ExpressionError(f"expression {value!r} is not allowed: {exc}") from None
-        except UndefinedError as exc:
-            raise ExpressionError(f"expression {value!r}: {exc.message}") from None
-        except Exception as exc:  # a user expression can raise anything (1/0, bad index...)
-            raise ExpressionError(f"expression {value!r} failed: {exc}") from None
+        return _evaluate(value, compile_text(value), context)
     if isinstance(value, Mapping):
         return {k: render(v, context) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [render(v, context) for v in value]
     return value
+
+
+def _evaluate(text: str, evaluator: Evaluator, context: Mapping[str, Any]) -> Any:
+    """Runs a compiled expression; whatever it raises becomes one ExpressionError."""
+    try:
+        return evaluator(context)
+    except ExpressionError:
+        raise
+    except RenderLimit as exc:
+        raise ExpressionError(f"expression {_short(text)} {exc}") from None
+    except SecurityError as exc:
+        raise ExpressionError(f"expression {text!r} is not allowed: {exc}") from None
+    except UndefinedError as exc:
+        raise ExpressionError(f"expression {text!r}: {exc.message}") from None
+    except Exception as exc:  # a user expression can raise anything (1/0, bad index...)
+        raise ExpressionError(f"expression {text!r} failed: {exc}") from None
+
+
+def compile_render(value: Any) -> Evaluator | None:
+    """`render(value, ctx)` compiled once: the walk over `value` happens here, so each call
+    evaluates only its expressions; None when `value` holds none. Parts without expressions
+    are shared between calls, as an unrendered value is."""
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return None
+        evaluator = compile_text(value)
+        return lambda ctx: _evaluate(value, evaluator, ctx)
+    if isinstance(value, Mapping):
+        parts = [(k, v, compile_render(v)) for k, v in value.items()]
+        if all(part is None for _, _, part in parts):
+            return None
+        return lambda ctx: {k: v if part is None else part(ctx) for k, v, part in parts}
+    if isinstance(value, list | tuple):
+        items = [(v, compile_render(v)) for v in value]
+        if all(part is None for _, part in items):
+            return None
+        return lambda ctx: [v if part is None else part(ctx) for v, part in items]
+    return None
+
 
 
 def check(value: Any) -> list[str]:
