@@ -86,7 +86,9 @@ async def test_old_finished_runs_go_with_their_rows_and_the_rest_stays(
     assert (await verify(_entries(store), await store.audit_head())).ok
 
 
-async def test_dead_lettered_runs_stay_unless_included(clocked_store: Store, clock: FakeClock) -> None:
+async def test_dead_lettered_runs_stay_unless_included(
+    clocked_store: Store, clock: FakeClock
+) -> None:
     store = clocked_store
     await seed(store, old_run("dead", clock, status="failed"))
     entry = DlqEntry("dead", "wf", "failed", "boom", ("s0",), clock.now() - 40 * DAY)
@@ -236,9 +238,8 @@ async def test_deleting_past_the_anchor_is_found(
 
 async def test_one_process_at_a_time_has_the_gc_turn(store_url: str) -> None:
     async with open_store(store_url) as one, open_store(store_url) as two:
-        async with one.exclusive("gc") as first:
-            async with two.exclusive("gc") as second:
-                pass
+        async with one.exclusive("gc") as first, two.exclusive("gc") as second:
+            pass
         async with two.exclusive("gc") as again:
             pass
     assert first and again
