@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from podium.cli import audit as audit_cli
-from podium.cli import circuits, dlq, pause, queue, resources, run, runs, serve, worker
+from podium.cli import circuits, dlq, gc, pause, queue, resources, run, runs, serve, worker
 from podium.cli import keys as keys_cli
 from podium.cli import schedule as schedule_cli
 from podium.cli import spend as spend_cli
@@ -44,6 +44,7 @@ app.command("queue")(queue.queue_command)
 app.command("resources")(resources.resources_command)
 app.command("spend")(spend_cli.spend_command)
 app.command("budgets")(spend_cli.budgets_command)
+app.command("gc")(gc.gc_command)
 app.add_typer(circuits.circuits_app, name="circuits")
 app.add_typer(dlq.dlq_app, name="dlq")
 app.add_typer(schedule_cli.schedule_app, name="schedule")

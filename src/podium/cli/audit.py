@@ -52,34 +52,51 @@ def verify_command(
     store: StoreOption = None,
 ) -> None:
     """Check every link of the chain; exit 1 naming the first bad entry."""
-    verdict, found = run_async(_verify(settings_for(store, None), expect_head))
+    verdict, found, anchor = run_async(_verify(settings_for(store, None), expect_head))
     problem = verdict.problem
     if problem is None and expect_head is not None and not found:
         problem = f"the chain does not contain the expected head {expect_head}: it was rewritten"
+        if anchor.seq:
+            problem += f" (or pruned by retention: the chain now starts after entry {anchor.seq})"
     if json_output:
         print_json({"ok": problem is None, "entries": verdict.checked,
                     "head_hash": verdict.head_hash, "problem": problem,
-                    "bad_seq": verdict.bad_seq})
+                    "bad_seq": verdict.bad_seq, "anchor_seq": anchor.seq})
     elif problem is None:
-        out.print(f"audit chain intact: {verdict.checked} entries, head {verdict.head_hash}")
+        since = f", from the retention anchor at entry {anchor.seq}" if anchor.seq else ""
+        out.print(f"audit chain intact: {verdict.checked} entries{since},"
+                  f" head {verdict.head_hash}")
     else:
         note(f"audit chain broken: {problem}")
     if problem is not None:
         raise typer.Exit(EXIT_FAILED)
 
 
-async def _verify(settings: Settings, expect_head: str | None) -> tuple[Verdict, bool]:
-    found = [False]
+async def _verify(
+    settings: Settings, expect_head: str | None
+) -> tuple[Verdict, bool, AuditHead]:
     async with opened_store(settings) as store:
-        head = await store.audit_head()
+        verdict, found, anchor = await _verify_once(store, expect_head)
+        if not verdict.ok and await store.audit_anchor() != anchor:
+            # Retention pruned the chain's start meanwhile: look again from the new anchor.
+            verdict, found, anchor = await _verify_once(store, expect_head)
+    return verdict, found, anchor
 
-        async def entries() -> AsyncIterator[AuditEntry]:
-            async for entry in _all(store):
-                found[0] = found[0] or entry.hash == expect_head
-                yield entry
 
-        verdict = await verify(entries(), head)
-    return verdict, found[0]
+async def _verify_once(
+    store: Store, expect_head: str | None
+) -> tuple[Verdict, bool, AuditHead]:
+    found = [False]
+    anchor = await store.audit_anchor()
+    head = await store.audit_head()
+    found[0] = anchor.seq > 0 and anchor.hash == expect_head
+
+    async def entries() -> AsyncIterator[AuditEntry]:
+        async for entry in _all(store):
+            found[0] = found[0] or entry.hash == expect_head
+            yield entry
+
+    return await verify(entries(), head, anchor), found[0], anchor
 
 
 async def _all(store: Store) -> AsyncIterator[AuditEntry]:

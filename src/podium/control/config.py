@@ -137,6 +137,17 @@ class DeadlockCheck(_Section):
     check_every: Duration = Field(5.0, gt=0)
 
 
+class Retention(_Section):
+    """What `podium gc` deletes and, when `finished_runs` is set, how often every engine's
+    control plane runs it (one process at a time per store)."""
+
+    finished_runs: Duration | None = Field(None, gt=0)  # None: finished runs stay forever
+    audit: Duration | None = Field(None, gt=0)  # None: the audit log is never pruned
+    include_dlq: bool = False  # dead-lettered runs go too (else only `podium dlq purge` drops them)
+    batch: int = Field(500, ge=1, le=10_000)  # runs (or audit entries) per transaction
+    every: Duration = Field(3600.0, gt=0)
+
+
 class ControlConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PODIUM_", env_nested_delimiter="__", extra="forbid", frozen=True,
@@ -155,6 +166,7 @@ class ControlConfig(BaseSettings):
     api: Api = Field(default_factory=Api)
     deadlock: DeadlockCheck = Field(default_factory=DeadlockCheck)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    retention: Retention = Field(default_factory=Retention)
     # Not a section of the file: read from its own file (PODIUM_PRICING_FILE) by the settings.
     pricing: Pricing = Field(default_factory=lambda: DEFAULT_PRICING, exclude=True)
 

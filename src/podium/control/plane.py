@@ -20,6 +20,7 @@ from podium.control.guard import Emit, Guard
 from podium.control.limits import GLOBAL_POOL, LimitsGuard
 from podium.control.pools import SharePools
 from podium.control.ratelimit import TokenBuckets
+from podium.control.retention import RetentionDuty
 from podium.model.workflow import Action, Step, Workflow
 from podium.store.base import Store
 from podium.supervisor import Supervisor
@@ -50,6 +51,8 @@ class ControlPlane:
             config.deadlock, store, owner, self.waits, emit, clock=self.clock
         )
         self.admission = Admission(config.resources, self.pools)  # whole runs, at start
+        # `podium gc` every `[retention] every`, once `[retention]` asks for it
+        self.retention = RetentionDuty(store, config.retention, self.clock)
         # The order a call passes them: refuse cheaply (a budget, an open circuit) before
         # waiting in line for slots and tokens (limits, the global cap among them).
         self._order: tuple[Guard, ...] = (self.budgets, self.circuits, self.limits)
@@ -125,6 +128,7 @@ class ControlPlane:
         """Loads shared state before the first call."""
         await self.circuits.refresh()
         await self.pools.prime(self._fixed_pools())
+        self.retention.start()
 
     def _fixed_pools(self) -> dict[str, float]:
         """The global and resource pools, which every run or call uses once configured."""
@@ -144,6 +148,7 @@ class ControlPlane:
 
     async def close(self) -> None:
         """On shutdown: hands back everything this engine holds."""
+        await self.retention.close()
         await self._tasks.join()
         await self.circuits.close()
         await self.budgets.close()

@@ -80,10 +80,14 @@ class Verdict:
         return self.problem is None
 
 
-async def verify(entries: AsyncIterator[AuditEntry], head: AuditHead) -> Verdict:
+async def verify(
+    entries: AsyncIterator[AuditEntry], head: AuditHead, anchor: AuditHead | None = None
+) -> Verdict:
     """Walks the chain in order and names the first link that is edited, missing, inserted
-    or out of order; then checks that the chain ends at the recorded head."""
-    prev_seq, prev_hash, checked = 0, GENESIS, 0
+    or out of order; then checks that the chain ends at the recorded head. A chain whose
+    start was pruned (retention) begins after `anchor`, the last link deleted: its first
+    kept link must name the anchor's hash."""
+    prev_seq, prev_hash, checked = (anchor.seq, anchor.hash, 0) if anchor else (0, GENESIS, 0)
     async for entry in entries:
         problem = _link_problem(entry, prev_seq, prev_hash)
         if problem is not None:

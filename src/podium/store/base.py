@@ -18,6 +18,7 @@ from podium.store.roles import (
     EventLog,
     KeyStore,
     PoolStore,
+    RetentionStore,
     RunStore,
     ScheduleStore,
     SignalStore,
@@ -59,6 +60,7 @@ class Store(
     WaitStore,
     KeyStore,
     WorkflowRegistry,
+    RetentionStore,
     Protocol,
 ):
     """Every role (roles.py): what an engine needs, and what each backend implements."""

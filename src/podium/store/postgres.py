@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import astuple
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -33,6 +33,14 @@ from podium.store import pools as shares
 from podium.store import rows as rowmap
 from podium.store import schedules as sched
 from podium.store.records import Batch, CircuitRecord, CircuitResult, RegisteredWorkflow
+from podium.store.retention import (
+    RUN_TABLES,
+    AuditPrune,
+    GcBatch,
+    RetentionSQL,
+    pick,
+    prefix_before,
+)
 from podium.store.schedules import Schedule
 from podium.store.schema import POSTGRES_MIGRATIONS
 from podium.store.spend import (
@@ -58,7 +66,6 @@ from podium.store.sql import (
     STEP_TYPES,
     UNFINISHED,
     Row,
-    SQLStore,
     on_conflict_replace,
     on_run_conflict,
     upsert,
@@ -338,6 +345,31 @@ def _retryable(exc: psycopg.Error) -> bool:
     return exc.sqlstate is None or exc.sqlstate.startswith(_RETRYABLE_SQLSTATES)
 
 
+def _named_lock_key(schema: str | None, name: str) -> int:
+    """The advisory lock of a store-wide duty (`exclusive`), per schema."""
+    digest = hashlib.blake2b(f"podium.duty:{schema or ''}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _gc_statement(include_dlq: bool) -> str:
+    """One batch of `podium gc` as one statement (one transaction): the picked runs are locked
+    (SKIP LOCKED: a run being written is left for the next pass), deleted with their rows,
+    and counted."""
+    picked = pick(POSTGRES, include_dlq, lock=" FOR UPDATE OF r SKIP LOCKED")
+    deletes = "".join(
+        f", gone_{table} AS (DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM gone)"
+        " RETURNING 1)"
+        for table in RUN_TABLES
+    )
+    counts = "".join(f", (SELECT count(*) FROM gone_{table})" for table in RUN_TABLES)
+    return (
+        f"WITH picked AS ({picked}),"
+        " gone AS (DELETE FROM runs WHERE run_id IN (SELECT run_id FROM picked)"
+        f" RETURNING run_id, created_at){deletes}"
+        f" SELECT (SELECT count(*) FROM gone){counts}, (SELECT max(created_at) FROM gone)"
+    )
+
+
 def _lock_key(schema: str | None) -> int:
     """A 64-bit advisory lock key per schema, so migrating one schema never waits on another."""
     digest = hashlib.blake2b(f"podium.migrate:{schema or ''}".encode(), digest_size=8).digest()
@@ -347,7 +379,7 @@ def _lock_key(schema: str | None) -> int:
 # -- the store -------------------------------------------------------------------------------
 
 
-class PostgresStore(SQLStore):
+class PostgresStore(RetentionSQL):
     dialect = POSTGRES
 
     def __init__(
@@ -656,6 +688,57 @@ class PostgresStore(SQLStore):
 
         # Not retried: a take whose commit was lost in flight would be taken twice.
         return await self._run("write to", work, retry=False)
+
+    # -- retention (`podium gc`) --
+
+    async def delete_finished_runs(
+        self, before: float, limit: int, *, include_dlq: bool = False, after: float = 0.0
+    ) -> GcBatch:
+        params = (after, before, before, self.clock.now(), limit)
+        rows = await self._fetch(_gc_statement(include_dlq), params, action="delete from")
+        runs, steps, signals, dlq, newest = rows[0]
+        return GcBatch(int(runs), int(steps), int(signals), int(dlq), newest)
+
+    async def prune_audit(self, before: float, limit: int) -> AuditPrune:
+        async def work(conn: Conn) -> AuditPrune:
+            async with conn.transaction():
+                # The anchor's row lock: two pruners take turns (appends never touch it).
+                cursor = await conn.execute(
+                    "SELECT seq, hash FROM audit_anchor WHERE id = 1 FOR UPDATE"
+                )
+                anchor = await cursor.fetchone()
+                assert anchor is not None
+                cursor = await conn.execute(
+                    "SELECT seq, ts, hash FROM events ORDER BY seq LIMIT %s", (limit,)
+                )
+                gone = prefix_before(await cursor.fetchall(), before)
+                if not gone:
+                    return AuditPrune(0, anchor[0], anchor[1])
+                last_seq, _, last_hash = gone[-1]
+                await conn.execute("DELETE FROM events WHERE seq <= %s", (last_seq,))
+                await conn.execute(
+                    "UPDATE audit_anchor SET seq = %s, hash = %s WHERE id = 1",
+                    (last_seq, last_hash),
+                )
+                return AuditPrune(len(gone), last_seq, last_hash)
+
+        return await self._run("prune the audit log of", work)
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        # A session advisory lock on a connection kept for the block: released when the block
+        # ends, or by the server if this process dies.
+        key = _named_lock_key(self._schema, name)
+        with self._mapped("lock"):
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+                row = await cursor.fetchone()
+                held = bool(row and row[0])
+                try:
+                    yield held
+                finally:
+                    if held:
+                        await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     # -- API keys, the registry of API definitions, the audit chain --
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from podium.clock import Clock
@@ -29,6 +30,7 @@ from podium.store.records import (
     StepState,
     WorkerInfo,
 )
+from podium.store.retention import AuditPrune, GcBatch
 from podium.store.schedules import Schedule
 from podium.store.spend import BudgetHold, ScopeUsage, SpendGroup, WindowScope
 from podium.store.waits import RunLink, WaitRecord
@@ -355,3 +357,33 @@ class WorkflowRegistry(Protocol):
         self, name: str | None = None, limit: int = 100
     ) -> list[RegisteredWorkflow]:
         """Registrations, newest first."""
+
+
+class RetentionStore(Clocked, Protocol):
+    """Retention (`podium gc`): finished runs deleted in short batches, and the audit chain
+    pruned from its start behind an anchor, so what stays still verifies."""
+
+    async def delete_finished_runs(
+        self, before: float, limit: int, *, include_dlq: bool = False, after: float = 0.0
+    ) -> GcBatch:
+        """Deletes at most `limit` runs that finished before `before` (created at or after
+        `after`), oldest first, with their steps, signals and DLQ entry, in one transaction.
+        Never a run that is unfinished, under a live lease, a child of an unfinished run, the
+        parent of an unfinished one, or dead-lettered (unless `include_dlq`)."""
+
+    async def gc_preview(self, before: float, *, include_dlq: bool = False) -> GcBatch:
+        """What a whole pass of `delete_finished_runs` would delete now (a dry run)."""
+
+    async def prune_audit(self, before: float, limit: int) -> AuditPrune:
+        """Deletes the chain's first links (at most `limit`) up to the first made at or after
+        `before`, and records the last one deleted as the anchor."""
+
+    async def audit_prune_preview(self, before: float) -> int:
+        """How many links a whole pass of `prune_audit` would delete now."""
+
+    async def audit_anchor(self) -> AuditHead:
+        """The last link pruned (seq 0 and 64 zeros if none): the chain starts after it."""
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """A store-wide turn at the duty `name`: True inside the block if this process has it
+        (no other holds it), False if another process does. Not waited for."""

@@ -188,6 +188,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX runs_status_created ON runs (status, created_at);
     CREATE INDEX runs_workflow_created ON runs (workflow, created_at);
     """,
+    # 15: retention (`podium gc`): the audit chain's anchor (the last link pruned from its
+    # start, from which `podium audit verify` begins; 0 and 64 zeros while nothing was pruned)
+    # and an index to delete a run's signals with it
+    """
+    CREATE TABLE audit_anchor (
+        id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL
+    );
+    INSERT INTO audit_anchor VALUES (1, 0, printf('%064d', 0));
+    CREATE INDEX signals_run ON signals (run_id);
+    """,
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -420,5 +430,13 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX runs_status_created ON runs (status, created_at);
     CREATE INDEX runs_workflow_created ON runs (workflow, created_at);
+    """,
+    # 15: retention, as MIGRATIONS[14]
+    """
+    CREATE TABLE audit_anchor (
+        id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL
+    );
+    INSERT INTO audit_anchor VALUES (1, 0, repeat('0', 64));
+    CREATE INDEX signals_run ON signals (run_id);
     """,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple
 from pathlib import Path
@@ -23,6 +23,14 @@ from podium.store import pools as shares
 from podium.store import rows as rowmap
 from podium.store import schedules as sched
 from podium.store.records import Batch, CircuitResult, RegisteredWorkflow
+from podium.store.retention import (
+    RUN_TABLES,
+    AuditPrune,
+    GcBatch,
+    RetentionSQL,
+    pick,
+    prefix_before,
+)
 from podium.store.schedules import Schedule
 from podium.store.schema import MIGRATIONS
 from podium.store.spend import (
@@ -43,7 +51,6 @@ from podium.store.sql import (
     STEP_COLS,
     UNFINISHED,
     Row,
-    SQLStore,
     on_run_conflict,
     upsert,
 )
@@ -143,7 +150,32 @@ def _scope_usage(db: sqlite3.Connection, scope: WindowScope, now: float) -> Scop
     return ScopeUsage(scope, spent, held)
 
 
-class SQLiteStore(SQLStore):
+def _delete_runs(db: sqlite3.Connection, run_ids: list[str]) -> list[int]:
+    """Deletes these runs and their rows; how many went from each of RUN_TABLES, in order."""
+    counts = [0] * len(RUN_TABLES)
+    for chunk in SQLITE.chunks(run_ids):
+        clause, params = SQLITE.any_of("run_id", chunk)
+        for i, table in enumerate(RUN_TABLES):
+            counts[i] += db.execute(f"DELETE FROM {table} WHERE {clause}", params).rowcount
+        db.execute(f"DELETE FROM runs WHERE {clause}", params)
+    return counts
+
+
+def _prune_audit(db: sqlite3.Connection, before: float, limit: int) -> AuditPrune:
+    """Deletes the chain's first links made before `before` (at most `limit`) and moves the
+    anchor to the last one deleted."""
+    rows = db.execute("SELECT seq, ts, hash FROM events ORDER BY seq LIMIT ?", (limit,)).fetchall()
+    gone = prefix_before(rows, before)
+    if not gone:
+        seq, hash_ = db.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
+        return AuditPrune(0, seq, hash_)
+    last_seq, _, last_hash = gone[-1]
+    db.execute("DELETE FROM events WHERE seq <= ?", (last_seq,))
+    db.execute("UPDATE audit_anchor SET seq = ?, hash = ? WHERE id = 1", (last_seq, last_hash))
+    return AuditPrune(len(gone), last_seq, last_hash)
+
+
+class SQLiteStore(RetentionSQL):
     dialect = SQLITE
 
     def __init__(
@@ -443,6 +475,32 @@ class SQLiteStore(SQLStore):
             return granted
 
         return await self._on_writer(work)
+
+    # -- retention (`podium gc`) --
+
+    async def delete_finished_runs(
+        self, before: float, limit: int, *, include_dlq: bool = False, after: float = 0.0
+    ) -> GcBatch:
+        query = pick(SQLITE, include_dlq)
+        now = self.clock.now()
+
+        def delete(db: sqlite3.Connection) -> GcBatch:
+            picked = db.execute(query, (after, before, before, now, limit)).fetchall()
+            if not picked:
+                return GcBatch()
+            steps, signals, dlq = _delete_runs(db, [r[0] for r in picked])
+            return GcBatch(len(picked), steps, signals, dlq, max(r[1] for r in picked))
+
+        return await self._on_writer(delete)
+
+    async def prune_audit(self, before: float, limit: int) -> AuditPrune:
+        return await self._on_writer(lambda db: _prune_audit(db, before, limit))
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        # Every write takes SQLite's one write lock: two processes' passes interleave batch by
+        # batch, each deleting what the other left; no lock is worth more than that.
+        yield True
 
     # -- API keys, the registry of API definitions, the audit chain --
 
