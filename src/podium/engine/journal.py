@@ -7,9 +7,7 @@ actions run, in order.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable, Iterable
-from functools import partial
 
 import structlog
 
@@ -24,8 +22,6 @@ from podium.store.records import Batch, DlqEntry, RunState, StepState
 from podium.store.spend import SpendRow
 
 log = structlog.get_logger("podium.journal")
-
-FOLLOW_UPS_PER_TURN = 64
 
 
 class Journal:
@@ -53,8 +49,6 @@ class Journal:
         self._waiters: list[asyncio.Future[None]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._scheduled = False
-        self._due: deque[Callable[[], None]] = deque()  # committed: follow-ups, then waiters
-        self._dripping = False
         self.retry_s = retry_s  # how long a failing store may take to come back
         self.failure: Exception | None = None  # a store error stops the engine; restart recovers
 
@@ -133,32 +127,14 @@ class Journal:
             self._batch, self._after, self._waiters = Batch(owner=self._owner), [], []
             await self._commit(batch)
             if self.failure is None:
-                self._observers.notify(Commit(batch.events, transitions, batch.spend))
-                self._due.extend(after)
-                self._due.append(partial(_resolve, waiters))
-                self._drip_soon()
-            else:
-                _resolve(waiters, self.failure)
-
-    def _drip_soon(self) -> None:
-        if not self._dripping:
-            self._dripping = True
-            asyncio.get_running_loop().call_soon(self._drip)
-
-    def _drip(self) -> None:
-        """Runs committed batches' follow-ups, in order, a few per loop turn: the work they
-        start (the next steps) then reaches the store in small batches, each written while the
-        loop goes on with the next instead of waiting for one large write."""
-        due = self._due
-        for _ in range(min(FOLLOW_UPS_PER_TURN, len(due))):
-            action = due.popleft()
-            try:
-                action()
-            except Exception:  # one bad follow-up must not stall every other run
-                log.exception("follow-up action failed")
-        self._dripping = False
-        if due:
-            self._drip_soon()
+                self._follow_up(Commit(batch.events, transitions, batch.spend), after)
+            for waiter in waiters:
+                if waiter.done():
+                    continue
+                if self.failure is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(self.failure)
 
     async def _commit(self, batch: Batch) -> None:
         if self.failure is not None or not batch:
@@ -194,16 +170,15 @@ class Journal:
                 await self._clock.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
 
+    def _follow_up(self, commit: Commit, after: list[Callable[[], None]]) -> None:
+        if commit.events or commit.transitions or commit.spend:
+            self._observers.notify(commit)
+        for action in after:
+            try:
+                action()
+            except Exception:  # one bad follow-up must not stall every other run
+                log.exception("follow-up action failed")
+
     async def drain(self) -> None:
-        """Waits until everything recorded so far is committed and followed up."""
+        """Waits until everything recorded so far is committed."""
         await self.committed()
-
-
-def _resolve(waiters: list[asyncio.Future[None]], failure: Exception | None = None) -> None:
-    for waiter in waiters:
-        if waiter.done():
-            continue
-        if failure is None:
-            waiter.set_result(None)
-        else:
-            waiter.set_exception(failure)
