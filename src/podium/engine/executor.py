@@ -15,6 +15,7 @@ from podium.clock import SYSTEM_CLOCK, Clock
 from podium.control.guard import Call, CallOutcome, Guard
 from podium.control.limits import LimitsGuard
 from podium.control.plane import ControlPlane
+from podium.engine.deadline import within
 from podium.engine.ledger import AttemptLedger, UsageSink
 from podium.engine.machine import Outcome
 from podium.engine.observers import TraceContexts
@@ -212,8 +213,8 @@ class StepExecutor:
                 )
                 result = await self._guarded(guards, call, ctx, step.timeout_s, rt, st)
             else:
-                async with asyncio.timeout(step.timeout_s):
-                    result = await RUNNERS[action.kind].run(rendered, ctx, self._host)
+                body = RUNNERS[action.kind].run(rendered, ctx, self._host)
+                result = await within(body, step.timeout_s)
         except TimeoutError:
             timed_out: StepError = StepTimedOut(st.step_id, step.timeout_s)
             if ctx.notes.unretryable:  # the step said another attempt must not follow
@@ -263,8 +264,8 @@ class StepExecutor:
                 else nullcontext()
             )
             with looping:
-                async with asyncio.timeout(timeout_s):
-                    result = await RUNNERS[call.action.kind].run(call.action, ctx, self._host)
+                body = RUNNERS[call.action.kind].run(call.action, ctx, self._host)
+                result = await within(body, timeout_s)
             call.tokens_in, call.tokens_out = result.tokens_in, result.tokens_out
             call.cost_usd = result.cost_usd
             outcome = "ok"
