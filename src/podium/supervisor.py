@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import structlog
 
 log = structlog.get_logger("podium.tasks")
+CLOSE_GRACE_S = 30.0  # how long a cancelled task may take to end before it is left behind
 _T = TypeVar("_T")
 
 
@@ -67,13 +68,30 @@ class Supervisor:
             for task in tasks:
                 self._ended(task)
 
-    async def close(self) -> None:
+    async def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
         """Cancels every task and waits until all have ended (a task started while closing
-        is cancelled too)."""
+        is cancelled too). A task still running `grace_s` after its cancel is left behind,
+        logged with where it waits: closing never hangs on one that ignores its cancel."""
         while self._tasks:
             tasks = list(self._tasks)
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, stuck = await asyncio.wait(tasks, timeout=grace_s)
             for task in tasks:
-                self._ended(task)
+                if task in stuck:
+                    self._tasks.pop(task, None)
+                    log.error(
+                        "a task did not end when cancelled; left behind",
+                        task=task.get_name(), waiting_in=_where(task),
+                    )
+                else:
+                    self._ended(task)
+
+
+def _where(task: asyncio.Task[Any]) -> str:
+    """The innermost frames a suspended task waits in, for a log line."""
+    frames = task.get_stack(limit=None)[-3:]
+    return " < ".join(
+        f"{f.f_code.co_name} ({f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno})"
+        for f in reversed(frames)
+    )

@@ -57,6 +57,27 @@ async def test_the_supervisor_names_logs_and_closes_its_tasks() -> None:
     assert cancelled.is_set() and waiting.cancelled() and len(tasks) == 0
 
 
+async def test_closing_leaves_behind_a_task_that_ignores_its_cancel_and_says_where() -> None:
+    tasks = Supervisor("unit")
+    release = asyncio.get_running_loop().create_future()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            await release  # swallows the cancel and goes on waiting
+
+    task = tasks.start(stubborn(), name="stubborn")
+    await asyncio.sleep(0)  # let it reach its first wait
+    with capture_logs() as logs:
+        await tasks.close(grace_s=0)
+    assert len(tasks) == 0 and not task.done()
+    [entry] = [e for e in logs if e["event"].startswith("a task did not end")]
+    assert entry["task"] == "unit:stubborn" and "stubborn" in entry["waiting_in"]
+    release.set_result(None)
+    await task
+
+
 async def test_a_failing_background_duty_stops_the_engine(store: Store, bus: Bus) -> None:
     settings = Settings(poll_interval_s=0.02, lease_s=5, store_retry_s=0.5)
     engine = Engine(store, bus, settings)
