@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 import steplib
+from hypothesis import given
+from hypothesis import strategies as st
 from steplib import make_workflow
 
 from podium.engine.engine import Engine
@@ -130,3 +132,38 @@ async def test_expressions_pass_native_outputs_between_steps(engine: Engine) -> 
     )
     summary = await engine.run(wf)
     assert summary.steps["b"].output == {"xs": [1, 2, 3], "items": [1, 2, 3], "text": "n=2"}
+
+
+STATUSES = ["pending", "ready", "running", "succeeded", "failed", "skipped", "cancelled",
+            "compensated"]
+
+
+def _by_definition(rule: str, upstream: list[str]) -> Gate:
+    """The rules as Airflow words them, counted the slow, obvious way."""
+    ok = sum(s == "succeeded" for s in upstream)
+    failed = sum(s in ("failed", "cancelled") for s in upstream)
+    finished = ok + failed + sum(s == "skipped" for s in upstream)
+    all_done = finished == len(upstream)
+    if not upstream:
+        return Gate.READY
+    match rule:
+        case "all_success":
+            if ok == len(upstream):
+                return Gate.READY
+            return Gate.SKIP if finished > ok else Gate.WAIT
+        case "all_done":
+            return Gate.READY if all_done else Gate.WAIT
+        case "one_success":
+            return Gate.READY if ok else (Gate.SKIP if all_done else Gate.WAIT)
+        case "one_failed":
+            return Gate.READY if failed else (Gate.SKIP if all_done else Gate.WAIT)
+        case _:
+            return Gate.SKIP if failed else (Gate.READY if all_done else Gate.WAIT)
+
+
+@given(
+    rule=st.sampled_from(["all_success", "all_done", "one_success", "one_failed", "none_failed"]),
+    upstream=st.lists(st.sampled_from(STATUSES), max_size=12),
+)
+def test_the_gate_matches_the_rules_definitions(rule: str, upstream: list[str]) -> None:
+    assert trigger_gate(rule, upstream) is _by_definition(rule, upstream)

@@ -6,15 +6,13 @@ No I/O and no clock: the engine and the property tests share these functions.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
 from enum import Enum
 
 from podium.model.workflow import RetryPolicy
 
-SUCCESS = frozenset({"succeeded"})
-FAILURE = frozenset({"failed", "cancelled"})
 DONE = frozenset({"succeeded", "failed", "skipped", "cancelled", "compensated"})
 CLEANUP_TRIGGERS = frozenset({"all_done", "one_failed"})
+_READY_WHEN_ALL_SUCCEEDED = frozenset({"all_success", "all_done", "one_success", "none_failed"})
 
 
 class Gate(Enum):
@@ -23,19 +21,17 @@ class Gate(Enum):
     WAIT = "wait"
 
 
-def trigger_gate(rule: str, upstream: Iterable[str]) -> Gate:
-    """Airflow's trigger rules over the statuses of a step's `needs` (one pass: hot path)."""
-    total = ok = failed = skipped = 0
-    for status in upstream:
-        total += 1
-        if status in SUCCESS:
-            ok += 1
-        elif status in FAILURE:
-            failed += 1
-        elif status == "skipped":
-            skipped += 1
+def trigger_gate(rule: str, upstream: list[str]) -> Gate:
+    """Airflow's trigger rules over the statuses of a step's `needs` (hot path: a join of N
+    steps is asked N times, so the counting happens in C, `list.count`)."""
+    total = len(upstream)
     if total == 0:
         return Gate.READY
+    ok = upstream.count("succeeded")
+    if ok == total and rule in _READY_WHEN_ALL_SUCCEEDED:
+        return Gate.READY
+    failed = upstream.count("failed") + upstream.count("cancelled")
+    skipped = upstream.count("skipped")
     all_done = ok + failed + skipped == total
     if rule == "all_success":
         if failed or skipped:
